@@ -1,0 +1,56 @@
+# Firewatch: every entry point. `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --disable-pip-version-check -q -c requirements/constraints.txt
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+
+.PHONY: install install-serving demo test test-all bench train synth lint clean help
+
+help:
+	@echo "make demo      run the whole system locally (web app :8080, local S3 :4566, Lambda handler)"
+	@echo "make test      install everything and run the test suite (includes cdk synth)"
+	@echo "make bench     benchmark tables: LiteRT core vs TensorFlow/Keras baseline"
+	@echo "make train     train the fire classifier on ../shared/datasets into models/"
+	@echo "make synth     cdk synth the AWS app into cdk.out/"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip==25.3
+
+# Serving + test tools: enough for the demo, without TensorFlow or the CDK.
+$(VENV)/.serving: $(PY) requirements/serving.txt requirements/dev.txt requirements/constraints.txt
+	$(PIP) -r requirements/serving.txt -r requirements/dev.txt
+	touch $@
+
+$(VENV)/.full: $(VENV)/.serving requirements.txt requirements/training.txt requirements/infra.txt
+	$(PIP) -r requirements.txt
+	touch $@
+
+node_modules/.bin/cdk: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install-serving: $(VENV)/.serving
+
+install: $(VENV)/.full node_modules/.bin/cdk
+	scripts/install-browser.sh
+
+test: install
+	$(PY) -m pytest
+
+test-all: install
+	$(PY) -m pytest -m ""
+
+bench: install
+	$(PY) -m benchmarks
+
+train: install
+	$(PY) -m training
+
+synth: install
+	npx cdk synth --quiet
+
+clean:
+	rm -rf cdk.out .pytest_cache test-artifacts

@@ -1,0 +1,113 @@
+"""Classify image bytes: decode -> model -> a small immutable verdict."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .decoding import decode_image
+from .errors import InvalidImage
+from .model import NEGATIVE_LABEL, POSITIVE_LABEL, LiteRTModel, ModelCard, card_path_for
+from .settings import Limits, Settings
+
+PROBABILITY_DECIMALS = 4
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    fire_probability: float
+    model_version: str
+
+    @property
+    def is_fire(self) -> bool:
+        return self.label == POSITIVE_LABEL
+
+    def to_dict(self, source: str) -> dict:
+        """The contract's JSON object (CLI line, API body, base of the serverless result)."""
+        return {
+            "source": source,
+            "label": self.label,
+            "fire_probability": self.fire_probability,
+            "model_version": self.model_version,
+        }
+
+
+def error_record(source: str, error: InvalidImage) -> dict:
+    return {"source": source, "error": error.to_dict()}
+
+
+def validate_threshold(value: float) -> float:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(f"threshold must be a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
+class Classifier:
+    """The one inference core both targets wrap. Load once per process; reuse for every request."""
+
+    def __init__(
+        self,
+        model_path: Path | str | None = None,
+        *,
+        threads: int | None = None,
+        limits: Limits | None = None,
+        threshold: float | None = None,
+    ) -> None:
+        defaults = Settings.from_env()
+        self.model_path = Path(model_path) if model_path else defaults.model_path
+        self.limits = limits or defaults.limits
+        self.card = ModelCard.load(card_path_for(self.model_path))
+        self.threshold = validate_threshold(self.card.threshold if threshold is None else threshold)
+        self._model = LiteRTModel(self.model_path, threads=threads or defaults.threads)
+
+    @property
+    def version(self) -> str:
+        return self.card.version
+
+    def preprocess(self, data: bytes) -> np.ndarray:
+        """Image bytes -> (height, width, 3) uint8 at the model's input size; raises InvalidImage."""
+        return decode_image(data, self.card.input_size, self.limits)
+
+    def predict_arrays(self, images: np.ndarray) -> list[Prediction]:
+        """Already preprocessed images, (n, height, width, 3) uint8 -> one Prediction each."""
+        if len(images) == 0:
+            return []
+        return [self._verdict(p) for p in self._model.predict(images)]
+
+    def classify(self, data: bytes) -> Prediction:
+        """Classify one image; raises :class:`InvalidImage` for input that is not a readable image."""
+        return self.predict_arrays(self.preprocess(data)[np.newaxis])[0]
+
+    def classify_many(self, items: Iterable[bytes]) -> list[Prediction | InvalidImage]:
+        """Classify several images in one model call; bad items come back as their InvalidImage."""
+        outcomes: list[Prediction | InvalidImage | None] = []
+        arrays, slots = [], []
+        for data in items:
+            try:
+                arrays.append(self.preprocess(data))
+                slots.append(len(outcomes))
+                outcomes.append(None)
+            except InvalidImage as error:
+                outcomes.append(error)
+        if arrays:
+            for slot, prediction in zip(slots, self.predict_arrays(np.stack(arrays))):
+                outcomes[slot] = prediction
+        return outcomes  # type: ignore[return-value]
+
+    def _verdict(self, probability: float) -> Prediction:
+        probability = float(min(max(probability, 0.0), 1.0))
+        label = POSITIVE_LABEL if probability >= self.threshold else NEGATIVE_LABEL
+        return Prediction(label, round(probability, PROBABILITY_DECIMALS), self.card.version)
+
+
+def outcome_record(source: str, outcome: Prediction | InvalidImage) -> dict:
+    """The contract's JSON object for either a verdict or an error."""
+    if isinstance(outcome, InvalidImage):
+        return error_record(source, outcome)
+    return outcome.to_dict(source)
+

@@ -1,0 +1,127 @@
+"""``python -m inference PATH...``: classify files and folders, one JSON line per image on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+from .classifier import Classifier, outcome_record, validate_threshold
+from .errors import NOT_FOUND, TOO_LARGE, UNREADABLE_FILE, InvalidImage
+from .model import ModelNotFound
+from .settings import Limits
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib"}
+EXIT_OK, EXIT_INPUT_ERROR, EXIT_USAGE = 0, 1, 2
+# Images decoded per model call: amortises the call without delaying the first line much.
+BATCH_SIZE = 16
+
+
+def _threshold(text: str) -> float:
+    try:
+        return validate_threshold(float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m inference",
+        description="Classify photos as fire / nofire. Prints one JSON object per image (JSON Lines) in input order.",
+        epilog="Exit status: 0 all classified, 1 some input had an error, 2 usage error.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders to walk recursively for images")
+    parser.add_argument("--threshold", type=_threshold, help="decision threshold on the fire probability (default: the model card's)")
+    parser.add_argument("--model", type=Path, help="path to a .tflite model with its .json card beside it (default: models/fire_classifier.tflite or $FIREWATCH_MODEL_PATH)")
+    parser.add_argument("--threads", type=_positive, help="LiteRT threads (default: $FIREWATCH_THREADS or 1)")
+    return parser
+
+
+def expand_paths(paths: list[str]) -> Iterator[str]:
+    """Files as given; folders walked recursively (sorted, hidden entries skipped) for image files."""
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_dir():
+            yield raw
+            continue
+        found = False
+        for root, dirs, files in os.walk(path, onerror=None):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                    found = True
+                    yield os.path.join(root, name)
+        if not found:
+            print(f"warning: no images found in folder {raw}", file=sys.stderr)
+
+
+def read_input(path: str, limits: Limits) -> bytes:
+    """The file's bytes, refusing oversized files before reading them."""
+    try:
+        size = os.stat(path).st_size
+        if size > limits.max_bytes:
+            raise InvalidImage(TOO_LARGE, f"The file is {size:,} bytes; the limit is {limits.max_bytes:,} bytes.")
+        with open(path, "rb") as handle:
+            data = handle.read(limits.max_bytes + 1)
+    except FileNotFoundError:
+        raise InvalidImage(NOT_FOUND, f"No such file: {path}") from None
+    except IsADirectoryError:
+        raise InvalidImage(UNREADABLE_FILE, f"{path} is a folder, not a file.") from None
+    except OSError as exc:
+        raise InvalidImage(UNREADABLE_FILE, f"Cannot read {path}: {exc.strerror or exc}.") from None
+    return data
+
+
+def classify_paths(classifier: Classifier, paths: list[str]) -> Iterator[dict]:
+    """One contract record per input path, in order, classifying in small batches."""
+    pending: list[tuple[str, bytes | InvalidImage]] = []
+
+    def flush() -> Iterator[dict]:
+        readable = [data for _, data in pending if not isinstance(data, InvalidImage)]
+        outcomes = iter(classifier.classify_many(readable))
+        for source, data in pending:
+            yield outcome_record(source, data if isinstance(data, InvalidImage) else next(outcomes))
+        pending.clear()
+
+    batch_size = 1  # the first image goes out alone, so the first line comes as fast as possible
+    for path in expand_paths(paths):
+        try:
+            pending.append((path, read_input(path, classifier.limits)))
+        except InvalidImage as error:
+            pending.append((path, error))
+        if len(pending) >= batch_size:
+            yield from flush()
+            batch_size = BATCH_SIZE
+    yield from flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        classifier = Classifier(args.model, threads=args.threads, threshold=args.threshold, limits=Limits.from_env())
+    except (ModelNotFound, ValueError, KeyError) as exc:
+        print(f"error: cannot load the model: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    status = EXIT_OK
+    try:
+        for record in classify_paths(classifier, args.paths):
+            if "error" in record:
+                status = EXIT_INPUT_ERROR
+            sys.stdout.write(json.dumps(record) + "\n")
+            sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into `head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return status

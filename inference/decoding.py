@@ -1,0 +1,141 @@
+"""Bytes people upload -> an RGB array of the model's input size.
+
+This is the only preprocessing in the project: training decodes its data through
+the same function, and the model itself holds its normalisation layers, so what
+the model saw in training is exactly what it sees in serving.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .errors import CORRUPT_IMAGE, EMPTY_FILE, TOO_LARGE, TOO_MANY_PIXELS, UNSUPPORTED_FORMAT, InvalidImage
+from .settings import Limits
+
+# The JPEG opener also returns camera JPEGs with a multi-picture extension, as format "MPO".
+DECODERS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+SUPPORTED_FORMATS_TEXT = "JPEG, PNG, WebP, GIF or BMP"
+
+# Magic numbers of the formats above: a file that starts like one of them but that
+# Pillow cannot open is a damaged image, not an unsupported one.
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+)
+# Formats people do upload that this service does not decode, named in the error.
+_KNOWN_UNSUPPORTED = (
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"%PDF", "PDF"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+)
+_ISO_MEDIA_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF"}
+
+_WHITE = (255, 255, 255, 255)
+
+# Truncated files must fail, not be padded with grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The supported image format ``data`` claims to be by its first bytes, if any."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    for magic, name in _SIGNATURES:
+        if data.startswith(magic):
+            return name
+    return None
+
+
+def _unsupported_name(data: bytes) -> str | None:
+    for magic, name in _KNOWN_UNSUPPORTED:
+        if data.startswith(magic):
+            return name
+    if data[4:8] == b"ftyp":
+        return _ISO_MEDIA_BRANDS.get(data[8:12], "ISO media (video or HEIF)")
+    return None
+
+
+def _open(data: bytes, limits: Limits) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit below is the one that counts; Pillow's bomb warning is noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=DECODERS)
+    except Image.DecompressionBombError:
+        raise InvalidImage(TOO_MANY_PIXELS, f"The image has more pixels than the limit of {limits.max_pixels:,}.") from None
+    except (UnidentifiedImageError, SyntaxError, OSError, ValueError) as exc:
+        claimed = sniff_format(data)
+        if claimed:
+            raise InvalidImage(CORRUPT_IMAGE, f"The file looks like {claimed} but its header is damaged ({exc}).") from None
+        other = _unsupported_name(data)
+        kind = f"a {other} file" if other else "not an image this service can read"
+        raise InvalidImage(UNSUPPORTED_FORMAT, f"The file is {kind}; send a {SUPPORTED_FORMATS_TEXT} image.") from None
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise InvalidImage(CORRUPT_IMAGE, f"The image header gives an impossible size {width}x{height}.")
+    if width * height > limits.max_pixels:
+        raise InvalidImage(
+            TOO_MANY_PIXELS,
+            f"The image is {width}x{height} ({width * height:,} pixels); the limit is {limits.max_pixels:,} pixels.",
+        )
+    return image
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to RGB, compositing transparency onto white instead of dropping it to black."""
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I"):
+        # 16/32-bit greyscale: Pillow's own conversion clips everything above 255 to white.
+        values = np.asarray(image, dtype=np.float64)
+        scale = 257.0 if values.max(initial=0) > 255 else 1.0
+        grey = np.clip(values / scale, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if not has_alpha:
+        return image.convert("RGB")
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, _WHITE)
+    background.alpha_composite(rgba)
+    return background.convert("RGB")
+
+
+def decode_image(data: bytes, size: tuple[int, int], limits: Limits | None = None) -> np.ndarray:
+    """Decode ``data`` and resize it to ``size`` (width, height): uint8 array of shape (height, width, 3).
+
+    Raises :class:`InvalidImage` with a contract error code for anything that is not
+    a readable image within ``limits``; never another exception for bad input.
+    """
+    limits = limits or Limits()
+    if not data:
+        raise InvalidImage(EMPTY_FILE, "The file is empty.")
+    if len(data) > limits.max_bytes:
+        raise InvalidImage(TOO_LARGE, f"The file is {len(data):,} bytes; the limit is {limits.max_bytes:,} bytes.")
+    image = _open(data, limits)
+    try:
+        if image.format in ("JPEG", "MPO"):
+            # DCT scaling: decode a large photo at 1/2, 1/4 or 1/8 size, never below the target.
+            image.draft("RGB", size)
+        image.load()
+    except InvalidImage:
+        raise
+    except Image.DecompressionBombError:
+        raise InvalidImage(TOO_MANY_PIXELS, f"The image has more pixels than the limit of {limits.max_pixels:,}.") from None
+    except Exception as exc:  # Pillow's decoders raise many types for damaged data.
+        raise InvalidImage(CORRUPT_IMAGE, f"The {image.format} image data is truncated or damaged ({exc}).") from None
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # A broken EXIF block should not cost the photo its verdict.
+        pass
+    image = _to_rgb(image)
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)

@@ -1,0 +1,58 @@
+"""Limits and paths the core runs with, overridable by environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "fire_classifier.tflite"
+
+MODEL_PATH_ENV = "FIREWATCH_MODEL_PATH"
+MAX_BYTES_ENV = "FIREWATCH_MAX_BYTES"
+MAX_PIXELS_ENV = "FIREWATCH_MAX_PIXELS"
+THREADS_ENV = "FIREWATCH_THREADS"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the decoder accepts. Pixel count is checked from the header, before decoding."""
+
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+
+    @classmethod
+    def from_env(cls) -> "Limits":
+        defaults = cls()
+        return cls(
+            max_bytes=_env_int(MAX_BYTES_ENV, defaults.max_bytes),
+            max_pixels=_env_int(MAX_PIXELS_ENV, defaults.max_pixels),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_path: Path = DEFAULT_MODEL_PATH
+    threads: int = 1
+    limits: Limits = field(default_factory=Limits)
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        return cls(
+            model_path=Path(os.environ.get(MODEL_PATH_ENV) or DEFAULT_MODEL_PATH),
+            threads=_env_int(THREADS_ENV, 1),
+            limits=Limits.from_env(),
+        )

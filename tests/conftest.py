@@ -1,0 +1,57 @@
+"""Fixtures shared by every test: paths, real photos from ../shared/datasets, one loaded classifier."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASETS = Path(os.environ.get("FIREWATCH_DATASETS", ROOT.parent / "shared" / "datasets"))
+MODEL_PATH = ROOT / "models" / "fire_classifier.tflite"
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+
+def _dataset_file(relative: str) -> Path:
+    path = DATASETS / relative
+    if not path.is_file():
+        pytest.skip(f"real photo {relative} not found: the shared data sets are not at {DATASETS}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def datasets() -> Path:
+    if not DATASETS.is_dir():
+        pytest.skip(f"shared data sets not found at {DATASETS} (set FIREWATCH_DATASETS)")
+    return DATASETS
+
+
+@pytest.fixture(scope="session")
+def fire_photo() -> Path:
+    """A real 250x250 forest fire JPEG."""
+    return _dataset_file("forest-fire/train/fire/fire_0001.jpg")
+
+
+@pytest.fixture(scope="session")
+def nofire_photo() -> Path:
+    """A real 250x250 forest JPEG without fire."""
+    return _dataset_file("forest-fire/train/nofire/nofire_0001.jpg")
+
+
+@pytest.fixture(scope="session")
+def fire_photos(datasets) -> list[Path]:
+    return sorted((datasets / "forest-fire/train/fire").glob("*.jpg"))[:8]
+
+
+@pytest.fixture(scope="session")
+def nofire_photos(datasets) -> list[Path]:
+    return sorted((datasets / "forest-fire/train/nofire").glob("*.jpg"))[:8]
+
+
+@pytest.fixture(scope="session")
+def classifier():
+    from inference import Classifier
+
+    return Classifier(MODEL_PATH)

@@ -1,0 +1,68 @@
+"""Model architectures. Every model takes uint8-range RGB (0..255) and embeds its own normalisation,
+so serving only decodes and resizes."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+BACKBONES = ("compact", "xception")
+DEFAULT_SIZES = {"compact": 128, "xception": 224}
+
+
+class WeightsUnavailable(RuntimeError):
+    pass
+
+
+def _separable_block(x, filters: int, stride: int):
+    """Depthwise 3x3 + pointwise 1x1, MobileNet style: cheap on a CPU, enough for colour and texture."""
+    x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU(6.0)(x)
+    x = layers.Conv2D(filters, 1, use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU(6.0)(x)
+
+
+def compact(size: int, width: float = 1.0, dropout: float = 0.3) -> keras.Model:
+    """A small CNN trained from scratch: strided stem, 7 separable blocks, about 35 M multiply-adds at 128 px."""
+    channels = lambda n: max(8, int(n * width))  # noqa: E731
+    inputs = keras.Input((size, size, 3), name="image")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalise")(inputs)
+    x = layers.Conv2D(channels(24), 3, strides=2, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU(6.0)(x)
+    for filters, stride in ((48, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1)):
+        x = _separable_block(x, channels(filters), stride)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="fire_probability")(x)
+    return keras.Model(inputs, outputs, name="firewatch_compact")
+
+
+def xception(size: int, weights: str | None, dropout: float = 0.3) -> keras.Model:
+    """The original study's backbone. ``weights='imagenet'`` downloads ImageNet weights (needs internet)."""
+    try:
+        base = keras.applications.Xception(include_top=False, weights=weights, input_shape=(size, size, 3), pooling="avg")
+    except Exception as exc:  # keras raises a bare Exception("URL fetch failure ...") offline
+        raise WeightsUnavailable(
+            f"could not load {weights} weights for Xception ({exc}). They are downloaded on first use and need "
+            "internet access; train with --weights none, or place xception_weights_tf_dim_ordering_tf_kernels_notop.h5 "
+            "in ~/.keras/models/."
+        ) from None
+    inputs = keras.Input((size, size, 3), name="image")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalise")(inputs)
+    x = base(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="fire_probability")(x)
+    return keras.Model(inputs, outputs, name="firewatch_xception")
+
+
+def build(backbone: str, size: int, weights: str | None) -> keras.Model:
+    if backbone == "compact":
+        if weights:
+            raise WeightsUnavailable("the compact backbone has no pretrained weights; use --weights none")
+        return compact(size)
+    if backbone == "xception":
+        return xception(size, weights)
+    raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")

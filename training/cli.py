@@ -1,0 +1,169 @@
+"""``python -m training``: train, evaluate and export the fire classifier."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import data as data_mod
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT.parent / "shared" / "datasets"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .backbones import BACKBONES
+
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    p.add_argument("data", nargs="*", type=Path, help=f"folders holding fire/ and nofire/ subfolders, at any depth (default: {DEFAULT_DATA})")
+    p.add_argument("--backbone", choices=BACKBONES, default="compact", help="compact: small CNN from scratch (default); xception: the original study's")
+    p.add_argument("--weights", choices=("none", "imagenet"), default="none", help="pretrained weights (imagenet needs internet; xception only)")
+    p.add_argument("--image-size", type=int, help="input side in pixels (default: 128 compact, 224 xception)")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--patience", type=int, default=10, help="early stopping patience in epochs (on validation AUC)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=2e-3)
+    p.add_argument("--val-fraction", type=float, default=0.3, help="share of images held out for validation (default 0.3, as the original study)")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--limit-per-class", type=int, help="use at most N images from each class folder (smoke runs)")
+    p.add_argument("--output", type=Path, default=ROOT / "models", help="where fire_classifier.{keras,tflite,json} go")
+    p.add_argument("--name", default="fire_classifier")
+    p.add_argument("--reports", type=Path, help="folder for plots and metrics (default: <output>/reports)")
+    return p
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not 0.05 <= args.val_fraction <= 0.5:
+        raise SystemExit("error: --val-fraction must be between 0.05 and 0.5")
+    roots = args.data or [DEFAULT_DATA / name for name in ("forest-fire", "fire-dataset", "weather")]
+    size = args.image_size or {"compact": 128, "xception": 224}[args.backbone]
+    weights = None if args.weights == "none" else args.weights
+
+    log(f"scanning {', '.join(map(str, roots))}")
+    samples = data_mod.discover(roots, args.limit_per_class)
+    train_s, val_s = data_mod.split(samples, args.val_fraction, args.seed)
+    log(f"{len(samples)} unique images: {len(train_s)} train, {len(val_s)} validation")
+    log(f"decoding at {size}x{size} through the inference core")
+    train_x, train_y, train_s = data_mod.decode_all(train_s, size)
+    val_x, val_y, val_s = data_mod.decode_all(val_s, size)
+    if len(set(train_y)) < 2 or len(set(val_y)) < 2:
+        raise SystemExit("error: both training and validation need fire and nofire images; add data or change --val-fraction")
+
+    log("loading TensorFlow")
+    import keras
+
+    from . import augment, backbones, evaluate, export
+
+    keras.utils.set_random_seed(args.seed)
+    try:
+        model = backbones.build(args.backbone, size, weights)
+    except backbones.WeightsUnavailable as exc:
+        raise SystemExit(f"error: {exc}") from None
+    model.compile(
+        optimizer=keras.optimizers.Adam(args.learning_rate),
+        loss="binary_crossentropy",
+        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+    )
+    log(f"model {model.name}: {model.count_params():,} parameters")
+
+    positives = float(train_y.sum())
+    class_weight = {0: len(train_y) / (2 * (len(train_y) - positives)), 1: len(train_y) / (2 * positives)}
+    train_ds, val_ds = augment.datasets(train_x, train_y, val_x, val_y, args.batch_size, args.seed)
+    args.output.mkdir(parents=True, exist_ok=True)
+    keras_path = args.output / f"{args.name}.keras"
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=args.patience, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(keras_path, monitor="val_auc", mode="max", save_best_only=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(2, args.patience // 3)),
+    ]
+    started = time.time()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, class_weight=class_weight, callbacks=callbacks, verbose=2)
+    train_seconds = time.time() - started
+    if keras_path.exists():
+        model = keras.models.load_model(keras_path)  # the best checkpoint, not the last epoch
+    else:
+        model.save(keras_path)
+
+    log("evaluating on the validation split")
+    val_float = val_x.astype(np.float32)
+    keras_probs = model.predict(val_float, batch_size=64, verbose=0).reshape(-1)
+    threshold = evaluate.choose_threshold(val_s, val_y, keras_probs)
+
+    log("exporting to TFLite")
+    tflite_bytes = export.to_tflite(model)
+    tflite_path = args.output / f"{args.name}.tflite"
+    tflite_path.write_bytes(tflite_bytes)
+    litert_probs = export.litert_probabilities(tflite_path, val_x)
+    parity = float(np.max(np.abs(litert_probs - keras_probs)))
+    metrics = evaluate.summary(val_s, val_y, litert_probs, threshold)
+
+    today = dt.date.today().isoformat()
+    version = export.version_for(tflite_bytes, today)
+    reports = args.reports or args.output / "reports"
+    plots = evaluate.plot_reports(reports, history.history, val_y, litert_probs, threshold)
+    split_of = {s.sha256: "val" for s in val_s} | {s.sha256: "train" for s in train_s}
+    manifest_name = f"{args.name}.files.sha256"
+    manifest_rows = [(s.sha256, split_of[s.sha256], s.path.as_posix()) for s in sorted(train_s + val_s, key=lambda s: s.path)]
+    manifest_rows = [(sha, sp, _display_path(Path(path))) for sha, sp, path in manifest_rows]
+    manifest_hash = export.write_manifest(args.output / manifest_name, manifest_rows)
+
+    card = {
+        "name": args.name,
+        "version": version,
+        "labels": ["nofire", "fire"],
+        "positive_label": "fire",
+        "output": "probability of fire (sigmoid); label is fire when probability >= threshold",
+        "input": {"width": size, "height": size, "channels": 3, "dtype": "float32", "value_range": [0, 255],
+                  "preprocessing": "inference.decode_image: EXIF orientation, RGB (alpha on white), bilinear resize to a square; normalisation is inside the model"},
+        "threshold": threshold,
+        "threshold_rule": "maximises validation balanced accuracy averaged per source folder (hard negatives weigh as much as easy ones)",
+        "backbone": args.backbone,
+        "pretrained_weights": weights,
+        "parameters": int(model.count_params()),
+        "training_data": {
+            "folders": [_display_path(r) for r in roots],
+            "images": data_mod.describe(train_s + val_s),
+            "train_images": len(train_s),
+            "validation_images": len(val_s),
+            "split": f"deterministic by content hash, seed {args.seed}, validation fraction {args.val_fraction}; byte-identical files merged first",
+            "file_hashes": manifest_name,
+            "file_hashes_sha256": manifest_hash,
+        },
+        "metrics": {"validation": metrics, "litert_vs_keras_max_abs_diff": parity},
+        "training": {"epochs_run": len(history.history["loss"]), "seconds": round(train_seconds, 1),
+                     "best_val_auc": round(float(max(history.history.get("val_auc", [0]))), 4)},
+        "reports": {"folder": _display_path(reports), "plots": plots},
+        "date": today,
+        "training_command": "python -m training " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "files": {"tflite": tflite_path.name, "keras": keras_path.name},
+    }
+    export.write_card(args.output / f"{args.name}.json", card)
+    (reports / "metrics.json").write_text(json.dumps(card["metrics"], indent=2) + "\n", encoding="utf-8")
+    log(f"wrote {tflite_path} ({len(tflite_bytes) / 1e6:.2f} MB), version {version}, threshold {threshold}")
+    log(f"validation: accuracy {metrics['accuracy']}, balanced {metrics['balanced_accuracy']}, AUC {metrics['roc_auc']}, LiteRT/Keras max diff {parity:.2e}")
+    for source, row in metrics["per_source"].items():
+        log(f"  {source}: {row}")
+    return 0
+
+
+def _display_path(path: Path) -> str:
+    """Paths relative to the repository when inside or beside it, so the card is machine-independent."""
+    resolved = path.resolve()
+    for base, prefix in ((ROOT, ""), (ROOT.parent, "../")):
+        try:
+            return prefix + resolved.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return resolved.as_posix()
