@@ -100,9 +100,10 @@ class Classifier:
         return outcomes  # type: ignore[return-value]
 
     def _verdict(self, probability: float) -> Prediction:
-        probability = float(min(max(probability, 0.0), 1.0))
+        # Decide on the probability as reported, so a reader can always check label against threshold.
+        probability = round(float(min(max(probability, 0.0), 1.0)), PROBABILITY_DECIMALS)
         label = POSITIVE_LABEL if probability >= self.threshold else NEGATIVE_LABEL
-        return Prediction(label, round(probability, PROBABILITY_DECIMALS), self.card.version)
+        return Prediction(label, probability, self.card.version)
 
 
 def outcome_record(source: str, outcome: Prediction | InvalidImage) -> dict:

@@ -6,7 +6,9 @@ import argparse
 import datetime as dt
 import json
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,24 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.05 <= args.val_fraction <= 0.5:
         raise SystemExit("error: --val-fraction must be between 0.05 and 0.5")
     roots = args.data or [DEFAULT_DATA / name for name in ("forest-fire", "fire-dataset", "weather")]
-    size = args.image_size or {"compact": 128, "xception": 224}[args.backbone]
     weights = None if args.weights == "none" else args.weights
 
-    log(f"scanning {', '.join(map(str, roots))}")
-    samples = data_mod.discover(roots, args.limit_per_class)
-    train_s, val_s = data_mod.split(samples, args.val_fraction, args.seed)
-    log(f"{len(samples)} unique images: {len(train_s)} train, {len(val_s)} validation")
-    log(f"decoding at {size}x{size} through the inference core")
-    train_x, train_y, train_s = data_mod.decode_all(train_s, size)
-    val_x, val_y, val_s = data_mod.decode_all(val_s, size)
-    if len(set(train_y)) < 2 or len(set(val_y)) < 2:
-        raise SystemExit("error: both training and validation need fire and nofire images; add data or change --val-fraction")
-
-    log("loading TensorFlow")
+    log("loading TensorFlow")  # first, so a backbone that cannot be built fails before minutes of decoding
     import keras
 
     from . import augment, backbones, evaluate, export
 
+    size = args.image_size or backbones.DEFAULT_SIZES[args.backbone]
     keras.utils.set_random_seed(args.seed)
     try:
         model = backbones.build(args.backbone, size, weights)
@@ -78,23 +70,36 @@ def main(argv: list[str] | None = None) -> int:
     )
     log(f"model {model.name}: {model.count_params():,} parameters")
 
+    log(f"scanning {', '.join(map(str, roots))}")
+    samples = data_mod.discover(roots, args.limit_per_class)
+    train_s, val_s = data_mod.split(samples, args.val_fraction, args.seed)
+    log(f"{len(samples)} unique images: {len(train_s)} train, {len(val_s)} validation")
+    log(f"decoding at {size}x{size} through the inference core")
+    train_x, train_y, train_s = data_mod.decode_all(train_s, size)
+    val_x, val_y, val_s = data_mod.decode_all(val_s, size)
+    if len(set(train_y)) < 2 or len(set(val_y)) < 2:
+        raise SystemExit("error: both training and validation need fire and nofire images; add data or change --val-fraction")
+
     positives = float(train_y.sum())
     class_weight = {0: len(train_y) / (2 * (len(train_y) - positives)), 1: len(train_y) / (2 * positives)}
     train_ds, val_ds = augment.datasets(train_x, train_y, val_x, val_y, args.batch_size, args.seed)
     args.output.mkdir(parents=True, exist_ok=True)
     keras_path = args.output / f"{args.name}.keras"
+    # The best epoch is kept outside the output folder, so an interrupted run never leaves a mixed model set.
+    checkpoint = Path(tempfile.mkdtemp(prefix="firewatch-train-")) / "best.keras"
     callbacks = [
+        EpochLog(args.epochs),
         keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=args.patience, restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(keras_path, monitor="val_auc", mode="max", save_best_only=True),
+        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_auc", mode="max", save_best_only=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(2, args.patience // 3)),
     ]
     started = time.time()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, class_weight=class_weight, callbacks=callbacks, verbose=2)
+    history = model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, class_weight=class_weight, callbacks=callbacks, verbose=0)
     train_seconds = time.time() - started
-    if keras_path.exists():
-        model = keras.models.load_model(keras_path)  # the best checkpoint, not the last epoch
-    else:
-        model.save(keras_path)
+    if checkpoint.exists():
+        model = keras.models.load_model(checkpoint)  # the best epoch, not the last
+    model.save(keras_path)
+    shutil.rmtree(checkpoint.parent, ignore_errors=True)
 
     log("evaluating on the validation split")
     val_float = val_x.astype(np.float32)
@@ -156,6 +161,21 @@ def main(argv: list[str] | None = None) -> int:
     for source, row in metrics["per_source"].items():
         log(f"  {source}: {row}")
     return 0
+
+
+def EpochLog(total: int):
+    """One flushed progress line per epoch on stderr (Keras's own goes to a buffered stdout)."""
+    import keras
+
+    class _EpochLog(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            shown = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items() if k != "learning_rate")
+            log(f"epoch {epoch + 1}/{total} ({time.time() - self.started:.0f} s): {shown}")
+
+    return _EpochLog()
 
 
 def _display_path(path: Path) -> str:

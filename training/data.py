@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections import Counter, defaultdict
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +93,8 @@ def _decode(args: tuple[Path, int]) -> np.ndarray | str:
 
 def decode_all(samples: list[Sample], size: int, workers: int = 2) -> tuple[np.ndarray, np.ndarray, list[Sample]]:
     """Decode every sample at ``size`` through the inference core; unreadable files are reported and left out."""
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # spawn, not fork: TensorFlow's threads may already be running in this process.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         decoded = list(pool.map(_decode, [(s.path, size) for s in samples], chunksize=32))
     images, labels, kept = [], [], []
     for sample, result in zip(samples, decoded):

@@ -1,0 +1,101 @@
+"""`python -m inference PATH...`: JSON Lines in input order, folders walked, exit codes, --threshold."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT
+
+from .images import encode, solid
+
+
+def run_cli(*args, env=None):
+    done = subprocess.run([sys.executable, "-m", "inference", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    lines = [json.loads(line) for line in done.stdout.splitlines()]  # stdout holds nothing but JSON
+    return done.returncode, lines, done.stderr
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory, fire_photo, nofire_photo):
+    root = tmp_path_factory.mktemp("photos")
+    (root / "b" / "deeper").mkdir(parents=True)
+    (root / "a.jpg").write_bytes(fire_photo.read_bytes())
+    (root / "b" / "deeper" / "c.PNG").write_bytes(encode(Image.open(nofire_photo), "PNG"))
+    (root / "b" / "notes.txt").write_text("not an image, not picked up from a folder")
+    (root / ".hidden.jpg").write_bytes(fire_photo.read_bytes())
+    return root
+
+
+def test_one_file_classified(fire_photo):
+    status, lines, _ = run_cli(fire_photo)
+    assert status == 0 and len(lines) == 1
+    line = lines[0]
+    assert set(line) == {"source", "label", "fire_probability", "model_version"}
+    assert line["source"] == str(fire_photo) and line["label"] in ("fire", "nofire")
+    assert isinstance(line["fire_probability"], float) and 0 <= line["fire_probability"] <= 1
+
+
+def test_folders_are_walked_recursively_for_images_only(photo_folder):
+    status, lines, _ = run_cli(photo_folder)
+    assert status == 0
+    assert [line["source"] for line in lines] == [str(photo_folder / "a.jpg"), str(photo_folder / "b/deeper/c.PNG")]
+
+
+def test_output_keeps_input_order_and_reports_errors_in_place(tmp_path, fire_photo, nofire_photo):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.jpg"
+    text.write_text("hello")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(encode(solid(size=(300, 300)), "PNG")[:200])
+    inputs = [nofire_photo, empty, fire_photo, text, tmp_path / "missing.jpg", broken]
+    status, lines, _ = run_cli(*inputs)
+    assert status == 1
+    assert [line["source"] for line in lines] == [str(p) for p in inputs]
+    codes = [line.get("error", {}).get("code") for line in lines]
+    assert codes == [None, "empty_file", None, "unsupported_format", "not_found", "corrupt_image"]
+    assert all(line["error"]["message"] for line in lines if "error" in line)
+
+
+def test_byte_limit_is_checked_before_reading(tmp_path, fire_photo):
+    env = {"FIREWATCH_MAX_BYTES": "1000", "PATH": "/usr/bin:/bin"}
+    status, lines, _ = run_cli(fire_photo, env=env)
+    assert status == 1 and lines[0]["error"]["code"] == "too_large"
+
+
+def test_threshold_override(fire_photo):
+    _, [low], _ = run_cli(fire_photo, "--threshold", "0")
+    _, [high], _ = run_cli(fire_photo, "--threshold", "1")
+    assert low["label"] == "fire"
+    assert high["label"] == ("fire" if high["fire_probability"] >= 1 else "nofire")
+
+
+@pytest.mark.parametrize("args", [[], ["--threshold", "2", "x.jpg"], ["--threshold", "abc", "x.jpg"], ["--threads", "0", "x.jpg"]])
+def test_usage_errors_exit_2_with_nothing_on_stdout(args):
+    status, lines, stderr = run_cli(*args)
+    assert status == 2 and lines == [] and "usage" in stderr
+
+
+def test_missing_model_is_a_clear_error(fire_photo, tmp_path):
+    status, lines, stderr = run_cli(fire_photo, "--model", tmp_path / "nope.tflite")
+    assert status == 2 and lines == [] and "cannot load the model" in stderr and "nope" in stderr
+
+
+def test_many_files_are_batched_but_stay_in_order(tmp_path, fire_photos, nofire_photos):
+    paths = []
+    for i, photo in enumerate((fire_photos + nofire_photos) * 2):
+        path = tmp_path / f"{i:03d}.jpg"
+        path.write_bytes(photo.read_bytes())
+        paths.append(path)
+    status, lines, _ = run_cli(tmp_path)
+    assert status == 0 and [line["source"] for line in lines] == [str(p) for p in paths]
+    from inference import Classifier
+
+    classifier = Classifier()
+    for path, line in zip(paths[:3], lines[:3]):
+        assert line["fire_probability"] == pytest.approx(classifier.classify(path.read_bytes()).fire_probability, abs=1e-4)

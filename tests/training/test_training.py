@@ -1,0 +1,100 @@
+"""Training pipeline: split rules on real files, a smoke run end to end, and the offline Xception path."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from inference import Classifier
+from tests.conftest import ROOT
+from training import data
+
+
+def make_dataset(root: Path, datasets: Path, per_class: int) -> Path:
+    """A tiny copy of the real data in two sources, with a duplicate to merge."""
+    for source, fire, nofire in (("forest", "forest-fire/train/fire", "forest-fire/train/nofire"), ("weather", None, "weather/nofire")):
+        for label, folder in (("fire", fire), ("nofire", nofire)):
+            if folder is None:
+                continue
+            target = root / source / label
+            target.mkdir(parents=True)
+            for path in sorted((datasets / folder).glob("*.jpg"))[:per_class]:
+                shutil.copy(path, target / path.name)
+    first = next((root / "forest" / "fire").iterdir())
+    shutil.copy(first, root / "forest" / "fire" / ("copy-of-" + first.name))
+    return root
+
+
+def test_duplicates_are_merged_and_never_straddle_the_split(tmp_path, datasets):
+    root = make_dataset(tmp_path / "data", datasets, per_class=6)
+    samples = data.discover([root / "forest", root / "weather"])
+    assert len(samples) == 18, "the byte-identical copy is merged"
+    assert {s.source for s in samples} == {"forest", "weather"}
+    train, val = data.split(samples, 0.3, seed=7)
+    assert not {s.sha256 for s in train} & {s.sha256 for s in val}
+    assert data.split(samples, 0.3, seed=7) == (train, val), "deterministic"
+    assert data.split(samples, 0.3, seed=8) != (train, val), "seeded"
+
+
+def test_known_duplicate_pairs_of_the_shared_data_are_merged(datasets):
+    samples = data.discover([datasets / "forest-fire"])
+    names = {s.path.name for s in samples}
+    for a, b in (("fire_0504.jpg", "fire_0505.jpg"), ("nofire_0462.jpg", "nofire_0463.jpg")):
+        assert (a in names) != (b in names)
+
+
+def test_conflicting_labels_are_dropped(tmp_path, datasets):
+    photo = next((datasets / "forest-fire/train/fire").glob("*.jpg"))
+    for label in ("fire", "nofire"):
+        (tmp_path / "s" / label).mkdir(parents=True)
+        shutil.copy(photo, tmp_path / "s" / label / photo.name)
+    shutil.copy(next((datasets / "weather/nofire").glob("*.jpg")), tmp_path / "s" / "nofire" / "other.jpg")
+    assert [s.path.name for s in data.discover([tmp_path / "s"])] == ["other.jpg"]
+
+
+def run_training(*args, env=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "training", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_smoke_training_run_writes_a_servable_model(tmp_path, datasets):
+    root = make_dataset(tmp_path / "data", datasets, per_class=12)
+    out = tmp_path / "out"
+    done = run_training(root / "forest", root / "weather", "--epochs", "2", "--image-size", "48", "--val-fraction", "0.4", "--output", out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "epoch 1/2" in done.stderr and "epoch 2/2" in done.stderr, "progress per epoch"
+    for name in ("fire_classifier.keras", "fire_classifier.tflite", "fire_classifier.json", "fire_classifier.files.sha256"):
+        assert (out / name).is_file(), name
+    card = json.loads((out / "fire_classifier.json").read_text())
+    assert card["input"]["width"] == 48 and 0 <= card["threshold"] <= 1
+    assert card["training_data"]["train_images"] + card["training_data"]["validation_images"] == 36
+    assert set(card["metrics"]["validation"]["per_source"]) == {"forest/fire", "forest/nofire", "weather/nofire"}
+    assert card["metrics"]["litert_vs_keras_max_abs_diff"] <= 1e-4
+    assert card["training_command"].startswith("python -m training")
+    for plot in card["reports"]["plots"]:
+        assert (out / "reports" / plot).stat().st_size > 1000
+    manifest = (out / "fire_classifier.files.sha256").read_text().splitlines()
+    assert len(manifest) == 36 and all(line.split()[1] in ("train", "val") for line in manifest)
+    prediction = Classifier(out / "fire_classifier.tflite").classify(next((root / "forest" / "fire").iterdir()).read_bytes())
+    assert prediction.model_version == card["version"]
+
+
+def test_imagenet_weights_offline_fail_fast_with_a_clear_message(tmp_path, datasets):
+    root = make_dataset(tmp_path / "data", datasets, per_class=4)
+    # A closed local port stands in for "no internet", also on machines that have it.
+    env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    done = run_training(root / "forest", "--backbone", "xception", "--weights", "imagenet", "--output", tmp_path / "out", env=env, timeout=120)
+    assert done.returncode != 0
+    assert "internet" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists(), "nothing written"
+
+
+@pytest.mark.parametrize("args, message", [(["--val-fraction", "0.9"], "val-fraction"), (["/nonexistent/folder"], "not found")])
+def test_bad_arguments_are_explained(args, message):
+    done = run_training(*args, timeout=120)
+    assert done.returncode != 0 and message in done.stderr
