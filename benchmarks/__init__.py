@@ -1,0 +1,1 @@
+"""`make bench`: figures against the TensorFlow/Keras baseline, measured in the same run."""
