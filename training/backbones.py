@@ -58,11 +58,11 @@ def xception(size: int, weights: str | None, dropout: float = 0.3) -> keras.Mode
     return keras.Model(inputs, outputs, name="firewatch_xception")
 
 
-def build(backbone: str, size: int, weights: str | None) -> keras.Model:
+def build(backbone: str, size: int, weights: str | None, width: float = 1.0) -> keras.Model:
     if backbone == "compact":
         if weights:
             raise WeightsUnavailable("the compact backbone has no pretrained weights; use --weights none")
-        return compact(size)
+        return compact(size, width=width)
     if backbone == "xception":
         return xception(size, weights)
     raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")

@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", choices=BACKBONES, default="compact", help="compact: small CNN from scratch (default); xception: the original study's")
     p.add_argument("--weights", choices=("none", "imagenet"), default="none", help="pretrained weights (imagenet needs internet; xception only)")
     p.add_argument("--image-size", type=int, help="input side in pixels (default: 128 compact, 224 xception)")
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier of the compact backbone (default 1.0)")
+    p.add_argument("--loss", choices=("focal", "crossentropy"), default="focal",
+                   help="focal (default) down-weights easy photos so hard negatives such as sunsets count more")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--patience", type=int, default=10, help="early stopping patience in epochs (on validation AUC)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -60,12 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     size = args.image_size or backbones.DEFAULT_SIZES[args.backbone]
     keras.utils.set_random_seed(args.seed)
     try:
-        model = backbones.build(args.backbone, size, weights)
+        model = backbones.build(args.backbone, size, weights, width=args.width)
     except backbones.WeightsUnavailable as exc:
         raise SystemExit(f"error: {exc}") from None
     model.compile(
         optimizer=keras.optimizers.Adam(args.learning_rate),
-        loss="binary_crossentropy",
+        loss=keras.losses.BinaryFocalCrossentropy(gamma=2.0) if args.loss == "focal" else "binary_crossentropy",
         metrics=["accuracy", keras.metrics.AUC(name="auc")],
     )
     log(f"model {model.name}: {model.count_params():,} parameters")
@@ -135,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         "threshold": threshold,
         "threshold_rule": "maximises validation balanced accuracy averaged per source folder (hard negatives weigh as much as easy ones)",
         "backbone": args.backbone,
+        "width": args.width,
+        "loss": args.loss,
         "pretrained_weights": weights,
         "parameters": int(model.count_params()),
         "training_data": {
