@@ -36,8 +36,6 @@
       img.addEventListener("load", () => { img.hidden = false; }, { once: true });
       img.addEventListener("error", () => { URL.revokeObjectURL(img.src); }, { once: true });
     }
-    results.prepend(card);
-    clearButton.hidden = false;
     return card;
   }
 
@@ -113,6 +111,8 @@
       status.textContent = "Only the first " + maxFiles + " photos are checked at a time.";
     }
     const queue = files.map((file) => ({ file: file, card: newCard(file) }));
+    results.prepend(...queue.map((job) => job.card));  // newest batch first, in the order chosen
+    clearButton.hidden = queue.length === 0 && done === 0;
     pending += queue.length;
     announce();
     async function worker() {
