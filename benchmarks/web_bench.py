@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import io
 import os
 import statistics
 import subprocess

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from flask import Response, jsonify, render_template, request
 
-from inference import InvalidImage
-
 MISSING_FILE = "missing_file"
 BAD_REQUEST = "bad_request"
 TOO_LARGE = "too_large"
@@ -37,10 +35,6 @@ class ApiError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-    @classmethod
-    def from_invalid_image(cls, error: InvalidImage) -> "ApiError":
-        return cls(error.code, error.message)
 
     @property
     def status(self) -> int:
