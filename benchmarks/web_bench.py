@@ -53,7 +53,9 @@ class Served:
             self.port = sock.getsockname()[1]
         command = [part.replace("{port}", str(self.port)) for part in self.command]
         self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(command, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+        )
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -241,13 +243,18 @@ def run(seconds: float = 4.0, leak_requests: int = 5000, baseline: bool = True) 
         photo_sets = {"250x250": small_bodies(), "4000x3000 (12 MP)": large_bodies(tmp)}
         workers = str(os.cpu_count() or 1)
         apps = [
-            Served("web_app (LiteRT)", [sys.executable, "-m", "web_app", "--port", "{port}", "--workers", workers], tmp / "litert.log"),
+            Served(
+                "web_app (LiteRT)",
+                [sys.executable, "-m", "web_app", "--port", "{port}", "--workers", workers],
+                tmp / "litert.log",
+            ),
         ]
         if baseline:
             apps.append(
                 Served(
                     "baseline (Keras predict)",
-                    [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "web_app" / "gunicorn.conf.py"), "--bind", "127.0.0.1:{port}",
+                    [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "web_app" / "gunicorn.conf.py"),
+                     "--bind", "127.0.0.1:{port}",
                      "--workers", workers, "--timeout", "120", "benchmarks.keras_app:create_app()"],
                     tmp / "keras.log",
                 )
@@ -283,7 +290,8 @@ def markdown(rows: list[dict]) -> str:
 def verdicts(rows: list[dict]) -> list[str]:
     lines = []
     for row in rows:
-        if row["table"] == "web throughput" and row["app"].startswith("web_app") and row["photo"] == "250x250" and row["concurrency"] == 16:
+        headline = row["table"] == "web throughput" and row["app"].startswith("web_app")
+        if headline and row["photo"] == "250x250" and row["concurrency"] == 16:
             ok = row["images_per_s"] >= TARGET["images_per_s"] and row["p99_ms"] <= TARGET["p99_ms"]
             lines.append(f"{'PASS' if ok else 'MISS'}: 250x250 at concurrency 16: {row['images_per_s']} images/s "
                          f"(target >= {TARGET['images_per_s']}), p99 {row['p99_ms']} ms (target <= {TARGET['p99_ms']})")

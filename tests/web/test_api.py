@@ -86,7 +86,8 @@ def test_missing_file_is_400(client):
 
 
 def test_text_field_instead_of_file_is_400(client):
-    error = assert_error(client.post("/api/v1/classify", data={"image": "hello"}, content_type="multipart/form-data"), 400, "missing_file")
+    response = client.post("/api/v1/classify", data={"image": "hello"}, content_type="multipart/form-data")
+    error = assert_error(response, 400, "missing_file")
     assert "file" in error["message"]
 
 

@@ -46,7 +46,8 @@ def page(browser, served):
 
     def on_console(message):
         # The page's own API calls answered 4xx (the text file's 415) are expected, not problems.
-        if message.type == "error" and not message.text.startswith("Failed to load resource: the server responded with a status of 4"):
+        expected = message.text.startswith("Failed to load resource: the server responded with a status of 4")
+        if message.type == "error" and not expected:
             problems.append(message.text)
 
     page.on("console", on_console)

@@ -87,7 +87,8 @@ def test_cli_defaults_to_localhost_8080():
 
 
 def test_bad_port_is_a_usage_error():
-    result = subprocess.run([sys.executable, "-m", "web_app", "--port", "70000"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    command = [sys.executable, "-m", "web_app", "--port", "70000"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "port" in result.stderr
 
 
