@@ -54,9 +54,13 @@ def test_connections_are_kept_alive(served, nofire_photo):
 
 def test_access_log_is_json_lines(served):
     requests.get(served.url + "/healthz?probe=1", headers={"User-Agent": 'quote"agent'}, timeout=5)
-    time.sleep(0.2)
-    records = [json.loads(line) for line in served.log().splitlines() if line.startswith("{")]
-    probe = [r for r in records if r["path"] == "/healthz" and r["user_agent"] == 'quote"agent']
+    deadline = time.monotonic() + 10  # the worker writes the line just after answering
+    while True:
+        records = [json.loads(line) for line in served.log().splitlines() if line.startswith("{")]
+        probe = [r for r in records if r["path"] == "/healthz" and r["user_agent"] == 'quote"agent']
+        if probe or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert probe, served.log()
     assert probe[-1]["status"] == 200 and probe[-1]["method"] == "GET" and probe[-1]["duration_ms"] >= 0
 
