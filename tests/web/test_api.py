@@ -1,0 +1,176 @@
+"""The JSON API with Flask's test client: every route, every error status, real photos and broken files."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from inference import Classifier, Limits
+from tests.conftest import MODEL_PATH
+from tests.core import images
+from web_app import create_app
+
+ERROR_KEYS = {"code", "message"}
+
+
+def upload(client, data: bytes, name: str = "photo.jpg", field: str = "image"):
+    return client.post("/api/v1/classify", data={field: (io.BytesIO(data), name)}, content_type="multipart/form-data")
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert set(body) == {"error"} and set(body["error"]) == ERROR_KEYS
+    assert body["error"]["code"] == code
+    assert body["error"]["message"].strip()
+    assert "Traceback" not in response.get_data(as_text=True)
+    return body["error"]
+
+
+def test_healthz_reports_the_model_version(client, classifier):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "model_version": classifier.version}
+
+
+@pytest.mark.parametrize("photo", ["fire_photo", "nofire_photo"])
+def test_classify_returns_what_the_core_returns(client, classifier, photo, request):
+    path = request.getfixturevalue(photo)
+    data = path.read_bytes()
+    response = upload(client, data, name=path.name)
+    assert response.status_code == 200
+    assert response.get_json() == classifier.classify(data).to_dict(path.name)
+    assert list(response.get_json()) == ["source", "label", "fire_probability", "model_version"]
+    assert response.headers["Server-Timing"].startswith("classify;dur=")
+
+
+def test_format_is_sniffed_from_the_bytes_not_the_name(client, classifier, fire_photo):
+    data = fire_photo.read_bytes()
+    as_text = upload(client, data, name="notes.txt")
+    assert as_text.status_code == 200
+    assert as_text.get_json()["fire_probability"] == classifier.classify(data).fire_probability
+    assert_error(upload(client, b"just some text, not a photo\n", name="fake.jpg"), 415, "unsupported_format")
+
+
+def test_source_is_the_file_name_without_client_folders(client, nofire_photo):
+    response = upload(client, nofire_photo.read_bytes(), name="../../Pictures/camp.jpg")
+    assert response.get_json()["source"] == "camp.jpg"
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "code"),
+    [
+        (b"", 422, "empty_file"),
+        (b"%PDF-1.7\n" + b"0" * 200, 415, "unsupported_format"),
+        (images.png_with_header_size(10_000, 10_000), 422, "too_many_pixels"),
+        (images.encode(images.solid(size=(300, 200)), "JPEG")[:400], 422, "corrupt_image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, 422, "corrupt_image"),
+    ],
+    ids=["empty", "pdf", "pixel-bomb-header", "truncated-jpeg", "damaged-png"],
+)
+def test_unreadable_images_get_their_core_code(client, classifier, data, status, code):
+    error = assert_error(upload(client, data, name="bad.jpg"), status, code)
+    try:
+        classifier.classify(data)
+    except Exception as core_error:  # the API reports exactly the core's verdict on the bytes
+        assert error["code"] == core_error.code
+    else:
+        pytest.fail("the core accepted a file the API rejected")
+
+
+def test_missing_file_is_400(client):
+    assert_error(client.post("/api/v1/classify", data={}, content_type="multipart/form-data"), 400, "missing_file")
+    assert_error(client.post("/api/v1/classify", data={"other": (io.BytesIO(b"x"), "x.jpg")}), 400, "missing_file")
+
+
+def test_text_field_instead_of_file_is_400(client):
+    response = client.post("/api/v1/classify", data={"image": "hello"}, content_type="multipart/form-data")
+    error = assert_error(response, 400, "missing_file")
+    assert "file" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"json": {"image": "aGVsbG8="}}, {"data": b"\xff\xd8\xff", "content_type": "image/jpeg"}, {}],
+    ids=["json", "raw-bytes", "no-body"],
+)
+def test_not_a_multipart_form_is_400(client, kwargs):
+    assert_error(client.post("/api/v1/classify", **kwargs), 400, "bad_request")
+
+
+def test_two_files_in_one_request_is_400(client, fire_photo, nofire_photo):
+    data = {"image": [(io.BytesIO(fire_photo.read_bytes()), "a.jpg"), (io.BytesIO(nofire_photo.read_bytes()), "b.jpg")]}
+    assert_error(client.post("/api/v1/classify", data=data), 400, "bad_request")
+
+
+@pytest.fixture(scope="module")
+def small_limit_app():
+    """The real model with a 50 KB byte limit, so 413s need no big uploads."""
+    return create_app(Classifier(MODEL_PATH, limits=Limits(max_bytes=50_000)))
+
+
+def test_body_over_the_request_limit_is_413_json(small_limit_app):
+    client = small_limit_app.test_client()
+    limit = small_limit_app.config["MAX_CONTENT_LENGTH"]
+    error = assert_error(upload(client, b"\xff\xd8\xff" + b"\x00" * limit, name="huge.jpg"), 413, "too_large")
+    assert "50,000" in error["message"]
+
+
+def test_file_over_the_core_limit_but_within_form_overhead_is_413(small_limit_app, fire_photo):
+    client = small_limit_app.test_client()
+    data = fire_photo.read_bytes() + b"\x00" * 50_000  # over 50,000 bytes, under MAX_CONTENT_LENGTH
+    assert len(data) < small_limit_app.config["MAX_CONTENT_LENGTH"]
+    assert_error(upload(client, data), 413, "too_large")
+
+
+def test_request_limit_follows_the_core_byte_limit(web_app, classifier):
+    limit = web_app.config["MAX_CONTENT_LENGTH"]
+    assert classifier.limits.max_bytes < limit <= classifier.limits.max_bytes + 128 * 1024
+
+
+def test_model_card(client, classifier):
+    response = client.get("/api/v1/model")
+    assert response.status_code == 200
+    assert response.get_json() == classifier.card.raw
+
+
+def test_openapi_document_lists_every_route_and_error_status(client):
+    document = client.get("/api/v1/openapi.json").get_json()
+    assert document["openapi"].startswith("3.")
+    assert set(document["paths"]) == {"/api/v1/classify", "/api/v1/model", "/api/v1/openapi.json", "/healthz"}
+    statuses = set(document["paths"]["/api/v1/classify"]["post"]["responses"])
+    assert statuses == {"200", "400", "413", "415", "422"}
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nothing", "/api/v2/classify", "/api/"])
+def test_unknown_api_paths_are_404_json(client, path):
+    assert_error(client.get(path), 404, "not_found")
+
+
+@pytest.mark.parametrize(("method", "path"), [("get", "/api/v1/classify"), ("delete", "/api/v1/model"), ("put", "/healthz")])
+def test_wrong_method_is_405_json_with_allow(client, method, path):
+    response = getattr(client, method)(path)
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["Allow"]
+
+
+class FailingClassifier(Classifier):
+    """The real classifier whose inference breaks, to see what clients get from an unexpected error."""
+
+    def classify(self, data: bytes):
+        raise RuntimeError("secret internal detail /srv/model")
+
+
+def test_unexpected_errors_are_500_without_details(fire_photo, caplog):
+    app = create_app(FailingClassifier(MODEL_PATH))
+    client = app.test_client()
+    response = upload(client, fire_photo.read_bytes())
+    assert_error(response, 500, "internal_error")
+    assert "secret" not in response.get_data(as_text=True)
+    assert "secret internal detail" in caplog.text  # but operators see it in the log
+
+    page = client.post("/", data={"image": (io.BytesIO(fire_photo.read_bytes()), "a.jpg")})
+    assert page.status_code == 500 and page.mimetype == "text/html"
+    assert "secret" not in page.get_data(as_text=True)

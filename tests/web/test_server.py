@@ -1,0 +1,124 @@
+"""The app under gunicorn, as ``python -m web_app`` serves it: real HTTP, real config, real logs."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+
+from tests.conftest import ROOT
+
+from .conftest import Server
+
+CONFIG_FILE = ROOT / "web_app" / "gunicorn.conf.py"
+
+
+def test_health_and_classify_over_http(served, classifier, fire_photo):
+    assert requests.get(served.url + "/healthz", timeout=5).json()["model_version"] == classifier.version
+    data = fire_photo.read_bytes()
+    response = requests.post(served.url + "/api/v1/classify", files={"image": ("fire.jpg", data)}, timeout=10)
+    assert response.status_code == 200
+    assert response.json() == classifier.classify(data).to_dict("fire.jpg")
+
+
+def test_oversized_upload_gets_a_json_413_over_http(served, classifier):
+    body = b"\xff\xd8\xff" + bytes(classifier.limits.max_bytes + 100 * 1024)
+    response = requests.post(served.url + "/api/v1/classify", files={"image": ("big.jpg", body)}, timeout=30)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "too_large"
+    # The server is still fine afterwards.
+    assert requests.get(served.url + "/healthz", timeout=5).status_code == 200
+
+
+def test_connections_are_kept_alive(served, nofire_photo):
+    connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
+    try:
+        sockets = []
+        for method, path in (("GET", "/healthz"), ("GET", "/api/v1/model"), ("GET", "/healthz")):
+            connection.request(method, path)
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200 and not response.will_close
+            sockets.append(connection.sock)
+        assert sockets[0] is sockets[1] is sockets[2]  # three requests, one TCP connection
+    finally:
+        connection.close()
+
+
+def test_access_log_is_json_lines(served):
+    requests.get(served.url + "/healthz?probe=1", headers={"User-Agent": 'quote"agent'}, timeout=5)
+    deadline = time.monotonic() + 10  # the worker writes the line just after answering
+    while True:
+        records = [json.loads(line) for line in served.log().splitlines() if line.startswith("{")]
+        probe = [r for r in records if r["path"] == "/healthz" and r["user_agent"] == 'quote"agent']
+        if probe or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert probe, served.log()
+    assert probe[-1]["status"] == 200 and probe[-1]["method"] == "GET" and probe[-1]["duration_ms"] >= 0
+
+
+def test_config_suits_the_load_balancer(monkeypatch):
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    config = runpy.run_path(str(CONFIG_FILE))
+    assert config["keepalive"] > 60  # the ALB's idle timeout
+    assert config["worker_class"] == "gthread"  # sync workers ignore keepalive
+    assert config["workers"] == os.cpu_count()
+    assert 0 < config["graceful_timeout"] <= config["timeout"]
+    assert config["wsgi_app"] == "web_app.wsgi:app"
+    assert config["logger_class"] == "web_app.logs.JsonAccessLogger"
+
+
+def test_cli_help_names_its_options():
+    result = subprocess.run([sys.executable, "-m", "web_app", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for option in ("--host", "--port", "--workers"):
+        assert option in result.stdout
+
+
+def test_cli_defaults_to_localhost_8080():
+    from web_app.server import build_parser
+
+    args = build_parser().parse_args([])
+    assert (args.host, args.port, args.workers) == ("127.0.0.1", 8080, None)
+
+
+def test_bad_port_is_a_usage_error():
+    command = [sys.executable, "-m", "web_app", "--port", "70000"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "port" in result.stderr
+
+
+def test_sigterm_shuts_down_gracefully(tmp_path, nofire_photo):
+    server = Server(tmp_path / "gunicorn.log", "--workers", "2")
+    try:
+        workers = [pid for pid in _children(server.process.pid)]
+        assert len(workers) == 2
+        requests.post(server.url + "/api/v1/classify", files={"image": ("a.jpg", nofire_photo.read_bytes())}, timeout=10)
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=15) == 0
+    finally:
+        server.stop()
+    log = server.log_path.read_text()
+    assert "Handling signal: term" in log and "Shutting down: Master" in log
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found

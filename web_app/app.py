@@ -1,0 +1,115 @@
+"""The Flask app factory: one classifier per process, security headers, errors in words."""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any, Mapping
+
+from flask import Flask, Request, Response, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from inference import Classifier
+
+from . import errors
+from .api import api
+from .pages import pages
+
+log = logging.getLogger(__name__)
+
+# Multipart framing, headers and the file name around the photo itself.
+FORM_OVERHEAD_BYTES = 64 * 1024
+
+# No inline script or style anywhere: the page's JS and CSS are static files.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' blob: data:",  # previews of the chosen photos are blob: URLs
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+class InMemoryRequest(Request):
+    """Keeps uploaded files in memory: Werkzeug would spool files over 500 KB to a temporary file.
+
+    Safe because MAX_CONTENT_LENGTH bounds the whole body before it is read.
+    """
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        return io.BytesIO()
+
+
+def create_app(classifier: Classifier | None = None, config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app around ``classifier`` (default: the core's default model, loaded now, once)."""
+    app = Flask(__name__)
+    app.request_class = InMemoryRequest
+    app.json.sort_keys = False  # keep the contract's key order: source, label, ...
+    classifier = classifier or Classifier()
+    app.config.update(
+        MAX_CONTENT_LENGTH=classifier.limits.max_bytes + FORM_OVERHEAD_BYTES,
+        MAX_FORM_PARTS=64,
+        PAGE_MAX_FILES=20,
+    )
+    app.config.update(config or {})
+    app.extensions["firewatch.classifier"] = classifier
+
+    app.register_blueprint(pages)
+    app.register_blueprint(api)
+    _register_error_handlers(app)
+    app.after_request(_security_headers)
+    return app
+
+
+def _security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"  # verdicts and pages are per request; static files set their own
+    return response
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(errors.ApiError)
+    def api_error(error: errors.ApiError):
+        return errors.json_error(error.code, error.message, error.status)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_error):
+        limit = app.config["MAX_CONTENT_LENGTH"] - FORM_OVERHEAD_BYTES
+        return errors.error_response(errors.TOO_LARGE, f"The upload is larger than the limit of {limit:,} bytes.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        code = {404: errors.NOT_FOUND, 405: errors.METHOD_NOT_ALLOWED}.get(error.code or 400, errors.BAD_REQUEST)
+        message = {
+            404: "There is nothing at this address.",
+            405: f"The {request.method} method is not allowed for this address.",
+        }.get(error.code or 400, "The request could not be understood.")
+        response = errors.error_response(code, message, error.code)
+        if isinstance(response, tuple):
+            response = app.make_response(response)
+        for name, value in error.get_headers():
+            if name != "Content-Type":
+                response.headers[name] = value  # e.g. Allow on 405
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        # The traceback goes to the server log, never to the client.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return errors.error_response(errors.INTERNAL_ERROR, "Something went wrong on our side; please try again.", 500)

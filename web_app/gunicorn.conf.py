@@ -1,0 +1,45 @@
+"""Gunicorn settings for the Firewatch web app (read by ``python -m web_app`` and by ``gunicorn -c``).
+
+Environment overrides: WEB_CONCURRENCY (workers), FIREWATCH_WEB_THREADS (threads per worker),
+FIREWATCH_THREADS (LiteRT threads per model, read by the inference core), GUNICORN_CMD_ARGS (anything else).
+"""
+
+import os
+
+# Import the heavy libraries once in the master: forked workers share their pages copy-on-write.
+# The model itself is loaded in each worker (web_app.wsgi), not here: a LiteRT interpreter owns native
+# state and thread pools that must not be shared across fork(), and loading it takes ~10 ms.
+import numpy  # noqa: F401,E402
+import PIL.Image  # noqa: F401,E402
+import flask  # noqa: F401,E402
+from ai_edge_litert import interpreter as _litert  # noqa: F401,E402
+
+wsgi_app = "web_app.wsgi:app"
+bind = os.environ.get("FIREWATCH_BIND", "127.0.0.1:8080")
+
+# Inference is CPU-bound: one worker process per core. Threads overlap network I/O and decoding with the
+# model call (the interpreter is serialised per process) and give keep-alive support, which sync workers lack.
+workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
+worker_class = "gthread"
+threads = int(os.environ.get("FIREWATCH_WEB_THREADS", "4"))
+# Longer than the ALB idle timeout (60 s): the load balancer, not gunicorn, closes idle connections,
+# so it never sends a request on a connection gunicorn has just closed (which shows up as a 502).
+keepalive = 65
+timeout = 30            # a worker silent this long is restarted
+graceful_timeout = 25   # on SIGTERM (scale-in, deploy), finish in-flight requests first
+# Recycling workers would hide a memory leak; the benchmark checks there is none instead.
+max_requests = 0
+
+# Bounds on the request head; the body is bounded by the app (MAX_CONTENT_LENGTH -> 413).
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
+
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("FIREWATCH_LOG_LEVEL", "info")
+logger_class = "web_app.logs.JsonAccessLogger"
+proc_name = "firewatch-web"
+control_socket_disable = True  # no runtime control socket: nothing to share between instances
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"  # worker heartbeat files off the (possibly slow, overlay) disk

@@ -1,0 +1,149 @@
+"""The OpenAPI 3.0 document of the JSON API, built from the loaded model's card."""
+
+from __future__ import annotations
+
+from inference import Classifier
+
+from .errors import STATUS_BY_CODE
+
+IMAGE_TYPES = "image/jpeg, image/png, image/webp, image/gif, image/bmp, application/octet-stream"
+
+
+def _error_response(description: str, codes: list[str]) -> dict:
+    return {
+        "description": f"{description} Error codes: {', '.join(codes)}.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _codes_for(status: int) -> list[str]:
+    return [code for code, code_status in STATUS_BY_CODE.items() if code_status == status]
+
+
+def openapi_document(classifier: Classifier) -> dict:
+    limits = classifier.limits
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Firewatch",
+            "version": classifier.version,
+            "description": (
+                "Classifies photos as fire or nofire. The image format is read from the bytes, not the file name. "
+                f"Limits: {limits.max_bytes:,} bytes and {limits.max_pixels:,} pixels per photo."
+            ),
+        },
+        "paths": {
+            "/api/v1/classify": {
+                "post": {
+                    "operationId": "classify",
+                    "summary": "Classify one photo",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["image"],
+                                    "properties": {"image": {"type": "string", "format": "binary"}},
+                                },
+                                "encoding": {"image": {"contentType": IMAGE_TYPES}},
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The verdict. `source` is the uploaded file name.",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Classification"}}},
+                        },
+                        "400": _error_response("No file, or not a multipart form.", _codes_for(400)),
+                        "413": _error_response("The upload is larger than the byte limit.", _codes_for(413)),
+                        "415": _error_response("The bytes are not an image format the service reads.", _codes_for(415)),
+                        "422": _error_response("A readable format, but this file cannot be classified.", _codes_for(422)),
+                    },
+                }
+            },
+            "/api/v1/model": {
+                "get": {
+                    "operationId": "model",
+                    "summary": "The model card of the model in service",
+                    "responses": {
+                        "200": {
+                            "description": "The whole model card.",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ModelCard"}}},
+                        }
+                    },
+                }
+            },
+            "/api/v1/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.0 document.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Health check for the load balancer",
+                    "responses": {
+                        "200": {
+                            "description": "The model is loaded and the worker answers.",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Classification": {
+                    "type": "object",
+                    "required": ["source", "label", "fire_probability", "model_version"],
+                    "properties": {
+                        "source": {"type": "string"},
+                        "label": {"type": "string", "enum": list(classifier.card.labels)},
+                        "fire_probability": {"type": "number", "minimum": 0, "maximum": 1},
+                        "model_version": {"type": "string"},
+                    },
+                    "additionalProperties": False,
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {
+                                "code": {"type": "string", "enum": list(STATUS_BY_CODE)},
+                                "message": {"type": "string"},
+                            },
+                            "additionalProperties": False,
+                        }
+                    },
+                    "additionalProperties": False,
+                },
+                "ModelCard": {
+                    "type": "object",
+                    "required": ["name", "version", "labels", "input", "threshold"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "version": {"type": "string"},
+                        "labels": {"type": "array", "items": {"type": "string"}},
+                        "input": {"type": "object"},
+                        "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+                    },
+                },
+                "Health": {
+                    "type": "object",
+                    "required": ["status", "model_version"],
+                    "properties": {"status": {"type": "string", "enum": ["ok"]}, "model_version": {"type": "string"}},
+                },
+            }
+        },
+    }

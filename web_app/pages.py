@@ -1,0 +1,50 @@
+"""The upload page, its no-JavaScript form fallback, and the load balancer's health check."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, render_template, request
+
+from .errors import ApiError
+from .uploads import chosen_files, classify_upload, get_classifier
+
+pages = Blueprint("pages", __name__)
+
+
+def _page(results=None, message=None, status=200):
+    classifier = get_classifier()
+    return (
+        render_template(
+            "index.html",
+            model_version=classifier.version,
+            threshold=classifier.threshold,
+            max_bytes=classifier.limits.max_bytes,
+            max_files=current_app.config["PAGE_MAX_FILES"],
+            results=results or [],
+            message=message,
+        ),
+        status,
+    )
+
+
+@pages.get("/")
+def index():
+    return _page()
+
+
+@pages.post("/")
+def classify_form():
+    """Without JavaScript the form posts here and the verdicts come back in the page itself."""
+    try:
+        files = chosen_files(request)
+    except ApiError as error:
+        return _page(message=error.message, status=error.status)
+    limit = current_app.config["PAGE_MAX_FILES"]
+    if len(files) > limit:
+        return _page(message=f"Choose at most {limit} photos at a time; you chose {len(files)}.", status=400)
+    classifier = get_classifier()
+    return _page(results=[classify_upload(classifier, upload) for upload in files])
+
+
+@pages.get("/healthz")
+def healthz():
+    return jsonify({"status": "ok", "model_version": get_classifier().version})
