@@ -22,8 +22,10 @@ def main(names: list[str]) -> int:
         module = importlib.import_module(module_name)
         print(f"running {module_name} ...", file=sys.stderr, flush=True)
         rows = module.run()
-        if hasattr(module, "print_table"):
-            module.print_table(title, rows)
+        if hasattr(module, "markdown"):  # suites with several tables print their own
+            print(f"\n## {title}\n\n{module.markdown(rows)}")
+            for line in getattr(module, "verdicts", lambda _: [])(rows):
+                print(line)
         else:
             print_table(title, rows)
     return 0

@@ -74,7 +74,7 @@ def _open(data: bytes, limits: Limits) -> Image.Image:
     except (UnidentifiedImageError, SyntaxError, OSError, ValueError) as exc:
         claimed = sniff_format(data)
         if claimed:
-            raise InvalidImage(CORRUPT_IMAGE, f"The file looks like {claimed} but its header is damaged ({exc}).") from None
+            raise InvalidImage(CORRUPT_IMAGE, f"The file looks like {claimed} but its header is damaged.") from None
         other = _unsupported_name(data)
         kind = f"a {other} file" if other else "not an image this service can read"
         raise InvalidImage(UNSUPPORTED_FORMAT, f"The file is {kind}; send a {SUPPORTED_FORMATS_TEXT} image.") from None
@@ -108,6 +108,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return background.convert("RGB")
 
 
+def _detail(exc: Exception) -> str:
+    """Pillow's own words when they help a person ("image file is truncated"), never internals."""
+    text = str(exc)
+    return f" ({text})" if text and "0x" not in text and "<" not in text and len(text) < 120 else ""
+
+
 def decode_image(data: bytes, size: tuple[int, int], limits: Limits | None = None) -> np.ndarray:
     """Decode ``data`` and resize it to ``size`` (width, height): uint8 array of shape (height, width, 3).
 
@@ -130,7 +136,7 @@ def decode_image(data: bytes, size: tuple[int, int], limits: Limits | None = Non
     except Image.DecompressionBombError:
         raise InvalidImage(TOO_MANY_PIXELS, f"The image has more pixels than the limit of {limits.max_pixels:,}.") from None
     except Exception as exc:  # Pillow's decoders raise many types for damaged data.
-        raise InvalidImage(CORRUPT_IMAGE, f"The {image.format} image data is truncated or damaged ({exc}).") from None
+        raise InvalidImage(CORRUPT_IMAGE, f"The {image.format} image data is truncated or damaged{_detail(exc)}.") from None
     try:
         image = ImageOps.exif_transpose(image)
     except Exception:  # A broken EXIF block should not cost the photo its verdict.
