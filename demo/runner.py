@@ -90,6 +90,16 @@ def lambda_context() -> SimpleNamespace:
     )
 
 
+def _terminate_with_parent() -> None:
+    """Linux: the web server gets SIGTERM if the demo dies without cleaning up (kill -9), so none is orphaned."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class LocalSystem:
     """The three parts of the demo, started in order and stopped in reverse."""
 
@@ -131,6 +141,7 @@ class LocalSystem:
         self.web = subprocess.Popen(
             [sys.executable, "-m", "web_app", "--host", self.args.host, "--port", str(self.args.web_port)],
             cwd=ROOT, env=os.environ.copy(), start_new_session=True,  # its own process group: stopped as one
+            preexec_fn=_terminate_with_parent,
         )
         wait_for(self.web_url + "/healthz", self.web, timeout=90)
 
