@@ -278,17 +278,23 @@ def task_root(installed_requirements, tmp_path) -> Path:
     """/var/task as the image has it: the installed requirements (hard links to the cache) plus the COPY lines."""
     root = tmp_path / "var" / "task"
     shutil.copytree(installed_requirements, root, copy_function=os.link, ignore=shutil.ignore_patterns(".complete"))
-    missing = [source for source, _ in copies_into_task_root() if not (ROOT / source).exists()]
-    if missing:
-        pytest.skip(f"COPY sources not in this checkout yet: {missing}")
     for source, inside in copies_into_task_root():
         origin, destination = ROOT / source, root / inside
+        if not origin.exists():
+            continue  # test_every_copy_source_exists reports it
         if origin.is_dir():  # COPY of a folder copies its contents
             shutil.copytree(origin, destination, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             destination.mkdir(parents=True, exist_ok=True)
             shutil.copy2(origin, destination / origin.name)
     return root
+
+
+def test_every_copy_source_exists():
+    missing = [source for sources, _ in copies() for source in sources if not (ROOT / source).exists()]
+    if missing == ["web_app/"]:
+        pytest.skip("web_app/ is written on its own branch; the image build needs it")
+    assert missing == []
 
 
 @pytest.fixture
