@@ -33,8 +33,9 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "F
 
 CLASSIFIED, INVALID, DUPLICATE, GONE, SKIPPED = "classified", "invalid", "duplicate", "gone", "skipped"
 
-# Standard retry mode: backs off on throttling and 5xx before the error reaches Lambda's own retries.
-_AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3})
+# Standard retry mode backs off on throttling and 5xx before an error reaches Lambda's own retries; short socket
+# timeouts (botocore's default is 60 s) keep a stuck call well inside the function's timeout.
+_AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=15)
 
 
 @functools.cache
