@@ -14,6 +14,7 @@ import numpy as np
 
 from benchmarks.keras_baseline import KerasClassifier
 from inference import Limits, Prediction
+from inference.classifier import PROBABILITY_DECIMALS
 from inference.model import NEGATIVE_LABEL, POSITIVE_LABEL
 from lambda_image import handler as serverless
 
@@ -28,9 +29,11 @@ class KerasHandlerClassifier:
         self.limits = Limits.from_env()
 
     def classify(self, data: bytes) -> Prediction:
-        probability = float(self._keras.predict(self._keras.preprocess(data)[np.newaxis])[0])
+        raw = float(self._keras.predict(self._keras.preprocess(data)[np.newaxis])[0])
+        # The core's rule: decide on the probability as reported (clipped, 4 decimals).
+        probability = round(min(max(raw, 0.0), 1.0), PROBABILITY_DECIMALS)
         label = POSITIVE_LABEL if probability >= self.threshold else NEGATIVE_LABEL
-        return Prediction(label, round(probability, 4), self.card.version)
+        return Prediction(label, probability, self.card.version)
 
 
 @functools.cache

@@ -27,7 +27,7 @@ from .alerts import ALERT_TOPIC_ENV, fire_alert, publish_fire_alert
 from .events import Skipped, Upload, parse_event
 from .storage import Bucket
 
-# Powertools reads these from the environment too (POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE).
+# Named by POWERTOOLS_SERVICE_NAME and POWERTOOLS_METRICS_NAMESPACE where set (the function sets both); else these.
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or "firewatch")
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Firewatch")
 
