@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PHOTO = ROOT.parent / "shared" / "datasets" / "forest-fire" / "train" / "fire" / "fire_0001.jpg"
+DATASETS = Path(os.environ.get("FIREWATCH_DATASETS", ROOT.parent / "shared" / "datasets"))
+PHOTO = DATASETS / "forest-fire" / "train" / "fire" / "fire_0001.jpg"
 HANDLERS = {"litert": "lambda_image.handler", "keras": "benchmarks.keras_handler"}
 
 # AWS Lambda prices, x86_64, us-east-1: $0.20 per million requests, $0.0000166667 per GB-second.
