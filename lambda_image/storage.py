@@ -1,0 +1,95 @@
+"""The bucket side: open an upload (its size known before its bytes are read), read and write its result.
+
+Results are written conditionally, so that two deliveries of the same event racing each other produce one
+result and one alert: whoever writes first wins, the other sees a failed precondition.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+# Answers that mean "the world moved on", not a failure worth a retry.
+_MISSING = {"NoSuchKey", "404"}
+_PRECONDITION_FAILED = {"PreconditionFailed", "412"}
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+@dataclass
+class OpenedObject:
+    """An upload whose metadata has arrived and whose body has not been read yet."""
+
+    size: int
+    etag: str  # without quotes, like the etag in S3 events
+    body: Any  # botocore StreamingBody: read it, or close it unread
+
+    def close(self) -> None:
+        self.body.close()
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    record: dict
+    object_etag: str  # the result object's own ETag, for a conditional overwrite
+
+
+class Bucket:
+    def __init__(self, s3_client) -> None:
+        self._s3 = s3_client
+
+    def open_upload(self, bucket: str, key: str, etag: str | None) -> OpenedObject | None:
+        """Open the object the event names, or ``None`` if it was deleted or replaced since the event.
+
+        ``If-Match`` on the event's etag: a replaced object has an event of its own, which will classify it.
+        """
+        request = {"Bucket": bucket, "Key": key}
+        if etag:
+            request["IfMatch"] = f'"{etag}"'
+        try:
+            response = self._s3.get_object(**request)
+        except ClientError as error:
+            if _error_code(error) in _MISSING | _PRECONDITION_FAILED:
+                return None
+            raise
+        return OpenedObject(size=int(response["ContentLength"]), etag=response["ETag"].strip('"'), body=response["Body"])
+
+    def read_result(self, bucket: str, key: str) -> StoredResult | None:
+        try:
+            response = self._s3.get_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if _error_code(error) in _MISSING:
+                return None
+            raise
+        with response["Body"] as body:
+            raw = body.read()
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            record = {}  # not ours or damaged: it gets replaced
+        return StoredResult(record if isinstance(record, dict) else {}, response["ETag"])
+
+    def write_result(self, bucket: str, key: str, record: dict, replacing: StoredResult | None) -> bool:
+        """Write ``record`` unless someone else wrote this result since we read it; ``False`` if they did."""
+        condition = {"IfMatch": replacing.object_etag} if replacing else {"IfNoneMatch": "*"}
+        try:
+            self._s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=json.dumps(record).encode("utf-8"),
+                ContentType="application/json",
+                **condition,
+            )
+        except ClientError as error:
+            if _error_code(error) in _PRECONDITION_FAILED:
+                return False
+            raise
+        return True
+
+    def delete_result(self, bucket: str, key: str) -> None:
+        self._s3.delete_object(Bucket=bucket, Key=key)

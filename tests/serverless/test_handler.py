@@ -1,0 +1,220 @@
+"""The Lambda handler against moto's S3 and SNS, with real photos and real S3 event records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from aws_lambda_powertools.metrics.provider import cold_start
+from botocore.exceptions import ClientError
+
+from .conftest import BUCKET, s3_event, s3_record
+
+# A flush with no application metric (all records repeated or skipped) warns; that is expected here.
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
+
+CORRUPT_JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64  # a JPEG signature and nothing decodable after it
+
+
+def _expected(classifier, data: bytes, key: str) -> dict:
+    """What the contract says the result holds, with the verdict the core gives for the same bytes."""
+    return {**classifier.classify(data).to_dict(f"s3://{BUCKET}/{key}"), "bucket": BUCKET, "key": key, "size": len(data)}
+
+
+def _photo_where(classifier, photos, is_fire: bool) -> bytes:
+    """A photo the current model labels as asked (the interim model is imperfect, so look rather than assume)."""
+    for path in photos:
+        data = path.read_bytes()
+        if classifier.classify(data).is_fire == is_fire:
+            return data
+    pytest.skip(f"the current model labels none of the sample photos {'fire' if is_fire else 'nofire'}")
+
+
+@pytest.fixture
+def fire_bytes(classifier, fire_photos):
+    return _photo_where(classifier, fire_photos, is_fire=True)
+
+
+@pytest.fixture
+def nofire_bytes(classifier, nofire_photos):
+    return _photo_where(classifier, nofire_photos, is_fire=False)
+
+
+def test_event_with_several_records_writes_one_result_per_upload(lab, classifier, fire_bytes, nofire_bytes):
+    fire_key = "uploads/camera 1/ridge (east)+1.jpg"  # spaces, brackets and a literal '+': all URL-encoded in events
+    nofire_key = "uploads/forest.jpg"
+    event = s3_event(
+        lab.upload(fire_key, fire_bytes),
+        lab.upload(nofire_key, nofire_bytes),
+        lab.upload("incoming/elsewhere.jpg", fire_bytes),
+    )
+    assert event["Records"][0]["s3"]["object"]["key"] == "uploads/camera+1/ridge+%28east%29%2B1.jpg"
+
+    run = lab.invoke(event)
+
+    assert run.response == {"classified": 2, "invalid": 0, "duplicate": 0, "gone": 0, "skipped": 1}
+    assert lab.keys("results/") == ["results/camera 1/ridge (east)+1.jpg.json", "results/forest.jpg.json"]
+    for key, data in ((fire_key, fire_bytes), (nofire_key, nofire_bytes)):
+        result = lab.result("results/" + key.removeprefix("uploads/") + ".json")
+        head = lab.s3.head_object(Bucket=BUCKET, Key=key)
+        assert {k: v for k, v in result.items() if k not in ("etag", "classified_at")} == _expected(classifier, data, key)
+        assert result["etag"] == head["ETag"].strip('"')
+        assert datetime.fromisoformat(result["classified_at"]).utcoffset().total_seconds() == 0
+
+    alerts = lab.alerts()
+    assert len(alerts) == 1
+    alert = alerts[0]
+    assert alert["subject"] == "Firewatch: fire detected"
+    assert alert["bucket"] == BUCKET and alert["key"] == fire_key
+    assert alert["fire_probability"] == classifier.classify(fire_bytes).fire_probability >= classifier.threshold
+    assert alert["image_uri"] == f"s3://{BUCKET}/{fire_key}"
+    assert alert["result_uri"] == f"s3://{BUCKET}/results/camera 1/ridge (east)+1.jpg.json"
+
+    assert run.metric("ImagesClassified") == 2
+    assert run.metric("FireDetected") == 1
+    assert run.metric("InvalidImages") == 0
+    latencies = run.values("InferenceLatency")
+    assert len(latencies) == 2 and all(0 < ms < 10_000 for ms in latencies)
+    declared = {m["Name"]: m["Unit"] for doc in run.emf for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert declared["InferenceLatency"] == "Milliseconds" and declared["ImagesClassified"] == "Count"
+    assert {d["Namespace"] for doc in run.emf for d in doc["_aws"]["CloudWatchMetrics"]} == {"Firewatch"}
+
+
+def test_repeated_event_yields_the_same_result_and_no_second_alert(lab, fire_bytes):
+    event = s3_event(lab.upload("uploads/fire.jpg", fire_bytes))
+    first = lab.invoke(event)
+    result = lab.result("results/fire.jpg.json")
+
+    second = lab.invoke(event)
+
+    assert first.response["classified"] == 1
+    assert second.response == {"classified": 0, "invalid": 0, "duplicate": 1, "gone": 0, "skipped": 0}
+    assert lab.result("results/fire.jpg.json") == result  # not rewritten: same classified_at
+    assert len(lab.alerts()) == 1
+    assert first.metric("FireDetected") == 1
+    assert second.metric("FireDetected") == 0 and second.metric("ImagesClassified") == 0
+
+
+def test_new_version_of_an_upload_replaces_its_result(lab, fire_bytes, nofire_bytes, classifier):
+    old = lab.upload("uploads/same-name.jpg", nofire_bytes)
+    lab.invoke(s3_event(old))
+    new = lab.upload("uploads/same-name.jpg", fire_bytes)
+
+    stale = lab.invoke(s3_event(old))  # the old version's event, delivered again after the overwrite
+    assert stale.response["gone"] == 1
+    assert lab.result("results/same-name.jpg.json")["etag"] == old["s3"]["object"]["eTag"]
+
+    lab.invoke(s3_event(new))
+    result = lab.result("results/same-name.jpg.json")
+    assert result["etag"] == new["s3"]["object"]["eTag"] != old["s3"]["object"]["eTag"]
+    assert result["fire_probability"] == classifier.classify(fire_bytes).fire_probability
+    assert len(lab.alerts()) == 1
+
+
+def test_unreadable_image_gets_an_error_result_and_metric_not_an_exception(lab):
+    event = s3_event(
+        lab.upload("uploads/broken.jpg", CORRUPT_JPEG),
+        lab.upload("uploads/notes.jpg", b"these are not the pixels you are looking for"),
+    )
+    run = lab.invoke(event)
+
+    assert run.response["invalid"] == 2
+    broken = lab.result("results/broken.jpg.json")
+    assert broken["error"]["code"] == "corrupt_image" and broken["error"]["message"]
+    assert broken["source"] == f"s3://{BUCKET}/uploads/broken.jpg"
+    assert broken["size"] == len(CORRUPT_JPEG) and broken["etag"] and broken["classified_at"]
+    assert "label" not in broken
+    assert lab.result("results/notes.jpg.json")["error"]["code"] == "unsupported_format"
+    assert run.metric("InvalidImages") == 2 and run.metric("ImagesClassified") == 0
+    assert lab.alerts() == []
+
+
+def test_oversized_object_is_refused_by_its_size(lab, monkeypatch, fire_bytes):
+    from lambda_image.handler import classifier
+
+    monkeypatch.setenv("FIREWATCH_MAX_BYTES", str(len(fire_bytes) - 1))
+    classifier.cache_clear()  # a new execution environment picks up the new limit
+    run = lab.invoke(s3_event(lab.upload("uploads/huge.jpg", fire_bytes)))
+
+    result = lab.result("results/huge.jpg.json")
+    assert result["error"]["code"] == "too_large"
+    assert f"{len(fire_bytes):,} bytes" in result["error"]["message"]
+    assert result["size"] == len(fire_bytes)
+    assert run.metric("InvalidImages") == 1
+    assert lab.alerts() == []
+
+
+def test_records_that_are_not_new_uploads_are_skipped(lab, fire_bytes):
+    upload = lab.upload("uploads/fire.jpg", fire_bytes)
+    removed = {**upload, "eventName": "ObjectRemoved:Delete"}
+    result_written = lab.upload("results/fire.jpg.json", b"{}")
+    folder_marker = lab.upload("uploads/", b"")
+
+    run = lab.invoke(s3_event(removed, result_written, folder_marker))
+
+    assert run.response["skipped"] == 3 and run.response["classified"] == 0
+    assert lab.keys("results/") == ["results/fire.jpg.json"]
+    skipped = [log for log in run.logs if log.get("message") == "Record skipped"]
+    assert [log["key"] for log in skipped] == ["uploads/fire.jpg", "results/fire.jpg.json", "uploads/"]
+
+
+def test_s3_test_event_is_accepted_and_does_nothing(lab):
+    run = lab.invoke({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": BUCKET, "RequestId": "X", "HostId": "Y"})
+    assert sum(run.response.values()) == 0
+    assert lab.keys() == []
+
+
+def test_upload_deleted_before_processing_is_skipped(lab, nofire_bytes):
+    record = lab.upload("uploads/gone.jpg", nofire_bytes)
+    lab.s3.delete_object(Bucket=BUCKET, Key="uploads/gone.jpg")
+    run = lab.invoke(s3_event(record))
+    assert run.response["gone"] == 1
+    assert lab.keys("results/") == []
+
+
+def test_aws_error_raises_so_lambda_retries(lab, nofire_bytes):
+    record = s3_record("no-such-bucket-here", "uploads/a.jpg", len(nofire_bytes), "0" * 32)
+    with pytest.raises(ClientError) as raised:
+        lab.invoke(s3_event(record))
+    assert raised.value.response["Error"]["Code"] == "NoSuchBucket"
+
+
+def test_failed_alert_raises_and_the_retry_still_alerts(lab, monkeypatch, fire_bytes):
+    event = s3_event(lab.upload("uploads/fire.jpg", fire_bytes))
+    monkeypatch.setenv("ALERT_TOPIC_ARN", lab.topic_arn + "-missing")
+    with pytest.raises(ClientError):
+        lab.invoke(event)
+    assert lab.result("results/fire.jpg.json") is None  # so the retry is not mistaken for a repeat
+
+    monkeypatch.setenv("ALERT_TOPIC_ARN", lab.topic_arn)
+    retry = lab.invoke(event)
+    assert retry.response["classified"] == 1
+    assert [alert["key"] for alert in lab.alerts()] == ["uploads/fire.jpg"]
+
+
+def test_without_a_topic_fire_is_recorded_but_not_alerted(lab, monkeypatch, fire_bytes):
+    monkeypatch.delenv("ALERT_TOPIC_ARN")
+    run = lab.invoke(s3_event(lab.upload("uploads/fire.jpg", fire_bytes)))
+    assert run.response["classified"] == 1
+    assert lab.result("results/fire.jpg.json")["label"] == "fire"
+    assert run.metric("FireDetected") == 1
+    assert lab.alerts() == []
+
+
+def test_cold_start_metric_only_on_the_first_invocation(lab, nofire_bytes):
+    cold_start.reset_cold_start_flag()
+    first = lab.invoke(s3_event(lab.upload("uploads/a.jpg", nofire_bytes)))
+    second = lab.invoke(s3_event(lab.upload("uploads/b.jpg", nofire_bytes)))
+    assert first.metric("ColdStart") == 1
+    assert second.metric("ColdStart") == 0
+    cold = next(doc for doc in first.emf if "ColdStart" in doc)
+    assert cold["function_name"] == "firewatch-classify"
+
+
+def test_logs_are_structured_json_with_the_lambda_context(lab, nofire_bytes):
+    run = lab.invoke(s3_event(lab.upload("uploads/a.jpg", nofire_bytes)))
+    written = next(log for log in run.logs if log["message"] == "Result written")
+    assert written["level"] == "INFO" and written["service"] == "firewatch"
+    assert written["function_request_id"] == "c6af9ac6-7b61-11e6-9a41-93e812345678"
+    assert written["result"]["key"] == "uploads/a.jpg"
+    assert written["result_uri"] == f"s3://{BUCKET}/results/a.jpg.json"
