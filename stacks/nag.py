@@ -13,5 +13,8 @@ def enable_checks(app: App) -> None:
 
 
 def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
-    """Acknowledge one finding (``RuleId`` or ``RuleId[FindingId]``) on ``scope`` and its children."""
+    """Acknowledge one cdk-nag finding (``RuleId`` or ``RuleId[FindingId]``) on ``scope`` and its children."""
+    if not reason.strip():
+        raise ValueError(f"acknowledging {rule} needs a reason")
+    # The plain rule id, as cdk-nag documents it: both cdk-nag and the CDK's validation report honour it.
     Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
