@@ -6,14 +6,10 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.nag import acknowledge
 
 
 def log_bucket(scope: Construct, construct_id: str, *, expire_after_days: int = 365) -> s3.Bucket:
-    """A bucket that receives S3 server access logs or load balancer access logs.
-
-    SSE-S3, because neither S3 server access logging nor ALB access logging can write to SSE-KMS buckets.
-    """
+    """A bucket that receives S3 server access logs (SSE-S3: server access logging cannot write to SSE-KMS buckets)."""
     bucket = s3.Bucket(
         scope,
         construct_id,
@@ -24,7 +20,6 @@ def log_bucket(scope: Construct, construct_id: str, *, expire_after_days: int = 
         removal_policy=RemovalPolicy.RETAIN,
         lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=Duration.days(expire_after_days))],
     )
-    acknowledge(bucket, "AwsSolutions-S1", "This bucket is the access-log destination; logging it into itself would loop.")
     return bucket
 
 

@@ -76,7 +76,9 @@ class MonitoringStack(Stack):
             using_metrics={
                 "requests": metrics.request_count(statistic="Sum", period=FIVE_MINUTES),
                 "elb5xx": metrics.http_code_elb(elbv2.HttpCodeElb.ELB_5XX_COUNT, statistic="Sum", period=FIVE_MINUTES),
-                "target5xx": metrics.http_code_target(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, statistic="Sum", period=FIVE_MINUTES),
+                "target5xx": metrics.http_code_target(
+                    elbv2.HttpCodeTarget.TARGET_5XX_COUNT, statistic="Sum", period=FIVE_MINUTES
+                ),
             },
             label="ALB 5xx (% of requests)",
             period=FIVE_MINUTES,

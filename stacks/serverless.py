@@ -159,8 +159,3 @@ class ServerlessStack(Stack):
                     "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
                     "CDK-provided deploy-time handler that sets the bucket notification; it only writes its own logs.",
                 )
-                acknowledge(
-                    child,
-                    "AwsSolutions-IAM5[Resource::*]",
-                    "CDK-provided handler: s3:PutBucketNotification cannot be scoped before the bucket exists.",
-                )

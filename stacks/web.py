@@ -149,9 +149,10 @@ class WebStack(Stack):
             )
         )
         acknowledge(role, "AwsSolutions-IAM5[Resource::*]", "ecr:GetAuthorizationToken has no resource-level scope.")
+        bucket_parameter = self.get_logical_id(self.upload_bucket_name)
         acknowledge(
             role,
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<{self.get_logical_id(self.upload_bucket_name)}>/{RESULTS_PREFIX}*]",
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<{bucket_parameter}>/{RESULTS_PREFIX}*]",
             f"Read-only access limited to the {RESULTS_PREFIX} prefix of the upload bucket.",
         )
         acknowledge(

@@ -52,7 +52,8 @@ ALARMS = {
 def test_metric_alarms(synth, name):
     namespace, metric, statistic, period, threshold, periods = ALARMS[name]
     alarm = _alarms(synth)[name]
-    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"], alarm["Period"]) == (namespace, metric, statistic, period)
+    metric_stat = (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"], alarm["Period"])
+    assert metric_stat == (namespace, metric, statistic, period)
     assert alarm["Threshold"] == threshold
     assert alarm["EvaluationPeriods"] == periods and alarm["DatapointsToAlarm"] == periods
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
@@ -116,7 +117,9 @@ DASHBOARD_METRICS = {
     "Lambda throttles": {("AWS/Lambda", "Throttles", "Sum")},
     "Lambda concurrent executions": {("AWS/Lambda", "ConcurrentExecutions", "Maximum")},
     "Dead-letter queue depth": {("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum")},
-    "Images classified / fire / invalid": {("Firewatch", m, "Sum") for m in ("ImagesClassified", "FireDetected", "InvalidImages")},
+    "Images classified / fire / invalid": {
+        ("Firewatch", m, "Sum") for m in ("ImagesClassified", "FireDetected", "InvalidImages")
+    },
     "Inference latency (ms)": {("Firewatch", "InferenceLatency", s) for s in ("p50", "p90", "p99")},
     "ALB requests": {("AWS/ApplicationELB", "RequestCount", "Sum")},
     "Target response time (s)": {("AWS/ApplicationELB", "TargetResponseTime", s) for s in ("p50", "p90", "p99")},

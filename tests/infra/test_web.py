@@ -32,8 +32,8 @@ def _user_data(template) -> str:
 
 
 def _statements(template) -> set[tuple]:
-    role = _logical_id(template, "AWS::IAM::Role", AssumeRolePolicyDocument={"Statement": [
-        {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}}], "Version": "2012-10-17"})  # fmt: skip
+    trust = {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}}
+    role = _logical_id(template, "AWS::IAM::Role", AssumeRolePolicyDocument={"Statement": [trust], "Version": "2012-10-17"})
     policies = [
         p["Properties"]["PolicyDocument"]["Statement"]
         for p in resources(template, "AWS::IAM::Policy").values()
@@ -77,7 +77,8 @@ def test_load_balancer_accepts_only_http_from_the_allowed_cidr_by_default(synth)
 def test_allowed_cidr_and_https_port_follow_the_context(synth_custom):
     alb, _ = _security_groups(synth_custom.web)
     ingress = resources(synth_custom.web, "AWS::EC2::SecurityGroup")[alb]["Properties"]["SecurityGroupIngress"]
-    assert [(r["CidrIp"], r["FromPort"], r["ToPort"]) for r in ingress] == [("203.0.113.0/24", 80, 80), ("203.0.113.0/24", 443, 443)]
+    rules = [(r["CidrIp"], r["FromPort"], r["ToPort"]) for r in ingress]
+    assert rules == [("203.0.113.0/24", 80, 80), ("203.0.113.0/24", 443, 443)]
 
 
 def test_instances_accept_only_the_app_port_from_the_load_balancer(synth):
@@ -117,11 +118,13 @@ def test_http_listener_forwards_without_a_certificate(synth):
 
 
 def test_https_listener_and_redirect_with_a_certificate(synth_custom):
-    listeners = {l["Properties"]["Port"]: l["Properties"] for l in resources(synth_custom.web, "AWS::ElasticLoadBalancingV2::Listener").values()}  # noqa: E501,E741
+    found = resources(synth_custom.web, "AWS::ElasticLoadBalancingV2::Listener").values()
+    listeners = {listener["Properties"]["Port"]: listener["Properties"] for listener in found}
     assert sorted(listeners) == [80, 443]
     https = listeners[443]
     assert https["Protocol"] == "HTTPS"
-    assert https["Certificates"] == [{"CertificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789"}]
+    certificate = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+    assert https["Certificates"] == [{"CertificateArn": certificate}]
     assert https["DefaultActions"][0]["Type"] == "forward"
     assert listeners[80]["DefaultActions"] == [
         {"RedirectConfig": {"Port": "443", "Protocol": "HTTPS", "StatusCode": "HTTP_301"}, "Type": "redirect"}
@@ -134,7 +137,8 @@ def test_launch_template_hardening(synth):
     data = only(synth.web, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]
     assert data["MetadataOptions"] == {"HttpPutResponseHopLimit": 2, "HttpTokens": "required"}
     assert "KeyName" not in data
-    assert data["BlockDeviceMappings"] == [{"DeviceName": "/dev/xvda", "Ebs": {"Encrypted": True, "VolumeSize": 20, "VolumeType": "gp3"}}]
+    root_volume = {"DeviceName": "/dev/xvda", "Ebs": {"Encrypted": True, "VolumeSize": 20, "VolumeType": "gp3"}}
+    assert data["BlockDeviceMappings"] == [root_volume]
     assert data["InstanceType"] == "t3.small"
     parameter = data["ImageId"]["Ref"]
     assert synth.web.to_json()["Parameters"][parameter]["Default"] == SSM_AL2023.format("x86_64")
@@ -215,8 +219,9 @@ def test_instance_role_is_least_privilege(synth):
         ":iam::aws:policy/CloudWatchAgentServerPolicy",
     ]
     bucket = ["arn:", {"Ref": "AWS::Partition"}, ":s3:::", {"Ref": "UploadBucketName"}]
+    repository_name = {"Fn::Sub": "cdk-hnb659fds-container-assets-${AWS::AccountId}-${AWS::Region}"}
     repository = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":ecr:", {"Ref": "AWS::Region"}, ":",
-        {"Ref": "AWS::AccountId"}, ":repository/", {"Fn::Sub": "cdk-hnb659fds-container-assets-${AWS::AccountId}-${AWS::Region}"}]]}  # fmt: skip
+        {"Ref": "AWS::AccountId"}, ":repository/", repository_name]]}  # fmt: skip
     log_group = next(k for k in resources(synth.web, "AWS::Logs::LogGroup") if k.startswith("WebServerLogs"))
 
     def entry(actions, resource, condition=None):
