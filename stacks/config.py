@@ -2,35 +2,35 @@
 
 Every setting has a default, so ``cdk synth`` / ``cdk deploy --all`` work with no context at all.
 
-===========================  ==========================  ==========================================================
-Context key                  Default                     Meaning
-===========================  ==========================  ==========================================================
-``envName``                  ``dev``                     Names the stacks (``firewatch-<envName>-serverless`` ...)
-                                                         and the dashboard; lower-case letters, digits, ``-``.
-``architecture``             ``x86_64``                  CPU architecture of the image, the Lambda function and the
-                                                         EC2 instances: ``x86_64`` (image platform linux/amd64) or
-                                                         ``arm64`` (linux/arm64, Graviton).
-``instanceType``             ``t3.small`` (x86_64),      EC2 instance type of the web tier; must match
-                             ``t4g.small`` (arm64)       ``architecture``.
-``minCapacity``              ``2``                       Fewest web instances (one per Availability Zone).
-``maxCapacity``              ``4``                       Most web instances (CPU target tracking scales between).
-``desiredCapacity``          unset                       Starting size; unset lets scaling own it (a set value is
-                                                         re-applied on every deploy).
-``lambdaMemoryMb``           ``1024``                    Function memory (MB), 128-10240; CPU share grows with it.
-``lambdaTimeoutSeconds``     ``60``                      Function timeout, 1-900 s.
-``lambdaReservedConcurrency``  unset                     Reserved (and maximum) concurrency of the function. Unset:
-                                                         the account's unreserved pool. New accounts (quota 10)
-                                                         cannot reserve any.
-``alertEmail``               unset                       E-mail subscribed to the fire alert topic and to the alarm
-                                                         topic (confirm the subscription e-mails).
-``certificateArn``           unset                       ACM certificate ARN (same region): adds HTTPS on 443 and
-                                                         redirects HTTP 80 to it.
-``allowedCidr``              ``0.0.0.0/0``               IPv4 CIDR allowed to reach the load balancer.
-``natGateways``              ``1``                       NAT gateways for the private subnets (1-2; 2 removes the
-                                                         single-AZ egress dependency at twice the cost).
-``logRetentionDays``         ``30``                      Retention of the function, web and flow log groups, one of
-                                                         1, 3, 5, 7, 14, 30, 60, 90, 180, 365.
-===========================  ==========================  ==========================================================
+===============================  ========================  ============================================================
+Context key                      Default                   Meaning
+===============================  ========================  ============================================================
+``envName``                      ``dev``                   Names the stacks (``firewatch-<envName>-serverless`` ...)
+                                                           and the dashboard; lower-case letters, digits, ``-``.
+``architecture``                 ``x86_64``                CPU architecture of the image, the Lambda function and the
+                                                           EC2 instances: ``x86_64`` (image platform linux/amd64) or
+                                                           ``arm64`` (linux/arm64, Graviton).
+``instanceType``                 ``t3.small`` (x86_64),    EC2 instance type of the web tier; must match
+                                 ``t4g.small`` (arm64)     ``architecture``.
+``minCapacity``                  ``2``                     Fewest web instances (one per Availability Zone).
+``maxCapacity``                  ``4``                     Most web instances (CPU target tracking scales between).
+``desiredCapacity``              unset                     Starting size; unset lets scaling own it (a set value is
+                                                           re-applied on every deploy).
+``lambdaMemoryMb``               ``1024``                  Function memory (MB), 128-10240; CPU share grows with it.
+``lambdaTimeoutSeconds``         ``60``                    Function timeout, 1-900 s.
+``lambdaReservedConcurrency``    unset                     Reserved (and maximum) concurrency of the function. Unset:
+                                                           the account's unreserved pool. New accounts (quota 10)
+                                                           cannot reserve any.
+``alertEmail``                   unset                     E-mail subscribed to the fire alert topic and to the alarm
+                                                           topic (confirm the subscription e-mails).
+``certificateArn``               unset                     ACM certificate ARN (same region): adds HTTPS on 443 and
+                                                           redirects HTTP 80 to it.
+``allowedCidr``                  ``0.0.0.0/0``             IPv4 CIDR allowed to reach the load balancer.
+``natGateways``                  ``1``                     NAT gateways for the private subnets (1-2; 2 removes the
+                                                           single-AZ egress dependency at twice the cost).
+``logRetentionDays``             ``30``                    Retention of the function, web and flow log groups, one of
+                                                           1, 3, 5, 7, 14, 30, 60, 90, 180, 365.
+===============================  ========================  ============================================================
 """
 
 from __future__ import annotations
