@@ -1,0 +1,185 @@
+"""Deployment settings, read from CDK context (``cdk deploy -c key=value`` or the ``context`` block of ``cdk.json``).
+
+Every setting has a default, so ``cdk synth`` / ``cdk deploy --all`` work with no context at all.
+
+===============================  ========================  ============================================================
+Context key                      Default                   Meaning
+===============================  ========================  ============================================================
+``envName``                      ``dev``                   Names the stacks (``firewatch-<envName>-serverless`` ...)
+                                                           and the dashboard; lower-case letters, digits, ``-``.
+``architecture``                 ``x86_64``                CPU architecture of the image, the Lambda function and the
+                                                           EC2 instances: ``x86_64`` (image platform linux/amd64) or
+                                                           ``arm64`` (linux/arm64, Graviton).
+``instanceType``                 ``t3.small`` (x86_64),    EC2 instance type of the web tier; must match
+                                 ``t4g.small`` (arm64)     ``architecture``.
+``minCapacity``                  ``2``                     Fewest web instances (one per Availability Zone).
+``maxCapacity``                  ``4``                     Most web instances (CPU target tracking scales between).
+``desiredCapacity``              unset                     Starting size; unset lets scaling own it (a set value is
+                                                           re-applied on every deploy).
+``lambdaMemoryMb``               ``1024``                  Function memory (MB), 128-10240; CPU share grows with it.
+``lambdaTimeoutSeconds``         ``60``                    Function timeout, 1-900 s.
+``lambdaReservedConcurrency``    unset                     Reserved (and maximum) concurrency of the function. Unset:
+                                                           the account's unreserved pool. New accounts (quota 10)
+                                                           cannot reserve any.
+``alertEmail``                   unset                     E-mail subscribed to the fire alert topic and to the alarm
+                                                           topic (confirm the subscription e-mails).
+``certificateArn``               unset                     ACM certificate ARN (same region): adds HTTPS on 443 and
+                                                           redirects HTTP 80 to it.
+``allowedCidr``                  ``0.0.0.0/0``             IPv4 CIDR allowed to reach the load balancer.
+``natGateways``                  ``1``                     NAT gateways for the private subnets (1-2; 2 removes the
+                                                           single-AZ egress dependency at twice the cost).
+``logRetentionDays``             ``30``                    Retention of the function, web and flow log groups, one of
+                                                           1, 3, 5, 7, 14, 30, 60, 90, 180, 365.
+===============================  ========================  ============================================================
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+ARCHITECTURES = ("x86_64", "arm64")
+DEFAULT_INSTANCE_TYPES = {"x86_64": "t3.small", "arm64": "t4g.small"}
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 180, 365)
+
+_ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_CERTIFICATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$")
+# Graviton families carry a "g" after the generation digit (t4g, m7g, c7gn, r8g...).
+_ARM_INSTANCE = re.compile(r"^[a-z]+\d+g[a-z]*\.")
+
+
+class ConfigError(ValueError):
+    """A context value is missing its expected form; the message names the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class FirewatchConfig:
+    env_name: str = "dev"
+    architecture: str = "x86_64"
+    instance_type: str = DEFAULT_INSTANCE_TYPES["x86_64"]
+    min_capacity: int = 2
+    max_capacity: int = 4
+    desired_capacity: int | None = None
+    lambda_memory_mb: int = 1024
+    lambda_timeout_seconds: int = 60
+    lambda_reserved_concurrency: int | None = None
+    alert_email: str | None = None
+    certificate_arn: str | None = None
+    allowed_cidr: str = "0.0.0.0/0"
+    nat_gateways: int = 1
+    log_retention_days: int = 30
+
+    @property
+    def docker_platform(self) -> str:
+        return "linux/arm64" if self.architecture == "arm64" else "linux/amd64"
+
+    @property
+    def lambda_threads(self) -> int:
+        """Inference threads for the function: Lambda gives one vCPU per 1769 MB of memory (at least one)."""
+        return max(1, round(self.lambda_memory_mb / 1769))
+
+    def stack_name(self, part: str) -> str:
+        return f"firewatch-{self.env_name}-{part}"
+
+    @property
+    def upload_bucket_parameter(self) -> str:
+        """SSM parameter holding the upload bucket's name: the web stack finds the bucket through it."""
+        return f"/firewatch/{self.env_name}/upload-bucket-name"
+
+    @classmethod
+    def from_context(cls, get: Callable[[str], Any]) -> "FirewatchConfig":
+        """Build the settings from a context getter (``node.try_get_context``); validates every value."""
+        architecture = _choice(get, "architecture", ARCHITECTURES, cls.architecture)
+        config = cls(
+            env_name=_matching(get, "envName", _ENV_NAME, "lower-case letters, digits and '-', at most 20") or cls.env_name,
+            architecture=architecture,
+            instance_type=_text(get, "instanceType") or DEFAULT_INSTANCE_TYPES[architecture],
+            min_capacity=_integer(get, "minCapacity", cls.min_capacity, 1, 20),
+            max_capacity=_integer(get, "maxCapacity", cls.max_capacity, 1, 50),
+            desired_capacity=_integer(get, "desiredCapacity", None, 1, 50),
+            lambda_memory_mb=_integer(get, "lambdaMemoryMb", cls.lambda_memory_mb, 128, 10240),
+            lambda_timeout_seconds=_integer(get, "lambdaTimeoutSeconds", cls.lambda_timeout_seconds, 1, 900),
+            lambda_reserved_concurrency=_integer(get, "lambdaReservedConcurrency", None, 0, 1000),
+            alert_email=_matching(get, "alertEmail", _EMAIL, "an e-mail address"),
+            certificate_arn=_matching(get, "certificateArn", _CERTIFICATE_ARN, "an ACM certificate ARN"),
+            allowed_cidr=_cidr(get, "allowedCidr", cls.allowed_cidr),
+            nat_gateways=_integer(get, "natGateways", cls.nat_gateways, 1, 2),
+            log_retention_days=_choice(get, "logRetentionDays", LOG_RETENTION_DAYS, cls.log_retention_days, int),
+        )
+        config._check_consistency()
+        return config
+
+    def _check_consistency(self) -> None:
+        if self.min_capacity > self.max_capacity:
+            raise ConfigError(f"minCapacity ({self.min_capacity}) is larger than maxCapacity ({self.max_capacity})")
+        if self.desired_capacity is not None and not self.min_capacity <= self.desired_capacity <= self.max_capacity:
+            raise ConfigError(f"desiredCapacity ({self.desired_capacity}) must lie between minCapacity and maxCapacity")
+        is_arm = bool(_ARM_INSTANCE.match(self.instance_type))
+        if is_arm != (self.architecture == "arm64"):
+            raise ConfigError(
+                f"instanceType {self.instance_type!r} does not run {self.architecture} images; "
+                f"use e.g. {DEFAULT_INSTANCE_TYPES[self.architecture]!r} or change 'architecture'"
+            )
+
+
+def _text(get: Callable[[str], Any], key: str) -> str | None:
+    value = get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return str(value).strip()
+
+
+def _matching(get: Callable[[str], Any], key: str, pattern: re.Pattern, what: str) -> str | None:
+    value = _text(get, key)
+    if value is not None and not pattern.match(value):
+        raise ConfigError(f"context {key}={value!r} is not valid: expected {what}")
+    return value
+
+
+def _integer(get: Callable[[str], Any], key: str, default: int | None, low: int, high: int) -> int | None:
+    value = _text(get, key)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"context {key}={value!r} is not an integer") from None
+    if not low <= number <= high:
+        raise ConfigError(f"context {key}={number} is out of range {low}-{high}")
+    return number
+
+
+def _choice(get: Callable[[str], Any], key: str, allowed: tuple, default: Any, convert: Callable = str) -> Any:
+    value = _text(get, key)
+    if value is None:
+        return default
+    try:
+        chosen = convert(value)
+    except ValueError:
+        chosen = None
+    if chosen not in allowed:
+        raise ConfigError(f"context {key}={value!r} is not one of {', '.join(map(str, allowed))}")
+    return chosen
+
+
+def _cidr(get: Callable[[str], Any], key: str, default: str) -> str:
+    value = _text(get, key)
+    if value is None:
+        return default
+    try:
+        return str(ipaddress.IPv4Network(value, strict=True))
+    except ValueError as error:
+        raise ConfigError(f"context {key}={value!r} is not an IPv4 CIDR block: {error}") from None
+
+
+# Names shared with the runtime code (contracts, not settings).
+SERVICE_NAME = "firewatch"  # POWERTOOLS_SERVICE_NAME: the `service` dimension of the custom metrics
+METRICS_NAMESPACE = "Firewatch"  # POWERTOOLS_METRICS_NAMESPACE
+CUSTOM_METRICS = ("ImagesClassified", "FireDetected", "InvalidImages", "InferenceLatency")
+UPLOADS_PREFIX = "uploads/"
+RESULTS_PREFIX = "results/"
+APP_PORT = 8080
+HEALTH_CHECK_PATH = "/healthz"

@@ -1,0 +1,169 @@
+"""The monitoring stack: alarms (metrics, thresholds, actions), the dashboard's widgets, the alarm topic, outputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.infra.conftest import only, resources
+
+
+def _alarms(synth) -> dict[str, dict]:
+    """Alarms by their construct id (the logical id without its hash suffix)."""
+    return {k[:-8]: v["Properties"] for k, v in resources(synth.monitoring, "AWS::CloudWatch::Alarm").items()}
+
+
+def _dashboard(synth) -> dict:
+    """The dashboard body as JSON; every CloudFormation reference becomes the string "<ref>"."""
+    parts = only(synth.monitoring, "AWS::CloudWatch::Dashboard")["DashboardBody"]["Fn::Join"][1]
+    return json.loads("".join(p if isinstance(p, str) else "<ref>" for p in parts))
+
+
+def _metrics_of(widget: dict) -> list[tuple[str, str, str]]:
+    """(namespace, metric name, statistic) of each metric line of a graph widget (math expressions skipped)."""
+    found = []
+    for line in widget["properties"].get("metrics", []):
+        if isinstance(line[0], dict):
+            continue
+        options = line[-1] if isinstance(line[-1], dict) else {}
+        found.append((line[0], line[1], options.get("stat", "Average")))
+    return found
+
+
+def _widget(dashboard: dict, title: str) -> dict:
+    matches = [w for w in dashboard["widgets"] if w["properties"].get("title") == title]
+    assert len(matches) == 1, [w["properties"].get("title") for w in dashboard["widgets"]]
+    return matches[0]
+
+
+ALARMS = {
+    # name: (namespace, metric, statistic, period, threshold, evaluation periods)
+    "LambdaErrors": ("AWS/Lambda", "Errors", "Sum", 300, 1, 1),
+    "LambdaDurationNearTimeout": ("AWS/Lambda", "Duration", "Maximum", 300, 48000, 1),
+    "LambdaThrottles": ("AWS/Lambda", "Throttles", "Sum", 300, 1, 1),
+    "DeadLetterQueueNotEmpty": ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", 300, 1, 1),
+    "UnhealthyHosts": ("AWS/ApplicationELB", "UnHealthyHostCount", "Maximum", 60, 1, 5),
+    "WebCpuHigh": ("AWS/EC2", "CPUUtilization", "Average", 300, 80, 3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ALARMS))
+def test_metric_alarms(synth, name):
+    namespace, metric, statistic, period, threshold, periods = ALARMS[name]
+    alarm = _alarms(synth)[name]
+    metric_stat = (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"], alarm["Period"])
+    assert metric_stat == (namespace, metric, statistic, period)
+    assert alarm["Threshold"] == threshold
+    assert alarm["EvaluationPeriods"] == periods and alarm["DatapointsToAlarm"] == periods
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def test_alarm_set_and_actions(synth):
+    alarms = _alarms(synth)
+    assert set(alarms) == set(ALARMS) | {"Alb5xxRate"}
+    topic = next(iter(resources(synth.monitoring, "AWS::SNS::Topic")))
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == [{"Ref": topic}] and alarm["OKActions"] == [{"Ref": topic}]
+
+
+def test_alarm_dimensions_point_at_the_deployed_resources(synth):
+    alarms = _alarms(synth)
+    dims = {name: [d["Name"] for d in alarms[name]["Dimensions"]] for name in ALARMS}
+    assert dims["LambdaErrors"] == ["FunctionName"]
+    assert dims["DeadLetterQueueNotEmpty"] == ["QueueName"]
+    assert dims["UnhealthyHosts"] == ["LoadBalancer", "TargetGroup"]
+    assert dims["WebCpuHigh"] == ["AutoScalingGroupName"]
+    assert "Classifier" in json.dumps(alarms["LambdaErrors"]["Dimensions"])
+
+
+def test_alb_5xx_rate_alarm_is_a_percentage_of_requests(synth):
+    alarm = _alarms(synth)["Alb5xxRate"]
+    assert alarm["Threshold"] == 5 and alarm["EvaluationPeriods"] == 2 and alarm["DatapointsToAlarm"] == 2
+    metrics = {m["Id"]: m for m in alarm["Metrics"]}
+    expression = next(m for m in alarm["Metrics"] if "Expression" in m)
+    assert expression["Expression"] == "IF(requests > 0, 100 * (FILL(elb5xx, 0) + FILL(target5xx, 0)) / requests, 0)"
+    assert expression["ReturnData"] is True
+    assert metrics["requests"]["MetricStat"]["Metric"]["MetricName"] == "RequestCount"
+    assert metrics["elb5xx"]["MetricStat"]["Metric"]["MetricName"] == "HTTPCode_ELB_5XX_Count"
+    assert metrics["target5xx"]["MetricStat"]["Metric"]["MetricName"] == "HTTPCode_Target_5XX_Count"
+    assert {m["MetricStat"]["Stat"] for m in alarm["Metrics"] if "MetricStat" in m} == {"Sum"}
+
+
+def test_duration_alarm_follows_the_timeout(synth_custom):
+    assert _alarms(synth_custom)["LambdaDurationNearTimeout"]["Threshold"] == 0.8 * 120_000
+
+
+def test_alarm_topic_is_encrypted_with_a_rotated_key_cloudwatch_may_use(synth):
+    key_id = next(iter(resources(synth.monitoring, "AWS::KMS::Key")))
+    key = only(synth.monitoring, "AWS::KMS::Key")
+    assert key["EnableKeyRotation"] is True
+    cloudwatch = [s for s in key["KeyPolicy"]["Statement"] if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+    assert len(cloudwatch) == 1 and sorted(cloudwatch[0]["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    topic = only(synth.monitoring, "AWS::SNS::Topic")
+    assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    assert not resources(synth.monitoring, "AWS::SNS::Subscription")
+
+
+def test_alert_email_subscribes_to_the_alarm_topic(synth_custom):
+    subscription = only(synth_custom.monitoring, "AWS::SNS::Subscription")
+    assert (subscription["Protocol"], subscription["Endpoint"]) == ("email", "ops@example.com")
+
+
+DASHBOARD_METRICS = {
+    "Lambda invocations and errors": {("AWS/Lambda", "Invocations", "Sum"), ("AWS/Lambda", "Errors", "Sum")},
+    "Lambda duration (ms)": {("AWS/Lambda", "Duration", s) for s in ("p50", "p90", "p99")},
+    "Lambda throttles": {("AWS/Lambda", "Throttles", "Sum")},
+    "Lambda concurrent executions": {("AWS/Lambda", "ConcurrentExecutions", "Maximum")},
+    "Dead-letter queue depth": {("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum")},
+    "Images classified / fire / invalid": {
+        ("Firewatch", m, "Sum") for m in ("ImagesClassified", "FireDetected", "InvalidImages")
+    },
+    "Inference latency (ms)": {("Firewatch", "InferenceLatency", s) for s in ("p50", "p90", "p99")},
+    "ALB requests": {("AWS/ApplicationELB", "RequestCount", "Sum")},
+    "Target response time (s)": {("AWS/ApplicationELB", "TargetResponseTime", s) for s in ("p50", "p90", "p99")},
+    "ALB 4xx / 5xx": {
+        ("AWS/ApplicationELB", m, "Sum")
+        for m in ("HTTPCode_Target_4XX_Count", "HTTPCode_Target_5XX_Count", "HTTPCode_ELB_4XX_Count", "HTTPCode_ELB_5XX_Count")
+    },
+    "Healthy / unhealthy hosts": {
+        ("AWS/ApplicationELB", "HealthyHostCount", "Minimum"),
+        ("AWS/ApplicationELB", "UnHealthyHostCount", "Maximum"),
+    },
+    "EC2 CPU utilisation (%)": {("AWS/EC2", "CPUUtilization", "Average")},
+    "EC2 memory / root disk used (%)": {("CWAgent", "mem_used_percent", "Average"), ("CWAgent", "disk_used_percent", "Average")},
+    "EC2 network in / out (bytes)": {("AWS/EC2", "NetworkIn", "Sum"), ("AWS/EC2", "NetworkOut", "Sum")},
+    "EC2 packets in / out": {("AWS/EC2", "NetworkPacketsIn", "Sum"), ("AWS/EC2", "NetworkPacketsOut", "Sum")},
+}
+
+
+@pytest.mark.parametrize("title", sorted(DASHBOARD_METRICS))
+def test_dashboard_graphs(synth, title):
+    assert set(_metrics_of(_widget(_dashboard(synth), title))) == DASHBOARD_METRICS[title]
+
+
+def test_custom_metrics_carry_the_service_dimension(synth):
+    widget = _widget(_dashboard(synth), "Images classified / fire / invalid")
+    for line in widget["properties"]["metrics"]:
+        assert line[2:4] == ["service", "firewatch"]
+
+
+def test_dashboard_success_rate_and_logs_insights(synth):
+    dashboard = _dashboard(synth)
+    success = _widget(dashboard, "Lambda success rate (%)")["properties"]["metrics"][0][0]
+    assert success["expression"] == "IF(invocations > 0, 100 * (invocations - FILL(errors, 0)) / invocations)"
+    logs = [w for w in dashboard["widgets"] if w["type"] == "log"]
+    assert len(logs) == 2
+    for widget in logs:
+        assert widget["properties"]["query"].startswith("SOURCE '<ref>'")  # the function's log group
+    assert "@initDuration" in logs[1]["properties"]["query"]
+    alarms = [w for w in dashboard["widgets"] if w["type"] == "alarm"]
+    assert len(alarms) == 1 and len(alarms[0]["properties"]["alarms"]) == len(ALARMS) + 1
+
+
+def test_outputs(synth):
+    synth.monitoring.has_output("DashboardUrl", {"Value": {"Fn::Join": ["", [
+        "https://", {"Ref": "AWS::Region"}, ".console.aws.amazon.com/cloudwatch/home?region=", {"Ref": "AWS::Region"},
+        "#dashboards:name=firewatch-dev-dashboard"]]}})  # fmt: skip
+    assert only(synth.monitoring, "AWS::CloudWatch::Dashboard")["DashboardName"] == "firewatch-dev-dashboard"

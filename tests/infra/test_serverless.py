@@ -1,0 +1,212 @@
+"""The serverless stack: upload bucket, classifier function, S3 trigger, IAM, dead-letter queue, alert topic."""
+
+from __future__ import annotations
+
+from aws_cdk.assertions import Match
+
+from tests.infra.conftest import only, resources
+
+
+def _bucket_ids(synth):
+    buckets = resources(synth.serverless, "AWS::S3::Bucket")
+    uploads = [k for k, v in buckets.items() if "LoggingConfiguration" in v["Properties"]]
+    logs = [k for k in buckets if k not in uploads]
+    assert len(uploads) == 1 and len(logs) == 1, sorted(buckets)
+    return uploads[0], logs[0]
+
+
+def _classifier(template) -> tuple[str, dict]:
+    """The container-image function (the other Function is the CDK's bucket-notification handler)."""
+    found = template.find_resources("AWS::Lambda::Function", {"Properties": {"PackageType": "Image"}})
+    assert len(found) == 1, sorted(found)
+    logical_id, resource = next(iter(found.items()))
+    return logical_id, resource["Properties"]
+
+
+def _policy_statements(template, role_prefix: str) -> list[dict]:
+    policies = [
+        p["Properties"]
+        for p in resources(template, "AWS::IAM::Policy").values()
+        if any(r["Ref"].startswith(role_prefix) for r in p["Properties"]["Roles"])
+    ]
+    assert len(policies) == 1, policies
+    return policies[0]["PolicyDocument"]["Statement"]
+
+
+def _actions(statement: dict) -> list[str]:
+    actions = statement["Action"]
+    return sorted([actions] if isinstance(actions, str) else actions)
+
+
+def test_upload_bucket_is_private_encrypted_versioned_logged_and_expires_old_versions(synth):
+    uploads, logs = _bucket_ids(synth)
+    props = resources(synth.serverless, "AWS::S3::Bucket")[uploads]["Properties"]
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+    }  # fmt: skip
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "AES256"
+    }
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert props["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": logs}
+    rules = {rule["Id"]: rule for rule in props["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-old-versions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    assert rules["abort-incomplete-uploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+    # Data survives `cdk destroy`.
+    assert resources(synth.serverless, "AWS::S3::Bucket")[uploads]["DeletionPolicy"] == "Retain"
+
+
+def test_both_buckets_deny_requests_without_tls(synth):
+    for bucket in _bucket_ids(synth):
+        synth.serverless.has_resource_properties(
+            "AWS::S3::BucketPolicy",
+            {
+                "Bucket": {"Ref": bucket},
+                "PolicyDocument": {
+                    "Statement": Match.array_with(
+                        [
+                            Match.object_like(
+                                {
+                                    "Effect": "Deny",
+                                    "Action": "s3:*",
+                                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                                    "Principal": {"AWS": "*"},
+                                }
+                            )
+                        ]
+                    )
+                },
+            },
+        )
+
+
+def test_log_bucket_is_private_encrypted_and_expires_logs(synth):
+    _, logs = _bucket_ids(synth)
+    props = resources(synth.serverless, "AWS::S3::Bucket")[logs]["Properties"]
+    assert props["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] is True
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "AES256"
+    }
+    assert props["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"] == 365
+
+
+def test_function_runs_the_image_asset_with_benchmarked_defaults(synth):
+    _, props = _classifier(synth.serverless)
+    assert props["PackageType"] == "Image"
+    assert props["MemorySize"] == 1024
+    assert props["Timeout"] == 60
+    assert props["Architectures"] == ["x86_64"]
+    assert "ReservedConcurrentExecutions" not in props
+    image_uri = props["Code"]["ImageUri"]["Fn::Join"][1]
+    assert image_uri[-1] == f":{synth.stacks.serverless.image.asset.asset_hash}"
+    env = props["Environment"]["Variables"]
+    assert env["POWERTOOLS_SERVICE_NAME"] == "firewatch"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Firewatch"
+    assert env["FIREWATCH_THREADS"] == "1"
+    topic = next(iter(resources(synth.serverless, "AWS::SNS::Topic")))
+    assert env["ALERT_TOPIC_ARN"] == {"Ref": topic}
+    log_group = next(iter(resources(synth.serverless, "AWS::Logs::LogGroup")))
+    assert props["LoggingConfig"] == {"LogGroup": {"Ref": log_group}}
+
+
+def test_function_settings_follow_the_context(synth_custom):
+    _, props = _classifier(synth_custom.serverless)
+    assert props["MemorySize"] == 3538
+    assert props["Timeout"] == 120
+    assert props["Architectures"] == ["arm64"]
+    assert props["ReservedConcurrentExecutions"] == 20
+    assert props["Environment"]["Variables"]["FIREWATCH_THREADS"] == "2"  # 3538 MB = two vCPUs
+    assert only(synth_custom.serverless, "AWS::Logs::LogGroup")["RetentionInDays"] == 90
+
+
+def test_function_log_group_has_retention(synth):
+    assert only(synth.serverless, "AWS::Logs::LogGroup")["RetentionInDays"] == 30
+
+
+def test_s3_trigger_is_object_created_under_uploads_only(synth):
+    props = only(synth.serverless, "Custom::S3BucketNotifications")
+    uploads, _ = _bucket_ids(synth)
+    assert props["BucketName"] == {"Ref": uploads}
+    assert props["NotificationConfiguration"] == {
+        "LambdaFunctionConfigurations": [
+            {
+                "Events": ["s3:ObjectCreated:*"],
+                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "uploads/"}]}},
+                "LambdaFunctionArn": {"Fn::GetAtt": [_classifier(synth.serverless)[0], "Arn"]},
+            }
+        ]
+    }
+    permission = only(synth.serverless, "AWS::Lambda::Permission")
+    assert permission["Principal"] == "s3.amazonaws.com"
+    assert permission["SourceArn"] == {"Fn::GetAtt": [uploads, "Arn"]}
+
+
+def test_function_role_is_least_privilege(synth):
+    uploads, _ = _bucket_ids(synth)
+    _, function = _classifier(synth.serverless)
+    role_id = function["Role"]["Fn::GetAtt"][0]
+    topic = next(iter(resources(synth.serverless, "AWS::SNS::Topic")))
+    queue = next(iter(resources(synth.serverless, "AWS::SQS::Queue")))
+    log_group = next(iter(resources(synth.serverless, "AWS::Logs::LogGroup")))
+    statements = {
+        (tuple(_actions(s)), str(s["Resource"])): s for s in _policy_statements(synth.serverless, role_id)
+    }
+    def arn(prefix):
+        return {"Fn::Join": ["", [{"Fn::GetAtt": [uploads, "Arn"]}, f"/{prefix}*"]]}
+
+    expected = {
+        (("s3:GetObject",), str(arn("uploads/"))),
+        (("s3:GetObject", "s3:PutObject"), str(arn("results/"))),
+        (("sns:Publish",), str({"Ref": topic})),
+        (("sqs:SendMessage",), str({"Fn::GetAtt": [queue, "Arn"]})),
+        (("logs:CreateLogStream", "logs:PutLogEvents"), str({"Fn::Join": ["", [{"Fn::GetAtt": [log_group, "Arn"]}, ":*"]]})),
+    }
+    assert set(statements) == expected
+    assert all(s["Effect"] == "Allow" and "Condition" not in s for s in statements.values())
+    role = resources(synth.serverless, "AWS::IAM::Role")[role_id]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "lambda.amazonaws.com"}
+
+
+def test_failed_events_go_to_an_encrypted_dead_letter_queue(synth):
+    queue_id = next(iter(resources(synth.serverless, "AWS::SQS::Queue")))
+    queue = only(synth.serverless, "AWS::SQS::Queue")
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+    config = only(synth.serverless, "AWS::Lambda::EventInvokeConfig")
+    assert config["DestinationConfig"] == {"OnFailure": {"Destination": {"Fn::GetAtt": [queue_id, "Arn"]}}}
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["Qualifier"] == "$LATEST"
+    synth.serverless.has_resource_properties(
+        "AWS::SQS::QueuePolicy",
+        {"PolicyDocument": {"Statement": Match.array_with([Match.object_like({
+            "Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})])}},
+    )  # fmt: skip
+
+
+def test_alert_topic_is_encrypted_and_tls_only(synth):
+    topic = only(synth.serverless, "AWS::SNS::Topic")
+    key = topic["KmsMasterKeyId"]["Fn::Join"][1]
+    assert key[:3] == ["arn:", {"Ref": "AWS::Partition"}, ":kms:"] and key[-1] == ":alias/aws/sns"
+    synth.serverless.has_resource_properties(
+        "AWS::SNS::TopicPolicy",
+        {"PolicyDocument": {"Statement": Match.array_with([Match.object_like({
+            "Effect": "Deny", "Action": "sns:Publish", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})])}},
+    )  # fmt: skip
+    assert not resources(synth.serverless, "AWS::SNS::Subscription")
+
+
+def test_alert_email_subscribes_to_the_alert_topic(synth_custom):
+    subscription = only(synth_custom.serverless, "AWS::SNS::Subscription")
+    assert subscription["Protocol"] == "email"
+    assert subscription["Endpoint"] == "ops@example.com"
+
+
+def test_outputs_and_bucket_name_parameter(synth):
+    uploads, _ = _bucket_ids(synth)
+    topic = next(iter(resources(synth.serverless, "AWS::SNS::Topic")))
+    synth.serverless.has_output("UploadBucketName", {"Value": {"Ref": uploads}})
+    synth.serverless.has_output("AlertTopicArn", {"Value": {"Ref": topic}})
+    parameter = only(synth.serverless, "AWS::SSM::Parameter")
+    assert parameter["Name"] == "/firewatch/dev/upload-bucket-name"
+    assert parameter["Value"] == {"Ref": uploads}
