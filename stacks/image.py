@@ -17,38 +17,6 @@ from stacks.config import FirewatchConfig
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = "lambda_image/Dockerfile"
 
-# Kept out of the build context, on top of what `.dockerignore` lists (CDK reads that file too). Besides keeping the
-# context small, this keeps the asset hash stable: a change to tests, docs or the CDK code must not produce a new
-# image (which would roll every web instance).
-IMAGE_EXCLUDES = (
-    ".git",
-    ".venv",
-    "node_modules",
-    "cdk.out",
-    "**/__pycache__",
-    "**/*.pyc",
-    ".pytest_cache",
-    ".cache",
-    "test-artifacts",
-    "reports",
-    "build",
-    ".ci",
-    ".github",
-    ".gitignore",
-    "Makefile",
-    "tests",
-    "training",
-    "benchmarks",
-    "stacks",
-    "app.py",
-    "cdk.json",
-    "cdk.context.json",
-    "package.json",
-    "package-lock.json",
-    "*.md",
-)
-
-
 class FirewatchImage(Construct):
     """A Docker image asset for the configured CPU architecture (``asset.image_uri``, ``asset.repository``)."""
 
@@ -61,7 +29,8 @@ class FirewatchImage(Construct):
             file=DOCKERFILE,
             # Pinned so an image built on an Arm laptop still runs on x86 Lambda ("exec format error") and vice versa.
             platform=ecr_assets.Platform.custom(config.docker_platform),
-            exclude=list(IMAGE_EXCLUDES),
+            # `.dockerignore` (an allow-list, read by CDK too) is the one list of what enters the context, so a
+            # change to tests, docs or the CDK code never yields a new image that would roll every web instance.
             ignore_mode=IgnoreMode.DOCKER,
             display_name="firewatch-image",
         )
