@@ -17,7 +17,7 @@ Context key                      Default                   Meaning
 ``desiredCapacity``              unset                     Starting size; unset lets scaling own it (a set value is
                                                            re-applied on every deploy).
 ``lambdaMemoryMb``               ``1024``                  Function memory (MB), 128-10240; CPU share grows with it.
-``lambdaTimeoutSeconds``         ``60``                    Function timeout, 1-900 s.
+``lambdaTimeoutSeconds``         ``30``                    Function timeout, 1-900 s (worst case measured: ~1 s).
 ``lambdaReservedConcurrency``    unset                     Reserved (and maximum) concurrency of the function. Unset:
                                                            the account's unreserved pool. New accounts (quota 10)
                                                            cannot reserve any.
@@ -64,7 +64,7 @@ class FirewatchConfig:
     max_capacity: int = 4
     desired_capacity: int | None = None
     lambda_memory_mb: int = 1024
-    lambda_timeout_seconds: int = 60
+    lambda_timeout_seconds: int = 30
     lambda_reserved_concurrency: int | None = None
     alert_email: str | None = None
     certificate_arn: str | None = None

@@ -16,7 +16,7 @@ def test_defaults_without_context():
     assert c == FirewatchConfig()
     assert (c.env_name, c.architecture, c.instance_type) == ("dev", "x86_64", "t3.small")
     assert (c.min_capacity, c.max_capacity, c.desired_capacity) == (2, 4, None)
-    assert (c.lambda_memory_mb, c.lambda_timeout_seconds, c.lambda_reserved_concurrency) == (1024, 60, None)
+    assert (c.lambda_memory_mb, c.lambda_timeout_seconds, c.lambda_reserved_concurrency) == (1024, 30, None)
     assert (c.alert_email, c.certificate_arn, c.allowed_cidr) == (None, None, "0.0.0.0/0")
     assert (c.nat_gateways, c.log_retention_days) == (1, 30)
     assert c.docker_platform == "linux/amd64"

@@ -40,7 +40,7 @@ def _widget(dashboard: dict, title: str) -> dict:
 ALARMS = {
     # name: (namespace, metric, statistic, period, threshold, evaluation periods)
     "LambdaErrors": ("AWS/Lambda", "Errors", "Sum", 300, 1, 1),
-    "LambdaDurationNearTimeout": ("AWS/Lambda", "Duration", "Maximum", 300, 48000, 1),
+    "LambdaDurationNearTimeout": ("AWS/Lambda", "Duration", "Maximum", 300, 24000, 1),
     "LambdaThrottles": ("AWS/Lambda", "Throttles", "Sum", 300, 1, 1),
     "DeadLetterQueueNotEmpty": ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", 300, 1, 1),
     "UnhealthyHosts": ("AWS/ApplicationELB", "UnHealthyHostCount", "Maximum", 60, 1, 5),

@@ -94,7 +94,7 @@ def test_function_runs_the_image_asset_with_benchmarked_defaults(synth):
     _, props = _classifier(synth.serverless)
     assert props["PackageType"] == "Image"
     assert props["MemorySize"] == 1024
-    assert props["Timeout"] == 60
+    assert props["Timeout"] == 30
     assert props["Architectures"] == ["x86_64"]
     assert "ReservedConcurrentExecutions" not in props
     image_uri = props["Code"]["ImageUri"]["Fn::Join"][1]
