@@ -43,7 +43,8 @@ def results():
     try:
         records = reader.latest(limit)
     except ResultsUnavailable:
-        raise ApiError(RESULTS_UNAVAILABLE, "The serverless results cannot be read right now; please try again shortly.") from None
+        message = "The serverless results cannot be read right now; please try again shortly."
+        raise ApiError(RESULTS_UNAVAILABLE, message) from None
     return jsonify({"bucket": reader.bucket, "results": records})
 
 

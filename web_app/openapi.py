@@ -162,7 +162,11 @@ def openapi_document(classifier: Classifier) -> dict:
                     "required": ["bucket", "results"],
                     "properties": {
                         "bucket": {"type": "string"},
-                        "results": {"type": "array", "maxItems": MAX_LIMIT, "items": {"$ref": "#/components/schemas/PipelineResult"}},
+                        "results": {
+                            "type": "array",
+                            "maxItems": MAX_LIMIT,
+                            "items": {"$ref": "#/components/schemas/PipelineResult"},
+                        },
                     },
                     "additionalProperties": False,
                 },

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from botocore.config import Config
-from flask import current_app
 from botocore.exceptions import BotoCoreError, ClientError
+from flask import current_app
 
 log = logging.getLogger(__name__)
 
