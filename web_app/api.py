@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, jsonify, request
 
-from .errors import BAD_REQUEST, ApiError
+from .errors import BAD_REQUEST, RESULTS_DISABLED, RESULTS_UNAVAILABLE, ApiError
 from .openapi import openapi_document
+from .results import DEFAULT_LIMIT, MAX_LIMIT, ResultsUnavailable, get_reader
 from .uploads import FIELD, chosen_files, classify_upload, get_classifier
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -28,6 +31,29 @@ def classify():
 @api.get("/model")
 def model():
     return jsonify(get_classifier().card.raw)
+
+
+@api.get("/results")
+def results():
+    """The newest results the serverless path wrote to the bucket, newest first."""
+    reader = get_reader()
+    if reader is None:
+        raise ApiError(RESULTS_DISABLED, "This server is not set up to show the serverless results (no results bucket).")
+    limit = _limit(request.args.get("limit"))
+    try:
+        records = reader.latest(limit)
+    except ResultsUnavailable:
+        message = "The serverless results cannot be read right now; please try again shortly."
+        raise ApiError(RESULTS_UNAVAILABLE, message) from None
+    return jsonify({"bucket": reader.bucket, "results": records})
+
+
+def _limit(text: str | None) -> int:
+    if text is None:
+        return DEFAULT_LIMIT
+    if not re.fullmatch(r"[0-9]{1,4}", text) or not 1 <= int(text) <= MAX_LIMIT:
+        raise ApiError(BAD_REQUEST, f"limit must be a whole number from 1 to {MAX_LIMIT}.")
+    return int(text)
 
 
 @api.get("/openapi.json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from typing import Any, Mapping
 
 from flask import Flask, Request, Response, request
@@ -14,6 +15,7 @@ from inference import Classifier
 from . import errors
 from .api import api
 from .pages import pages
+from .results import ResultsReader
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +66,13 @@ def create_app(classifier: Classifier | None = None, config: Mapping[str, Any] |
         MAX_CONTENT_LENGTH=classifier.limits.max_bytes + FORM_OVERHEAD_BYTES,
         MAX_FORM_PARTS=64,
         PAGE_MAX_FILES=20,
+        # The bucket the serverless path writes results/ to; unset: no panel, and /api/v1/results answers 404.
+        RESULTS_BUCKET=os.environ.get("FIREWATCH_RESULTS_BUCKET") or None,
     )
     app.config.update(config or {})
     app.extensions["firewatch.classifier"] = classifier
+    bucket = app.config["RESULTS_BUCKET"]
+    app.extensions["firewatch.results"] = ResultsReader(bucket) if bucket else None
 
     app.register_blueprint(pages)
     app.register_blueprint(api)

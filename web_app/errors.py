@@ -10,6 +10,8 @@ TOO_LARGE = "too_large"
 NOT_FOUND = "not_found"
 METHOD_NOT_ALLOWED = "method_not_allowed"
 INTERNAL_ERROR = "internal_error"
+RESULTS_DISABLED = "results_disabled"
+RESULTS_UNAVAILABLE = "results_unavailable"
 
 # 415: the bytes are not a format we read. 422: a format we read, but this file cannot be classified.
 STATUS_BY_CODE = {
@@ -23,6 +25,8 @@ STATUS_BY_CODE = {
     NOT_FOUND: 404,
     METHOD_NOT_ALLOWED: 405,
     INTERNAL_ERROR: 500,
+    RESULTS_DISABLED: 404,  # this server has no results bucket configured
+    RESULTS_UNAVAILABLE: 503,  # the results bucket cannot be read right now
 }
 
 API_PREFIX = "/api/"

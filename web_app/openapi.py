@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from inference import Classifier
 
-from .errors import STATUS_BY_CODE
+from .errors import RESULTS_DISABLED, RESULTS_UNAVAILABLE, STATUS_BY_CODE
+from .results import DEFAULT_LIMIT, MAX_LIMIT
 
 IMAGE_TYPES = "image/jpeg, image/png, image/webp, image/gif, image/bmp, application/octet-stream"
 
@@ -59,6 +60,34 @@ def openapi_document(classifier: Classifier) -> dict:
                         "413": _error_response("The upload is larger than the byte limit.", _codes_for(413)),
                         "415": _error_response("The bytes are not an image format the service reads.", _codes_for(415)),
                         "422": _error_response("A readable format, but this file cannot be classified.", _codes_for(422)),
+                    },
+                }
+            },
+            "/api/v1/results": {
+                "get": {
+                    "operationId": "results",
+                    "summary": "The latest results the serverless path wrote to the bucket",
+                    "description": (
+                        "Read from `s3://BUCKET/results/`, newest first (by the time S3 stored each result). "
+                        "Objects that are not results are skipped. Answers may be up to 2 seconds old."
+                    ),
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "description": "How many results at most.",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The newest results, newest first.",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PipelineResults"}}},
+                        },
+                        "400": _error_response("`limit` is not a whole number in range.", ["bad_request"]),
+                        "404": _error_response("This server has no results bucket configured.", [RESULTS_DISABLED]),
+                        "503": _error_response("The results bucket cannot be read right now.", [RESULTS_UNAVAILABLE]),
                     },
                 }
             },
@@ -125,6 +154,47 @@ def openapi_document(classifier: Classifier) -> dict:
                             },
                             "additionalProperties": False,
                         }
+                    },
+                    "additionalProperties": False,
+                },
+                "PipelineResults": {
+                    "type": "object",
+                    "required": ["bucket", "results"],
+                    "properties": {
+                        "bucket": {"type": "string"},
+                        "results": {
+                            "type": "array",
+                            "maxItems": MAX_LIMIT,
+                            "items": {"$ref": "#/components/schemas/PipelineResult"},
+                        },
+                    },
+                    "additionalProperties": False,
+                },
+                "PipelineResult": {
+                    "description": (
+                        "One result object of the serverless path (ARCHITECTURE.md, 'Serverless result'): a verdict "
+                        "(`label`, `fire_probability`) or an `error`, plus where it came from and when."
+                    ),
+                    "type": "object",
+                    "required": ["result_key", "name", "classified_at", "last_modified"],
+                    "properties": {
+                        "result_key": {"type": "string", "description": "The S3 key of the result: results/<key>.json"},
+                        "name": {"type": "string", "description": "The uploaded file's name (last part of its key)."},
+                        "source": {"type": "string"},
+                        "label": {"type": "string"},
+                        "fire_probability": {"type": "number", "minimum": 0, "maximum": 1},
+                        "model_version": {"type": "string"},
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                        },
+                        "bucket": {"type": "string"},
+                        "key": {"type": "string"},
+                        "size": {"type": "integer"},
+                        "etag": {"type": "string"},
+                        "classified_at": {"type": "string", "format": "date-time"},
+                        "last_modified": {"type": "string", "format": "date-time"},
                     },
                     "additionalProperties": False,
                 },

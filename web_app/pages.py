@@ -5,9 +5,22 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, render_template, request
 
 from .errors import ApiError
+from .results import DEFAULT_LIMIT, ResultsUnavailable, get_reader, utc_time
 from .uploads import chosen_files, classify_upload, get_classifier
 
 pages = Blueprint("pages", __name__)
+pages.add_app_template_filter(utc_time)
+
+
+def _panel() -> dict | None:
+    """The serverless results for the side panel: None when the feature is off."""
+    reader = get_reader()
+    if reader is None:
+        return None
+    try:
+        return {"bucket": reader.bucket, "results": reader.latest(DEFAULT_LIMIT), "unavailable": False}
+    except ResultsUnavailable:
+        return {"bucket": reader.bucket, "results": [], "unavailable": True}
 
 
 def _page(results=None, message=None, status=200):
@@ -21,6 +34,7 @@ def _page(results=None, message=None, status=200):
             max_files=current_app.config["PAGE_MAX_FILES"],
             results=results or [],
             message=message,
+            panel=_panel(),
         ),
         status,
     )

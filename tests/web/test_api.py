@@ -139,7 +139,9 @@ def test_model_card(client, classifier):
 def test_openapi_document_lists_every_route_and_error_status(client):
     document = client.get("/api/v1/openapi.json").get_json()
     assert document["openapi"].startswith("3.")
-    assert set(document["paths"]) == {"/api/v1/classify", "/api/v1/model", "/api/v1/openapi.json", "/healthz"}
+    assert set(document["paths"]) == {
+        "/api/v1/classify", "/api/v1/results", "/api/v1/model", "/api/v1/openapi.json", "/healthz"
+    }
     statuses = set(document["paths"]["/api/v1/classify"]["post"]["responses"])
     assert statuses == {"200", "400", "413", "415", "422"}
 

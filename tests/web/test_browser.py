@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 
 import pytest
@@ -122,3 +123,83 @@ def test_keyboard_reaches_the_file_chooser(page):
     outline = page.evaluate("getComputedStyle(document.querySelector('label[for=image-input]')).outlineStyle")
     assert outline == "solid"  # the visible button shows where the focus is
     assert page.locator("[data-no-js]").is_hidden()  # the script took over the form
+
+
+PANEL_BUCKET = "firewatch-browser-test"
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """Local S3 (moto's server, in this process) and the app under gunicorn reading its results/."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from .conftest import Server, free_port
+
+    port = free_port()
+    s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    s3_server.start()
+    aws = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=aws["AWS_ENDPOINT_URL"],
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket=PANEL_BUCKET)
+    env = {**aws, "FIREWATCH_RESULTS_BUCKET": PANEL_BUCKET}
+    server = Server(tmp_path_factory.mktemp("web-panel") / "gunicorn.log", "--workers", "1", env=env)
+    try:
+        yield server, s3
+    finally:
+        server.stop()
+        s3_server.stop()
+
+
+def _put_result(s3, name: str, outcome: dict) -> None:
+    from datetime import datetime, timezone
+
+    key = f"uploads/{name}"
+    record = {"source": f"s3://{PANEL_BUCKET}/{key}", **outcome, "bucket": PANEL_BUCKET, "key": key, "size": 1000,
+              "etag": '"0"', "classified_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+    s3.put_object(Bucket=PANEL_BUCKET, Key=f"results/{name}.json", Body=json.dumps(record).encode())
+
+
+def test_pipeline_panel_shows_and_refreshes_results(browser, pipeline):
+    server, s3 = pipeline
+    _put_result(s3, "lake-shore.jpg", {"label": "nofire", "fire_probability": 0.031, "model_version": "v"})
+    _put_result(s3, "notes.txt", {"error": {"code": "unsupported_format",
+                                            "message": "The file is not an image this service can read."}})
+    _put_result(s3, "ridge-smoke.jpg", {"label": "fire", "fire_probability": 0.962, "model_version": "v"})
+
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    try:
+        page.goto(server.url + "/")
+        panel = page.get_by_role("complementary", name="Latest from the serverless pipeline")
+        assert panel.is_visible()
+        names = panel.locator(".feed-name").all_inner_texts()
+        assert names == ["ridge-smoke.jpg", "notes.txt", "lake-shore.jpg"]
+        assert panel.locator(".feed-item").first.get_attribute("data-state") == "fire"
+        assert "96.2% fire probability" in panel.locator(".feed-item").first.inner_text()
+        assert "not an image this service can read" in panel.locator(".feed-item").nth(1).inner_text()
+        page.wait_for_function("() => /ago$|^just now$/.test(document.querySelector('#pipeline time').textContent)",
+                               timeout=5_000)  # the script turned timestamps into relative times
+        # The box sits beside the upload area on a wide screen.
+        assert panel.bounding_box()["x"] > page.locator(".workspace").bounding_box()["x"] + 600
+
+        _put_result(s3, "new-arrival.jpg", {"label": "nofire", "fire_probability": 0.2, "model_version": "v"})
+        page.wait_for_function("() => document.querySelector('#pipeline .feed-name').textContent === 'new-arrival.jpg'",
+                               timeout=15_000)  # one poll interval (5 s) plus the server's 2 s cache
+        assert page.locator("#pipeline-status").inner_text() == "1 new result from the pipeline."
+        assert panel.locator(".feed-item").count() == 4
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "web-panel.png"), full_page=True)
+    finally:
+        context.close()
+    assert not problems, f"browser console errors (CSP violations show up here): {problems}"
