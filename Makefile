@@ -37,6 +37,9 @@ install-serving: $(VENV)/.serving
 install: $(VENV)/.full node_modules/.bin/cdk
 	scripts/install-browser.sh
 
+demo: install-serving
+	$(PY) -m demo
+
 test: install
 	$(PY) -m pytest
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import socket
@@ -92,6 +93,20 @@ def lambda_context() -> SimpleNamespace:
     )
 
 
+def relay_web_output(stream) -> None:
+    """Show what people do on the web app (classifications, errors); skip health checks and panel polls."""
+    for line in stream:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            print(f"[web] {line.rstrip()}", flush=True)  # gunicorn's own messages
+            continue
+        if not isinstance(entry, dict) or "path" not in entry:
+            continue
+        if entry["method"] == "POST" or entry.get("status", 200) >= 500:
+            print(f"[web] {entry['method']} {entry['path']} -> {entry['status']} in {entry.get('duration_ms', 0):.0f} ms", flush=True)
+
+
 def _terminate_with_parent() -> None:
     """Linux: the web server gets SIGTERM if the demo dies without cleaning up (kill -9), so none is orphaned."""
     try:
@@ -122,6 +137,11 @@ class LocalSystem:
             else:
                 os.environ.pop(name, None)
         os.environ["FIREWATCH_RESULTS_BUCKET"] = self.args.bucket
+        # The demo prints one line per classification; the handler's JSON logs and EMF lines stay available
+        # by setting these two variables before `make demo`.
+        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # local S3's per-request lines
 
         from moto.server import ThreadedMotoServer
 
@@ -143,8 +163,9 @@ class LocalSystem:
         self.web = subprocess.Popen(
             [sys.executable, "-m", "web_app", "--host", self.args.host, "--port", str(self.args.web_port)],
             cwd=ROOT, env=os.environ.copy(), start_new_session=True,  # its own process group: stopped as one
-            preexec_fn=_terminate_with_parent,
+            preexec_fn=_terminate_with_parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
+        threading.Thread(target=relay_web_output, args=(self.web.stdout,), daemon=True).start()
         wait_for(self.web_url + "/healthz", self.web, timeout=90)
 
         from lambda_image.handler import handler  # after the environment points at local S3

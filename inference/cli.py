@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .classifier import Classifier, outcome_record, validate_threshold
-from .errors import NOT_FOUND, TOO_LARGE, UNREADABLE_FILE, InvalidImage
+from .errors import NOT_FOUND, UNREADABLE_FILE, InvalidImage
 from .model import ModelNotFound
 from .settings import Limits
 
@@ -71,9 +71,7 @@ def expand_paths(paths: list[str]) -> Iterator[str]:
 def read_input(path: str, limits: Limits) -> bytes:
     """The file's bytes, refusing oversized files before reading them."""
     try:
-        size = os.stat(path).st_size
-        if size > limits.max_bytes:
-            raise InvalidImage(TOO_LARGE, f"The file is {size:,} bytes; the limit is {limits.max_bytes:,} bytes.")
+        limits.check_size(os.stat(path).st_size)
         with open(path, "rb") as handle:
             data = handle.read(limits.max_bytes + 1)
     except FileNotFoundError:

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from .errors import CORRUPT_IMAGE, EMPTY_FILE, TOO_LARGE, TOO_MANY_PIXELS, UNSUPPORTED_FORMAT, InvalidImage
+from .errors import CORRUPT_IMAGE, EMPTY_FILE, TOO_MANY_PIXELS, UNSUPPORTED_FORMAT, InvalidImage
 from .settings import Limits
 
 # The JPEG opener also returns camera JPEGs with a multi-picture extension, as format "MPO".
@@ -123,8 +123,7 @@ def decode_image(data: bytes, size: tuple[int, int], limits: Limits | None = Non
     limits = limits or Limits()
     if not data:
         raise InvalidImage(EMPTY_FILE, "The file is empty.")
-    if len(data) > limits.max_bytes:
-        raise InvalidImage(TOO_LARGE, f"The file is {len(data):,} bytes; the limit is {limits.max_bytes:,} bytes.")
+    limits.check_size(len(data))
     image = _open(data, limits)
     try:
         if image.format in ("JPEG", "MPO"):

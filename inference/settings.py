@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import TOO_LARGE, InvalidImage
+
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "fire_classifier.tflite"
 
 MODEL_PATH_ENV = "FIREWATCH_MODEL_PATH"
@@ -33,6 +35,11 @@ class Limits:
 
     max_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
+
+    def check_size(self, size: int) -> None:
+        """Refuse ``size`` bytes before reading them (files, S3 objects) or decoding them."""
+        if size > self.max_bytes:
+            raise InvalidImage(TOO_LARGE, f"The file is {size:,} bytes; the limit is {self.max_bytes:,} bytes.")
 
     @classmethod
     def from_env(cls) -> "Limits":

@@ -21,7 +21,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
 
 from inference import Classifier, InvalidImage, Prediction, outcome_record
-from inference.errors import TOO_LARGE
 
 from .alerts import ALERT_TOPIC_ENV, fire_alert, publish_fire_alert
 from .events import Skipped, Upload, parse_event
@@ -120,11 +119,10 @@ def process_upload(upload: Upload, clf: Classifier) -> str:
 
 def _classify(opened, clf: Classifier) -> tuple[Prediction | InvalidImage, float | None]:
     """The core's verdict, refusing oversized objects before their bytes are read (no /tmp: bytes in memory)."""
-    if opened.size > clf.limits.max_bytes:
-        return InvalidImage(TOO_LARGE, f"The object is {opened.size:,} bytes; the limit is {clf.limits.max_bytes:,} bytes."), None
-    data = opened.body.read()
-    started = time.perf_counter()
     try:
+        clf.limits.check_size(opened.size)
+        data = opened.body.read()
+        started = time.perf_counter()
         prediction = clf.classify(data)
     except InvalidImage as error:
         return error, None
