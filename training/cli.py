@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     threshold = evaluate.choose_threshold(val_s, val_y, keras_probs)
 
     log("exporting to TFLite")
-    tflite_bytes = export.to_tflite(model)
+    tflite_bytes, format_report = export.choose_tflite(model, size)
     tflite_path = args.output / f"{args.name}.tflite"
     tflite_path.write_bytes(tflite_bytes)
     litert_probs = export.litert_probabilities(tflite_path, val_x)
@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": today,
         "training_command": "python -m training " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "files": {"tflite": tflite_path.name, "keras": keras_path.name},
+        "tflite_format": format_report,
     }
     export.write_card(args.output / f"{args.name}.json", card)
     (reports / "metrics.json").write_text(json.dumps(card["metrics"], indent=2) + "\n", encoding="utf-8")

@@ -4,15 +4,46 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 
-def to_tflite(model) -> bytes:
-    """Float32 TFLite. Dynamic-range quantisation was measured 1.5x slower on x86 CPUs, so it is not used."""
-    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+def to_tflite(model, quantised: bool = False) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantised:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic-range: int8 weights, float activations
+    return converter.convert()
+
+
+def _median_latency_ms(tflite: bytes, size: int, repeats: int = 200) -> float:
+    from inference.model import LiteRTModel
+
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:
+        handle.write(tflite)
+        handle.flush()
+        runner = LiteRTModel(Path(handle.name), threads=1)
+        image = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+        for _ in range(10):
+            runner.predict(image)
+        samples = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            runner.predict(image)
+            samples.append((time.perf_counter() - started) * 1000)
+    return float(np.median(samples))
+
+
+def choose_tflite(model, size: int) -> tuple[bytes, dict]:
+    """Float32, unless dynamic-range quantisation is faster here (on x86 CPUs it is usually slower)."""
+    candidates = {"float32": to_tflite(model), "dynamic_range": to_tflite(model, quantised=True)}
+    latency = {name: round(_median_latency_ms(data, size), 3) for name, data in candidates.items()}
+    chosen = "dynamic_range" if latency["dynamic_range"] < latency["float32"] else "float32"
+    report = {"shipped": chosen, "median_ms_1_thread": latency, "bytes": {k: len(v) for k, v in candidates.items()}}
+    return candidates[chosen], report
 
 
 def litert_probabilities(tflite_path: Path, images: np.ndarray) -> np.ndarray:

@@ -75,6 +75,9 @@ def test_smoke_training_run_writes_a_servable_model(tmp_path, datasets):
     assert card["training_data"]["train_images"] + card["training_data"]["validation_images"] == 36
     assert set(card["metrics"]["validation"]["per_source"]) == {"forest/fire", "forest/nofire", "weather/nofire"}
     assert card["metrics"]["litert_vs_keras_max_abs_diff"] <= 1e-4
+    formats = card["tflite_format"]
+    faster = min(formats["median_ms_1_thread"], key=formats["median_ms_1_thread"].get)
+    assert formats["shipped"] == faster, "quantised only if it is not slower"
     assert card["training_command"].startswith("python -m training")
     for plot in card["reports"]["plots"]:
         assert (out / "reports" / plot).stat().st_size > 1000

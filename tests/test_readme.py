@@ -1,0 +1,81 @@
+"""The README is true of the code: its commands, names, routes, settings and paths exist."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+SOURCES = "\n".join(p.read_text() for folder in ("inference", "training", "lambda_image", "web_app", "demo", "stacks", "benchmarks", "tests")
+                    for p in (ROOT / folder).rglob("*.py"))
+
+
+def test_the_two_commands_are_make_targets_and_ci_runs_the_test_command():
+    makefile = (ROOT / "Makefile").read_text()
+    for target in sorted(set(re.findall(r"\bmake ([a-z][a-z-]*)", README))):
+        assert re.search(rf"^{target}:", makefile, re.M), f"`make {target}` is in the README but not in the Makefile"
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("module", sorted(set(re.findall(r"python -m ([a-z_]+)", README)) - {"training"}))
+def test_every_python_module_command_answers_help(module):
+    done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "usage" in done.stdout.lower(), done.stderr[-2000:]
+
+
+def test_training_help_lists_the_options_the_readme_uses():
+    done = subprocess.run([sys.executable, "-m", "training", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    for option in sorted(set(re.findall(r"--[a-z][a-z-]+", README[README.index("## Train the model"):README.index("## Deploy")]))):
+        assert option in done.stdout, option
+
+
+def test_every_environment_variable_is_read_by_the_code():
+    table = README[README.index("## Configuration"):README.index("## Tests")]
+    names = set(re.findall(r"`([A-Z][A-Z0-9_]{3,})`", table))
+    assert len(names) >= 10
+    missing = {name for name in names if name not in SOURCES and name not in (ROOT / "web_app" / "gunicorn.conf.py").read_text()}
+    assert missing <= {"GUNICORN_CMD_ARGS"}, missing  # that one gunicorn reads itself
+
+
+def test_every_context_key_is_a_setting():
+    config = (ROOT / "stacks" / "config.py").read_text()
+    table = README[README.index("| context key"):README.index("What the stacks declare")]
+    keys = set(re.findall(r"^\| `([a-zA-Z]+)`", table, re.M)) | set(re.findall(r"/ `([a-zA-Z]+)`", table))
+    assert len(keys) >= 12
+    assert {key for key in keys if f'"{key}"' not in config} == set()
+
+
+def test_error_codes_match_the_core():
+    from inference import ERROR_CODES
+
+    table = README[README.index("| error code"):README.index("What the decoder accepts")]
+    assert set(re.findall(r"`([a-z_]+)`", table)) == set(ERROR_CODES)
+
+
+def test_routes_match_the_app():
+    from web_app.app import create_app
+
+    app = create_app(config={"RESULTS_BUCKET": "readme-check"})
+    rules = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
+    documented = set(re.findall(r"^\| `(?:GET|POST) (/[^` ?]*)", README, re.M))
+    assert documented == rules
+
+
+@pytest.mark.parametrize("path", sorted({p for p in re.findall(r"`((?:[a-z_]+/)+[a-zA-Z_.]+)`", README) if not p.startswith(("uploads/", "results/"))}))
+def test_every_path_named_exists(path):
+    assert (ROOT / path).exists() or (ROOT / path.rstrip("/")).exists(), path
+
+
+def test_the_cli_example_prints_the_documented_shape(fire_photo):
+    done = subprocess.run([sys.executable, "-m", "inference", str(fire_photo), "--threshold", "0.5"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    import json
+
+    line = json.loads(done.stdout)
+    assert done.returncode == 0 and list(line) == ["source", "label", "fire_probability", "model_version"]
