@@ -6,21 +6,24 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+# What every bucket of the project has.
+BASELINE = dict(
+    block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+    encryption=s3.BucketEncryption.S3_MANAGED,
+    enforce_ssl=True,
+    object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+    removal_policy=RemovalPolicy.RETAIN,
+)
 
 
 def log_bucket(scope: Construct, construct_id: str, *, expire_after_days: int = 365) -> s3.Bucket:
     """A bucket that receives S3 server access logs (SSE-S3: server access logging cannot write to SSE-KMS buckets)."""
-    bucket = s3.Bucket(
+    return s3.Bucket(
         scope,
         construct_id,
-        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-        encryption=s3.BucketEncryption.S3_MANAGED,
-        enforce_ssl=True,
-        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-        removal_policy=RemovalPolicy.RETAIN,
+        **BASELINE,
         lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=Duration.days(expire_after_days))],
     )
-    return bucket
 
 
 def data_bucket(scope: Construct, construct_id: str, *, access_logs: s3.IBucket, noncurrent_days: int = 30) -> s3.Bucket:
@@ -28,14 +31,10 @@ def data_bucket(scope: Construct, construct_id: str, *, access_logs: s3.IBucket,
     return s3.Bucket(
         scope,
         construct_id,
-        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-        encryption=s3.BucketEncryption.S3_MANAGED,
-        enforce_ssl=True,
-        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        **BASELINE,
         versioned=True,
         server_access_logs_bucket=access_logs,
         server_access_logs_prefix=f"s3/{construct_id}/",
-        removal_policy=RemovalPolicy.RETAIN,
         lifecycle_rules=[
             s3.LifecycleRule(
                 id="expire-old-versions",

@@ -7,7 +7,7 @@ import keras
 from keras import layers
 
 BACKBONES = ("compact", "xception")
-DEFAULT_SIZES = {"compact": 128, "xception": 224}
+DEFAULT_SIZES = {"compact": 160, "xception": 224}
 
 
 class WeightsUnavailable(RuntimeError):

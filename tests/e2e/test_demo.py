@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -45,21 +47,28 @@ class Demo:
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
         self.lines: list[str] = []
+        # A thread owns the pipe: select() on it would miss lines already buffered inside the text wrapper.
+        self._incoming: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.process.stdout:
+            self._incoming.put(line)
+        self._incoming.put(None)  # end of output
 
     def read_until(self, text: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
-        import selectors
-
-        selector = selectors.DefaultSelector()
-        selector.register(self.process.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if selector.select(timeout=0.5):
-                line = self.process.stdout.readline()
-                if not line:
-                    break
-                self.lines.append(line)
-                if text in line:
-                    return line
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._incoming.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                self._incoming.put(None)  # stays at the end for later readers
+                break
+            self.lines.append(line)
+            if text in line:
+                return line
         raise AssertionError(f"{text!r} not printed within {timeout} s; output so far:\n{''.join(self.lines)}")
 
     def s3(self):
