@@ -50,18 +50,23 @@ class _Context:
     aws_request_id = "00000000-0000-4000-8000-000000000000"
 
 
-def _rss_mb() -> float:
-    """Resident memory now (Linux)."""
+def _status_mb(field: str) -> float:
+    """A memory figure of this process from /proc (Linux): VmRSS now, or VmHWM, the peak since the last reset."""
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
 
+def _reset_peak_rss() -> None:
+    """Start VmHWM afresh, so setting up local S3 (moto holds every object in memory) does not count."""
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+        clear_refs.write("5")
+
+
 def _worker(kind: str, inputs_dir: str, out_path: str, warm: bool) -> None:
     import importlib
-    import resource
 
     import boto3
     from moto import mock_aws
@@ -83,7 +88,8 @@ def _worker(kind: str, inputs_dir: str, out_path: str, warm: bool) -> None:
         large = [event_for(f"uploads/large-{i}.jpg", inputs["large.jpg"]) for i in range(WARM_LARGE if warm else 0)]
         worst = [event_for("uploads/worst.png", inputs["worst.png"])] if warm else []
 
-        rss_start_mb = _rss_mb()
+        _reset_peak_rss()
+        rss_start_mb = _status_mb("VmRSS")
         started = time.perf_counter()
         module = importlib.import_module(HANDLERS[kind])
         imported = time.perf_counter()
@@ -109,7 +115,7 @@ def _worker(kind: str, inputs_dir: str, out_path: str, warm: bool) -> None:
             "large_ms": timed_ms(large),
             "worst_ms": timed_ms(worst),
             "rss_start_mb": rss_start_mb,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": _status_mb("VmHWM"),
         }
     Path(out_path).write_text(json.dumps(report))
 
@@ -217,7 +223,7 @@ def run() -> list[dict]:
         row("warm, event with a 12 MP camera JPEG (ms, median)", ours["large_ms"], theirs["large_ms"], "<= 150 ms",
             ours["large_ms"] <= 150),
         row("worst case: event with a 40 MP PNG (ms)", ours["worst_ms"], theirs["worst_ms"]),
-        row("peak memory of the process, moto included (MB)", ours["peak_rss_mb"], theirs["peak_rss_mb"]),
+        row("peak memory from handler import on, moto included (MB)", ours["peak_rss_mb"], theirs["peak_rss_mb"]),
         row("  of which added by the handler (MB)", ours["handler_rss_mb"], theirs["handler_rss_mb"]),
         row(f"memory size: smallest >= {MEMORY_HEADROOM}x peak (MB)", memory["litert"], memory["keras"]),
         row("timeout: 3x (cold + worst case) at that memory, >= 30 (s)", timeouts["litert"], timeouts["keras"]),
