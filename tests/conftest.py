@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = Path(os.environ.get("FIREWATCH_DATASETS", ROOT.parent / "shared" / "datasets"))
 MODEL_PATH = ROOT / "models" / "fire_classifier.tflite"
+ARTIFACTS = ROOT / "test-artifacts"  # screenshots, to look at after a run
+CHROMIUM = shutil.which("chromium")  # Debian's package: Playwright never downloads a browser here
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
@@ -55,3 +60,14 @@ def classifier():
     from inference import Classifier
 
     return Classifier(MODEL_PATH)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium driven by Playwright (modules using it skip when CHROMIUM is None)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

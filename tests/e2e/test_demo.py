@@ -16,7 +16,8 @@ import urllib.request
 import pytest
 
 from inference import Classifier
-from tests.conftest import ROOT
+from tests.conftest import ARTIFACTS, CHROMIUM, ROOT
+from tests.page import card, wait_for_results
 
 BUCKET = "firewatch-e2e"
 
@@ -149,6 +150,32 @@ def test_a_second_demo_on_the_same_ports_says_so(demo):
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "already taken" in done.stderr and "another `make demo`" in done.stderr
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium); browser test skipped")
+def test_a_person_sees_both_targets_in_the_browser(demo, browser, classifier, fire_photo, nofire_photo):
+    """Upload through the page (web target), and see an S3 upload's result arrive in the side panel (serverless)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    try:
+        page.goto(demo.web_url + "/")
+        page.set_input_files("#image-input", [str(fire_photo)])
+        wait_for_results(page, 1)
+        expected = classifier.classify(fire_photo.read_bytes())
+        assert card(page, fire_photo.name).get_attribute("data-state") == expected.label == "fire"
+
+        demo.s3().put_object(Bucket=BUCKET, Key="uploads/from-the-browser-test.jpg", Body=nofire_photo.read_bytes())
+        page.wait_for_function(
+            "() => document.querySelector('#pipeline .feed-name')?.textContent === 'from-the-browser-test.jpg'",
+            timeout=20_000,  # the handler's result, then one poll of the panel
+        )
+        newest = page.locator("#pipeline .feed-item").first
+        assert newest.get_attribute("data-state") == classifier.classify(nofire_photo.read_bytes()).label
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "demo-both-targets.png"), full_page=True)
+    finally:
+        context.close()
 
 
 def test_ctrl_c_stops_everything_and_frees_the_ports(demo):

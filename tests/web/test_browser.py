@@ -4,39 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 
 import pytest
 
-from tests.conftest import ROOT
-
-CHROMIUM = shutil.which("chromium")
-ARTIFACTS = ROOT / "test-artifacts"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.conftest import ARTIFACTS, CHROMIUM
+from tests.page import card, wait_for_results
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium); browser tests skipped"),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        # Debian's Chromium only: Playwright never downloads a browser here.
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -57,19 +34,6 @@ def page(browser, served):
     yield page
     context.close()
     assert not problems, f"browser console errors (CSP violations show up here): {problems}"
-
-
-def wait_for_results(page, count: int) -> None:
-    page.wait_for_function(
-        "n => document.querySelectorAll('#results .result').length === n"
-        " && !document.querySelector('#results .result[data-state=pending]')",
-        arg=count,
-        timeout=20_000,
-    )
-
-
-def card(page, name: str):
-    return page.locator("#results .result", has=page.locator(".result-name").get_by_text(name, exact=True))
 
 
 def test_upload_photos_and_a_text_file(page, classifier, fire_photo, nofire_photo, tmp_path):
