@@ -1,5 +1,7 @@
 """How tests read the upload page: its result cards, found the way a person finds them (by file name)."""
 
+VIEWPORT = {"width": 1280, "height": 860}  # a laptop screen: the results panel sits beside the upload area
+
 
 def wait_for_results(page, count: int) -> None:
     page.wait_for_function(

@@ -21,13 +21,13 @@ DEFAULT_DATA = ROOT.parent / "shared" / "datasets"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .backbones import BACKBONES
+    from .backbones import BACKBONES, DEFAULT_SIZES
 
     p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     p.add_argument("data", nargs="*", type=Path, help=f"folders holding fire/ and nofire/ subfolders, at any depth (default: {DEFAULT_DATA})")
     p.add_argument("--backbone", choices=BACKBONES, default="compact", help="compact: small CNN from scratch (default); xception: the original study's")
     p.add_argument("--weights", choices=("none", "imagenet"), default="none", help="pretrained weights (imagenet needs internet; xception only)")
-    p.add_argument("--image-size", type=int, help="input side in pixels (default: 160 compact, 224 xception)")
+    p.add_argument("--image-size", type=int, help="input side in pixels (default: " + ", ".join(f"{n} {b}" for b, n in DEFAULT_SIZES.items()) + ")")
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier of the compact backbone (default 1.0)")
     p.add_argument("--loss", choices=("focal", "crossentropy"), default="focal",
                    help="focal (default) down-weights easy photos so hard negatives such as sunsets count more")

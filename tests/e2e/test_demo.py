@@ -17,7 +17,7 @@ import pytest
 
 from inference import Classifier
 from tests.conftest import ARTIFACTS, CHROMIUM, ROOT
-from tests.page import card, wait_for_results
+from tests.page import VIEWPORT, card, wait_for_results
 
 BUCKET = "firewatch-e2e"
 
@@ -49,24 +49,22 @@ class Demo:
         )
         self.lines: list[str] = []
         # A thread owns the pipe: select() on it would miss lines already buffered inside the text wrapper.
-        self._incoming: queue.Queue[str | None] = queue.Queue()
+        self._incoming: queue.Queue[str] = queue.Queue()
+        self._ended = threading.Event()
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
         for line in self.process.stdout:
             self._incoming.put(line)
-        self._incoming.put(None)  # end of output
+        self._ended.set()
 
     def read_until(self, text: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
+        while time.monotonic() < deadline and not (self._ended.is_set() and self._incoming.empty()):
             try:
-                line = self._incoming.get(timeout=left)
+                line = self._incoming.get(timeout=0.1)
             except queue.Empty:
-                break
-            if line is None:
-                self._incoming.put(None)  # stays at the end for later readers
-                break
+                continue
             self.lines.append(line)
             if text in line:
                 return line
@@ -156,7 +154,7 @@ def test_a_second_demo_on_the_same_ports_says_so(demo):
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium); browser test skipped")
 def test_a_person_sees_both_targets_in_the_browser(demo, browser, classifier, fire_photo, nofire_photo):
     """Upload through the page (web target), and see an S3 upload's result arrive in the side panel (serverless)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     try:
         page.goto(demo.web_url + "/")

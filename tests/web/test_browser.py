@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.conftest import ARTIFACTS, CHROMIUM
-from tests.page import card, wait_for_results
+from tests.page import VIEWPORT, card, wait_for_results
 
 pytestmark = [
     pytest.mark.browser,
@@ -18,7 +18,7 @@ pytestmark = [
 
 @pytest.fixture
 def page(browser, served):
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     problems: list[str] = []
 
@@ -137,7 +137,7 @@ def test_pipeline_panel_shows_and_refreshes_results(browser, pipeline):
                                             "message": "The file is not an image this service can read."}})
     _put_result(s3, "ridge-smoke.jpg", {"label": "fire", "fire_probability": 0.962, "model_version": "v"})
 
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     problems: list[str] = []
     page.on("console", lambda message: message.type == "error" and problems.append(message.text))
