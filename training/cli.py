@@ -18,6 +18,13 @@ from . import data as data_mod
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets"
+DEFAULT_SOURCES = ("forest-fire", "fire-dataset", "weather", "houses")
+DATA_CREDITS = {
+    "forest-fire": "Khan, A. & Hassan, B. (2020), Dataset for Forest Fire Detection, Mendeley Data, doi:10.17632/gjmr63rz2r.1 (CC BY 4.0)",
+    "fire-dataset": "Saied, A. (2020), FIRE Dataset, Kaggle (terms of its Kaggle page)",
+    "weather": "Ajayi, G. (2018), Multi-class Weather Dataset for Image Classification, Mendeley Data, doi:10.17632/4drtyfjtfy.1 (CC BY 4.0)",
+    "houses": "Ahmed, E. H. & Moustafa, M. (2016), House price estimation from visual and textual features, IJCCI 2016, doi:10.5220/0006040700620068",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=2e-3)
     p.add_argument("--val-fraction", type=float, default=0.3, help="share of images held out for validation (default 0.3, as the original study)")
+    p.add_argument("--mix-probability", type=float, default=None,
+                   help="share of training photos that get another photo pasted in (default 0.35; 0 turns scene mixing off)")
+    p.add_argument("--holdout", action="append", default=[], metavar="SOURCE",
+                   help="set a whole source aside (e.g. houses): never trained on, never used for the threshold, reported "
+                        "apart as an unseen source; repeatable")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--limit-per-class", type=int, help="use at most N images from each class folder (smoke runs)")
     p.add_argument("--output", type=Path, default=ROOT / "models", help="where fire_classifier.{keras,tflite,json} go")
@@ -52,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0.05 <= args.val_fraction <= 0.5:
         raise SystemExit("error: --val-fraction must be between 0.05 and 0.5")
-    roots = args.data or [DEFAULT_DATA / name for name in ("forest-fire", "fire-dataset", "weather")]
+    roots = args.data or [DEFAULT_DATA / name for name in DEFAULT_SOURCES]
     weights = None if args.weights == "none" else args.weights
 
     log("loading TensorFlow")  # first, so a backbone that cannot be built fails before minutes of decoding
@@ -74,18 +86,28 @@ def main(argv: list[str] | None = None) -> int:
     log(f"model {model.name}: {model.count_params():,} parameters")
 
     log(f"scanning {', '.join(map(str, roots))}")
-    samples = data_mod.discover(roots, args.limit_per_class)
-    train_s, val_s = data_mod.split(samples, args.val_fraction, args.seed)
-    log(f"{len(samples)} unique images: {len(train_s)} train, {len(val_s)} validation")
-    log(f"decoding at {size}x{size} through the inference core")
-    train_x, train_y, train_s = data_mod.decode_all(train_s, size)
-    val_x, val_y, val_s = data_mod.decode_all(val_s, size)
+    try:
+        samples = data_mod.discover(roots, args.limit_per_class)
+        samples, held_s = data_mod.hold_out(samples, args.holdout)
+    except data_mod.DataError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    log(f"decoding {len(samples) + len(held_s)} unique images at {size}x{size} through the inference core")
+    all_x, _, samples = data_mod.decode_all(samples, size)
+    groups = data_mod.near_duplicate_groups(samples, all_x)
+    log(f"{len(samples)} images in {len(set(groups.values()))} near-duplicate groups")
+    train_s, val_s = data_mod.split(samples, args.val_fraction, args.seed, groups)
+    row = {s.sha256: i for i, s in enumerate(samples)}
+    train_x, val_x = (all_x[[row[s.sha256] for s in part]] for part in (train_s, val_s))
+    train_y, val_y = (np.asarray([s.label for s in part], dtype=np.float32) for part in (train_s, val_s))
+    del all_x
+    log(f"{len(train_s)} train, {len(val_s)} validation" + (f", {len(held_s)} held out ({', '.join(args.holdout)})" if held_s else ""))
     if len(set(train_y)) < 2 or len(set(val_y)) < 2:
         raise SystemExit("error: both training and validation need fire and nofire images; add data or change --val-fraction")
 
     positives = float(train_y.sum())
     class_weight = {0: len(train_y) / (2 * (len(train_y) - positives)), 1: len(train_y) / (2 * positives)}
-    train_ds, val_ds = augment.datasets(train_x, train_y, val_x, val_y, args.batch_size, args.seed)
+    mix = augment.MIX_PROBABILITY if args.mix_probability is None else args.mix_probability
+    train_ds, val_ds = augment.datasets(train_x, train_y, val_x, val_y, args.batch_size, args.seed, mix)
     args.output.mkdir(parents=True, exist_ok=True)
     keras_path = args.output / f"{args.name}.keras"
     # The best epoch is kept outside the output folder, so an interrupted run never leaves a mixed model set.
@@ -116,14 +138,20 @@ def main(argv: list[str] | None = None) -> int:
     litert_probs = export.litert_probabilities(tflite_path, val_x)
     parity = float(np.max(np.abs(litert_probs - keras_probs)))
     metrics = evaluate.summary(val_s, val_y, litert_probs, threshold)
+    holdout_metrics = None
+    if held_s:
+        held_x, held_y, held_s = data_mod.decode_all(held_s, size)
+        held_probs = export.litert_probabilities(tflite_path, held_x)
+        holdout_metrics = evaluate.per_source(held_s, held_y, held_probs, threshold)
 
     today = dt.date.today().isoformat()
     version = export.version_for(tflite_bytes, today)
     reports = args.reports or args.output / "reports"
-    plots = evaluate.plot_reports(reports, history.history, val_y, litert_probs, threshold)
-    split_of = {s.sha256: "val" for s in val_s} | {s.sha256: "train" for s in train_s}
+    plots = evaluate.plot_reports(reports, history.history, val_y, litert_probs, threshold,
+                                  {"validation": metrics["per_source"]} | ({"held out": holdout_metrics} if holdout_metrics else {}))
+    split_of = {s.sha256: "holdout" for s in held_s} | {s.sha256: "val" for s in val_s} | {s.sha256: "train" for s in train_s}
     manifest_name = f"{args.name}.files.sha256"
-    manifest_rows = [(s.sha256, split_of[s.sha256], s.path.as_posix()) for s in sorted(train_s + val_s, key=lambda s: s.path)]
+    manifest_rows = [(s.sha256, split_of[s.sha256], s.path.as_posix()) for s in sorted(train_s + val_s + held_s, key=lambda s: s.path)]
     manifest_rows = [(sha, sp, _display_path(Path(path))) for sha, sp, path in manifest_rows]
     manifest_hash = export.write_manifest(args.output / manifest_name, manifest_rows)
 
@@ -140,18 +168,24 @@ def main(argv: list[str] | None = None) -> int:
         "backbone": args.backbone,
         "width": args.width,
         "loss": args.loss,
+        "augmentation": {"mix_probability": mix, "white_balance_probability": augment.WHITE_BALANCE_PROBABILITY,
+                         "white_balance_strength": augment.WHITE_BALANCE_STRENGTH},
         "pretrained_weights": weights,
         "parameters": int(model.count_params()),
         "training_data": {
             "folders": [_display_path(r) for r in roots],
-            "images": data_mod.describe(train_s + val_s),
+            "images": data_mod.describe(train_s + val_s + held_s),
             "train_images": len(train_s),
             "validation_images": len(val_s),
-            "split": f"deterministic by content hash, seed {args.seed}, validation fraction {args.val_fraction}; byte-identical files merged first",
+            "split": f"deterministic by near-duplicate group (64-bit difference hash, <= 4 bits apart), seed {args.seed}, "
+                     f"validation fraction {args.val_fraction}; byte-identical files merged first",
+            "held_out_sources": args.holdout,
+            "credits": {name: credit for name, credit in DATA_CREDITS.items() if any(Path(r).name == name for r in roots)},
             "file_hashes": manifest_name,
             "file_hashes_sha256": manifest_hash,
         },
-        "metrics": {"validation": metrics, "litert_vs_keras_max_abs_diff": parity},
+        "metrics": {"validation": metrics, "litert_vs_keras_max_abs_diff": parity}
+        | ({"held_out_sources": holdout_metrics} if holdout_metrics else {}),
         "training": {"epochs_run": len(history.history["loss"]), "seconds": round(train_seconds, 1),
                      "best_val_auc": round(float(max(history.history.get("val_auc", [0]))), 4)},
         "reports": {"folder": _display_path(reports), "plots": plots},
@@ -164,8 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     (reports / "metrics.json").write_text(json.dumps(card["metrics"], indent=2) + "\n", encoding="utf-8")
     log(f"wrote {tflite_path} ({len(tflite_bytes) / 1e6:.2f} MB), version {version}, threshold {threshold}")
     log(f"validation: accuracy {metrics['accuracy']}, balanced {metrics['balanced_accuracy']}, AUC {metrics['roc_auc']}, LiteRT/Keras max diff {parity:.2e}")
-    for source, row in metrics["per_source"].items():
-        log(f"  {source}: {row}")
+    for source, figures in metrics["per_source"].items():
+        log(f"  {source}: {figures}")
+    for source, figures in (holdout_metrics or {}).items():
+        log(f"  held out {source}: {figures}")
     return 0
 
 

@@ -23,6 +23,10 @@ from inference.cli import IMAGE_SUFFIXES
 CLASS_FOLDERS = {"nofire": 0, "fire": 1}
 
 
+class DataError(ValueError):
+    """The training data cannot be used as given (missing folder, no images, unknown source)."""
+
+
 @dataclass(frozen=True)
 class Sample:
     path: Path
@@ -40,7 +44,7 @@ def discover(roots: list[Path], limit_per_class: int | None = None) -> list[Samp
     samples: list[Sample] = []
     for root in roots:
         if not root.is_dir():
-            raise SystemExit(f"error: data folder not found: {root}")
+            raise DataError(f"data folder not found: {root}")
         class_dirs = sorted(p for p in root.rglob("*") if p.is_dir() and p.name in CLASS_FOLDERS)
         if not class_dirs and root.name in CLASS_FOLDERS:
             class_dirs = [root]
@@ -51,7 +55,7 @@ def discover(roots: list[Path], limit_per_class: int | None = None) -> list[Samp
                 files = files[:limit_per_class]
             samples += [Sample(p, source, CLASS_FOLDERS[class_dir.name], _sha256(p)) for p in files]
     if not samples:
-        raise SystemExit(f"error: no images under fire/ or nofire/ folders in {', '.join(map(str, roots))}")
+        raise DataError(f"no images under fire/ or nofire/ folders in {', '.join(map(str, roots))}")
     return deduplicate(samples)
 
 
@@ -73,14 +77,71 @@ def deduplicate(samples: list[Sample]) -> list[Sample]:
     return sorted(kept, key=lambda s: (s.source, -s.label, s.path.name))
 
 
-def split(samples: list[Sample], val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+def split(samples: list[Sample], val_fraction: float, seed: int, groups: dict[str, str] | None = None) -> tuple[list[Sample], list[Sample]]:
     """Deterministic split keyed on content hash and seed: a file's side never depends on other files,
-    and copies of one file (already merged) can never straddle it."""
+    and copies of one file (already merged) can never straddle it. ``groups`` maps a file's hash to its
+    group's key (see :func:`near_duplicate_groups`), so near-twins land on the same side too."""
+    groups = groups or {}
     train, val = [], []
     for sample in samples:
-        key = hashlib.sha256(f"{seed}:{sample.sha256}".encode()).digest()
+        group = groups.get(sample.sha256, sample.sha256)
+        key = hashlib.sha256(f"{seed}:{group}".encode()).digest()
         (val if int.from_bytes(key[:8], "big") / 2**64 < val_fraction else train).append(sample)
     return train, val
+
+
+def hold_out(samples: list[Sample], sources: list[str]) -> tuple[list[Sample], list[Sample]]:
+    """(kept, held out): whole sources set aside, never trained on and never used to pick the threshold,
+    so their metrics say how the model does on photos from a place it has never seen."""
+    def within(sample: Sample, name: str) -> bool:
+        return sample.source == name or sample.source.startswith(name.rstrip("/") + "/")
+
+    unknown = [name for name in sources if not any(within(s, name) for s in samples)]
+    if unknown:
+        known = ", ".join(sorted({s.source for s in samples}))
+        raise DataError(f"no source named {', '.join(unknown)}; the sources are {known}")
+
+    def held(sample: Sample) -> bool:
+        return any(within(sample, name) for name in sources)
+
+    return [s for s in samples if not held(s)], [s for s in samples if held(s)]
+
+
+def difference_hashes(images: np.ndarray) -> np.ndarray:
+    """64-bit difference hash (dHash) of each decoded image: survives resizing and re-encoding."""
+    from PIL import Image
+
+    hashes = np.empty(len(images), dtype=np.uint64)
+    weights = (1 << np.arange(64, dtype=np.uint64)).astype(np.uint64)
+    for i, image in enumerate(images):
+        grey = np.asarray(Image.fromarray(image).convert("L").resize((9, 8), Image.Resampling.BILINEAR), dtype=np.int16)
+        bits = (grey[:, 1:] > grey[:, :-1]).reshape(-1).astype(np.uint64)
+        hashes[i] = np.sum(bits * weights, dtype=np.uint64)
+    return hashes
+
+
+def near_duplicate_groups(samples: list[Sample], images: np.ndarray, max_distance: int = 4) -> dict[str, str]:
+    """Group images whose difference hashes differ in at most ``max_distance`` of 64 bits (resized or
+    re-encoded copies); returns each file's hash -> its group's key (the smallest hash in the group)."""
+    hashes = difference_hashes(images)
+    parent = list(range(len(samples)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for start in range(0, len(hashes), 512):
+        distances = np.bitwise_count(hashes[start : start + 512, None] ^ hashes[None, :])
+        for a, b in zip(*np.nonzero(distances <= max_distance)):
+            a, b = root(int(a) + start), root(int(b))
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    members: dict[int, list[str]] = defaultdict(list)
+    for i, sample in enumerate(samples):
+        members[root(i)].append(sample.sha256)
+    return {sha: min(group) for group in members.values() for sha in group}
 
 
 def _decode(args: tuple[Path, int]) -> np.ndarray | str:

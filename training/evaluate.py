@@ -63,8 +63,10 @@ def summary(samples: list[Sample], labels: np.ndarray, probs: np.ndarray, thresh
     }
 
 
-def plot_reports(folder: Path, history: dict, labels: np.ndarray, probs: np.ndarray, threshold: float) -> list[str]:
-    """Training curves, confusion matrix and ROC curve as PNG files; returns their names."""
+def plot_reports(folder: Path, history: dict, labels: np.ndarray, probs: np.ndarray, threshold: float,
+                 sources: dict | None = None) -> list[str]:
+    """Training curves, confusion matrix, ROC curve and per-source rates as PNG files; returns their names.
+    ``sources`` maps a title ("validation", "held out") to a :func:`per_source` table."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,4 +107,27 @@ def plot_reports(folder: Path, history: dict, labels: np.ndarray, probs: np.ndar
         fig.savefig(folder / "roc_curve.png", dpi=100)
         plt.close(fig)
         written.append("roc_curve.png")
+
+    if sources:
+        written.append(_plot_per_source(folder / "per_source.png", sources, threshold))
     return written
+
+
+def _plot_per_source(path: Path, sources: dict, threshold: float) -> str:
+    """False alarms per fire-free source and missed fires per fire source, where the risk of a model is."""
+    import matplotlib.pyplot as plt
+
+    rows = [(f"{title}: {name}", 1 - v["fire_recall"] if "fire_recall" in v else v["false_alarm_rate"], "fire_recall" in v, v["images"])
+            for title, table in sources.items() for name, v in table.items()]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    colours = ["#c0392b" if fire else "#2c7fb8" for _, _, fire, _ in rows]
+    ax.barh([r[0] for r in rows], [r[1] * 100 for r in rows], color=colours)
+    for i, (_, rate, _, n) in enumerate(rows):
+        ax.text(rate * 100, i, f" {rate * 100:.1f} % of {n}", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"% wrong at threshold {threshold:.2f}: missed fires (red), false alarms (blue)")
+    ax.set_xlim(0, max(10.0, max(r[1] for r in rows) * 130))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name

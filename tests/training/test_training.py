@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from inference import Classifier
@@ -101,3 +102,77 @@ def test_imagenet_weights_offline_fail_fast_with_a_clear_message(tmp_path, datas
 def test_bad_arguments_are_explained(args, message):
     done = run_training(*args, timeout=120)
     assert done.returncode != 0 and message in done.stderr
+
+
+def test_resized_and_reencoded_copies_are_grouped_and_never_straddle_the_split(datasets):
+    import io
+
+    from PIL import Image
+
+    photos = sorted((datasets / "forest-fire/train/fire").glob("*.jpg"))[:20]
+    originals = [data.decode_image(p.read_bytes(), (96, 96)) for p in photos]
+    # A near-twin: the first photo downscaled and saved again at a lower JPEG quality.
+    buffer = io.BytesIO()
+    Image.open(photos[0]).resize((180, 180)).save(buffer, "JPEG", quality=70)
+    twin = data.decode_image(buffer.getvalue(), (96, 96))
+    samples = [data.Sample(p, "s", 1, f"{i:064x}") for i, p in enumerate(photos)] + [data.Sample(photos[0], "s", 1, "f" * 64)]
+    groups = data.near_duplicate_groups(samples, np.stack(originals + [twin]))
+    assert groups["f" * 64] == groups[samples[0].sha256], "the re-encoded copy joins its original's group"
+    assert len(set(groups.values())) >= 15, "different photos stay apart"
+    for seed in range(5):
+        train, val = data.split(samples, 0.5, seed, groups)
+        sides = {s.sha256: "train" for s in train} | {s.sha256: "val" for s in val}
+        assert sides["f" * 64] == sides[samples[0].sha256]
+
+
+def test_hold_out_sets_whole_sources_aside_and_names_unknown_ones(tmp_path, datasets):
+    root = make_dataset(tmp_path / "data", datasets, per_class=3)
+    samples = data.discover([root / "forest", root / "weather"])
+    kept, held = data.hold_out(samples, ["weather"])
+    assert {s.source for s in held} == {"weather"} and {s.source for s in kept} == {"forest"}
+    assert data.hold_out(samples, []) == (samples, [])
+    with pytest.raises(data.DataError, match="no source named houses.*forest, weather"):
+        data.hold_out(samples, ["houses"])
+
+
+def test_scene_mixing_pastes_a_feathered_patch_and_labels_fire_if_either_photo_shows_fire():
+    import tensorflow as tf
+
+    from training import augment
+
+    tf.random.set_seed(3)
+    scene, other = tf.zeros((64, 64, 3)), tf.fill((64, 64, 3), 200.0)
+    for scene_label, other_label in ((0.0, 1.0), (1.0, 0.0), (0.0, 0.0)):
+        mixed, label = augment.paste(scene, tf.constant(scene_label), other, tf.constant(other_label))
+        covered = float(tf.reduce_mean(tf.cast(mixed[:, :, 0] > 0, tf.float32)))
+        assert 0.3**2 * 0.5 < covered <= 0.6**2 + 1e-6, "the patch covers 30-60 % of each side"
+        assert float(label) == max(scene_label, other_label)
+        values = mixed.numpy()[:, :, 0]
+        assert ((values > 0) & (values < 200)).any(), "feathered edges, no hard seam"
+
+
+def test_white_balance_shifts_red_against_blue_within_range():
+    import tensorflow as tf
+
+    from training import augment
+
+    grey = tf.fill((8, 8, 3), 128.0)
+    shifted = [augment.white_balance(grey).numpy()[0, 0] for _ in range(40)]
+    red_minus_blue = [r - b for r, _, b in shifted]
+    assert min(red_minus_blue) < -10 and max(red_minus_blue) > 10, "both warmer and cooler"
+    assert all(0 <= v <= 255 for pixel in shifted for v in pixel)
+
+
+def test_smoke_run_with_a_held_out_source_reports_it_apart(tmp_path, datasets):
+    root = make_dataset(tmp_path / "data", datasets, per_class=10)
+    out = tmp_path / "out"
+    done = run_training(root / "forest", root / "weather", "--holdout", "weather", "--epochs", "1", "--image-size", "48",
+                        "--val-fraction", "0.4", "--output", out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    card = json.loads((out / "fire_classifier.json").read_text())
+    assert set(card["metrics"]["held_out_sources"]) == {"weather/nofire"}
+    assert "weather/nofire" not in card["metrics"]["validation"]["per_source"], "not used to pick the threshold"
+    assert card["training_data"]["held_out_sources"] == ["weather"]
+    splits = [line.split()[1] for line in (out / "fire_classifier.files.sha256").read_text().splitlines()]
+    assert splits.count("holdout") == 10
+    assert "per_source.png" in card["reports"]["plots"]
