@@ -87,7 +87,13 @@ def handle_event(event: dict, clf: Classifier) -> dict:
 
 def _publisher() -> Publish | None:
     topic_arn = os.environ.get(ALERT_TOPIC_ENV)
-    return functools.partial(publish_fire_alert, _sns(), topic_arn) if topic_arn else None
+    if not topic_arn:
+        return None
+
+    def publish(message: dict) -> str:
+        return publish_fire_alert(_sns(), topic_arn, message)  # the SNS client is made on the first fire only
+
+    return publish
 
 
 def _report_skipped(item: Skipped) -> None:
