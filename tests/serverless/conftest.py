@@ -79,6 +79,12 @@ def s3_event(*records: dict) -> dict:
     return {"Records": list(records)}
 
 
+def summary(**counts: int) -> dict:
+    """The handler's response: how many records ended which way (every other count 0)."""
+    names = ("classified", "invalid", "duplicate", "alert_retried", "stale", "gone", "skipped", "refused", "malformed", "failed")
+    return {name: counts.get(name, 0) for name in names}
+
+
 @dataclass
 class Invocation:
     response: dict
@@ -233,7 +239,8 @@ def lab(monkeypatch, capsys):
         "POWERTOOLS_METRICS_NAMESPACE": "Firewatch",
     }.items():
         monkeypatch.setenv(name, value)
-    for name in ("FIREWATCH_MAX_BYTES", "FIREWATCH_MAX_PIXELS", "FIREWATCH_MODEL_PATH", "AWS_ENDPOINT_URL", "AWS_PROFILE", "FIREWATCH_BUCKET"):
+    unset = ("FIREWATCH_MAX_BYTES", "FIREWATCH_MAX_PIXELS", "FIREWATCH_MODEL_PATH", "AWS_ENDPOINT_URL", "AWS_PROFILE", "FIREWATCH_BUCKET")
+    for name in unset:
         monkeypatch.delenv(name, raising=False)
     from lambda_image import handler
 
@@ -279,3 +286,22 @@ def iam_lab(lab, function_role_template, monkeypatch):
     lab.role = role
     monkeypatch.setenv("FIREWATCH_BUCKET", BUCKET)
     yield lab
+
+
+def _photo_where(classifier, photos, is_fire: bool) -> bytes:
+    """A photo the current model labels as asked (the interim model is imperfect, so look rather than assume)."""
+    for path in photos:
+        data = path.read_bytes()
+        if classifier.classify(data).is_fire == is_fire:
+            return data
+    pytest.skip(f"the current model labels none of the sample photos {'fire' if is_fire else 'nofire'}")
+
+
+@pytest.fixture
+def fire_bytes(classifier, fire_photos):
+    return _photo_where(classifier, fire_photos, is_fire=True)
+
+
+@pytest.fixture
+def nofire_bytes(classifier, nofire_photos):
+    return _photo_where(classifier, nofire_photos, is_fire=False)

@@ -10,26 +10,11 @@ from botocore.exceptions import ClientError
 
 from lambda_image.handler import UploadsFailed, handle_event
 
-from .conftest import BUCKET, s3_event
-from .test_handler import summary
+from .conftest import BUCKET, s3_event, summary
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
 RESULT = "results/fire.jpg.json"
-
-
-@pytest.fixture
-def fire_bytes(classifier, fire_photos):
-    from .test_handler import _photo_where
-
-    return _photo_where(classifier, fire_photos, is_fire=True)
-
-
-@pytest.fixture
-def nofire_bytes(classifier, nofire_photos):
-    from .test_handler import _photo_where
-
-    return _photo_where(classifier, nofire_photos, is_fire=False)
 
 
 def _is_result_write(params) -> bool:
@@ -108,6 +93,9 @@ def test_the_role_may_not_delete_results_and_moto_does_enforce_it(iam_lab):
     with pytest.raises(ClientError, match="AccessDenied"):
         iam_lab.as_function(s3.delete_object, Bucket=BUCKET, Key="results/a.jpg.json")
     assert iam_lab.as_function(s3.get_object, Bucket=BUCKET, Key="results/a.jpg.json")["Body"].read() == b"{}"
+    other_topic = iam_lab.sns.create_topic(Name="not-the-alert-topic")["TopicArn"]
+    with pytest.raises(ClientError, match="AuthorizationError|AccessDenied"):
+        iam_lab.as_function(iam_lab.handler_client("sns").publish, TopicArn=other_topic, Message="x")
 
 
 # --- failures at each step of the protocol ---------------------------------------------------------------------------
@@ -174,7 +162,9 @@ def test_results_that_keep_changing_make_the_event_fail_for_a_later_retry(lab, n
 
 
 @pytest.mark.parametrize("between", ["before reading the result", "before reading the upload"])
-def test_an_older_event_processed_alongside_a_newer_one_keeps_the_newer_result(lab, classifier, fire_bytes, nofire_bytes, between):
+def test_an_older_event_processed_alongside_a_newer_one_keeps_the_newer_result(
+    lab, classifier, fire_bytes, nofire_bytes, between
+):
     """Version 1's invocation is under way when version 2 is uploaded and processed to the end."""
     v1 = lab.upload("uploads/photo.jpg", nofire_bytes)
     prefix = "results/" if between == "before reading the result" else "uploads/"

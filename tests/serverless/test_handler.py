@@ -6,11 +6,10 @@ from datetime import datetime
 
 import pytest
 from aws_lambda_powertools.metrics.provider import cold_start
-from botocore.exceptions import ClientError
 
 from lambda_image.handler import UploadsFailed
 
-from .conftest import BUCKET, s3_event, s3_record
+from .conftest import BUCKET, s3_event, s3_record, summary
 
 # A flush with no application metric (all records repeated or skipped) warns; that is expected here.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -18,34 +17,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publis
 CORRUPT_JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64  # a JPEG signature and nothing decodable after it
 
 
-def summary(**counts: int) -> dict:
-    """The handler's response: how many records ended which way (every other count 0)."""
-    names = ("classified", "invalid", "duplicate", "alert_retried", "stale", "gone", "skipped", "refused", "malformed", "failed")
-    return {name: counts.get(name, 0) for name in names}
-
-
 def _expected(classifier, data: bytes, key: str) -> dict:
     """What the contract says the result holds, with the verdict the core gives for the same bytes."""
     return {**classifier.classify(data).to_dict(f"s3://{BUCKET}/{key}"), "bucket": BUCKET, "key": key, "size": len(data)}
-
-
-def _photo_where(classifier, photos, is_fire: bool) -> bytes:
-    """A photo the current model labels as asked (the interim model is imperfect, so look rather than assume)."""
-    for path in photos:
-        data = path.read_bytes()
-        if classifier.classify(data).is_fire == is_fire:
-            return data
-    pytest.skip(f"the current model labels none of the sample photos {'fire' if is_fire else 'nofire'}")
-
-
-@pytest.fixture
-def fire_bytes(classifier, fire_photos):
-    return _photo_where(classifier, fire_photos, is_fire=True)
-
-
-@pytest.fixture
-def nofire_bytes(classifier, nofire_photos):
-    return _photo_where(classifier, nofire_photos, is_fire=False)
 
 
 def test_event_with_several_records_writes_one_result_per_upload(lab, classifier, fire_bytes, nofire_bytes):
