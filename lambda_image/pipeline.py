@@ -112,7 +112,7 @@ def _alert_and_record(upload: Upload, stored: StoredResult, clf: Classifier, buc
     sent = {**stored.record, "alert": SENT, "alert_message_id": message_id}
     try:
         if bucket.write_result(upload.bucket, upload.result_key, sent, replacing=stored) is None:
-            logger.info("Alert sent; the result was replaced meanwhile by a newer one", extra={"key": upload.key})
+            logger.info("Alert sent; the result changed meanwhile (a newer version, or a repeated event recorded it)", extra={"key": upload.key})
     except (ClientError, BotoCoreError):
         # Raising would make the retry publish again for nothing: the alert is out, only its bookkeeping failed.
         logger.exception("Alert sent but not recorded as sent: a repeated event would alert again", extra={"key": upload.key})
