@@ -1,4 +1,8 @@
-"""Fire alerts: one SNS message per image classified as fire."""
+"""Fire alerts: one SNS message per image classified as fire.
+
+Delivery is at least once (see ``lambda_image.pipeline``): ``bucket``, ``key``, ``etag`` and ``sequencer`` together
+name the object version, so a subscriber can drop the rare repeat.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ def fire_alert(result: dict, result_uri: str, threshold: float) -> dict:
         "alert": "fire_detected",
         "bucket": result["bucket"],
         "key": result["key"],
+        "etag": result.get("etag"),
+        "sequencer": result.get("sequencer"),
         "fire_probability": result["fire_probability"],
         "threshold": threshold,
         "model_version": result["model_version"],

@@ -1,7 +1,14 @@
-"""S3 event notifications -> the uploads this function classifies, and the records it skips (with why)."""
+"""S3 event notifications -> the uploads this function classifies, and the records it passes over (with why).
+
+A record is never allowed to stop the records after it: one that is not shaped like an S3 notification comes back
+as a ``malformed`` :class:`Skipped`, one from a bucket other than the configured upload bucket as ``refused``.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import string
 from dataclasses import dataclass
 from typing import Iterator
 from urllib.parse import unquote_plus
@@ -9,6 +16,14 @@ from urllib.parse import unquote_plus
 UPLOAD_PREFIX = "uploads/"
 RESULT_PREFIX = "results/"
 RESULT_SUFFIX = ".json"
+MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
+# The stack sets it to the upload bucket's name; unset, records from any bucket are processed.
+BUCKET_ENV = "FIREWATCH_BUCKET"
+
+# Why a record is passed over: not meant for this function (normal), from a foreign bucket, or unreadable.
+IGNORED, REFUSED, MALFORMED = "ignored", "refused", "malformed"
+
+_HEX = frozenset(string.hexdigits)
 
 
 @dataclass(frozen=True)
@@ -19,6 +34,8 @@ class Upload:
     key: str
     size: int | None = None
     etag: str | None = None  # without quotes, as S3 events carry it
+    version_id: str | None = None  # in events from versioned buckets
+    sequencer: str | None = None  # orders the events of one key; absent from hand-made events
 
     @property
     def uri(self) -> str:
@@ -26,43 +43,110 @@ class Upload:
 
     @property
     def result_key(self) -> str:
-        """``uploads/<name>`` -> ``results/<name>.json`` (the serverless contract)."""
-        return RESULT_PREFIX + self.key[len(UPLOAD_PREFIX) :] + RESULT_SUFFIX
+        return result_key_for(self.key)
 
 
 @dataclass(frozen=True)
 class Skipped:
-    """A record this function does not handle, kept for the log."""
+    """A record this function does not process, kept for the log: ``kind`` is IGNORED, REFUSED or MALFORMED."""
 
     reason: str
     event_name: str | None
     bucket: str | None
     key: str | None
+    kind: str = IGNORED
 
 
-def parse_event(event: dict) -> Iterator[Upload | Skipped]:
+def result_key_for(key: str) -> str:
+    """``uploads/<name>`` -> ``results/<name>.json`` (the serverless contract), within S3's 1,024-byte key limit.
+
+    A key too long for that (over 1,019 bytes) keeps the first bytes of ``<name>`` that fit and ends with ``~``, the
+    SHA-256 of the whole upload key in hex and ``.json``: distinct keys keep distinct results, and the result itself
+    holds the full ``key``.
+    """
+    name = key[len(UPLOAD_PREFIX) :] if key.startswith(UPLOAD_PREFIX) else key
+    plain = RESULT_PREFIX + name + RESULT_SUFFIX
+    if len(plain.encode("utf-8")) <= MAX_KEY_BYTES:
+        return plain
+    tail = "~" + hashlib.sha256(key.encode("utf-8")).hexdigest() + RESULT_SUFFIX
+    room = MAX_KEY_BYTES - len(RESULT_PREFIX) - len(tail)
+    # Cutting bytes can split a character: "ignore" drops the broken end.
+    head = name.encode("utf-8")[:room].decode("utf-8", "ignore")
+    return RESULT_PREFIX + head + tail
+
+
+def compare_sequencers(a: str, b: str) -> int:
+    """-1, 0 or 1 as event sequencer ``a`` is older than, equal to or newer than ``b`` (same key only).
+
+    S3 documents the rule: left-pad the shorter hexadecimal string with zeros, then compare as strings.
+    """
+    width = max(len(a), len(b))
+    a, b = a.upper().rjust(width, "0"), b.upper().rjust(width, "0")
+    return (a > b) - (a < b)
+
+
+def configured_bucket() -> str | None:
+    return os.environ.get(BUCKET_ENV) or None
+
+
+def parse_event(event: object, accepted_bucket: str | None = None) -> Iterator[Upload | Skipped]:
     """Each record of an S3 event in order: an :class:`Upload` to classify or a :class:`Skipped`.
 
+    ``accepted_bucket``: records naming any other bucket are refused (``None`` accepts every bucket).
     S3 sends one-off ``s3:TestEvent`` messages with no ``Records``: they yield nothing.
     """
-    for record in event.get("Records") or []:
-        yield _parse_record(record)
+    if not isinstance(event, dict):
+        yield Skipped(f"the event is a {type(event).__name__}, not a JSON object", None, None, None, MALFORMED)
+        return
+    records = event.get("Records") or []
+    if not isinstance(records, list):
+        yield Skipped("the event's Records is not a list", None, None, None, MALFORMED)
+        return
+    for record in records:
+        yield _parse_record(record, accepted_bucket)
 
 
-def _parse_record(record: dict) -> Upload | Skipped:
-    event_name = record.get("eventName")
-    s3 = record.get("s3") or {}
-    bucket = (s3.get("bucket") or {}).get("name")
-    obj = s3.get("object") or {}
+def _parse_record(record: object, accepted_bucket: str | None) -> Upload | Skipped:
+    if not isinstance(record, dict):
+        return Skipped(f"the record is a {type(record).__name__}, not a JSON object", None, None, None, MALFORMED)
+    event_name = _text(record.get("eventName"))
+    if record.get("eventSource") != "aws:s3":
+        return Skipped("not an S3 object record", event_name, None, None)
+    s3 = _mapping(record.get("s3"))
+    bucket = _text(_mapping(s3.get("bucket")).get("name"))
+    obj = _mapping(s3.get("object"))
     raw_key = obj.get("key")
     # Keys arrive URL-encoded, spaces as '+': "uploads/camera+1/fire%281%29.jpg".
     key = unquote_plus(raw_key) if isinstance(raw_key, str) else None
 
-    if record.get("eventSource") != "aws:s3" or not bucket or not key:
-        return Skipped("not an S3 object record", event_name, bucket, key)
+    def malformed(why: str) -> Skipped:
+        return Skipped(f"malformed S3 record: {why}", event_name, bucket, key, MALFORMED)
+
+    if not bucket:
+        return malformed("no s3.bucket.name")
+    if not key:
+        return malformed("no s3.object.key")
+    if accepted_bucket is not None and bucket != accepted_bucket:
+        return Skipped(f"bucket {bucket!r} is not the upload bucket {accepted_bucket!r}", event_name, bucket, key, REFUSED)
     if not (event_name or "").startswith("ObjectCreated:"):
         return Skipped("not an ObjectCreated event", event_name, bucket, key)
     if not key.startswith(UPLOAD_PREFIX) or key == UPLOAD_PREFIX or key.endswith("/"):
         return Skipped(f"key is not an object under {UPLOAD_PREFIX}", event_name, bucket, key)
-    size = obj.get("size")
-    return Upload(bucket=bucket, key=key, size=int(size) if size is not None else None, etag=obj.get("eTag") or None)
+
+    size, etag, version_id, sequencer = obj.get("size"), obj.get("eTag"), obj.get("versionId"), obj.get("sequencer")
+    if size is not None and (type(size) is not int or size < 0):
+        return malformed(f"s3.object.size {size!r} is not a byte count")
+    for name, value in (("eTag", etag), ("versionId", version_id), ("sequencer", sequencer)):
+        if value is not None and not isinstance(value, str):
+            return malformed(f"s3.object.{name} {value!r} is not a string")
+    if sequencer and not set(sequencer) <= _HEX:
+        return malformed(f"s3.object.sequencer {sequencer!r} is not hexadecimal")
+    return Upload(bucket, key, size, etag or None, version_id or None, sequencer or None)
+
+
+def _mapping(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

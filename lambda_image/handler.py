@@ -1,40 +1,40 @@
-"""The Lambda entry point: S3 ``ObjectCreated`` events under ``uploads/`` -> ``results/<key>.json``.
+"""The Lambda entry point: S3 ``ObjectCreated`` events under ``uploads/`` -> ``results/<key>.json`` and fire alerts.
 
-Thin on purpose: parse the event, fetch the object, call the inference core, write the result, count, alert.
-Delivery is at least once, so a repeated event for the same object version finds the result already written
-(same etag) and does nothing: no second result, no second alert. An image the core cannot read gets an error
-result (no exception, so no retries); an AWS error raises, so Lambda retries and, after its retries, sends
-the event to the function's on-failure destination.
+Thin on purpose: parse the event, hand each upload to :mod:`lambda_image.pipeline`, count and log. Every record is
+processed on its own: a malformed one, or one from a bucket other than ``FIREWATCH_BUCKET``, is reported and
+skipped; an upload whose processing fails (an AWS error) does not stop the others, and the invocation then raises so
+that Lambda retries the event (the uploads already done find their results and do nothing) and, after its retries,
+sends it to the function's on-failure destination with the error.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import time
 from collections import Counter
-from datetime import datetime, timezone
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
 
-from inference import Classifier, InvalidImage, Prediction, outcome_record
+from inference import Classifier
 
-from .alerts import ALERT_TOPIC_ENV, fire_alert, publish_fire_alert
-from .events import Skipped, Upload, parse_event
+from .alerts import ALERT_TOPIC_ENV, publish_fire_alert
+from .events import IGNORED, MALFORMED, REFUSED, Skipped, configured_bucket, parse_event
+from .pipeline import ALERT_RETRIED, CLASSIFIED, DUPLICATE, GONE, INVALID, STALE, Publish, process_upload
 from .storage import Bucket
+from .telemetry import count_rejected, logger, metrics
 
-# Named by POWERTOOLS_SERVICE_NAME and POWERTOOLS_METRICS_NAMESPACE where set (the function sets both); else these.
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or "firewatch")
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Firewatch")
-
-CLASSIFIED, INVALID, DUPLICATE, GONE, SKIPPED = "classified", "invalid", "duplicate", "gone", "skipped"
+SKIPPED, FAILED = "skipped", "failed"
+SUMMARY = (CLASSIFIED, INVALID, DUPLICATE, ALERT_RETRIED, STALE, GONE, SKIPPED, REFUSED, MALFORMED, FAILED)
+_SKIP_STATUS = {IGNORED: SKIPPED, REFUSED: REFUSED, MALFORMED: MALFORMED}
 
 # Standard retry mode backs off on throttling and 5xx before an error reaches Lambda's own retries; short socket
 # timeouts (botocore's default is 60 s) keep a stuck call well inside the function's timeout.
 _AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=15)
+
+
+class UploadsFailed(RuntimeError):
+    """Some uploads of the event could not be processed; the message names each one and its error."""
 
 
 @functools.cache
@@ -64,86 +64,42 @@ def handler(event: dict, context) -> dict:
 def handle_event(event: dict, clf: Classifier) -> dict:
     """Process every record of ``event`` with ``clf``; returns how many records ended which way."""
     counts: Counter[str] = Counter()
-    for item in parse_event(event):
+    failures: list[str] = []
+    bucket = Bucket(_s3())
+    publish = _publisher()
+    for item in parse_event(event, configured_bucket()):
         if isinstance(item, Skipped):
-            logger.info("Record skipped", extra={"reason": item.reason, "event_name": item.event_name,
-                                                 "bucket": item.bucket, "key": item.key})
-            counts[SKIPPED] += 1
-        else:
-            counts[process_upload(item, clf)] += 1
-    summary = {name: counts[name] for name in (CLASSIFIED, INVALID, DUPLICATE, GONE, SKIPPED)}
+            _report_skipped(item)
+            counts[_SKIP_STATUS[item.kind]] += 1
+            continue
+        try:
+            counts[process_upload(item, clf, bucket, publish)] += 1
+        except Exception as error:  # noqa: BLE001  one upload's failure must not cost the others their turn
+            logger.exception("Upload failed; the event will be retried", extra={"bucket": item.bucket, "key": item.key})
+            failures.append(f"{item.uri}: {type(error).__name__}: {error}")
+            counts[FAILED] += 1
+    summary = {name: counts[name] for name in SUMMARY}
     logger.info("Event processed", extra=summary)
+    if failures:
+        raise UploadsFailed(f"{len(failures)} upload(s) failed: " + "; ".join(failures))
     return summary
 
 
-def process_upload(upload: Upload, clf: Classifier) -> str:
-    bucket = Bucket(_s3())
-    where = {"bucket": upload.bucket, "key": upload.key}
-    opened = bucket.open_upload(upload.bucket, upload.key, upload.etag)
-    if opened is None:
-        logger.warning("Upload deleted or replaced since the event; its own event covers any new version", extra=where)
-        return GONE
-    try:
-        previous = bucket.read_result(upload.bucket, upload.result_key)
-        if previous is not None and previous.record.get("etag") == opened.etag:
-            logger.info("Result already written for this object version: repeated event", extra=where)
-            return DUPLICATE
-        outcome, latency_ms = _classify(opened, clf)
-    finally:
-        opened.close()
-
-    result = {
-        **outcome_record(upload.uri, outcome),
-        "bucket": upload.bucket,
-        "key": upload.key,
-        "size": opened.size,
-        "etag": opened.etag,
-        "classified_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-    }
-    if not bucket.write_result(upload.bucket, upload.result_key, result, replacing=previous):
-        logger.info("Another delivery of this event wrote the result first", extra=where)
-        return DUPLICATE
-
-    result_uri = f"s3://{upload.bucket}/{upload.result_key}"
-    if isinstance(outcome, Prediction) and outcome.is_fire:
-        try:
-            _alert(result, result_uri, clf.threshold)
-        except Exception:
-            # Without this, Lambda's retry would find the result, take the event for a repeat and never alert.
-            bucket.delete_result(upload.bucket, upload.result_key)
-            raise
-    _count(outcome, latency_ms)
-    logger.info("Result written", extra={"result_uri": result_uri, "result": result})
-    return INVALID if isinstance(outcome, InvalidImage) else CLASSIFIED
-
-
-def _classify(opened, clf: Classifier) -> tuple[Prediction | InvalidImage, float | None]:
-    """The core's verdict, refusing oversized objects before their bytes are read (no /tmp: bytes in memory)."""
-    try:
-        clf.limits.check_size(opened.size)
-        data = opened.body.read()
-        started = time.perf_counter()
-        prediction = clf.classify(data)
-    except InvalidImage as error:
-        return error, None
-    return prediction, (time.perf_counter() - started) * 1000.0
-
-
-def _alert(result: dict, result_uri: str, threshold: float) -> None:
+def _publisher() -> Publish | None:
     topic_arn = os.environ.get(ALERT_TOPIC_ENV)
     if not topic_arn:
-        logger.warning(f"Fire detected but {ALERT_TOPIC_ENV} is not set: no alert sent", extra={"result_uri": result_uri})
-        return
-    message_id = publish_fire_alert(_sns(), topic_arn, fire_alert(result, result_uri, threshold))
-    logger.info("Fire alert published", extra={"message_id": message_id, "result_uri": result_uri})
+        return None
+
+    def publish(message: dict) -> str:
+        return publish_fire_alert(_sns(), topic_arn, message)  # the SNS client is made on the first fire only
+
+    return publish
 
 
-def _count(outcome: Prediction | InvalidImage, latency_ms: float | None) -> None:
-    if isinstance(outcome, InvalidImage):
-        metrics.add_metric(name="InvalidImages", unit=MetricUnit.Count, value=1)
-        return
-    metrics.add_metric(name="ImagesClassified", unit=MetricUnit.Count, value=1)
-    if outcome.is_fire:
-        metrics.add_metric(name="FireDetected", unit=MetricUnit.Count, value=1)
-    if latency_ms is not None:
-        metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=round(latency_ms, 3))
+def _report_skipped(item: Skipped) -> None:
+    details = {"reason": item.reason, "event_name": item.event_name, "bucket": item.bucket, "key": item.key}
+    if item.kind == IGNORED:
+        logger.info("Record skipped", extra=details)
+    else:
+        logger.warning(f"Record {item.kind}", extra=details)
+        count_rejected(item.kind)

@@ -1,7 +1,10 @@
 """The bucket side: open an upload (its size known before its bytes are read), read and write its result.
 
-Results are written conditionally, so that two deliveries of the same event racing each other produce one
-result and one alert: whoever writes first wins, the other sees a failed precondition.
+Results are written conditionally (``If-None-Match``/``If-Match`` on the result object's ETag): of two writers
+that read the same state, one wins and the other learns it, re-reads and decides again.
+
+Needs s3:GetObject (and s3:GetObjectVersion) on uploads, s3:GetObject and s3:PutObject on results, and
+s3:ListBucket on the bucket: without it S3 answers 403, not 404, for a result that does not exist yet.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 # Answers that mean "the world moved on", not a failure worth a retry.
-_MISSING = {"NoSuchKey", "404"}
+_MISSING = {"NoSuchKey", "NoSuchVersion", "404"}
 _PRECONDITION_FAILED = {"PreconditionFailed", "412"}
+# S3 refuses a conditional write while another one on the same key is in flight: also a lost race.
+_CONFLICT = {"ConditionalRequestConflict", "409"}
 
 
 def _error_code(error: ClientError) -> str:
@@ -43,12 +48,16 @@ class Bucket:
     def __init__(self, s3_client) -> None:
         self._s3 = s3_client
 
-    def open_upload(self, bucket: str, key: str, etag: str | None) -> OpenedObject | None:
-        """Open the object the event names, or ``None`` if it was deleted or replaced since the event.
+    def open_upload(self, bucket: str, key: str, etag: str | None, version_id: str | None = None) -> OpenedObject | None:
+        """Open the object version the event names, or ``None`` if it is gone.
 
-        ``If-Match`` on the event's etag: a replaced object has an event of its own, which will classify it.
+        With a version id (versioned buckets), that version is read even after a newer one replaced it, so a retry
+        still sees the bytes its event was about. Without one, ``If-Match`` on the event's etag: a replaced object
+        has an event of its own, which will classify it.
         """
         request = {"Bucket": bucket, "Key": key}
+        if version_id:
+            request["VersionId"] = version_id
         if etag:
             request["IfMatch"] = f'"{etag}"'
         try:
@@ -74,11 +83,14 @@ class Bucket:
             record = {}  # not ours or damaged: it gets replaced
         return StoredResult(record if isinstance(record, dict) else {}, response["ETag"])
 
-    def write_result(self, bucket: str, key: str, record: dict, replacing: StoredResult | None) -> bool:
-        """Write ``record`` unless someone else wrote this result since we read it; ``False`` if they did."""
+    def write_result(self, bucket: str, key: str, record: dict, replacing: StoredResult | None) -> str | None:
+        """Write ``record`` unless someone else wrote this result since ``replacing`` was read.
+
+        Returns the new result object's ETag (for a later conditional update), or ``None`` if the race was lost.
+        """
         condition = {"IfMatch": replacing.object_etag} if replacing else {"IfNoneMatch": "*"}
         try:
-            self._s3.put_object(
+            response = self._s3.put_object(
                 Bucket=bucket,
                 Key=key,
                 Body=json.dumps(record).encode("utf-8"),
@@ -86,10 +98,7 @@ class Bucket:
                 **condition,
             )
         except ClientError as error:
-            if _error_code(error) in _PRECONDITION_FAILED:
-                return False
+            if _error_code(error) in _PRECONDITION_FAILED | _CONFLICT:
+                return None
             raise
-        return True
-
-    def delete_result(self, bucket: str, key: str) -> None:
-        self._s3.delete_object(Bucket=bucket, Key=key)
+        return response["ETag"]

@@ -178,7 +178,9 @@ def _cidr(get: Callable[[str], Any], key: str, default: str) -> str:
 # Names shared with the runtime code (contracts, not settings).
 SERVICE_NAME = "firewatch"  # POWERTOOLS_SERVICE_NAME: the `service` dimension of the custom metrics
 METRICS_NAMESPACE = "Firewatch"  # POWERTOOLS_METRICS_NAMESPACE
-CUSTOM_METRICS = ("ImagesClassified", "FireDetected", "InvalidImages", "InferenceLatency")
+CUSTOM_METRICS = (
+    "ImagesClassified", "FireDetected", "InvalidImages", "InferenceLatency", "RefusedRecords", "MalformedRecords",
+)  # fmt: skip
 UPLOADS_PREFIX = "uploads/"
 RESULTS_PREFIX = "results/"
 APP_PORT = 8080

@@ -85,17 +85,26 @@ class ServerlessStack(Stack):
             self,
             "FunctionRole",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Firewatch classifier: read uploads, write results, publish alerts, write its own logs",
+            description="Firewatch classifier: read uploads, read and write results, publish alerts, write its own logs",
         )
+        # GetObjectVersion: events from the versioned bucket name a version, which a retry still reads after a
+        # newer upload replaced it.
         role.add_to_policy(
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.bucket.arn_for_objects(f"{UPLOADS_PREFIX}*")])
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:GetObjectVersion"],
+                resources=[self.bucket.arn_for_objects(f"{UPLOADS_PREFIX}*")],
+            )
         )
-        # GetObject on results/ lets the handler find an existing result and skip a repeated S3 event.
+        # GetObject on results/ lets the handler find an existing result: a repeated event, an alert still owed, a
+        # newer event's result. Results are only ever overwritten conditionally, never deleted: no DeleteObject.
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["s3:GetObject", "s3:PutObject"], resources=[self.bucket.arn_for_objects(f"{RESULTS_PREFIX}*")]
             )
         )
+        # Without ListBucket, S3 answers 403 AccessDenied, not 404, for a result that does not exist yet (every new
+        # upload). The bucket holds only uploads/ and results/, which the function reads anyway.
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn]))
         role.add_to_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[self.alert_topic.topic_arn]))
         role.add_to_policy(
             iam.PolicyStatement(
@@ -129,6 +138,8 @@ class ServerlessStack(Stack):
             log_group=self.log_group,
             environment={
                 "ALERT_TOPIC_ARN": self.alert_topic.topic_arn,
+                # The handler refuses records from any other bucket.
+                "FIREWATCH_BUCKET": self.bucket.bucket_name,
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "FIREWATCH_THREADS": str(config.lambda_threads),

@@ -105,6 +105,8 @@ def test_function_runs_the_image_asset_with_benchmarked_defaults(synth):
     assert env["FIREWATCH_THREADS"] == "1"
     topic = next(iter(resources(synth.serverless, "AWS::SNS::Topic")))
     assert env["ALERT_TOPIC_ARN"] == {"Ref": topic}
+    uploads, _ = _bucket_ids(synth)
+    assert env["FIREWATCH_BUCKET"] == {"Ref": uploads}  # the handler refuses events from any other bucket
     log_group = next(iter(resources(synth.serverless, "AWS::Logs::LogGroup")))
     assert props["LoggingConfig"] == {"LogGroup": {"Ref": log_group}}
 
@@ -155,8 +157,10 @@ def test_function_role_is_least_privilege(synth):
         return {"Fn::Join": ["", [{"Fn::GetAtt": [uploads, "Arn"]}, f"/{prefix}*"]]}
 
     expected = {
-        (("s3:GetObject",), str(arn("uploads/"))),
+        (("s3:GetObject", "s3:GetObjectVersion"), str(arn("uploads/"))),
         (("s3:GetObject", "s3:PutObject"), str(arn("results/"))),
+        # Without it S3 answers 403, not 404, for a result that does not exist yet: every new upload would fail.
+        (("s3:ListBucket",), str({"Fn::GetAtt": [uploads, "Arn"]})),
         (("sns:Publish",), str({"Ref": topic})),
         (("sqs:SendMessage",), str({"Fn::GetAtt": [queue, "Arn"]})),
         (("logs:CreateLogStream", "logs:PutLogEvents"), str({"Fn::Join": ["", [{"Fn::GetAtt": [log_group, "Arn"]}, ":*"]]})),
@@ -210,3 +214,21 @@ def test_outputs_and_bucket_name_parameter(synth):
     parameter = only(synth.serverless, "AWS::SSM::Parameter")
     assert parameter["Name"] == "/firewatch/dev/upload-bucket-name"
     assert parameter["Value"] == {"Ref": uploads}
+
+
+def test_function_environment_names_are_the_ones_the_handler_reads(synth):
+    """stacks/ imports no runtime code, so the names are written twice: this keeps them equal."""
+    from lambda_image.alerts import ALERT_TOPIC_ENV
+    from lambda_image.events import BUCKET_ENV
+
+    env = _classifier(synth.serverless)[1]["Environment"]["Variables"]
+    assert {ALERT_TOPIC_ENV, BUCKET_ENV} <= set(env)
+
+
+def test_function_role_grants_nothing_that_deletes_or_writes_uploads(synth):
+    _, function = _classifier(synth.serverless)
+    statements = _policy_statements(synth.serverless, function["Role"]["Fn::GetAtt"][0])
+    actions = {action for statement in statements for action in _actions(statement)}
+    assert not any("Delete" in action for action in actions)
+    uploads_writes = [s for s in statements if "s3:PutObject" in _actions(s) and "uploads/" in str(s["Resource"])]
+    assert uploads_writes == []

@@ -1,8 +1,11 @@
 """A moto AWS account with the upload bucket and the alert topic (read through a subscribed SQS queue),
-real S3 event records for what the tests upload, and the handler's stdout split into EMF metrics and logs."""
+real S3 event records for what the tests upload, the handler's stdout split into EMF metrics and logs, failure
+injection into the handler's AWS calls, and (``iam_lab``) the same account enforcing the function role's policy as
+the CDK stack synthesizes it."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from dataclasses import dataclass, field
@@ -11,10 +14,15 @@ from urllib.parse import quote_plus
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.core import set_initial_no_auth_action_count
+
+from .function_role import FunctionRole
 
 BUCKET = "firewatch-uploads-test"
 REGION = "us-east-1"
+MAX_KEY_BYTES = 1024  # S3's key limit, which moto does not apply
 
 
 class LambdaContext:
@@ -33,8 +41,22 @@ class LambdaContext:
         return 30_000
 
 
-def s3_record(bucket: str, key: str, size: int, etag: str, event_name: str = "ObjectCreated:Put") -> dict:
+def s3_record(
+    bucket: str,
+    key: str,
+    size: int,
+    etag: str,
+    event_name: str = "ObjectCreated:Put",
+    *,
+    sequencer: str | None = "0055AED6DCD90281E5",
+    version_id: str | None = None,
+) -> dict:
     """One record as S3 sends it: the key URL-encoded with '+' for spaces, the etag without quotes."""
+    obj = {"key": quote_plus(key, safe="/"), "size": size, "eTag": etag}
+    if version_id is not None:
+        obj["versionId"] = version_id
+    if sequencer is not None:
+        obj["sequencer"] = sequencer
     return {
         "eventVersion": "2.1",
         "eventSource": "aws:s3",
@@ -48,13 +70,19 @@ def s3_record(bucket: str, key: str, size: int, etag: str, event_name: str = "Ob
             "s3SchemaVersion": "1.0",
             "configurationId": "firewatch-uploads",
             "bucket": {"name": bucket, "ownerIdentity": {"principalId": "EXAMPLE"}, "arn": f"arn:aws:s3:::{bucket}"},
-            "object": {"key": quote_plus(key, safe="/"), "size": size, "eTag": etag, "sequencer": "0055AED6DCD90281E5"},
+            "object": obj,
         },
     }
 
 
 def s3_event(*records: dict) -> dict:
     return {"Records": list(records)}
+
+
+def summary(**counts: int) -> dict:
+    """The handler's response: how many records ended which way (every other count 0)."""
+    names = ("classified", "invalid", "duplicate", "alert_retried", "stale", "gone", "skipped", "refused", "malformed", "failed")
+    return {name: counts.get(name, 0) for name in names}
 
 
 @dataclass
@@ -87,20 +115,27 @@ class Lab:
 
     def __init__(self, capsys) -> None:
         self.capsys = capsys
+        self.role: FunctionRole | None = None  # set by iam_lab
+        self.bucket_name = BUCKET
         self.s3 = boto3.client("s3", region_name=REGION)
         self.sns = boto3.client("sns", region_name=REGION)
         self.sqs = boto3.client("sqs", region_name=REGION)
         self.s3.create_bucket(Bucket=BUCKET)
+        # Versioned, like the stack's upload bucket: events then name the object version.
+        self.s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        self._sequencer = itertools.count(0x0055AED6DCD90281E5)
         self.topic_arn = self.sns.create_topic(Name="firewatch-alerts")["TopicArn"]
         self.queue_url = self.sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
         queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         self.sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
 
     def upload(self, key: str, data: bytes, bucket: str = BUCKET) -> dict:
-        """Put ``data`` at ``key`` and return the event record S3 would send for it."""
-        self.s3.put_object(Bucket=bucket, Key=key, Body=data)
-        head = self.s3.head_object(Bucket=bucket, Key=key)
-        return s3_record(bucket, key, head["ContentLength"], head["ETag"].strip('"'))
+        """Put ``data`` at ``key`` and return the event record S3 would send for it (sequencers grow, as S3's do)."""
+        put = self.s3.put_object(Bucket=bucket, Key=key, Body=data)
+        return s3_record(
+            bucket, key, len(data), put["ETag"].strip('"'),
+            sequencer=f"{next(self._sequencer):018X}", version_id=put.get("VersionId"),
+        )  # fmt: skip
 
     def result(self, key: str) -> dict | None:
         try:
@@ -130,8 +165,50 @@ class Lab:
 
         logger.registered_handler.stream = sys.stdout  # logs and metrics on one stdout, as in Lambda
         self.capsys.readouterr()
-        response = handler(event, LambdaContext())
+        self.handler_client("s3")  # created now, so that S3's key limit applies to it from the first call
+        if self.role is not None:  # every AWS call of the handler is authorized against the role's policy
+            response = self.as_function(handler, event, LambdaContext())
+        else:
+            response = handler(event, LambdaContext())
         return self.split_output(response)
+
+    def as_function(self, call, *args, **kwargs):
+        """``call(*args, **kwargs)`` with IAM enforced, as the handler's calls are in ``iam_lab``."""
+        return set_initial_no_auth_action_count(0)(call)(*args, **kwargs)
+
+    # --- the handler's own clients: S3's key limit, failures and interleavings injected into its calls ------------
+
+    def handler_client(self, service: str):
+        """The client the handler uses for ``service`` (created on first use, cached per execution environment)."""
+        from lambda_image import handler
+
+        client = {"s3": handler._s3, "sns": handler._sns}[service]()
+        if service == "s3" and not getattr(client, "_firewatch_lab", False):
+            client._firewatch_lab = True
+            client.meta.events.register("before-parameter-build.s3.*", _refuse_keys_over_s3s_limit)
+            if self.role is not None:
+                self.role.apply_missing_key_rule(client)
+        return client
+
+    def on_call(self, service: str, operation: str, action, *, times: int = 1, when=lambda params: True) -> None:
+        """Run ``action(params)`` before the next ``times`` calls of ``operation`` by the handler that ``when``
+        accepts; an action that raises makes the call fail with that error, as if AWS had answered it."""
+        left = [times]
+
+        def hook(params, **_):
+            if left[0] and when(params):
+                left[0] -= 1
+                action(params)
+
+        self.handler_client(service).meta.events.register(f"before-parameter-build.{service}.{operation}", hook)
+
+    def fail(self, service: str, operation: str, code: str = "ServiceUnavailable", *, times: int = 1, when=lambda p: True):
+        """Make the handler's next ``times`` matching calls fail as AWS would, after botocore's own retries."""
+
+        def answer(params):
+            raise ClientError({"Error": {"Code": code, "Message": f"injected {code}"}}, operation)
+
+        self.on_call(service, operation, answer, times=times, when=when)
 
     def split_output(self, response=None) -> Invocation:
         invocation = Invocation(response)
@@ -141,6 +218,12 @@ class Lab:
             document = json.loads(line)
             (invocation.emf if "_aws" in document else invocation.logs).append(document)
         return invocation
+
+
+def _refuse_keys_over_s3s_limit(params, **_):
+    key = params.get("Key")
+    if isinstance(key, str) and len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise ClientError({"Error": {"Code": "KeyTooLongError", "Message": "Your key is too long"}}, "S3")
 
 
 @pytest.fixture
@@ -156,7 +239,8 @@ def lab(monkeypatch, capsys):
         "POWERTOOLS_METRICS_NAMESPACE": "Firewatch",
     }.items():
         monkeypatch.setenv(name, value)
-    for name in ("FIREWATCH_MAX_BYTES", "FIREWATCH_MAX_PIXELS", "FIREWATCH_MODEL_PATH", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+    unset = ("FIREWATCH_MAX_BYTES", "FIREWATCH_MAX_PIXELS", "FIREWATCH_MODEL_PATH", "AWS_ENDPOINT_URL", "AWS_PROFILE", "FIREWATCH_BUCKET")
+    for name in unset:
         monkeypatch.delenv(name, raising=False)
     from lambda_image import handler
 
@@ -171,3 +255,53 @@ def lab(monkeypatch, capsys):
         yield lab
         for cached in (handler._s3, handler._sns, handler.classifier):
             cached.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def function_role_template(tmp_path_factory) -> dict:
+    """The serverless stack's CloudFormation template, synthesized once per session (jsii costs seconds)."""
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from stacks.config import FirewatchConfig
+    from stacks.serverless import ServerlessStack
+    from tests.infra.conftest import cdk_json_context
+
+    app = cdk.App(outdir=str(tmp_path_factory.mktemp("cdk-serverless")), context=cdk_json_context())
+    stack = ServerlessStack(app, "firewatch-test-serverless", config=FirewatchConfig.from_context(app.node.try_get_context))
+    return Template.from_stack(stack).to_json()
+
+
+@pytest.fixture
+def iam_lab(lab, function_role_template, monkeypatch):
+    """``lab``, with the handler running as the function role: exactly the statements the stack gives it, and
+    moto enforcing them on every call the handler makes (moto enforces IAM only when asked)."""
+    from lambda_image import handler
+
+    role = FunctionRole.create(function_role_template, lab, monkeypatch)
+    # The handler's clients pick up the role's credentials (boto3's default session caches the ones it found).
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    for cached in (handler._s3, handler._sns):
+        cached.cache_clear()
+    lab.role = role
+    monkeypatch.setenv("FIREWATCH_BUCKET", BUCKET)
+    yield lab
+
+
+def _photo_where(classifier, photos, is_fire: bool) -> bytes:
+    """A photo the current model labels as asked (the interim model is imperfect, so look rather than assume)."""
+    for path in photos:
+        data = path.read_bytes()
+        if classifier.classify(data).is_fire == is_fire:
+            return data
+    pytest.skip(f"the current model labels none of the sample photos {'fire' if is_fire else 'nofire'}")
+
+
+@pytest.fixture
+def fire_bytes(classifier, fire_photos):
+    return _photo_where(classifier, fire_photos, is_fire=True)
+
+
+@pytest.fixture
+def nofire_bytes(classifier, nofire_photos):
+    return _photo_where(classifier, nofire_photos, is_fire=False)

@@ -1,12 +1,17 @@
-"""Parsing S3 event notifications: decoded keys, the uploads/ filter, records that are not new objects."""
+"""Parsing S3 event notifications: decoded keys, the uploads/ filter, records that are not new objects, malformed
+records and foreign buckets, result keys within S3's limit, and the order of sequencers."""
 
 from __future__ import annotations
 
 import pytest
 
-from lambda_image.events import Skipped, Upload, parse_event
+from lambda_image.events import (
+    IGNORED, MALFORMED, MAX_KEY_BYTES, REFUSED, Skipped, Upload, compare_sequencers, parse_event, result_key_for,
+)  # fmt: skip
 
 from .conftest import s3_event, s3_record
+
+SEQUENCER = "0055AED6DCD90281E5"  # what s3_record puts in by default
 
 
 def _only(event: dict):
@@ -21,7 +26,7 @@ def _only(event: dict):
 )
 def test_keys_are_decoded_as_s3_encodes_them(key):
     upload = _only(s3_event(s3_record("b", key, 10, "abc")))
-    assert upload == Upload(bucket="b", key=key, size=10, etag="abc")
+    assert upload == Upload(bucket="b", key=key, size=10, etag="abc", sequencer=SEQUENCER)
 
 
 def test_plus_in_an_event_key_is_a_space():
@@ -67,7 +72,93 @@ def test_events_without_records_yield_nothing(event):
     assert list(parse_event(event)) == []
 
 
-def test_missing_size_and_etag_are_tolerated():
-    record = s3_record("b", "uploads/a.jpg", 1, "e")
+def test_missing_size_etag_and_sequencer_are_tolerated():
+    record = s3_record("b", "uploads/a.jpg", 1, "e", sequencer=None)
     del record["s3"]["object"]["size"], record["s3"]["object"]["eTag"]
-    assert _only(s3_event(record)) == Upload(bucket="b", key="uploads/a.jpg", size=None, etag=None)
+    assert _only(s3_event(record)) == Upload(bucket="b", key="uploads/a.jpg", size=None, etag=None, sequencer=None)
+
+
+def test_version_id_and_sequencer_are_kept():
+    record = s3_record("b", "uploads/a.jpg", 1, "e", sequencer="0A1B", version_id="3HL4kqtJlcpXroDTDmjVBH40Nrjfkd")
+    upload = _only(s3_event(record))
+    assert (upload.version_id, upload.sequencer) == ("3HL4kqtJlcpXroDTDmjVBH40Nrjfkd", "0A1B")
+
+
+def _broken(change) -> dict:
+    record = s3_record("b", "uploads/broken.jpg", 1, "e")
+    change(record)
+    return record
+
+
+MALFORMED_RECORDS = {
+    "not an object": "uploads/a.jpg",
+    "no s3 part": _broken(lambda r: r.pop("s3")),
+    "s3 part is a list": _broken(lambda r: r.update(s3=[])),
+    "no bucket name": _broken(lambda r: r["s3"]["bucket"].pop("name")),
+    "key is a number": _broken(lambda r: r["s3"]["object"].update(key=12)),
+    "size is text": _broken(lambda r: r["s3"]["object"].update(size="12 bytes")),
+    "negative size": _broken(lambda r: r["s3"]["object"].update(size=-1)),
+    "etag is a list": _broken(lambda r: r["s3"]["object"].update(eTag=["e"])),
+    "sequencer not hex": _broken(lambda r: r["s3"]["object"].update(sequencer="0055-not-hex")),
+}
+
+
+@pytest.mark.parametrize("broken", MALFORMED_RECORDS.values(), ids=MALFORMED_RECORDS.keys())
+def test_a_malformed_record_is_reported_and_the_others_still_parsed(broken):
+    event = s3_event(s3_record("b", "uploads/1.jpg", 1, "e"), broken, s3_record("b", "uploads/2.jpg", 1, "e"))
+    items = list(parse_event(event))
+    assert [type(item) for item in items] == [Upload, Skipped, Upload]
+    assert items[1].kind == MALFORMED and items[1].reason
+    assert [items[0].key, items[2].key] == ["uploads/1.jpg", "uploads/2.jpg"]
+
+
+@pytest.mark.parametrize("event", [[], "Records", {"Records": {"s3": {}}}])
+def test_an_event_that_is_not_an_s3_event_is_one_malformed_item(event):
+    [item] = parse_event(event)
+    assert item.kind == MALFORMED
+
+
+def test_records_from_other_buckets_are_refused_when_a_bucket_is_configured():
+    event = s3_event(s3_record("uploads-bucket", "uploads/1.jpg", 1, "e"), s3_record("someone-else", "uploads/2.jpg", 1, "e"))
+    items = list(parse_event(event, accepted_bucket="uploads-bucket"))
+    assert isinstance(items[0], Upload)
+    assert isinstance(items[1], Skipped) and items[1].kind == REFUSED and "someone-else" in items[1].reason
+    assert all(isinstance(item, Upload) for item in parse_event(event, accepted_bucket=None))
+
+
+def test_records_not_for_this_function_are_ignored_not_rejected():
+    item = _only(s3_event(s3_record("b", "results/a.jpg.json", 1, "e")))
+    assert item.kind == IGNORED
+
+
+@pytest.mark.parametrize("name", ["a.jpg", "x" * (MAX_KEY_BYTES - len("uploads/")), "x" + "é" * 507, "🔥" * 253 + "ab"])
+def test_result_keys_fit_in_s3s_limit(name):
+    key = "uploads/" + name
+    assert len(key.encode()) <= MAX_KEY_BYTES  # every key S3 can hold
+    result_key = result_key_for(key)
+    assert len(result_key.encode()) <= MAX_KEY_BYTES
+    assert result_key.startswith("results/") and result_key.endswith(".json")
+
+
+def test_result_keys_of_normal_keys_keep_the_contract():
+    longest_plain = "uploads/" + "x" * (MAX_KEY_BYTES - len("results/") - len(".json"))
+    assert result_key_for(longest_plain) == "results/" + longest_plain[len("uploads/") :] + ".json"
+    assert len(result_key_for(longest_plain).encode()) == MAX_KEY_BYTES
+
+
+def test_long_keys_that_share_a_beginning_get_distinct_result_keys():
+    common = "uploads/" + "cam/" * 260
+    first, second = result_key_for(common + "1.jpg"), result_key_for(common + "2.jpg")
+    assert first != second
+    assert first.startswith("results/cam/cam/") and "~" in first
+    assert first[: -len("~" + "0" * 64 + ".json")] == second[: -len("~" + "0" * 64 + ".json")]
+
+
+@pytest.mark.parametrize(
+    "older, newer",
+    [("0055AED6DCD90281E5", "0055AED6DCD90281E6"), ("9", "10"), ("FF", "0100"), ("0a", "0B"), ("00FF", "100")],
+)
+def test_sequencers_compare_as_s3_documents(older, newer):
+    assert compare_sequencers(older, newer) == -1
+    assert compare_sequencers(newer, older) == 1
+    assert compare_sequencers(older, "0" + older) == 0

@@ -1,0 +1,34 @@
+"""The function's JSON logger and EMF metrics (Powertools for AWS Lambda), shared by the handler and the pipeline."""
+
+from __future__ import annotations
+
+import os
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from inference import InvalidImage, Prediction
+
+# Named by POWERTOOLS_SERVICE_NAME and POWERTOOLS_METRICS_NAMESPACE where set (the function sets both); else these.
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or "firewatch")
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Firewatch")
+
+# Records passed over for a reason worth an alarm, by Skipped.kind.
+REJECTED_METRICS = {"refused": "RefusedRecords", "malformed": "MalformedRecords"}
+
+
+def count_outcome(outcome: Prediction | InvalidImage, latency_ms: float | None) -> None:
+    if isinstance(outcome, InvalidImage):
+        metrics.add_metric(name="InvalidImages", unit=MetricUnit.Count, value=1)
+        return
+    metrics.add_metric(name="ImagesClassified", unit=MetricUnit.Count, value=1)
+    if outcome.is_fire:
+        metrics.add_metric(name="FireDetected", unit=MetricUnit.Count, value=1)
+    if latency_ms is not None:
+        metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=round(latency_ms, 3))
+
+
+def count_rejected(kind: str) -> None:
+    name = REJECTED_METRICS.get(kind)
+    if name:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
