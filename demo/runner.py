@@ -17,10 +17,12 @@ import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
+from lambda_image.events import RESULT_PREFIX as RESULTS_PREFIX
+from lambda_image.events import result_key_for
+
 from .events import UPLOADS_PREFIX, BucketWatcher
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS_PREFIX = "results/"
 MAX_ATTEMPTS = 3  # like Lambda's async retries: an object that keeps failing is given up on
 
 
@@ -213,7 +215,7 @@ class LocalSystem:
             print(f"[serverless] {key}: handler failed ({exc}); attempt {self.attempts[marker]} of {MAX_ATTEMPTS}", flush=True)
             return
         elapsed = (time.perf_counter() - started) * 1000
-        result_key = RESULTS_PREFIX + key[len(UPLOADS_PREFIX):] + ".json"
+        result_key = result_key_for(key)
         try:
             result = json.loads(self.s3.get_object(Bucket=self.args.bucket, Key=result_key)["Body"].read())
         except Exception as exc:

@@ -132,6 +132,15 @@ class MonitoringStack(Stack):
                 ), 1, 1,
                 "Upload events that failed every retry are waiting in the dead-letter queue",
             ),
+            "RejectedEventRecords": (
+                cw.MathExpression(
+                    expression="refused + malformed",
+                    using_metrics={"refused": self._custom("RefusedRecords"), "malformed": self._custom("MalformedRecords")},
+                    period=FIVE_MINUTES,
+                    label="Rejected event records",
+                ), 1, 1,
+                "The function received event records it refused (another bucket) or could not parse; see its log",
+            ),
             "Alb5xxRate": (
                 self._alb_5xx_percent(), ALB_5XX_PERCENT, 2,
                 f"Over {ALB_5XX_PERCENT}% of web requests answered 5xx for 10 minutes",
@@ -206,6 +215,11 @@ class MonitoringStack(Stack):
             graph(
                 "Images classified / fire / invalid",
                 [self._custom("ImagesClassified"), self._custom("FireDetected"), self._custom("InvalidImages")],
+                width=12,
+            ),
+            graph(
+                "Event records refused / malformed",
+                [self._custom("RefusedRecords"), self._custom("MalformedRecords")],
                 width=12,
             ),
             graph(

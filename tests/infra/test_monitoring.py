@@ -62,7 +62,7 @@ def test_metric_alarms(synth, name):
 
 def test_alarm_set_and_actions(synth):
     alarms = _alarms(synth)
-    assert set(alarms) == set(ALARMS) | {"Alb5xxRate"}
+    assert set(alarms) == set(ALARMS) | {"Alb5xxRate", "RejectedEventRecords"}
     topic = next(iter(resources(synth.monitoring, "AWS::SNS::Topic")))
     for alarm in alarms.values():
         assert alarm["AlarmActions"] == [{"Ref": topic}] and alarm["OKActions"] == [{"Ref": topic}]
@@ -89,6 +89,18 @@ def test_alb_5xx_rate_alarm_is_a_percentage_of_requests(synth):
     assert metrics["elb5xx"]["MetricStat"]["Metric"]["MetricName"] == "HTTPCode_ELB_5XX_Count"
     assert metrics["target5xx"]["MetricStat"]["Metric"]["MetricName"] == "HTTPCode_Target_5XX_Count"
     assert {m["MetricStat"]["Stat"] for m in alarm["Metrics"] if "MetricStat" in m} == {"Sum"}
+
+
+def test_rejected_event_records_alarm_adds_the_handler_s_two_counts(synth):
+    from lambda_image.telemetry import REJECTED_METRICS
+
+    alarm = _alarms(synth)["RejectedEventRecords"]
+    assert alarm["Threshold"] == 1 and alarm["EvaluationPeriods"] == 1
+    expression = next(m for m in alarm["Metrics"] if "Expression" in m)
+    assert expression["Expression"] == "refused + malformed"
+    named = {m["Id"]: m["MetricStat"]["Metric"] for m in alarm["Metrics"] if "MetricStat" in m}
+    assert {k: v["MetricName"] for k, v in named.items()} == REJECTED_METRICS, "the names the handler emits"
+    assert {v["Namespace"] for v in named.values()} == {"Firewatch"}
 
 
 def test_duration_alarm_follows_the_timeout(synth_custom):
@@ -159,7 +171,7 @@ def test_dashboard_success_rate_and_logs_insights(synth):
         assert widget["properties"]["query"].startswith("SOURCE '<ref>'")  # the function's log group
     assert "@initDuration" in logs[1]["properties"]["query"]
     alarms = [w for w in dashboard["widgets"] if w["type"] == "alarm"]
-    assert len(alarms) == 1 and len(alarms[0]["properties"]["alarms"]) == len(ALARMS) + 1
+    assert len(alarms) == 1 and len(alarms[0]["properties"]["alarms"]) == len(ALARMS) + 2
 
 
 def test_outputs(synth):
