@@ -13,6 +13,7 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntity
 from inference import Classifier
 
 from . import errors
+from .admission import Admission
 from .api import api
 from .pages import pages
 from .results import ResultsReader
@@ -49,6 +50,7 @@ def create_app(classifier: Classifier | None = None, config: Mapping[str, Any] |
     )
     app.config.update(config or {})
     app.extensions["firewatch.classifier"] = classifier
+    app.extensions["firewatch.admission"] = Admission.from_env()
     bucket = app.config["RESULTS_BUCKET"]
     app.extensions["firewatch.results"] = ResultsReader(bucket) if bucket else None
 
@@ -70,7 +72,10 @@ def _security_headers(response: Response) -> Response:
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(errors.ApiError)
     def api_error(error: errors.ApiError):
-        return errors.json_error(error.code, error.message, error.status)
+        response = errors.json_error(error.code, error.message, error.status)
+        if error.code == errors.BUSY:
+            response.headers["Retry-After"] = "5"
+        return response
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_error):

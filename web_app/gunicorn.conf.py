@@ -6,6 +6,8 @@ FIREWATCH_THREADS (LiteRT threads per model, read by the inference core), GUNICO
 """
 
 import os
+import shutil
+import tempfile
 
 # Import the heavy libraries once in the master: forked workers share their pages copy-on-write.
 # The model itself is loaded in each worker (web_app.wsgi), not here: a LiteRT interpreter owns native
@@ -49,3 +51,12 @@ proc_name = "firewatch-web"
 control_socket_disable = True  # no runtime control socket: nothing to share between instances
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"  # worker heartbeat files off the (possibly slow, overlay) disk
+
+
+def on_starting(server):
+    """One folder of decode-slot lock files for the whole server, inherited by every worker (web_app/admission.py)."""
+    os.environ["FIREWATCH_DECODE_LOCK_DIR"] = tempfile.mkdtemp(prefix="firewatch-decode-")
+
+
+def on_exit(server):
+    shutil.rmtree(os.environ.get("FIREWATCH_DECODE_LOCK_DIR", ""), ignore_errors=True)
