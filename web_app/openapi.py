@@ -75,7 +75,8 @@ def openapi_document(classifier: Classifier) -> dict:
                     "summary": "The latest results the serverless path wrote to the bucket",
                     "description": (
                         "Read from `s3://BUCKET/results/`, newest first (by the time S3 stored each result). "
-                        "Objects that are not results are skipped. Answers may be up to 2 seconds old."
+                        "Objects that are not results are skipped. Answers may be a few seconds old: a listing is reused "
+                        "for 2 seconds, or one second per 1,000 results in the bucket when that is longer."
                     ),
                     "parameters": [
                         {

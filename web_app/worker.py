@@ -7,6 +7,7 @@
   reading the body, a closed connection when the head never arrived.
 - gunicorn's own error responses (400, 414, 431... sent before the app sees a request) carry the security headers
   and the API's JSON error form, instead of gunicorn's bare HTML page.
+- A worker accepts connections only while one of its threads is free, so that the other workers take them.
 - No ``Server`` banner on any response.
 """
 
@@ -126,6 +127,26 @@ class BannerlessResponse(gunicorn_wsgi.Response):
 
 
 class FirewatchWorker(ThreadWorker):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.busy_threads = 0  # connections handed to the thread pool and not finished; main thread only
+
+    def enqueue_req(self, conn):
+        self.busy_threads += 1
+        super().enqueue_req(conn)
+        if self.busy_threads >= self.cfg.threads:
+            self.set_accept_enabled(False)
+
+    def finish_request(self, conn, fs):
+        self.busy_threads -= 1
+        super().finish_request(conn, fs)
+
+    def set_accept_enabled(self, enabled):
+        """Accept connections only while a thread is free: a worker whose threads all wait on slow clients leaves
+        new connections to the other workers, instead of queueing them behind those clients. (gthread accepts up
+        to ``worker_connections`` whatever its threads are doing; its main loop calls this on every turn.)"""
+        super().set_accept_enabled(enabled and self.busy_threads < self.cfg.threads)
+
     def handle(self, conn):
         """One request on ``conn`` (a thread of the pool): its reads keep the deadline rule from here on."""
         if not isinstance(conn.sock, DeadlineSocket):
