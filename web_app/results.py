@@ -52,6 +52,10 @@ class ResultsUnavailable(Exception):
     """The bucket could not be read (missing, denied, unreachable)."""
 
 
+class ResultsLoading(ResultsUnavailable):
+    """The first listing has not finished yet (S3 is slow to answer, or the worker has just started)."""
+
+
 class _Gone(Exception):
     """The object was deleted between the listing and the read."""
 
@@ -135,14 +139,23 @@ class ResultsReader:
                 raise ResultsUnavailable("the results bucket could not be read a moment ago")
             if self._clock() >= self._fresh_until:
                 if not self._refreshing:
-                    self._refreshing = True
-                    threading.Thread(target=self._refresh, name="results-refresh", daemon=True).start()
+                    self._start_refresh()
                 self._refreshed.wait_for(lambda: not self._refreshing, timeout=self.wait_seconds)
             if self._clock() - self._failed_at < FAILURE_TTL_SECONDS:
                 raise ResultsUnavailable("the results bucket cannot be read")
             if self._newest is None:
-                raise ResultsUnavailable("the results bucket has not answered yet")
+                raise ResultsLoading("the results bucket has not answered yet")
             return self._newest[:limit]
+
+    def prefetch(self) -> None:
+        """Start reading the bucket now, without waiting (a worker calls this as it starts)."""
+        with self._lock:
+            if not self._refreshing:
+                self._start_refresh()
+
+    def _start_refresh(self) -> None:  # with the lock held
+        self._refreshing = True
+        threading.Thread(target=self._refresh, name="results-refresh", daemon=True).start()
 
     @property
     def client(self):

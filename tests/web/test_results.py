@@ -6,6 +6,7 @@ import io
 import json
 import re
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import boto3
@@ -16,7 +17,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 
 from web_app import create_app
-from web_app.results import MAX_OBJECT_BYTES, ResultsReader
+from web_app.results import MAX_OBJECT_BYTES, ResultsLoading, ResultsReader
 
 BUCKET = "firewatch-test-uploads"
 T0 = datetime(2025, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -328,6 +329,22 @@ def test_the_page_does_not_wait_for_a_silent_s3(classifier):
     finally:
         release.set()
     assert page.status_code == 200 and answered_while_listing
-    assert PANEL_TITLE in page.get_data(as_text=True) and "cannot be read right now" in page.get_data(as_text=True)
+    html = page.get_data(as_text=True)
+    assert PANEL_TITLE in html and "Loading the pipeline" in html and " data-loading" in html  # panel.js asks at once
     assert_error(api, 503, "results_unavailable")
     assert fake.listings == 1  # the second request waited on the same listing, it did not start another
+
+
+def test_a_starting_worker_reads_the_bucket_before_the_first_request(s3):
+    put_result(s3, verdict("early.jpg", "fire", 0.9, T0), T0)
+    reader = ResultsReader(BUCKET)
+    reader.prefetch()
+    reader.wait_seconds = 0  # answer from what the prefetch read, without waiting for another listing
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert [r["name"] for r in reader.latest()] == ["early.jpg"]
+            break
+        except ResultsLoading:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
