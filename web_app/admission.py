@@ -42,7 +42,9 @@ DEFAULT_DECODES_PER_WORKER = 2
 # 2 MP decoded: a 1920x1080 frame. Up to this size a decode costs tens of megabytes at worst; a 12 MP camera JPEG
 # is decoded at 1/8 scale (0.19 MP) and stays small.
 LARGE_DECODE_PIXELS = 2_000_000
-WAIT_SECONDS = 20.0
+# Long enough for 8 worst-case photos decoded one after another on a busy 2-core machine (~4 s each), short enough
+# to answer before the load balancer's 60 s idle timeout turns the wait into a 504.
+WAIT_SECONDS = 45.0
 POLL_SECONDS = 0.02  # how often a waiting large decode tries the slots again
 
 

@@ -13,7 +13,7 @@ import requests
 from PIL import Image
 
 from .conftest import Server
-from .slow_clients import probe_health
+from benchmarks.slow_clients import probe_health
 
 # A t3.small (the default web instance) has 2 GiB; the OS, Docker and the CloudWatch agent take ~0.5 GiB.
 INSTANCE_BUDGET_MB = 1500

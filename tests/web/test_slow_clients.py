@@ -11,7 +11,7 @@ import time
 import pytest
 
 from .conftest import Server
-from .slow_clients import probe_health, start_tricklers, stop_tricklers
+from benchmarks.slow_clients import probe_health, start_tricklers, stop_tricklers
 
 TRICKLERS = 32
 PROBES = 20

@@ -1,5 +1,5 @@
-"""Slow clients and health probes against a local server (loopback only, every loop bounded): shared by the
-slow-client tests and the web benchmark."""
+"""Slow clients and health probes against a local server (loopback only, every loop bounded): used by the web
+hardening benchmark and by the slow-client tests."""
 
 from __future__ import annotations
 
