@@ -65,10 +65,11 @@ class ReadDeadline:
         self.grace, self.min_rate, self._clock = grace, min_rate, clock
         self.restart()
 
-    @classmethod
-    def from_env(cls) -> ReadDeadline:
-        return cls(_env_number(READ_GRACE_ENV, DEFAULT_READ_GRACE_SECONDS),
-                   _env_number(READ_MIN_RATE_ENV, DEFAULT_READ_MIN_RATE))
+    @staticmethod
+    def settings_from_env() -> tuple[float, float]:
+        """(grace, min_rate) from the environment; a bad value stops the worker from starting, loudly."""
+        return (_env_number(READ_GRACE_ENV, DEFAULT_READ_GRACE_SECONDS),
+                _env_number(READ_MIN_RATE_ENV, DEFAULT_READ_MIN_RATE))
 
     def restart(self) -> None:
         self._started = self._clock()
@@ -130,6 +131,7 @@ class FirewatchWorker(ThreadWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.busy_threads = 0  # connections handed to the thread pool and not finished; main thread only
+        self.read_settings = ReadDeadline.settings_from_env()
 
     def enqueue_req(self, conn):
         self.busy_threads += 1
@@ -149,10 +151,8 @@ class FirewatchWorker(ThreadWorker):
 
     def handle(self, conn):
         """One request on ``conn`` (a thread of the pool): its reads keep the deadline rule from here on."""
-        if not isinstance(conn.sock, DeadlineSocket):
-            if conn.initialized:  # cannot happen: the first call sees the raw socket
-                raise RuntimeError("connection initialised before its reads got a deadline")
-            conn.sock = DeadlineSocket(conn.sock, ReadDeadline.from_env())
+        if not isinstance(conn.sock, DeadlineSocket):  # the connection's first request: before its parser exists
+            conn.sock = DeadlineSocket(conn.sock, ReadDeadline(*self.read_settings))
         conn.sock.deadline.restart()
         conn.sock.timed_out = False
         return super().handle(conn)

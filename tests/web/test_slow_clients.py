@@ -82,3 +82,33 @@ def _trickle_until_answered(sock: socket.socket, piece: bytes, seconds: float) -
             answer += data
         return answer
     pytest.fail(f"the server neither answered nor closed within {seconds} s")
+
+
+def test_the_read_deadline_grows_with_what_arrived():
+    from web_app.worker import ReadDeadline
+
+    now = [0.0]
+    deadline = ReadDeadline(grace=10, min_rate=1000, clock=lambda: now[0])
+    assert deadline.remaining() == 10
+    deadline.received(5000)  # 5 s worth at the minimum rate
+    now[0] = 12.0
+    assert deadline.remaining() == 3
+    deadline.restart()  # the next request on the connection starts afresh
+    assert deadline.remaining() == 10
+
+
+def test_a_socket_read_past_the_deadline_raises_read_timed_out():
+    from gunicorn.http.errors import NoMoreData
+
+    from web_app.worker import DeadlineSocket, ReadDeadline, ReadTimedOut
+
+    now = [0.0]
+    left, right = socket.socketpair()
+    with left, right:
+        sock = DeadlineSocket(left, ReadDeadline(grace=1, min_rate=1000, clock=lambda: now[0]))
+        right.sendall(b"abc")
+        assert sock.recv(10) == b"abc" and left.gettimeout() is None  # blocking again after the read
+        now[0] = 5.0  # 3 bytes bought 3 ms: far behind
+        with pytest.raises(ReadTimedOut) as raised:
+            sock.recv(10)
+        assert isinstance(raised.value, NoMoreData) and isinstance(raised.value, TimeoutError) and sock.timed_out
