@@ -12,6 +12,7 @@ SUITES = [
     ("benchmarks.core_bench", "Inference core: LiteRT vs TensorFlow/Keras on the same model (median of repeated runs)"),
     ("benchmarks.lambda_bench", "Serverless handler: LiteRT vs TensorFlow/Keras handler"),
     ("benchmarks.web_bench", "Web target under load: gunicorn + LiteRT vs the same app on TensorFlow/Keras"),
+    ("benchmarks.web_hardening_bench", "Web target under slow clients and worst-case uploads: as shipped vs the previous settings"),
 ]
 
 

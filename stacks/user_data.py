@@ -13,6 +13,10 @@ from aws_cdk import aws_ec2 as ec2
 from stacks.config import APP_PORT, HEALTH_CHECK_PATH
 
 CONTAINER_NAME = "firewatch-web"
+# How long `docker stop` (and Docker's own shutdown) waits after SIGTERM before SIGKILL. Docker's default is 10 s;
+# gunicorn lets in-flight requests finish for up to its graceful_timeout (25 s, web_app/gunicorn.conf.py), so
+# this must be longer, or a deploy or scale-in would cut requests off.
+CONTAINER_STOP_TIMEOUT_SECONDS = 35
 
 # Memory and root-disk use are not EC2 metrics; the CloudWatch agent publishes them per Auto Scaling group.
 CLOUDWATCH_AGENT_CONFIG = {
@@ -37,6 +41,8 @@ def docker_run_command(*, image_uri: str, region: str, results_bucket: str, log_
             "docker run --detach",
             f"--name {CONTAINER_NAME}",
             "--restart=always",
+            f"--stop-timeout {CONTAINER_STOP_TIMEOUT_SECONDS}",
+            "--cap-drop=ALL --security-opt=no-new-privileges",  # the server needs no capabilities (port 8080)
             f"--publish {APP_PORT}:{APP_PORT}",
             f"--env FIREWATCH_RESULTS_BUCKET={results_bucket}",
             f"--env AWS_REGION={region}",

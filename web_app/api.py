@@ -8,7 +8,7 @@ from flask import Blueprint, jsonify, request
 
 from .errors import BAD_REQUEST, RESULTS_DISABLED, RESULTS_UNAVAILABLE, ApiError
 from .openapi import openapi_document
-from .results import DEFAULT_LIMIT, MAX_LIMIT, ResultsUnavailable, get_reader
+from .results import DEFAULT_LIMIT, MAX_LIMIT, ResultsLoading, ResultsUnavailable, get_reader
 from .uploads import FIELD, chosen_files, classify_upload, get_classifier
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -42,6 +42,8 @@ def results():
     limit = _limit(request.args.get("limit"))
     try:
         records = reader.latest(limit)
+    except ResultsLoading:
+        raise ApiError(RESULTS_UNAVAILABLE, "The serverless results are still loading; please try again in a moment.") from None
     except ResultsUnavailable:
         message = "The serverless results cannot be read right now; please try again shortly."
         raise ApiError(RESULTS_UNAVAILABLE, message) from None

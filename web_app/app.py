@@ -8,42 +8,21 @@ import os
 from typing import Any, Mapping
 
 from flask import Flask, Request, Response, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from inference import Classifier
 
 from . import errors
+from .admission import Admission
 from .api import api
 from .pages import pages
 from .results import ResultsReader
+from .security import SECURITY_HEADERS
 
 log = logging.getLogger(__name__)
 
 # Multipart framing, headers and the file name around the photo itself.
 FORM_OVERHEAD_BYTES = 64 * 1024
-
-# No inline script or style anywhere: the page's JS and CSS are static files.
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' blob: data:",  # previews of the chosen photos are blob: URLs
-        "connect-src 'self'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
 
 
 class InMemoryRequest(Request):
@@ -71,6 +50,7 @@ def create_app(classifier: Classifier | None = None, config: Mapping[str, Any] |
     )
     app.config.update(config or {})
     app.extensions["firewatch.classifier"] = classifier
+    app.extensions["firewatch.admission"] = Admission.from_env()
     bucket = app.config["RESULTS_BUCKET"]
     app.extensions["firewatch.results"] = ResultsReader(bucket) if bucket else None
 
@@ -92,12 +72,35 @@ def _security_headers(response: Response) -> Response:
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(errors.ApiError)
     def api_error(error: errors.ApiError):
-        return errors.json_error(error.code, error.message, error.status)
+        response = errors.json_error(error.code, error.message, error.status)
+        if error.code == errors.BUSY:
+            response.headers["Retry-After"] = "5"
+        return response
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_error):
+        # Werkzeug raises the same error for a body over MAX_CONTENT_LENGTH and for a form over its own limits
+        # (parts, text field size) while the body itself was within the limit: tell them apart by the length.
+        length = request.content_length
+        if length is not None and length <= app.config["MAX_CONTENT_LENGTH"]:
+            parts, field = app.config["MAX_FORM_PARTS"], app.config["MAX_FORM_MEMORY_SIZE"]
+            return errors.error_response(
+                errors.TOO_MANY_PARTS,
+                f"The form has more than {parts} parts or a text field over {field:,} bytes; "
+                "send one photo per request in the file field 'image'.",
+            )
         limit = app.config["MAX_CONTENT_LENGTH"] - FORM_OVERHEAD_BYTES
         return errors.error_response(errors.TOO_LARGE, f"The upload is larger than the limit of {limit:,} bytes.")
+
+    @app.errorhandler(ClientDisconnected)
+    def body_not_received(error: ClientDisconnected):
+        # Werkzeug reports a failed body read as a disconnect; the worker's read deadline is one cause (408).
+        if isinstance(error.__context__, TimeoutError):
+            message = "The upload arrived too slowly; check the connection and try again."
+            response = app.make_response(errors.error_response(errors.REQUEST_TIMEOUT, message))
+            response.headers["Connection"] = "close"  # gunicorn closes it: the rest of the body never came
+            return response
+        return errors.error_response(errors.BAD_REQUEST, "The upload ended before all of it arrived.")
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

@@ -7,6 +7,9 @@ from flask import Response, jsonify, render_template, request
 MISSING_FILE = "missing_file"
 BAD_REQUEST = "bad_request"
 TOO_LARGE = "too_large"
+TOO_MANY_PARTS = "too_many_parts"
+REQUEST_TIMEOUT = "request_timeout"
+BUSY = "busy"
 NOT_FOUND = "not_found"
 METHOD_NOT_ALLOWED = "method_not_allowed"
 INTERNAL_ERROR = "internal_error"
@@ -18,6 +21,9 @@ STATUS_BY_CODE = {
     MISSING_FILE: 400,
     BAD_REQUEST: 400,
     TOO_LARGE: 413,
+    TOO_MANY_PARTS: 413,  # the form, not the photo: more parts (or a larger text field) than the limits
+    REQUEST_TIMEOUT: 408,  # the upload arrived too slowly (web_app/worker.py)
+    BUSY: 503,  # too many large photos waiting to be decoded (web_app/admission.py)
     "unsupported_format": 415,
     "empty_file": 422,
     "corrupt_image": 422,

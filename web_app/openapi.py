@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from inference import Classifier
 
-from .errors import RESULTS_DISABLED, RESULTS_UNAVAILABLE, STATUS_BY_CODE
+from .errors import BUSY, RESULTS_DISABLED, RESULTS_UNAVAILABLE, STATUS_BY_CODE
 from .results import DEFAULT_LIMIT, MAX_LIMIT
 
 IMAGE_TYPES = "image/jpeg, image/png, image/webp, image/gif, image/bmp, application/octet-stream"
@@ -57,9 +57,15 @@ def openapi_document(classifier: Classifier) -> dict:
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Classification"}}},
                         },
                         "400": _error_response("No file, or not a multipart form.", _codes_for(400)),
-                        "413": _error_response("The upload is larger than the byte limit.", _codes_for(413)),
+                        "408": _error_response("The upload arrived too slowly.", _codes_for(408)),
+                        "413": _error_response(
+                            "The upload is larger than the byte limit, or the form has too many parts.", _codes_for(413)
+                        ),
                         "415": _error_response("The bytes are not an image format the service reads.", _codes_for(415)),
                         "422": _error_response("A readable format, but this file cannot be classified.", _codes_for(422)),
+                        "503": _error_response(
+                            "Too many large photos are waiting to be decoded; try again in a few seconds.", [BUSY]
+                        ),
                     },
                 }
             },
@@ -69,7 +75,8 @@ def openapi_document(classifier: Classifier) -> dict:
                     "summary": "The latest results the serverless path wrote to the bucket",
                     "description": (
                         "Read from `s3://BUCKET/results/`, newest first (by the time S3 stored each result). "
-                        "Objects that are not results are skipped. Answers may be up to 2 seconds old."
+                        "Objects that are not results are skipped. Answers may be a few seconds old: a listing is reused "
+                        "for 2 seconds, or one second per 1,000 results in the bucket when that is longer."
                     ),
                     "parameters": [
                         {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, render_template, request
 
 from .errors import ApiError
-from .results import DEFAULT_LIMIT, ResultsUnavailable, get_reader, utc_time
+from .results import DEFAULT_LIMIT, ResultsLoading, ResultsUnavailable, get_reader, utc_time
 from .uploads import chosen_files, classify_upload, get_classifier
 
 pages = Blueprint("pages", __name__)
@@ -17,10 +17,14 @@ def _panel() -> dict | None:
     reader = get_reader()
     if reader is None:
         return None
+    panel = {"bucket": reader.bucket, "results": [], "unavailable": False, "loading": False}
     try:
-        return {"bucket": reader.bucket, "results": reader.latest(DEFAULT_LIMIT), "unavailable": False}
+        panel["results"] = reader.latest(DEFAULT_LIMIT)
+    except ResultsLoading:
+        panel["loading"] = True  # the page does not wait for S3: panel.js fills the panel in a moment
     except ResultsUnavailable:
-        return {"bucket": reader.bucket, "results": [], "unavailable": True}
+        panel["unavailable"] = True
+    return panel
 
 
 def _page(results=None, message=None, status=200):

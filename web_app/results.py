@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -24,14 +25,24 @@ log = logging.getLogger(__name__)
 RESULTS_PREFIX = "results/"
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 50
-# S3 lists keys by name, not by time, so the newest results are found by listing: bound that work.
-MAX_LISTED_KEYS = 5_000
+# S3 lists keys by name, never by time: the newest results are found by listing every key under results/ and
+# keeping the newest MAX_LIMIT (a heap, so memory stays small). One LIST request returns 1,000 keys, so a
+# listing costs ceil(N / 1,000) requests. Bounded: beyond MAX_LISTED_KEYS (100 requests, a few seconds) the
+# panel shows the newest of the first MAX_LISTED_KEYS keys by name, and says so in the log.
+PAGE_SIZE = 1000
+MAX_LISTED_KEYS = 100_000
 MAX_OBJECT_BYTES = 64 * 1024  # a result is ~300 bytes; anything far bigger is not one
-LISTING_TTL_SECONDS = 2.0  # a page full of pollers costs each worker one listing per interval
-FAILURE_TTL_SECONDS = 10.0  # during an S3 outage, don't make every poll wait for a timeout
+# A listing is reused this long; a page full of pollers costs each worker one listing per interval. Bigger
+# buckets are listed less often: at least one second per page, so at most about one LIST request per second.
+LISTING_TTL_SECONDS = 2.0
+SECONDS_PER_PAGE = 1.0
+FAILURE_TTL_SECONDS = 10.0  # during an S3 outage, don't make every poll start another doomed listing
+# A request waits this long at most for S3; S3 itself is read on a thread of its own (see ResultsReader).
+WAIT_SECONDS = 1.0
+FETCH_THREADS = 8  # result objects are read in parallel: 50 sequential GETs would take over a second
 CACHED_RECORDS = 4 * MAX_LIMIT
-# Short timeouts: the page renders the panel inline and must not hang on a slow endpoint.
-CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"})
+CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"},
+                       max_pool_connections=FETCH_THREADS)
 
 # Contract fields passed through when present with the right type (ARCHITECTURE.md, "Serverless result").
 _FIELDS = {"source": str, "bucket": str, "key": str, "size": int, "etag": str, "model_version": str, "classified_at": str}
@@ -41,8 +52,16 @@ class ResultsUnavailable(Exception):
     """The bucket could not be read (missing, denied, unreachable)."""
 
 
+class ResultsLoading(ResultsUnavailable):
+    """The first listing has not finished yet (S3 is slow to answer, or the worker has just started)."""
+
+
 class _Gone(Exception):
     """The object was deleted between the listing and the read."""
+
+
+_MISSING = object()  # not in the record cache yet
+_GONE = object()  # deleted between the listing and the read
 
 
 @dataclass(frozen=True)
@@ -93,41 +112,50 @@ def utc_time(text: str) -> str:
 
 
 class ResultsReader:
-    """Reads the newest results of one bucket; one per app (so one per gunicorn worker), safe across threads."""
+    """Reads the newest results of one bucket; one per app (so one per gunicorn worker), safe across threads.
 
-    def __init__(self, bucket: str, client=None, clock=time.monotonic) -> None:
+    S3 is read on a thread of the reader's own, one refresh at a time. A request starts a refresh when the last
+    one is old, waits ``wait_seconds`` at most for it, and otherwise answers from the previous refresh: a slow
+    or silent S3 endpoint never holds a page for longer than that.
+    """
+
+    def __init__(self, bucket: str, client=None, clock=time.monotonic, wait_seconds: float = WAIT_SECONDS) -> None:
         self.bucket = bucket
         self._client = client  # created on first use, in the worker process that uses it
         self._clock = clock
+        self.wait_seconds = wait_seconds
         self._lock = threading.Lock()
-        self._newest: list[_Listed] = []
-        self._listed_at = float("-inf")
+        self._refreshed = threading.Condition(self._lock)
+        self._refreshing = False
+        self._newest: list[dict] | None = None  # the last refresh's records, newest first
+        self._fresh_until = float("-inf")
         self._failed_at = float("-inf")
         self._records: OrderedDict[tuple[str, str], dict | None] = OrderedDict()  # by (key, ETag)
 
     def latest(self, limit: int = DEFAULT_LIMIT) -> list[dict]:
         """Up to ``limit`` results, newest first; raises ResultsUnavailable when S3 cannot be read."""
-        with self._lock:  # one listing at a time per worker; the others then use its fresh cache
-            now = self._clock()
-            if now - self._failed_at < FAILURE_TTL_SECONDS:
+        with self._lock:
+            if self._clock() - self._failed_at < FAILURE_TTL_SECONDS:
                 raise ResultsUnavailable("the results bucket could not be read a moment ago")
-            try:
-                if now - self._listed_at >= LISTING_TTL_SECONDS:
-                    self._newest = self._list_newest()
-                    self._listed_at = self._clock()
-                found = []
-                for item in self._newest:  # skipped objects make room for older ones
-                    if (record := self._record(item)) is not None:
-                        found.append((item.last_modified, record))
-                        if len(found) == limit:
-                            break
-            except (BotoCoreError, ClientError) as error:
-                self._failed_at = self._clock()
-                log.warning("cannot read s3://%s/%s: %s", self.bucket, RESULTS_PREFIX, error)
-                raise ResultsUnavailable(str(error)) from error
-        # Same-second LastModified ties (S3 has 1 s resolution) are broken by the handler's own timestamp.
-        found.sort(key=lambda pair: (pair[0], _parse_time(pair[1]["classified_at"])), reverse=True)
-        return [record for _, record in found]
+            if self._clock() >= self._fresh_until:
+                if not self._refreshing:
+                    self._start_refresh()
+                self._refreshed.wait_for(lambda: not self._refreshing, timeout=self.wait_seconds)
+            if self._clock() - self._failed_at < FAILURE_TTL_SECONDS:
+                raise ResultsUnavailable("the results bucket cannot be read")
+            if self._newest is None:
+                raise ResultsLoading("the results bucket has not answered yet")
+            return self._newest[:limit]
+
+    def prefetch(self) -> None:
+        """Start reading the bucket now, without waiting (a worker calls this as it starts)."""
+        with self._lock:
+            if not self._refreshing:
+                self._start_refresh()
+
+    def _start_refresh(self) -> None:  # with the lock held
+        self._refreshing = True
+        threading.Thread(target=self._refresh, name="results-refresh", daemon=True).start()
 
     @property
     def client(self):
@@ -137,33 +165,77 @@ class ResultsReader:
             self._client = boto3.client("s3", config=CLIENT_CONFIG)
         return self._client
 
-    def _list_newest(self) -> list[_Listed]:
+    def _refresh(self) -> None:
+        started = self._clock()
+        newest, pages, failed = None, 0, False
+        try:
+            listed, pages = self._list_newest()
+            newest = self._read_records(listed)
+        except (BotoCoreError, ClientError) as error:
+            failed = True
+            log.warning("cannot read s3://%s/%s: %s", self.bucket, RESULTS_PREFIX, error)
+        except Exception:  # a bug here must not leave requests waiting for a refresh that never ends
+            failed = True
+            log.exception("reading s3://%s/%s failed", self.bucket, RESULTS_PREFIX)
+        with self._lock:
+            if failed:
+                self._failed_at = self._clock()
+            else:
+                self._newest = newest
+                self._failed_at = float("-inf")
+                self._fresh_until = started + max(LISTING_TTL_SECONDS, SECONDS_PER_PAGE * pages)
+            self._refreshing = False
+            self._refreshed.notify_all()
+
+    def _list_newest(self) -> tuple[list[_Listed], int]:
+        """The MAX_LIMIT newest objects under results/ (every page, up to MAX_LISTED_KEYS), and the pages read."""
         pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=RESULTS_PREFIX, PaginationConfig={"MaxItems": MAX_LISTED_KEYS, "PageSize": 1000}
+            Bucket=self.bucket, Prefix=RESULTS_PREFIX,
+            PaginationConfig={"MaxItems": MAX_LISTED_KEYS, "PageSize": PAGE_SIZE},
         )
-        listed = [
-            _Listed(obj["Key"], obj["LastModified"], obj.get("Size", 0), obj.get("ETag", ""))
-            for page in pages
-            for obj in page.get("Contents", [])
-        ]
-        if len(listed) >= MAX_LISTED_KEYS:
+        newest: list[tuple[tuple, _Listed]] = []  # a min-heap of the newest seen so far
+        count = read = 0
+        for page in pages:
+            read += 1
+            for obj in page.get("Contents", []):
+                item = _Listed(obj["Key"], obj["LastModified"], obj.get("Size", 0), obj.get("ETag", ""))
+                entry = ((item.last_modified, item.key), item)
+                if len(newest) < MAX_LIMIT:
+                    heapq.heappush(newest, entry)
+                elif entry[0] > newest[0][0]:
+                    heapq.heapreplace(newest, entry)
+                count += 1
+        if count >= MAX_LISTED_KEYS:
             log.warning("s3://%s/%s holds over %d objects; the panel shows the newest of the first %d by name",
                         self.bucket, RESULTS_PREFIX, MAX_LISTED_KEYS, MAX_LISTED_KEYS)
-        return heapq.nlargest(MAX_LIMIT, listed, key=lambda item: (item.last_modified, item.key))
+        return [item for _, item in sorted(newest, reverse=True)], read
 
-    def _record(self, item: _Listed) -> dict | None:
-        cache_key = (item.key, item.etag)
-        if cache_key in self._records:
-            self._records.move_to_end(cache_key)
-            return self._records[cache_key]
+    def _read_records(self, listed: list[_Listed]) -> list[dict]:
+        """The records of ``listed`` (skipping objects that are not results), newest first."""
+        with self._lock:
+            cached = {item: self._records.get((item.key, item.etag), _MISSING) for item in listed}
+        missing = [item for item, record in cached.items() if record is _MISSING]
+        if missing:
+            with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
+                fetched = dict(zip(missing, pool.map(self._fetch_or_gone, missing)))
+            with self._lock:
+                for item, record in fetched.items():
+                    if record is not _GONE:  # not cached: the key may come back
+                        self._records[(item.key, item.etag)] = record
+                        self._records.move_to_end((item.key, item.etag))
+                while len(self._records) > CACHED_RECORDS:
+                    self._records.popitem(last=False)
+            cached.update(fetched)
+        found = [(item.last_modified, record) for item, record in cached.items() if isinstance(record, dict)]
+        # Same-second LastModified ties (S3 has 1 s resolution) are broken by the handler's own timestamp.
+        found.sort(key=lambda pair: (pair[0], _parse_time(pair[1]["classified_at"])), reverse=True)
+        return [record for _, record in found]
+
+    def _fetch_or_gone(self, item: _Listed):
         try:
-            record = self._fetch(item)
+            return self._fetch(item)
         except _Gone:
-            return None  # not cached: the key may come back
-        self._records[cache_key] = record
-        while len(self._records) > CACHED_RECORDS:
-            self._records.popitem(last=False)
-        return record
+            return _GONE
 
     def _fetch(self, item: _Listed) -> dict | None:
         if item.size > MAX_OBJECT_BYTES:

@@ -11,7 +11,8 @@ from werkzeug.datastructures import FileStorage
 
 from inference import Classifier, InvalidImage, outcome_record
 
-from .errors import BAD_REQUEST, MISSING_FILE, ApiError
+from .admission import Admission, Busy
+from .errors import BAD_REQUEST, BUSY, MISSING_FILE, ApiError
 
 FIELD = "image"
 MAX_SOURCE_CHARS = 255
@@ -20,6 +21,10 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 def get_classifier() -> Classifier:
     return current_app.extensions["firewatch.classifier"]
+
+
+def get_admission() -> Admission:
+    return current_app.extensions["firewatch.admission"]
 
 
 def source_name(filename: str | None) -> str:
@@ -56,8 +61,13 @@ class Outcome:
 def classify_upload(classifier: Classifier, upload: FileStorage) -> Outcome:
     started = time.perf_counter()
     data = upload.read()
+    source = source_name(upload.filename)
     try:
-        outcome = classifier.classify(data)
+        with get_admission().decode(data, classifier.card.input_size):
+            outcome = classifier.classify(data)
     except InvalidImage as error:
         outcome = error
-    return Outcome(outcome_record(source_name(upload.filename), outcome), time.perf_counter() - started)
+    except Busy:
+        message = "The server is decoding other large photos; please try again in a few seconds."
+        return Outcome({"source": source, "error": {"code": BUSY, "message": message}}, time.perf_counter() - started)
+    return Outcome(outcome_record(source, outcome), time.perf_counter() - started)

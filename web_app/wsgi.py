@@ -3,3 +3,5 @@
 from .app import create_app
 
 app = create_app()
+if (reader := app.extensions["firewatch.results"]) is not None:
+    reader.prefetch()  # so that the first page already has the panel's results

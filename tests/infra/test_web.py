@@ -172,6 +172,19 @@ def test_user_data_runs_the_web_server_from_the_image_with_a_restart_policy(synt
     assert "amazon-cloudwatch-agent-ctl -a fetch-config" in script
 
 
+def test_container_stops_gracefully_without_privileges(synth):
+    import runpy
+
+    from tests.conftest import ROOT
+
+    run = next(line for line in _user_data(synth.web).splitlines() if line.startswith("docker run"))
+    stop_timeout = int(run.split("--stop-timeout ", 1)[1].split()[0])
+    graceful = runpy.run_path(str(ROOT / "web_app" / "gunicorn.conf.py"))["graceful_timeout"]
+    assert stop_timeout > graceful  # Docker's SIGKILL comes after gunicorn has finished in-flight requests
+    assert "--cap-drop=ALL" in run and "--security-opt=no-new-privileges" in run
+    assert "--user" not in run and "--privileged" not in run  # the image's own non-root user
+
+
 def test_user_data_is_valid_bash(synth):
     result = subprocess.run(["bash", "-n"], input=_user_data(synth.web), text=True, capture_output=True)
     assert result.returncode == 0, result.stderr

@@ -122,6 +122,17 @@ def test_image_is_pinned_and_starts_the_handler_by_default():
     assert "-r /tmp/requirements/serving.txt -c /tmp/requirements/constraints.txt" in install
 
 
+def test_image_runs_as_a_non_root_user():
+    found = instructions()
+    users = [args for keyword, args in found if keyword == "USER"]
+    assert users, "the image should set a USER"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0") and (not user.isdigit() or int(user) >= 1000)
+    # Build steps run as root; the user takes over after the last of them.
+    last_user = max(i for i, (keyword, _) in enumerate(found) if keyword == "USER")
+    assert all(keyword not in ("RUN", "COPY", "ADD") for keyword, _ in found[last_user:])
+
+
 def _dockerignore_rules() -> list[tuple[bool, re.Pattern, int]]:
     """Docker's .dockerignore semantics: Go filepath.Match plus '**', last matching rule wins, '!' re-includes."""
     rules = []

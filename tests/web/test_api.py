@@ -125,6 +125,14 @@ def test_file_over_the_core_limit_but_within_form_overhead_is_413(small_limit_ap
     assert_error(upload(client, data), 413, "too_large")
 
 
+def test_too_many_form_parts_is_413_with_its_own_message(web_app):
+    parts = web_app.config["MAX_FORM_PARTS"]
+    data = {f"note{i}": "x" for i in range(parts + 1)}
+    response = web_app.test_client().post("/api/v1/classify", data=data, content_type="multipart/form-data")
+    error = assert_error(response, 413, "too_many_parts")
+    assert f"more than {parts} parts" in error["message"] and "larger than" not in error["message"]
+
+
 def test_request_limit_follows_the_core_byte_limit(web_app, classifier):
     limit = web_app.config["MAX_CONTENT_LENGTH"]
     assert classifier.limits.max_bytes < limit <= classifier.limits.max_bytes + 128 * 1024
@@ -143,7 +151,7 @@ def test_openapi_document_lists_every_route_and_error_status(client):
         "/api/v1/classify", "/api/v1/results", "/api/v1/model", "/api/v1/openapi.json", "/healthz"
     }
     statuses = set(document["paths"]["/api/v1/classify"]["post"]["responses"])
-    assert statuses == {"200", "400", "413", "415", "422"}
+    assert statuses == {"200", "400", "408", "413", "415", "422", "503"}
 
 
 @pytest.mark.parametrize("path", ["/api/v1/nothing", "/api/v2/classify", "/api/"])

@@ -146,6 +146,8 @@ def test_pipeline_panel_shows_and_refreshes_results(browser, pipeline):
         page.goto(server.url + "/")
         panel = page.get_by_role("complementary", name="Latest from the serverless pipeline")
         assert panel.is_visible()
+        # The page never waits long for S3: on a slow machine the panel may fill in just after it.
+        page.wait_for_function("() => document.querySelectorAll('#pipeline .feed-name').length === 3", timeout=10_000)
         names = panel.locator(".feed-name").all_inner_texts()
         assert names == ["ridge-smoke.jpg", "notes.txt", "lake-shore.jpg"]
         assert panel.locator(".feed-item").first.get_attribute("data-state") == "fire"

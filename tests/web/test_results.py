@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import boto3
@@ -14,7 +17,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 
 from web_app import create_app
-from web_app.results import MAX_OBJECT_BYTES, ResultsReader
+from web_app.results import MAX_OBJECT_BYTES, ResultsLoading, ResultsReader
 
 BUCKET = "firewatch-test-uploads"
 T0 = datetime(2025, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -255,3 +258,93 @@ def test_empty_bucket_says_so(client):
     html = client.get("/").get_data(as_text=True)
     assert PANEL_TITLE in html and "No results yet" in html
     assert get_results(client).get_json() == {"bucket": BUCKET, "results": []}
+
+
+class FakeS3:
+    """Just the two S3 calls the reader makes, over ``objects`` {key: (LastModified, record)}; with ``hang``, the
+    listing waits for that event first (an endpoint that does not answer)."""
+
+    def __init__(self, objects: dict, hang=None) -> None:
+        self.objects, self.hang = objects, hang
+        self.listings = self.pages = 0
+        self.listing_finished = False
+
+    def get_paginator(self, name):
+        assert name == "list_objects_v2"
+        return self
+
+    def paginate(self, Bucket, Prefix, PaginationConfig):
+        self.listings += 1
+        if self.hang is not None:
+            self.hang.wait(10)
+        keys = sorted(k for k in self.objects if k.startswith(Prefix))[: PaginationConfig["MaxItems"]]
+        size = PaginationConfig["PageSize"]
+        for start in range(0, len(keys), size):
+            self.pages += 1
+            yield {"Contents": [{"Key": k, "LastModified": self.objects[k][0], "Size": 300, "ETag": f'"{k}"'}
+                                for k in keys[start : start + size]]}
+        self.listing_finished = True
+
+    def get_object(self, Bucket, Key):
+        return {"Body": io.BytesIO(json.dumps(self.objects[Key][1]).encode())}
+
+
+def test_newest_is_found_among_more_keys_than_one_listing_returns():
+    """Key names sort in another order than times: with 6,000 results the newest sorts last by name."""
+    objects = {}
+    for i in range(6000):
+        at = T0 + timedelta(seconds=i)
+        name = f"{i:05}.jpg" if i < 5999 else "zz-newest.jpg"
+        objects[f"results/{name}.json"] = (at, verdict(name, "nofire", 0.1, at))
+    fake = FakeS3(objects)
+    reader = ResultsReader(BUCKET, client=fake)
+    assert [r["name"] for r in reader.latest(3)] == ["zz-newest.jpg", "05998.jpg", "05997.jpg"]
+    assert fake.pages == 6  # every page was read
+
+
+def test_a_big_bucket_is_listed_less_often():
+    objects = {f"results/{i:05}.jpg.json": (T0, verdict(f"{i:05}.jpg", "fire", 0.9, T0)) for i in range(3500)}
+    fake, now = FakeS3(objects), [100.0]
+    reader = ResultsReader(BUCKET, client=fake, clock=lambda: now[0])
+    reader.latest(1)
+    now[0] += 3.0  # past the 2 s of a one-page bucket, within the 4 s of this four-page one
+    reader.latest(1)
+    assert fake.listings == 1
+    now[0] += 1.5
+    reader.latest(1)
+    assert fake.listings == 2
+
+
+def test_the_page_does_not_wait_for_a_silent_s3(classifier):
+    release = threading.Event()
+    fake = FakeS3({"results/a.jpg.json": (T0, verdict("a.jpg", "fire", 0.9, T0))}, hang=release)
+    app = app_for(classifier, BUCKET)
+    reader = app.extensions["firewatch.results"] = ResultsReader(BUCKET, client=fake)
+    reader.wait_seconds = 0.2
+    threading.Timer(5.0, release.set).start()  # bounds the test if the page does wait
+    try:
+        page = app.test_client().get("/")
+        answered_while_listing = fake.listings == 1 and not fake.listing_finished
+        api = app.test_client().get("/api/v1/results")
+    finally:
+        release.set()
+    assert page.status_code == 200 and answered_while_listing
+    html = page.get_data(as_text=True)
+    assert PANEL_TITLE in html and "Loading the pipeline" in html and " data-loading" in html  # panel.js asks at once
+    assert_error(api, 503, "results_unavailable")
+    assert fake.listings == 1  # the second request waited on the same listing, it did not start another
+
+
+def test_a_starting_worker_reads_the_bucket_before_the_first_request(s3):
+    put_result(s3, verdict("early.jpg", "fire", 0.9, T0), T0)
+    reader = ResultsReader(BUCKET)
+    reader.prefetch()
+    reader.wait_seconds = 0  # answer from what the prefetch read, without waiting for another listing
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert [r["name"] for r in reader.latest()] == ["early.jpg"]
+            break
+        except ResultsLoading:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)

@@ -69,7 +69,13 @@ def test_config_suits_the_load_balancer(monkeypatch):
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
     config = runpy.run_path(str(CONFIG_FILE))
     assert config["keepalive"] > 60  # the ALB's idle timeout
-    assert config["worker_class"] == "gthread"  # sync workers ignore keepalive
+    # gunicorn's threaded worker (sync workers ignore keepalive), with reads that time out.
+    from gunicorn.util import load_class
+    from gunicorn.workers.gthread import ThreadWorker
+
+    assert issubclass(load_class(config["worker_class"]), ThreadWorker)
+    assert config["threads"] >= 32  # slow clients only cost threads, and each is cut off in time
+    assert 0 < config["max_requests_jitter"] < config["max_requests"]
     assert config["workers"] == os.cpu_count()
     assert 0 < config["graceful_timeout"] <= config["timeout"]
     assert config["wsgi_app"] == "web_app.wsgi:app"
@@ -125,3 +131,42 @@ def _children(pid: int) -> list[int]:
             if int(fields[1]) == pid:
                 found.append(int(entry))
     return found
+
+
+def test_server_errors_carry_the_security_headers_and_no_banner(served):
+    """gunicorn answers some requests itself, before the app: 400, 414, 431. They look like the app's errors."""
+    from web_app.security import SECURITY_HEADERS
+
+    cases = {
+        400: b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        414: b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        431: b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(120)) + b"\r\n",
+    }
+    for status, raw in cases.items():
+        head, body = _raw_exchange(served.port, raw)
+        assert head[0].split()[1] == str(status), head
+        headers = dict(line.split(": ", 1) for line in head[1:])
+        assert {name: headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS, (status, headers)
+        assert "Server" not in headers and b"gunicorn" not in body.lower()
+        error = json.loads(body)["error"]
+        assert error["code"] and error["message"], (status, body)
+
+
+def test_app_responses_have_no_server_banner(served):
+    for path in ("/healthz", "/", "/nowhere"):
+        response = requests.get(served.url + path, timeout=5)
+        assert "Server" not in response.headers, (path, response.headers)
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def _raw_exchange(port: int, raw: bytes) -> tuple[list[str], bytes]:
+    """Send ``raw`` bytes, read the answer until the server closes: (status line + header lines, body)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(raw)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head.decode("latin-1").split("\r\n"), body

@@ -94,8 +94,8 @@
     schedule();
   }
 
-  function schedule() {
-    if (timer === null && !document.hidden) timer = setTimeout(poll, intervalMs);
+  function schedule(delayMs = intervalMs) {
+    if (timer === null && !document.hidden) timer = setTimeout(poll, delayMs);
   }
 
   // A background tab stops polling; coming back refreshes at once.
@@ -109,5 +109,6 @@
   });
 
   refreshTimes();  // the server rendered the first list (with data-key) and its timestamps
-  schedule();
+  // The server does not hold the page for a slow S3: when it had no results yet, ask for them at once.
+  schedule("loading" in panel.dataset ? 0 : intervalMs);
 })();

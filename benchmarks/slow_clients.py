@@ -1,0 +1,93 @@
+"""Slow clients and health probes against a local server (loopback only, every loop bounded): used by the web
+hardening benchmark and by the slow-client tests."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import requests
+
+BODY_BYTES = 100_000
+TRICKLE_HEAD = (
+    "POST /api/v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    "Content-Type: multipart/form-data; boundary=firewatch\r\n"
+    f"Content-Length: {BODY_BYTES}\r\n\r\n"
+).encode()
+
+
+class Trickler(threading.Thread):
+    """A client that sends a request head, then its body one byte every ``interval`` seconds, reconnecting when
+    the server cuts it off, until ``stop()`` (or ``lifetime`` seconds, whichever first)."""
+
+    def __init__(self, port: int, interval: float, lifetime: float = 60.0) -> None:
+        super().__init__(daemon=True)
+        self.port, self.interval, self.lifetime = port, interval, lifetime
+        self.cut_off = 0  # times the server closed the connection on it
+        self.answers: list[bytes] = []  # what the server said before closing
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        ends = time.monotonic() + self.lifetime
+        while not self._stop_event.is_set() and time.monotonic() < ends:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+                    sock.sendall(TRICKLE_HEAD)
+                    for _ in range(BODY_BYTES):
+                        if self._stop_event.wait(self.interval) or time.monotonic() >= ends:
+                            return
+                        sock.sendall(b"-")
+                        if _closed_by_server(sock, self.answers):
+                            self.cut_off += 1
+                            break
+            except OSError:
+                self.cut_off += 1
+                self._stop_event.wait(0.1)
+
+
+def _closed_by_server(sock: socket.socket, answers: list[bytes]) -> bool:
+    """Whether the server has answered or closed (reads what it sent without waiting)."""
+    sock.setblocking(False)
+    try:
+        data = sock.recv(65536)
+    except BlockingIOError:
+        return False
+    finally:
+        sock.setblocking(True)
+    if data:
+        answers.append(data)
+    return True
+
+
+def probe_health(url: str, probes: int, interval: float, timeout: float = 1.0) -> list[float | None]:
+    """``probes`` GET /healthz, ``interval`` apart, each on a new connection: seconds each took, None when it
+    failed or took longer than ``timeout``."""
+    times: list[float | None] = []
+    for _ in range(probes):
+        started = time.monotonic()
+        try:
+            ok = requests.get(url + "/healthz", timeout=timeout).status_code == 200
+        except requests.RequestException:
+            ok = False
+        took = time.monotonic() - started
+        times.append(took if ok and took <= timeout else None)
+        time.sleep(max(0.0, interval - took))
+    return times
+
+
+def start_tricklers(port: int, count: int, interval: float, lifetime: float = 60.0) -> list[Trickler]:
+    tricklers = [Trickler(port, interval, lifetime) for _ in range(count)]
+    for trickler in tricklers:
+        trickler.start()
+    return tricklers
+
+
+def stop_tricklers(tricklers: list[Trickler]) -> None:
+    for trickler in tricklers:
+        trickler.stop()
+    for trickler in tricklers:
+        trickler.join(timeout=10)

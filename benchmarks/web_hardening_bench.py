@@ -1,0 +1,153 @@
+"""The web target against slow clients and the costliest uploads, beside the previous configuration.
+
+``python -m benchmarks.web_hardening_bench`` prints two tables; ``run()`` returns their rows:
+
+- "slow clients": clients sending a request body one byte every 2 s, and how many /healthz probes (one every
+  0.25 s, each on a new connection) are answered within 1 s meanwhile;
+- "worst-case uploads": 8 concurrent 40 MP 16-bit grey PNGs (~90 KB each, the costliest decode within the
+  limits): peak RSS of all workers together, RSS once they are done, the slowest /healthz meanwhile.
+
+"hardened" is ``python -m web_app`` as shipped; "previous" is the same app with the previous settings: plain
+gthread with 4 threads per worker, no read deadline, decode admission off (it still returns freed heap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .slow_clients import probe_health, start_tricklers, stop_tricklers
+from .web_bench import Served, markdown
+
+TRICKLERS = (8, 32)
+PROBES = 20
+UPLOADS = 8
+INSTANCE_BUDGET_MB = 1500  # t3.small: 2 GiB, less ~0.5 GiB for the OS, Docker and the CloudWatch agent
+
+PREVIOUS = {
+    "GUNICORN_CMD_ARGS": "--worker-class gthread --threads 4 --max-requests 0",
+    "FIREWATCH_DECODES_PER_WORKER": "64",
+    "FIREWATCH_LARGE_DECODES": "64",
+}
+
+
+def worst_case_png() -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((5000, 8000), 40000, dtype=np.uint16)).save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def slow_client_row(server: Served, config: str, tricklers: int) -> dict:
+    clients = start_tricklers(server.port, tricklers, interval=2.0, lifetime=30)
+    try:
+        time.sleep(1.0)
+        times = probe_health(f"http://127.0.0.1:{server.port}", PROBES, interval=0.25)
+    finally:
+        stop_tricklers(clients)
+    answered = [t for t in times if t is not None]
+    return {"table": "slow clients", "config": config, "trickling_clients": tricklers,
+            "probes": PROBES, "answered_within_1s_pct": round(100 * len(answered) / PROBES),
+            "slowest_answered_ms": round(1000 * max(answered), 1) if answered else None}
+
+
+def worst_case_row(server: Served, config: str, data: bytes) -> dict:
+    import requests
+
+    url = f"http://127.0.0.1:{server.port}"
+    before = sum(server.memory_mb("VmRSS"))
+    peak, stop = [0.0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], sum(server.memory_mb("VmRSS")))
+            stop.wait(0.02)
+
+    statuses, health = [], []
+
+    def upload():
+        try:
+            statuses.append(requests.post(url + "/api/v1/classify", files={"image": ("w.png", data)}, timeout=300).status_code)
+        except requests.RequestException:
+            statuses.append(None)
+
+    sampler = threading.Thread(target=sample)
+    uploads = [threading.Thread(target=upload) for _ in range(UPLOADS)]
+    prober = threading.Thread(target=lambda: health.extend(probe_health(url, 40, 0.25, timeout=10)))
+    started = time.monotonic()
+    for thread in [sampler, prober, *uploads]:
+        thread.start()
+    for thread in uploads:
+        thread.join()
+    took = time.monotonic() - started
+    prober.join()
+    stop.set()
+    sampler.join()
+    time.sleep(1.0)
+    answered = [t for t in health if t is not None]
+    return {"table": "worst-case uploads", "config": config, "uploads": UPLOADS,
+            "ok": sum(s == 200 for s in statuses), "seconds": round(took, 1),
+            "workers_before_mb": round(before), "workers_peak_mb": round(peak[0]),
+            "workers_after_mb": round(sum(server.memory_mb("VmRSS"))),
+            "slowest_healthz_ms": round(1000 * max(answered), 1) if answered else None}
+
+
+def run(baseline: bool = True) -> list[dict]:
+    data = worst_case_png()
+    workers = str(os.cpu_count() or 1)
+    configs = [("hardened", {})] + ([("previous", PREVIOUS)] if baseline else [])
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="firewatch-hardening-") as tmp:
+        for config, env in configs:
+            server = Served(config, [sys.executable, "-m", "web_app", "--port", "{port}", "--workers", workers],
+                            Path(tmp) / f"{config}.log", env=env)
+            server.expected_workers = int(workers)
+            server.start()
+            try:
+                rows += [slow_client_row(server, config, count) for count in TRICKLERS]
+                server.stop()
+                server.start()  # a fresh server: the tricklers' connections are gone
+                rows.append(worst_case_row(server, config, data))
+            finally:
+                server.stop()
+    return rows
+
+
+def verdicts(rows: list[dict]) -> list[str]:
+    lines = []
+    for row in rows:
+        if row["config"] != "hardened":
+            continue
+        if row["table"] == "slow clients":
+            ok = row["answered_within_1s_pct"] >= 90
+            lines.append(f"{'PASS' if ok else 'MISS'}: /healthz with {row['trickling_clients']} trickling clients: "
+                         f"{row['answered_within_1s_pct']} % within 1 s (target >= 90 %)")
+        else:
+            ok = row["workers_peak_mb"] < INSTANCE_BUDGET_MB and row["ok"] == row["uploads"]
+            lines.append(f"{'PASS' if ok else 'MISS'}: {row['uploads']} concurrent worst-case uploads: workers peak "
+                         f"{row['workers_peak_mb']} MB (target < {INSTANCE_BUDGET_MB} MB on a t3.small), "
+                         f"{row['workers_after_mb']} MB after")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.web_hardening_bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--no-baseline", action="store_true", help="skip the previous configuration")
+    args = parser.parse_args(argv)
+    rows = run(baseline=not args.no_baseline)
+    print(markdown(rows))
+    print("\n".join(verdicts(rows)))
+    print(f"\nmachine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Slow clients against the server ``python -m web_app`` starts: reads time out, and /healthz keeps answering.
+
+Real gunicorn on loopback; every client and loop is bounded in time.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from .conftest import Server
+from benchmarks.slow_clients import probe_health, start_tricklers, stop_tricklers
+
+TRICKLERS = 32
+PROBES = 20
+
+
+def test_health_answers_while_32_clients_trickle_bodies(tmp_path):
+    server = Server(tmp_path / "gunicorn.log")  # the default worker count and threads
+    tricklers = start_tricklers(server.port, TRICKLERS, interval=2.0, lifetime=30)
+    try:
+        time.sleep(1.0)  # every trickler has connected and sent its head
+        times = probe_health(server.url, PROBES, interval=0.25)
+    finally:
+        stop_tricklers(tricklers)
+        server.stop()
+    answered = [t for t in times if t is not None]
+    assert len(answered) >= 0.9 * PROBES, f"{len(answered)} of {PROBES} probes answered within 1 s: {times}"
+
+
+def test_a_body_that_trickles_is_cut_off_with_408(tmp_path):
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_READ_GRACE_SECONDS": "1"})
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                         b"Content-Length: 1000\r\n\r\n")
+            answer = _trickle_until_answered(sock, b"-", seconds=8)
+    finally:
+        server.stop()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer
+    assert b'"code":"request_timeout"' in body.replace(b" ", b"")
+    assert b"connection: close" in head.lower()
+
+
+def test_a_head_that_trickles_is_cut_off(tmp_path):
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_READ_GRACE_SECONDS": "1"})
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+            started = time.monotonic()
+            answer = _trickle_until_answered(sock, b"X-Slow: 1\r\n", seconds=8)
+            took = time.monotonic() - started
+    finally:
+        server.stop()
+    assert answer == b"" and took < 8  # closed, without answering a request it never got
+
+
+def _trickle_until_answered(sock: socket.socket, piece: bytes, seconds: float) -> bytes:
+    """Send ``piece`` every 0.2 s until the server answers or closes; what it sent (b"" when it just closed)."""
+    ends = time.monotonic() + seconds
+    sock.settimeout(0.2)
+    while time.monotonic() < ends:
+        try:
+            sock.sendall(piece)
+        except OSError:
+            return b""
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:
+            return b""
+        answer = data
+        while data:
+            try:
+                data = sock.recv(65536)
+            except (TimeoutError, OSError):
+                break
+            answer += data
+        return answer
+    pytest.fail(f"the server neither answered nor closed within {seconds} s")
+
+
+def test_the_read_deadline_grows_with_what_arrived():
+    from web_app.worker import ReadDeadline
+
+    now = [0.0]
+    deadline = ReadDeadline(grace=10, min_rate=1000, clock=lambda: now[0])
+    assert deadline.remaining() == 10
+    deadline.received(5000)  # 5 s worth at the minimum rate
+    now[0] = 12.0
+    assert deadline.remaining() == 3
+    deadline.restart()  # the next request on the connection starts afresh
+    assert deadline.remaining() == 10
+
+
+def test_a_socket_read_past_the_deadline_raises_read_timed_out():
+    from gunicorn.http.errors import NoMoreData
+
+    from web_app.worker import DeadlineSocket, ReadDeadline, ReadTimedOut
+
+    now = [0.0]
+    left, right = socket.socketpair()
+    with left, right:
+        sock = DeadlineSocket(left, ReadDeadline(grace=1, min_rate=1000, clock=lambda: now[0]))
+        right.sendall(b"abc")
+        assert sock.recv(10) == b"abc" and left.gettimeout() is None  # blocking again after the read
+        now[0] = 5.0  # 3 bytes bought 3 ms: far behind
+        with pytest.raises(ReadTimedOut) as raised:
+            sock.recv(10)
+        assert isinstance(raised.value, NoMoreData) and isinstance(raised.value, TimeoutError) and sock.timed_out
