@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             "images": data_mod.describe(train_s + val_s + held_s),
             "train_images": len(train_s),
             "validation_images": len(val_s),
-            "split": f"deterministic by near-duplicate group (64-bit difference hash, <= 4 bits apart), seed {args.seed}, "
+            "split": f"deterministic by near-duplicate group (difference hashes <= 6 of 64 bits apart and 16x16 thumbnails <= 8 levels apart), seed {args.seed}, "
                      f"validation fraction {args.val_fraction}; byte-identical files merged first",
             "held_out_sources": args.holdout,
             "credits": {name: credit for name, credit in DATA_CREDITS.items() if any(Path(r).name == name for r in roots)},

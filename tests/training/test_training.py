@@ -176,3 +176,14 @@ def test_smoke_run_with_a_held_out_source_reports_it_apart(tmp_path, datasets):
     splits = [line.split()[1] for line in (out / "fire_classifier.files.sha256").read_text().splitlines()]
     assert splits.count("holdout") == 10
     assert "per_source.png" in card["reports"]["plots"]
+
+
+def test_different_photos_of_smooth_scenes_are_not_grouped():
+    """Two sunsets share a difference hash (bright sky over a dark horizon) but are different photos."""
+    ramp = np.linspace(230, 30, 64)[:, None, None] * np.ones((64, 64, 1))
+    orange = np.concatenate([ramp, ramp * 0.6, ramp * 0.2], axis=2).astype(np.uint8)
+    violet = np.concatenate([ramp * 0.5, ramp * 0.3, ramp * 0.9], axis=2).astype(np.uint8)
+    samples = [data.Sample(Path(f"{i}.jpg"), "s", 0, f"{i:064x}") for i in range(2)]
+    assert data.difference_hashes(np.stack([orange, violet]))[0] == data.difference_hashes(np.stack([orange, violet]))[1]
+    groups = data.near_duplicate_groups(samples, np.stack([orange, violet]))
+    assert len(set(groups.values())) == 2
