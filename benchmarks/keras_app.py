@@ -25,6 +25,8 @@ KERAS_MODEL = Path(__file__).resolve().parent.parent / "models" / "fire_classifi
 
 
 def create_app(model_path: Path = KERAS_MODEL) -> Flask:
+    import training.backbones  # noqa: F401  registers the mirror layer the model file uses
+
     model = keras.models.load_model(model_path, compile=False)
     card = ModelCard.load(model_path.with_suffix(".json"))
     limits = Limits.from_env()

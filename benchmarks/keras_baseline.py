@@ -26,6 +26,7 @@ class KerasClassifier:
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         import keras
 
+        import training.backbones  # noqa: F401  registers the mirror layer the model file uses
         from inference import ModelCard
 
         self.model = keras.models.load_model(path)

@@ -14,6 +14,25 @@ class WeightsUnavailable(RuntimeError):
     pass
 
 
+@keras.saving.register_keras_serializable(package="firewatch")
+class HorizontalFlip(layers.Layer):
+    """Mirror images left to right (deterministic, unlike RandomFlip). Registered, so a saved model loads
+    wherever ``training.backbones`` is imported; LiteRT runs it as a builtin REVERSE op."""
+
+    def call(self, images):
+        return keras.ops.flip(images, axis=2)
+
+
+def with_flip_averaging(model: keras.Model) -> keras.Model:
+    """Test-time augmentation inside the model: the mean of the verdicts on the photo and its mirror image.
+    Serving stays one call of one file, and the threshold is chosen on exactly what serving computes."""
+    inputs = keras.Input(model.input_shape[1:], name="image")
+    plain = model(inputs)
+    mirrored = model(HorizontalFlip(name="mirror")(inputs))
+    outputs = layers.Average(name="fire_probability")([plain, mirrored])
+    return keras.Model(inputs, outputs, name=f"{model.name}_flip_averaged")
+
+
 def _separable_block(x, filters: int, stride: int):
     """Depthwise 3x3 + pointwise 1x1, MobileNet style: cheap on a CPU, enough for colour and texture."""
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)

@@ -77,6 +77,7 @@ def held_out(datasets, card, source_prefix: str) -> list[tuple[bytes, int]]:
 
 def test_litert_and_keras_agree_on_real_photos(datasets, card, classifier):
     keras = pytest.importorskip("keras")
+    import training.backbones  # noqa: F401  registers the mirror layer the model file uses
     images = np.stack([classifier.preprocess(data) for data, _ in held_out(datasets, card, "")[::25]])
     assert len(images) >= 20
     keras_probs = keras.models.load_model(KERAS_PATH).predict(images.astype(np.float32), verbose=0).reshape(-1)
