@@ -12,6 +12,7 @@ SUITES = [
     ("benchmarks.core_bench", "Inference core: LiteRT vs TensorFlow/Keras on the same model (median of repeated runs)"),
     ("benchmarks.lambda_bench", "Serverless handler: LiteRT vs TensorFlow/Keras handler"),
     ("benchmarks.web_bench", "Web target under load: gunicorn + LiteRT vs the same app on TensorFlow/Keras"),
+    ("benchmarks.costly_bench", "Costly inputs: decoding before and after bounded decoding, each in a fresh process"),
 ]
 
 

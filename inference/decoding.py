@@ -17,6 +17,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from .decode_memory import WEBP_BYTES_PER_PIXEL, decode_bytes
 from .errors import CORRUPT_IMAGE, EMPTY_FILE, TOO_COMPLEX, TOO_MANY_PIXELS, UNSUPPORTED_FORMAT, InvalidImage
 from .jpeg_scans import jpeg_layout
+from .png_chunks import count_png_chunks
 from .resizing import to_model_rgb
 from .settings import Limits
 
@@ -45,6 +46,8 @@ _ISO_MEDIA_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"msf1":
 # Real JPEGs have a few dozen marker segments (camera files with ICC and XMP blocks under a hundred);
 # Pillow reads them one by one in Python, so millions of empty ones would take seconds.
 MAX_JPEG_SEGMENTS = 1000
+# Likewise for PNG chunks (Pillow reads them in Python too): real files have a few thousand at most.
+MAX_PNG_CHUNKS = 50_000
 
 # Truncated files must fail, not be padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -111,7 +114,13 @@ def decode_image(data: bytes, size: tuple[int, int], limits: Limits | None = Non
     if not data:
         raise InvalidImage(EMPTY_FILE, "The file is empty.")
     limits.check_size(len(data))
-    scans = _check_jpeg_layout(data, limits) if sniff_format(data) == "JPEG" else 0
+    claimed = sniff_format(data)
+    scans = _check_jpeg_layout(data, limits) if claimed == "JPEG" else 0
+    if claimed == "PNG" and count_png_chunks(data, MAX_PNG_CHUNKS + 1) > MAX_PNG_CHUNKS:
+        raise InvalidImage(
+            TOO_COMPLEX,
+            f"The PNG has more than {MAX_PNG_CHUNKS:,} chunks; decoding it would take too long. Save it again with an image editor.",
+        )
     image = _open(data, limits)
     full_size = image.size
     try:

@@ -95,3 +95,14 @@ def lossless_webp(side: int = SIDE_40MP) -> bytes:
 
 def palette_gif(side: int = SIDE_40MP) -> bytes:
     return encode(Image.new("P", (side, side), 3), "GIF")
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def png_chunk_flood(chunks: int) -> bytes:
+    """A small valid PNG with ``chunks`` empty private chunks after its header: Pillow reads each in Python."""
+    data = encode(solid(), "PNG")
+    header_end = 8 + 25  # signature, then the IHDR chunk
+    return data[:header_end] + png_chunk(b"zzZz", b"") * chunks + data[header_end:]

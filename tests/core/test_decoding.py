@@ -21,6 +21,7 @@ from .images import (
     jpeg_with_header_size,
     lossless_webp,
     palette_gif,
+    png_chunk_flood,
     png_with_header_size,
     png_zlib_bomb,
     progressive_scan_bomb,
@@ -275,6 +276,13 @@ def test_jpeg_marker_flood_is_refused_before_pillow_walks_it():
     empty_comments = b"\xff\xfe\x00\x02" * 5000  # Pillow reads every segment in Python: millions take seconds
     with pytest.raises(InvalidImage) as error:
         decode(photo[:2] + empty_comments + photo[2:])
+    assert error.value.code == "too_complex"
+
+
+def test_png_chunk_flood_is_refused_before_pillow_walks_it():
+    assert decode(png_chunk_flood(1000)).shape == (32, 32, 3)  # odd but harmless
+    with pytest.raises(InvalidImage) as error:
+        decode(png_chunk_flood(60_000))  # 720 kB here; 1.6 M of them (20 MB) took Pillow 15 s
     assert error.value.code == "too_complex"
 
 
