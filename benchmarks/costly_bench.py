@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -29,15 +30,26 @@ FLOOD_CHUNKS = 1_600_000  # empty private PNG chunks: a 19 MB file
 def costly_inputs() -> dict[str, bytes]:
     from tests.core import images  # the test suite's makers of odd files; not imported by measuring processes
 
+    from inference import Limits
+    from inference.decode_memory import WEBP_BYTES_PER_PIXEL
+    from inference.jpeg_scans import jpeg_layout
+
     side = images.SIDE_40MP
     photo = images.encode(images.solid(size=(640, 480)), "JPEG")
+    max_scans = Limits().max_scans
+    usual_scans = jpeg_layout(images.progressive_scan_bomb(0, (64, 64), subsampling=0), 1000, 1000).scans
+    webp_side = math.isqrt(Limits().max_decode_bytes // WEBP_BYTES_PER_PIXEL)
     return {
         "progressive JPEG 12 MP, last scan x5,000": images.progressive_scan_bomb(5000),
+        f"progressive JPEG 4:4:4 {side}x{side}, {max_scans} scans (most accepted)":
+            images.progressive_scan_bomb(max_scans - usual_scans, (side, side), subsampling=0),
         "JPEG with 5 M empty segments": photo[:2] + b"\xff\xfe\x00\x02" * FLOOD_SEGMENTS + photo[2:],
         "PNG with 1.6 M empty chunks": images.png_chunk_flood(FLOOD_CHUNKS),
         f"16-bit grey PNG {side}x{side}": images.grey16_png(side),
         f"RGBA PNG {side}x{side}": images.rgba_png(side),
         f"lossless WebP {side}x{side}": images.lossless_webp(side),
+        f"lossy WebP {webp_side}x{webp_side} (largest accepted)":
+            images.encode(images.solid(size=(webp_side, webp_side)), "WEBP", quality=50, method=0),
         f"palette GIF {side}x{side}": images.palette_gif(side),
     }
 

@@ -68,10 +68,10 @@ def jpeg_markers(data: bytes) -> list[tuple[int, int]]:
     return found
 
 
-def progressive_scan_bomb(repeats: int, size=(4000, 3000)) -> bytes:
+def progressive_scan_bomb(repeats: int, size=(4000, 3000), subsampling: int = 2) -> bytes:
     """A valid progressive JPEG whose last scan is repeated ``repeats`` more times: small, but each scan is a pass
     over every block of the image, so decoding time grows with the repeats."""
-    data = encode(Image.new("RGB", size, (90, 120, 60)), "JPEG", quality=90, progressive=True)
+    data = encode(Image.new("RGB", size, (90, 120, 60)), "JPEG", quality=90, progressive=True, subsampling=subsampling)
     markers = jpeg_markers(data)
     last_sos = max(pos for marker, pos in markers if marker == 0xDA)
     eoi = markers[-1][1]
