@@ -108,7 +108,9 @@ def decode_image(data: bytes, size: tuple[int, int], limits: Limits | None = Non
     """Decode ``data`` and resize it to ``size`` (width, height): uint8 array of shape (height, width, 3).
 
     Raises :class:`InvalidImage` with a contract error code for anything that is not
-    a readable image within ``limits``; never another exception for bad input.
+    a readable image within ``limits``; never another exception for bad input. Whatever is
+    costly to decode (too many pixels, too much memory for its format, too many JPEG scans
+    or segments, too many PNG chunks) is refused from the headers, before decoding.
     """
     limits = limits or Limits()
     if not data:
@@ -116,11 +118,8 @@ def decode_image(data: bytes, size: tuple[int, int], limits: Limits | None = Non
     limits.check_size(len(data))
     claimed = sniff_format(data)
     scans = _check_jpeg_layout(data, limits) if claimed == "JPEG" else 0
-    if claimed == "PNG" and count_png_chunks(data, MAX_PNG_CHUNKS + 1) > MAX_PNG_CHUNKS:
-        raise InvalidImage(
-            TOO_COMPLEX,
-            f"The PNG has more than {MAX_PNG_CHUNKS:,} chunks; decoding it would take too long. Save it again with an image editor.",
-        )
+    if claimed == "PNG":
+        _check_png_chunks(data)
     image = _open(data, limits)
     full_size = image.size
     try:
@@ -154,6 +153,14 @@ def _check_jpeg_layout(data: bytes, limits: Limits) -> int:
             " Save it again with an image editor.",
         )
     return layout.scans
+
+
+def _check_png_chunks(data: bytes) -> None:
+    if count_png_chunks(data, MAX_PNG_CHUNKS + 1) > MAX_PNG_CHUNKS:
+        raise InvalidImage(
+            TOO_COMPLEX,
+            f"The PNG has more than {MAX_PNG_CHUNKS:,} chunks; decoding it would take too long. Save it again with an image editor.",
+        )
 
 
 def _check_decode_memory(image: Image.Image, full_size: tuple[int, int], scans: int, limits: Limits) -> None:
