@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -50,29 +51,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def expand_paths(paths: list[str]) -> Iterator[str]:
-    """Files as given; folders walked recursively (sorted, hidden entries skipped) for image files."""
+def expand_paths(paths: list[str]) -> Iterator[str | tuple[str, InvalidImage]]:
+    """Files as given; folders walked recursively (sorted, hidden entries skipped) for image files.
+
+    A folder that cannot be listed comes out in its place as ``(folder, InvalidImage)``.
+    """
     for raw in paths:
         path = Path(raw)
         if not path.is_dir():
             yield raw
             continue
         found = False
-        for root, dirs, files in os.walk(path, onerror=None):
+        unlistable: list[OSError] = []
+        for root, dirs, files in os.walk(path, onerror=unlistable.append):
+            yield from _unlistable_folders(unlistable)
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(files):
                 if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
                     found = True
                     yield os.path.join(root, name)
+        if unlistable:
+            found = True  # reported as an error line instead
+        yield from _unlistable_folders(unlistable)
         if not found:
             print(f"warning: no images found in folder {raw}", file=sys.stderr)
 
 
+def _unlistable_folders(errors: list[OSError]) -> Iterator[tuple[str, InvalidImage]]:
+    # os.walk reports a folder it cannot list through onerror, just before it moves on to the next one.
+    for error in errors:
+        folder = str(error.filename)
+        yield folder, InvalidImage(UNREADABLE_FILE, f"Cannot read the folder {folder}: {error.strerror or error}.")
+    errors.clear()
+
+
 def read_input(path: str, limits: Limits) -> bytes:
-    """The file's bytes, refusing oversized files before reading them."""
+    """The file's bytes, refusing oversized files before reading them and anything but a regular file unopened."""
     try:
-        limits.check_size(os.stat(path).st_size)
-        with open(path, "rb") as handle:
+        info = os.stat(path)
+        _check_regular_file(path, info.st_mode)
+        limits.check_size(info.st_size)
+        # O_NONBLOCK: should the path be swapped for a FIFO after the check, opening it still returns at once.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        with open(descriptor, "rb") as handle:
+            _check_regular_file(path, os.fstat(handle.fileno()).st_mode)
             data = handle.read(limits.max_bytes + 1)
     except FileNotFoundError:
         raise InvalidImage(NOT_FOUND, f"No such file: {path}") from None
@@ -80,7 +102,20 @@ def read_input(path: str, limits: Limits) -> bytes:
         raise InvalidImage(UNREADABLE_FILE, f"{path} is a folder, not a file.") from None
     except OSError as exc:
         raise InvalidImage(UNREADABLE_FILE, f"Cannot read {path}: {exc.strerror or exc}.") from None
+    limits.check_size(len(data))  # the file grew after the check
     return data
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _check_regular_file(path: str, mode: int) -> None:
+    """Refuse folders, pipes, devices and sockets: reading them can block forever or never end."""
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+    raise InvalidImage(UNREADABLE_FILE, f"{path} is {kind}, not a file.")
 
 
 def classify_paths(classifier: Classifier, paths: list[str]) -> Iterator[dict]:
@@ -95,11 +130,14 @@ def classify_paths(classifier: Classifier, paths: list[str]) -> Iterator[dict]:
         pending.clear()
 
     batch_size = 1  # the first image goes out alone, so the first line comes as fast as possible
-    for path in expand_paths(paths):
-        try:
-            pending.append((path, read_input(path, classifier.limits)))
-        except InvalidImage as error:
-            pending.append((path, error))
+    for item in expand_paths(paths):
+        if isinstance(item, tuple):  # a folder that could not be listed
+            pending.append(item)
+        else:
+            try:
+                pending.append((item, read_input(item, classifier.limits)))
+            except InvalidImage as error:
+                pending.append((item, error))
         if len(pending) >= batch_size:
             yield from flush()
             batch_size = BATCH_SIZE

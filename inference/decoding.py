@@ -8,12 +8,17 @@ the model saw in training is exactly what it sees in serving.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
-from .errors import CORRUPT_IMAGE, EMPTY_FILE, TOO_MANY_PIXELS, UNSUPPORTED_FORMAT, InvalidImage
+from .decode_memory import WEBP_BYTES_PER_PIXEL, decode_bytes
+from .errors import CORRUPT_IMAGE, EMPTY_FILE, TOO_COMPLEX, TOO_MANY_PIXELS, UNSUPPORTED_FORMAT, InvalidImage
+from .jpeg_scans import jpeg_layout
+from .png_chunks import count_png_chunks
+from .resizing import to_model_rgb
 from .settings import Limits
 
 # The JPEG opener also returns camera JPEGs with a multi-picture extension, as format "MPO".
@@ -38,7 +43,11 @@ _KNOWN_UNSUPPORTED = (
 )
 _ISO_MEDIA_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF"}
 
-_WHITE = (255, 255, 255, 255)
+# Real JPEGs have a few dozen marker segments (camera files with ICC and XMP blocks under a hundred);
+# Pillow reads them one by one in Python, so millions of empty ones would take seconds.
+MAX_JPEG_SEGMENTS = 1000
+# Likewise for PNG chunks (Pillow reads them in Python too): real files have a few thousand at most.
+MAX_PNG_CHUNKS = 50_000
 
 # Truncated files must fail, not be padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -89,25 +98,6 @@ def _open(data: bytes, limits: Limits) -> Image.Image:
     return image
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow mode to RGB, compositing transparency onto white instead of dropping it to black."""
-    if image.mode == "RGB":
-        return image
-    if image.mode.startswith("I"):
-        # 16/32-bit greyscale: Pillow's own conversion clips everything above 255 to white.
-        values = np.asarray(image, dtype=np.float64)
-        scale = 257.0 if values.max(initial=0) > 255 else 1.0
-        grey = np.clip(values / scale, 0, 255).astype(np.uint8)
-        return Image.fromarray(grey, "L").convert("RGB")
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    if not has_alpha:
-        return image.convert("RGB")
-    rgba = image.convert("RGBA")
-    background = Image.new("RGBA", rgba.size, _WHITE)
-    background.alpha_composite(rgba)
-    return background.convert("RGB")
-
-
 def _detail(exc: Exception) -> str:
     """Pillow's own words when they help a person ("image file is truncated"), never internals."""
     text = str(exc)
@@ -118,17 +108,25 @@ def decode_image(data: bytes, size: tuple[int, int], limits: Limits | None = Non
     """Decode ``data`` and resize it to ``size`` (width, height): uint8 array of shape (height, width, 3).
 
     Raises :class:`InvalidImage` with a contract error code for anything that is not
-    a readable image within ``limits``; never another exception for bad input.
+    a readable image within ``limits``; never another exception for bad input. Whatever is
+    costly to decode (too many pixels, too much memory for its format, too many JPEG scans
+    or segments, too many PNG chunks) is refused from the headers, before decoding.
     """
     limits = limits or Limits()
     if not data:
         raise InvalidImage(EMPTY_FILE, "The file is empty.")
     limits.check_size(len(data))
+    claimed = sniff_format(data)
+    scans = _check_jpeg_layout(data, limits) if claimed == "JPEG" else 0
+    if claimed == "PNG":
+        _check_png_chunks(data)
     image = _open(data, limits)
+    full_size = image.size
     try:
         if image.format in ("JPEG", "MPO"):
             # DCT scaling: decode a large photo at 1/2, 1/4 or 1/8 size, never below the target.
             image.draft("RGB", size)
+        _check_decode_memory(image, full_size, scans, limits)
         image.load()
     except InvalidImage:
         raise
@@ -136,11 +134,46 @@ def decode_image(data: bytes, size: tuple[int, int], limits: Limits | None = Non
         raise InvalidImage(TOO_MANY_PIXELS, f"The image has more pixels than the limit of {limits.max_pixels:,}.") from None
     except Exception as exc:  # Pillow's decoders raise many types for damaged data.
         raise InvalidImage(CORRUPT_IMAGE, f"The {image.format} image data is truncated or damaged{_detail(exc)}.") from None
-    try:
-        image = ImageOps.exif_transpose(image)
-    except Exception:  # A broken EXIF block should not cost the photo its verdict.
-        pass
-    image = _to_rgb(image)
-    if image.size != size:
-        image = image.resize(size, Image.Resampling.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
+    return np.asarray(to_model_rgb(image, size), dtype=np.uint8)
+
+
+def _check_jpeg_layout(data: bytes, limits: Limits) -> int:
+    """Refuse a JPEG with more scans or segments than any encoder writes; return its scan count."""
+    layout = jpeg_layout(data, limits.max_scans, MAX_JPEG_SEGMENTS)
+    if layout.scans > limits.max_scans:
+        raise InvalidImage(
+            TOO_COMPLEX,
+            f"The JPEG has more than {limits.max_scans} scans (progressive passes); decoding it would take too long."
+            " Save it again as a baseline or ordinary progressive JPEG.",
+        )
+    if layout.segments > MAX_JPEG_SEGMENTS:
+        raise InvalidImage(
+            TOO_COMPLEX,
+            f"The JPEG has more than {MAX_JPEG_SEGMENTS:,} marker segments; decoding it would take too long."
+            " Save it again with an image editor.",
+        )
+    return layout.scans
+
+
+def _check_png_chunks(data: bytes) -> None:
+    if count_png_chunks(data, MAX_PNG_CHUNKS + 1) > MAX_PNG_CHUNKS:
+        raise InvalidImage(
+            TOO_COMPLEX,
+            f"The PNG has more than {MAX_PNG_CHUNKS:,} chunks; decoding it would take too long. Save it again with an image editor.",
+        )
+
+
+def _check_decode_memory(image: Image.Image, full_size: tuple[int, int], scans: int, limits: Limits) -> None:
+    needed = decode_bytes(image, full_size, scans)
+    if needed <= limits.max_decode_bytes:
+        return
+    width, height = full_size
+    mb, limit_mb = math.ceil(needed / 2**20), limits.max_decode_bytes // 2**20
+    hint = ""
+    if image.format == "WEBP":
+        hint = f" WebP images are decoded whole: send at most {limits.max_decode_bytes // WEBP_BYTES_PER_PIXEL:,} pixels, or a JPEG or PNG."
+    raise InvalidImage(
+        TOO_MANY_PIXELS,
+        f"The {image.format} image is {width}x{height} ({width * height:,} pixels); decoding it would need about"
+        f" {mb:,} MB, more than the limit of {limit_mb:,} MB.{hint or ' Send a smaller image.'}",
+    )

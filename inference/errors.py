@@ -11,10 +11,20 @@ TOO_LARGE = "too_large"
 TOO_MANY_PIXELS = "too_many_pixels"
 UNSUPPORTED_FORMAT = "unsupported_format"
 CORRUPT_IMAGE = "corrupt_image"
+TOO_COMPLEX = "too_complex"
 UNREADABLE_FILE = "unreadable_file"
 NOT_FOUND = "not_found"
 
-ERROR_CODES = (EMPTY_FILE, TOO_LARGE, TOO_MANY_PIXELS, UNSUPPORTED_FORMAT, CORRUPT_IMAGE, UNREADABLE_FILE, NOT_FOUND)
+ERROR_CODES = (
+    EMPTY_FILE,
+    TOO_LARGE,
+    TOO_MANY_PIXELS,
+    TOO_COMPLEX,
+    UNSUPPORTED_FORMAT,
+    CORRUPT_IMAGE,
+    UNREADABLE_FILE,
+    NOT_FOUND,
+)
 
 
 class InvalidImage(ValueError):

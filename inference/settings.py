@@ -13,6 +13,7 @@ DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "fire_c
 MODEL_PATH_ENV = "FIREWATCH_MODEL_PATH"
 MAX_BYTES_ENV = "FIREWATCH_MAX_BYTES"
 MAX_PIXELS_ENV = "FIREWATCH_MAX_PIXELS"
+MAX_DECODE_BYTES_ENV = "FIREWATCH_MAX_DECODE_BYTES"
 THREADS_ENV = "FIREWATCH_THREADS"
 
 
@@ -31,10 +32,16 @@ def _env_int(name: str, default: int) -> int:
 
 @dataclass(frozen=True)
 class Limits:
-    """What the decoder accepts. Pixel count is checked from the header, before decoding."""
+    """What the decoder accepts. Everything here is checked from the headers, before decoding."""
 
     max_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
+    # Memory the decoder may need for one image (its full-size raster, libwebp's canvases, a progressive
+    # JPEG's coefficients): a 40 MP PNG needs 160 MB; with the process itself, one image stays under 400 MB.
+    max_decode_bytes: int = 256 * 1024 * 1024
+    # Scans of a JPEG: encoders write 1 (baseline) to about 10-20 (progressive); libjpeg makes one pass over
+    # the whole image per scan, about 40 ms per scan at 40 MP on a 2-core machine.
+    max_scans: int = 64
 
     def check_size(self, size: int) -> None:
         """Refuse ``size`` bytes before reading them (files, S3 objects) or decoding them."""
@@ -47,6 +54,7 @@ class Limits:
         return cls(
             max_bytes=_env_int(MAX_BYTES_ENV, defaults.max_bytes),
             max_pixels=_env_int(MAX_PIXELS_ENV, defaults.max_pixels),
+            max_decode_bytes=_env_int(MAX_DECODE_BYTES_ENV, defaults.max_decode_bytes),
         )
 
 

@@ -28,6 +28,7 @@ STATUS_BY_CODE = {
     "empty_file": 422,
     "corrupt_image": 422,
     "too_many_pixels": 422,
+    "too_complex": 422,
     NOT_FOUND: 404,
     METHOD_NOT_ALLOWED: 405,
     INTERNAL_ERROR: 500,

@@ -46,3 +46,63 @@ def with_exif_orientation(image: Image.Image, orientation: int) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = orientation
     return encode(image, "JPEG", exif=exif.tobytes(), quality=95)
+
+
+# Costly inputs: small files within the byte and pixel limits that cost much time or memory to decode.
+SIDE_40MP = 6324  # 6324 x 6324 = 39,992,976 pixels, just under the 40 MP limit
+
+
+def jpeg_markers(data: bytes) -> list[tuple[int, int]]:
+    """(marker, offset) of every segment of a JPEG, entropy-coded data skipped (test helper, not the core's)."""
+    found, pos = [], 2
+    while pos < len(data) - 1:
+        marker = data[pos + 1]
+        found.append((marker, pos))
+        if marker == 0xD9:
+            break
+        length = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        pos += 2 + length
+        if marker == 0xDA:  # entropy-coded data runs to the next marker that is not a stuffed byte or a restart
+            while not (data[pos] == 0xFF and data[pos + 1] not in (0x00, *range(0xD0, 0xD8))):
+                pos += 1
+    return found
+
+
+def progressive_scan_bomb(repeats: int, size=(4000, 3000), subsampling: int = 2) -> bytes:
+    """A valid progressive JPEG whose last scan is repeated ``repeats`` more times: small, but each scan is a pass
+    over every block of the image, so decoding time grows with the repeats."""
+    data = encode(Image.new("RGB", size, (90, 120, 60)), "JPEG", quality=90, progressive=True, subsampling=subsampling)
+    markers = jpeg_markers(data)
+    last_sos = max(pos for marker, pos in markers if marker == 0xDA)
+    eoi = markers[-1][1]
+    return data[:eoi] + data[last_sos:eoi] * repeats + data[eoi:]
+
+
+def grey16_png(side: int = SIDE_40MP) -> bytes:
+    """A 16-bit greyscale PNG (Pillow mode I;16): tiny when flat, 2 bytes per pixel once decoded."""
+    return encode(Image.new("I;16", (side, side), 30000), "PNG")
+
+
+def rgba_png(side: int = SIDE_40MP) -> bytes:
+    """A half-transparent RGBA PNG: compositing it on white at full size would copy it several times."""
+    return encode(Image.new("RGBA", (side, side), (220, 40, 20, 128)), "PNG")
+
+
+def lossless_webp(side: int = SIDE_40MP) -> bytes:
+    """A flat lossless WebP: a kilobyte or two that libwebp and Pillow decode into several full-size buffers."""
+    return encode(Image.new("RGB", (side, side), (220, 40, 20)), "WEBP", lossless=True, quality=0, method=0)
+
+
+def palette_gif(side: int = SIDE_40MP) -> bytes:
+    return encode(Image.new("P", (side, side), 3), "GIF")
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def png_chunk_flood(chunks: int) -> bytes:
+    """A small valid PNG with ``chunks`` empty private chunks after its header: Pillow reads each in Python."""
+    data = encode(solid(), "PNG")
+    header_end = 8 + 25  # signature, then the IHDR chunk
+    return data[:header_end] + png_chunk(b"zzZz", b"") * chunks + data[header_end:]

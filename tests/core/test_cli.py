@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 from PIL import Image
 
+from inference import cli
 from tests.conftest import ROOT
 
 from .images import encode, solid
 
 
-def run_cli(*args, env=None):
-    done = subprocess.run([sys.executable, "-m", "inference", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+def run_cli(*args, env=None, timeout=120):
+    done = subprocess.run([sys.executable, "-m", "inference", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
     lines = [json.loads(line) for line in done.stdout.splitlines()]  # stdout holds nothing but JSON
     return done.returncode, lines, done.stderr
 
@@ -99,3 +101,49 @@ def test_many_files_are_batched_but_stay_in_order(tmp_path, fire_photos, nofire_
     classifier = Classifier()
     for path, line in zip(paths[:3], lines[:3]):
         assert line["fire_probability"] == pytest.approx(classifier.classify(path.read_bytes()).fire_probability, abs=1e-4)
+
+
+def test_pipes_and_devices_are_refused_unopened(tmp_path, fire_photo):
+    fifo = tmp_path / "camera.jpg"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    os.mkfifo(folder / "inside.jpg")
+    status, lines, _ = run_cli(fire_photo, fifo, "/dev/null", folder, timeout=30)
+    assert status == 1
+    assert [line["source"] for line in lines] == [str(fire_photo), str(fifo), "/dev/null", str(folder / "inside.jpg")]
+    assert "label" in lines[0]
+    assert [line["error"]["code"] for line in lines[1:]] == ["unreadable_file"] * 3
+    assert "named pipe" in lines[1]["error"]["message"] and "device" in lines[2]["error"]["message"]
+
+
+def deny_listing(monkeypatch, folder: str) -> None:
+    """Make ``folder`` unlistable. Root reads any folder whatever its mode, so refuse where os.walk lists."""
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == folder:
+            raise PermissionError(13, "Permission denied", folder)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_unreadable_folders_are_error_lines_in_place(tmp_path, monkeypatch, capsys, fire_photo):
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "photo.jpg").write_bytes(fire_photo.read_bytes())
+    locked = str(tmp_path / "b")
+    deny_listing(monkeypatch, locked)
+    status = cli.main([str(tmp_path)])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert status == cli.EXIT_INPUT_ERROR
+    assert [line["source"] for line in lines] == [str(tmp_path / "a" / "photo.jpg"), locked, str(tmp_path / "c" / "photo.jpg")]
+    assert lines[1]["error"] == {"code": "unreadable_file", "message": f"Cannot read the folder {locked}: Permission denied."}
+
+
+def test_an_unreadable_folder_given_directly_is_an_error_line(tmp_path, monkeypatch, capsys):
+    deny_listing(monkeypatch, str(tmp_path))
+    assert cli.main([str(tmp_path)]) == cli.EXIT_INPUT_ERROR
+    [line] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert line["source"] == str(tmp_path) and line["error"]["code"] == "unreadable_file"

@@ -184,3 +184,12 @@ def test_unexpected_errors_are_500_without_details(fire_photo, caplog):
     page = client.post("/", data={"image": (io.BytesIO(fire_photo.read_bytes()), "a.jpg")})
     assert page.status_code == 500 and page.mimetype == "text/html"
     assert "secret" not in page.get_data(as_text=True)
+
+
+def test_every_core_error_code_has_its_own_http_status():
+    """A code the core adds must not fall through to a generic 400."""
+    from inference import ERROR_CODES
+    from web_app.errors import STATUS_BY_CODE
+
+    image_codes = set(ERROR_CODES) - {"not_found", "unreadable_file"}  # CLI only: files on disk
+    assert {code: STATUS_BY_CODE.get(code) for code in image_codes if STATUS_BY_CODE.get(code) not in (413, 415, 422)} == {}
