@@ -27,9 +27,9 @@ def test_path_derived_names_are_those_of_the_flat_layout(synth):
     """The CDK also writes construct paths into Name tags and rule ids: a changed path would roll every web instance
     (the launch template's tags) or fail the deploy (a security-group rule replaced by its own duplicate)."""
     web = synth.web.to_json()["Resources"]
-    template_tags = {t["Key"]: t["Value"] for t in next(
-        r for r in web.values() if r["Type"] == "AWS::EC2::LaunchTemplate")["Properties"]["TagSpecifications"][0]["Tags"]}  # fmt: skip
-    assert template_tags["Name"] == "firewatch-dev-web/LaunchTemplate"
+    launch_template = next(r for r in web.values() if r["Type"] == "AWS::EC2::LaunchTemplate")["Properties"]
+    for spec in launch_template["TagSpecifications"] + launch_template["LaunchTemplateData"]["TagSpecifications"]:
+        assert {t["Key"]: t["Value"] for t in spec["Tags"]}["Name"] == "firewatch-dev-web/LaunchTemplate"
     vpc = next(r for r in web.values() if r["Type"] == "AWS::EC2::VPC")
     assert {t["Key"]: t["Value"] for t in vpc["Properties"]["Tags"]}["Name"] == "firewatch-dev-web/Vpc"
 
