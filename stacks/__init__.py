@@ -1,16 +1,23 @@
-"""The Firewatch CDK app: three stacks that read like the architecture diagram.
+"""The Firewatch CDK app: three stacks, each composed of capabilities, that read like the architecture diagram.
 
-- ``firewatch-<env>-serverless``: the container image asset, upload bucket, classifier function, S3 trigger,
-  dead-letter queue and fire alert topic.
-- ``firewatch-<env>-web``: VPC, internet-facing ALB, Auto Scaling group running the web server from the same image.
-- ``firewatch-<env>-monitoring``: dashboard, alarms and the alarm topic.
+- ``firewatch-<env>-serverless``: the image, the upload store, the fire alerts and the classifier pipeline
+  (S3 trigger -> container-image function -> results, alerts, dead-letter queue).
+- ``firewatch-<env>-web``: the network and the web tier (load balancer -> Auto Scaling group running the same image).
+- ``firewatch-<env>-monitoring``: the alarm topic, and the alarms and dashboard sections the classifier and the web
+  tier offer.
+
+What crosses between stacks: the image by its source (each stack that runs it declares the same content-addressed
+asset), the upload bucket's name through an SSM parameter (no export locks the two paths together), and the
+monitored resources' names through CloudFormation exports read by the monitoring stack.
 
 This package declares infrastructure only; it imports no runtime code (it points at folders and files).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from aws_cdk import App, Tags
 
@@ -19,6 +26,14 @@ from stacks.monitoring import MonitoringStack
 from stacks.nag import enable_checks
 from stacks.serverless import ServerlessStack
 from stacks.web import WebStack
+
+CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
+
+
+def cdk_json_context() -> dict:
+    """The feature flags and settings of cdk.json. The CLI passes them to the app; run without it (``python
+    app.py``) the app must read them itself, or it would synthesize with other defaults than ``cdk synth``."""
+    return json.loads(CDK_JSON.read_text())["context"]
 
 
 @dataclass(frozen=True)
@@ -37,13 +52,12 @@ def build_app(app: App) -> FirewatchApp:
         description="Firewatch serverless path: upload bucket, S3-triggered classifier function, alert topic",
     )  # fmt: skip
     web = WebStack(
-        app, config.stack_name("web"), config=config, image=serverless.image,
+        app, config.stack_name("web"), config=config,
         description="Firewatch web path: VPC, load balancer, Auto Scaling group running the web server",
     )  # fmt: skip
-    # The web instances pull the image published with the serverless stack and read its bucket-name parameter.
-    web.add_stack_dependency(serverless, "pulls its image asset and reads its upload bucket parameter")
+    web.add_stack_dependency(serverless, "reads the upload bucket name it publishes in SSM")
     monitoring = MonitoringStack(
-        app, config.stack_name("monitoring"), config=config, serverless=serverless, web=web,
+        app, config.stack_name("monitoring"), config=config, monitored=[serverless.classifier, web.web_tier],
         description="Firewatch monitoring: dashboard, alarms, alarm topic",
     )  # fmt: skip
     Tags.of(app).add("project", "firewatch")

@@ -6,6 +6,8 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.capability import Capability
+
 # What every bucket of the project has.
 BASELINE = dict(
     block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
@@ -45,3 +47,12 @@ def data_bucket(scope: Construct, construct_id: str, *, access_logs: s3.IBucket,
         ],
     )
 
+
+
+class UploadStore(Capability):
+    """The upload bucket (``uploads/`` in, ``results/`` out) and the bucket its access logs go to."""
+
+    def __init__(self, scope: Construct) -> None:
+        super().__init__(scope)
+        self.access_logs = log_bucket(self.scope, "AccessLogs")
+        self.bucket = data_bucket(self.scope, "Uploads", access_logs=self.access_logs)

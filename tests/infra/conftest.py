@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def cdk_json_context() -> dict:
     """The feature flags and context of cdk.json, so in-process synthesis matches `cdk synth`."""
-    return json.loads((ROOT / "cdk.json").read_text())["context"]
+    from stacks import cdk_json_context as from_cdk_json
+
+    return from_cdk_json()
 
 
 class Synthesized:

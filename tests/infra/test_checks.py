@@ -44,6 +44,26 @@ def test_cdk_synth_writes_every_stack(cli_synth):
         assert manifest["artifacts"][stack]["environment"] == "aws://unknown-account/unknown-region"
 
 
+def _resources_without_metadata(template_file: Path) -> dict:
+    resources = json.loads(template_file.read_text())["Resources"]
+    resources.pop("CDKMetadata", None)  # the CLI's version reporting
+    return {k: {f: v for f, v in r.items() if f != "Metadata"} for k, r in resources.items()}
+
+
+def test_app_synthesizes_without_the_cli_as_the_cli_does(cli_synth, tmp_path):
+    """`CDK_OUTDIR=dir python app.py` (no CLI, no credentials) reads cdk.json's feature flags itself: without them
+    the S3 access-log bucket is refused and the templates would differ from `cdk synth`'s."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CDK_"))}
+    env.update(JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20", CDK_OUTDIR=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for stack in STACKS:
+        name = f"{stack}.template.json"
+        assert _resources_without_metadata(tmp_path / name) == _resources_without_metadata(cli_synth / name), stack
+
+
 def test_cdk_synth_ran_cdk_nag_without_findings(cli_synth):
     report = json.loads((cli_synth / "validation-report.json").read_text())
     failures = [r for r in report["pluginReports"] if r.get("conclusion") != "success"]

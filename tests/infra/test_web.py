@@ -153,7 +153,7 @@ def test_arm64_uses_graviton_and_the_arm_ami(synth_custom):
 
 def test_user_data_runs_the_web_server_from_the_image_with_a_restart_policy(synth):
     script = _user_data(synth.web)
-    asset_hash = synth.stacks.serverless.image.asset.asset_hash
+    asset_hash = synth.stacks.web.image.asset.asset_hash
     assert "dnf install -y docker amazon-cloudwatch-agent aws-cfn-bootstrap" in script
     assert "aws ecr get-login-password" in script and "docker login --username AWS --password-stdin" in script
     image_line = next(line for line in script.splitlines() if line.startswith("IMAGE="))

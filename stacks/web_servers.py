@@ -1,0 +1,162 @@
+"""The web servers: an Auto Scaling group in the private subnets, each instance running the web server from the
+one image under Docker, replaced one at a time when the image changes, scaled on CPU."""
+
+from __future__ import annotations
+
+from aws_cdk import Annotations, Aws, CfnParameter, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_autoscaling as autoscaling
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.capability import Capability
+from stacks.config import RESULTS_PREFIX, FirewatchConfig
+from stacks.image import FirewatchImage
+from stacks.logs import log_retention
+from stacks.nag import acknowledge
+from stacks.user_data import web_server_user_data
+
+CPU_TARGET_PERCENT = 60
+
+
+class WebServers(Capability):
+    def __init__(
+        self,
+        scope: Construct,
+        *,
+        config: FirewatchConfig,
+        vpc: ec2.IVpc,
+        image: FirewatchImage,
+        results_bucket_name: CfnParameter,
+    ) -> None:
+        super().__init__(scope)
+        self.security_group = ec2.SecurityGroup(
+            self.scope, "InstanceSecurityGroup", vpc=vpc, allow_all_outbound=False,
+            description="Firewatch web instances: the app port from the load balancer only; HTTPS out",
+        )  # fmt: skip
+        self.security_group.add_egress_rule(
+            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to ECR, S3, SSM, CloudWatch, CloudFormation, package repos"
+        )
+        self.log_group = logs.LogGroup(
+            self.scope, "WebServerLogs", retention=log_retention(config.log_retention_days), removal_policy=RemovalPolicy.DESTROY
+        )
+        results_bucket = s3.Bucket.from_bucket_name(self.scope, "UploadBucket", results_bucket_name.value_as_string)
+        role = self._instance_role(image, results_bucket, results_bucket_name)
+        user_data = web_server_user_data(
+            image_uri=image.asset.image_uri,
+            region=Aws.REGION,
+            results_bucket=results_bucket.bucket_name,
+            log_group=self.log_group.log_group_name,
+        )
+        self.auto_scaling_group = self._auto_scaling_group(config, vpc, self._launch_template(config, role, user_data))
+        # The signal comes from the script's exit trap: success only once the server answers its health check.
+        user_data.add_signal_on_exit_command(self.auto_scaling_group)
+        if config.desired_capacity is not None:
+            Annotations.of(self.auto_scaling_group).acknowledge_warning(
+                "@aws-cdk/aws-autoscaling:desiredCapacitySet",
+                "desiredCapacity was set on purpose: each deploy resets the group to it (stacks/config.py).",
+            )
+        acknowledge(
+            self.auto_scaling_group,
+            "AwsSolutions-AS3",
+            "Scaling is visible in the group's activity history and the dashboard; failures raise the alarms.",
+        )
+        self.auto_scaling_group.scale_on_cpu_utilization("CpuTracking", target_utilization_percent=CPU_TARGET_PERCENT)
+
+    def _instance_role(self, image: FirewatchImage, results_bucket: s3.IBucket, bucket_name: CfnParameter) -> iam.Role:
+        role = iam.Role(
+            self.scope,
+            "InstanceRole",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description="Firewatch web instances: SSM sessions, CloudWatch agent, image pull, read results",
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore"),
+                iam.ManagedPolicy.from_aws_managed_policy_name("CloudWatchAgentServerPolicy"),
+            ],
+        )
+        image.asset.repository.grant_pull(role)
+        # The page lists the latest serverless results: read-only, results/ only.
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[results_bucket.arn_for_objects(f"{RESULTS_PREFIX}*")])
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[results_bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [RESULTS_PREFIX, f"{RESULTS_PREFIX}*"]}},
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[f"{self.log_group.log_group_arn}:*"]
+            )
+        )
+        stack = Stack.of(self.scope)
+        acknowledge(role, "AwsSolutions-IAM5[Resource::*]", "ecr:GetAuthorizationToken has no resource-level scope.")
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<{stack.get_logical_id(bucket_name)}>/{RESULTS_PREFIX}*]",
+            f"Read-only access limited to the {RESULTS_PREFIX} prefix of the upload bucket.",
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::<{stack.get_logical_id(self.log_group.node.default_child)}.Arn>:*]",
+            "Log streams of the web server's own log group; stream names are instance ids known at boot.",
+        )
+        for policy in ("AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy"):
+            acknowledge(
+                role,
+                f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{policy}]",
+                "AWS-maintained policy for the SSM agent (Session Manager, no SSH) and the CloudWatch agent.",
+            )
+        return role
+
+    def _launch_template(self, config: FirewatchConfig, role: iam.Role, user_data: ec2.UserData) -> ec2.LaunchTemplate:
+        cpu = ec2.AmazonLinuxCpuType.ARM_64 if config.architecture == "arm64" else ec2.AmazonLinuxCpuType.X86_64
+        return ec2.LaunchTemplate(
+            self.scope,
+            "LaunchTemplate",
+            # Resolved at deploy time from the public SSM parameter: no lookup, no account needed at synth.
+            machine_image=ec2.MachineImage.latest_amazon_linux2023(cpu_type=cpu),
+            instance_type=ec2.InstanceType(config.instance_type),
+            role=role,
+            security_group=self.security_group,
+            user_data=user_data,
+            require_imdsv2=True,
+            http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
+            # 2 hops: the container (one hop behind the Docker bridge) needs the instance role's credentials.
+            http_put_response_hop_limit=2,
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name="/dev/xvda",
+                    volume=ec2.BlockDeviceVolume.ebs(20, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3),
+                )
+            ],
+        )
+
+    def _auto_scaling_group(
+        self, config: FirewatchConfig, vpc: ec2.IVpc, launch_template: ec2.LaunchTemplate
+    ) -> autoscaling.AutoScalingGroup:
+        return autoscaling.AutoScalingGroup(
+            self.scope,
+            "WebServers",
+            vpc=vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            launch_template=launch_template,
+            min_capacity=config.min_capacity,
+            max_capacity=config.max_capacity,
+            desired_capacity=config.desired_capacity,
+            health_checks=autoscaling.HealthChecks.with_additional_checks(
+                additional_types=[autoscaling.AdditionalHealthCheckType.ELB], grace_period=Duration.minutes(5)
+            ),
+            cooldown=Duration.minutes(5),
+            signals=autoscaling.Signals.wait_for_min_capacity(timeout=Duration.minutes(15)),
+            # A new image URI changes the user data, hence the launch template version: instances are replaced one
+            # at a time, each new one must signal healthy before the next old one goes.
+            update_policy=autoscaling.UpdatePolicy.rolling_update(
+                max_batch_size=1,
+                min_instances_in_service=max(0, min(config.min_capacity, config.max_capacity - 1)),
+            ),
+        )
