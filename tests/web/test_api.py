@@ -184,3 +184,18 @@ def test_unexpected_errors_are_500_without_details(fire_photo, caplog):
     page = client.post("/", data={"image": (io.BytesIO(fire_photo.read_bytes()), "a.jpg")})
     assert page.status_code == 500 and page.mimetype == "text/html"
     assert "secret" not in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("code", ["too_many_pixels", "unsupported_format", "too_large"])
+def test_the_cores_error_reaches_the_one_error_handler_with_its_contract_status(classifier, code):
+    from inference import InvalidImage
+    from inference.contract import http_status
+
+    app = create_app(classifier)
+
+    @app.get("/api/v1/raises")
+    def raises():
+        raise InvalidImage(code, "as the core said it")  # no translation on the way: the handler maps the code
+
+    error = assert_error(app.test_client().get("/api/v1/raises"), http_status(code), code)
+    assert error["message"] == "as the core said it"
