@@ -1,4 +1,4 @@
-"""The WSGI entry gunicorn imports in each worker: ``gunicorn -c web_app/gunicorn.conf.py``."""
+"""The WSGI entry gunicorn imports in each worker (``wsgi_app`` in gunicorn.conf.py)."""
 
 from . import state
 from .app import create_app
