@@ -1,7 +1,9 @@
 """The OpenAPI 3.0 document of the JSON API, built from the loaded model's card and the shared contract.
 
 Error codes, their statuses and the fields of a stored result come from ``inference.contract``, the same tables the
-app answers and validates with, so the document cannot name a code or field the app does not use.
+app answers and validates with, so the document cannot name a code or field the app does not use. Not generated
+with pydantic: it is not in the image (requirements/serving.txt), would add about 10 MB installed for this one
+document, and the types it would read are these flat tables already.
 """
 
 from __future__ import annotations
