@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 from flask import Flask, jsonify, request  # noqa: E402
 
 from inference import InvalidImage, Limits, ModelCard, decode_image  # noqa: E402
-from web_app.errors import STATUS_BY_CODE  # noqa: E402
+from inference.contract import http_status  # noqa: E402
 from web_app.uploads import source_name  # noqa: E402
 
 KERAS_MODEL = Path(__file__).resolve().parent.parent / "models" / "fire_classifier.keras"
@@ -41,7 +41,7 @@ def create_app(model_path: Path = KERAS_MODEL) -> Flask:
         try:
             image = decode_image(upload.read(), card.input_size, limits)
         except InvalidImage as error:
-            return jsonify(error=error.to_dict()), STATUS_BY_CODE.get(error.code, 400)
+            return jsonify(error=error.to_dict()), http_status(error.code)
         with lock:
             probability = float(model.predict(image[np.newaxis].astype(np.float32), verbose=0).reshape(-1)[0])
         label = "fire" if probability >= card.threshold else "nofire"

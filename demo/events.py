@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from urllib.parse import quote_plus
 
-UPLOADS_PREFIX = "uploads/"
+from inference.contract import UPLOAD_PREFIX
 
 
 def object_created_event(bucket: str, key: str, size: int, etag: str, region: str = "us-east-1") -> dict:
@@ -49,7 +49,7 @@ class BucketWatcher:
         """Events for objects under uploads/ that are new or changed since the last call."""
         events = []
         paginator = self.s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=UPLOADS_PREFIX):
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=UPLOAD_PREFIX):
             for obj in page.get("Contents", []):
                 marker = (obj["Key"], obj["ETag"])
                 if marker in self.seen or obj["Key"].endswith("/"):

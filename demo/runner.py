@@ -17,10 +17,9 @@ import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
-from lambda_image.events import RESULT_PREFIX as RESULTS_PREFIX
-from lambda_image.events import result_key_for
+from inference.contract import RESULT_PREFIX, UPLOAD_PREFIX, result_key_for
 
-from .events import UPLOADS_PREFIX, BucketWatcher
+from .events import BucketWatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_ATTEMPTS = 3  # like Lambda's async retries: an object that keeps failing is given up on
@@ -182,11 +181,11 @@ class LocalSystem:
             "Firewatch is running locally:",
             f"  web app     {self.web_url}   (upload a photo in the browser, or POST {self.web_url}/api/v1/classify)",
             f"  local S3    {s3}   bucket {bucket}",
-            f"  serverless  the Lambda handler classifies every object put under s3://{bucket}/{UPLOADS_PREFIX}",
+            f"  serverless  the Lambda handler classifies every object put under s3://{bucket}/{UPLOAD_PREFIX}",
             "Try:",
-            f"  aws s3 cp photo.jpg s3://{bucket}/{UPLOADS_PREFIX}photo.jpg --endpoint-url {s3}",
-            f"  curl -T photo.jpg {s3}/{bucket}/{UPLOADS_PREFIX}photo.jpg          (no AWS CLI needed)",
-            f"  aws s3 ls s3://{bucket}/{RESULTS_PREFIX} --endpoint-url {s3}",
+            f"  aws s3 cp photo.jpg s3://{bucket}/{UPLOAD_PREFIX}photo.jpg --endpoint-url {s3}",
+            f"  curl -T photo.jpg {s3}/{bucket}/{UPLOAD_PREFIX}photo.jpg          (no AWS CLI needed)",
+            f"  aws s3 ls s3://{bucket}/{RESULT_PREFIX} --endpoint-url {s3}",
             "Ctrl-C stops everything.",
         ])
 

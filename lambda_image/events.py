@@ -2,21 +2,22 @@
 
 A record is never allowed to stop the records after it: one that is not shaped like an S3 notification comes back
 as a ``malformed`` :class:`Skipped`, one from a bucket other than the configured upload bucket as ``refused``.
+
+Parsed here, not with Powertools' ``S3Event``: in Powertools 3.37 its notification classes raise ``KeyError`` on a
+record missing a field (so each access would need its own guard to keep the other records going), coerce ``size``
+with ``int()``, and leave the key URL-encoded (only the EventBridge variant decodes it).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import string
 from dataclasses import dataclass
 from typing import Iterator
 from urllib.parse import unquote_plus
 
-UPLOAD_PREFIX = "uploads/"
-RESULT_PREFIX = "results/"
-RESULT_SUFFIX = ".json"
-MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
+from inference.contract import UPLOAD_PREFIX, result_key_for
+
 # The stack sets it to the upload bucket's name; unset, records from any bucket are processed.
 BUCKET_ENV = "FIREWATCH_BUCKET"
 
@@ -55,24 +56,6 @@ class Skipped:
     bucket: str | None
     key: str | None
     kind: str = IGNORED
-
-
-def result_key_for(key: str) -> str:
-    """``uploads/<name>`` -> ``results/<name>.json`` (the serverless contract), within S3's 1,024-byte key limit.
-
-    A key too long for that (over 1,019 bytes) keeps the first bytes of ``<name>`` that fit and ends with ``~``, the
-    SHA-256 of the whole upload key in hex and ``.json``: distinct keys keep distinct results, and the result itself
-    holds the full ``key``.
-    """
-    name = key[len(UPLOAD_PREFIX) :] if key.startswith(UPLOAD_PREFIX) else key
-    plain = RESULT_PREFIX + name + RESULT_SUFFIX
-    if len(plain.encode("utf-8")) <= MAX_KEY_BYTES:
-        return plain
-    tail = "~" + hashlib.sha256(key.encode("utf-8")).hexdigest() + RESULT_SUFFIX
-    room = MAX_KEY_BYTES - len(RESULT_PREFIX) - len(tail)
-    # Cutting bytes can split a character: "ignore" drops the broken end.
-    head = name.encode("utf-8")[:room].decode("utf-8", "ignore")
-    return RESULT_PREFIX + head + tail
 
 
 def compare_sequencers(a: str, b: str) -> int:

@@ -65,7 +65,6 @@ def handle_event(event: dict, clf: Classifier) -> dict:
     """Process every record of ``event`` with ``clf``; returns how many records ended which way."""
     counts: Counter[str] = Counter()
     failures: list[str] = []
-    bucket = Bucket(_s3())
     publish = _publisher()
     for item in parse_event(event, configured_bucket()):
         if isinstance(item, Skipped):
@@ -73,7 +72,7 @@ def handle_event(event: dict, clf: Classifier) -> dict:
             counts[_SKIP_STATUS[item.kind]] += 1
             continue
         try:
-            counts[process_upload(item, clf, bucket, publish)] += 1
+            counts[process_upload(item, clf, Bucket(_s3(), item.bucket), publish)] += 1
         except Exception as error:  # noqa: BLE001  one upload's failure must not cost the others their turn
             logger.exception("Upload failed; the event will be retried", extra={"bucket": item.bucket, "key": item.key})
             failures.append(f"{item.uri}: {type(error).__name__}: {error}")

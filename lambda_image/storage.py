@@ -45,17 +45,20 @@ class StoredResult:
 
 
 class Bucket:
-    def __init__(self, s3_client) -> None:
-        self._s3 = s3_client
+    """One bucket's uploads and results, through ``s3_client``."""
 
-    def open_upload(self, bucket: str, key: str, etag: str | None, version_id: str | None = None) -> OpenedObject | None:
+    def __init__(self, s3_client, name: str) -> None:
+        self._s3 = s3_client
+        self.name = name
+
+    def open_upload(self, key: str, etag: str | None, version_id: str | None = None) -> OpenedObject | None:
         """Open the object version the event names, or ``None`` if it is gone.
 
         With a version id (versioned buckets), that version is read even after a newer one replaced it, so a retry
         still sees the bytes its event was about. Without one, ``If-Match`` on the event's etag: a replaced object
         has an event of its own, which will classify it.
         """
-        request = {"Bucket": bucket, "Key": key}
+        request = {"Bucket": self.name, "Key": key}
         if version_id:
             request["VersionId"] = version_id
         if etag:
@@ -68,9 +71,9 @@ class Bucket:
             raise
         return OpenedObject(size=int(response["ContentLength"]), etag=response["ETag"].strip('"'), body=response["Body"])
 
-    def read_result(self, bucket: str, key: str) -> StoredResult | None:
+    def read_result(self, key: str) -> StoredResult | None:
         try:
-            response = self._s3.get_object(Bucket=bucket, Key=key)
+            response = self._s3.get_object(Bucket=self.name, Key=key)
         except ClientError as error:
             if _error_code(error) in _MISSING:
                 return None
@@ -83,7 +86,7 @@ class Bucket:
             record = {}  # not ours or damaged: it gets replaced
         return StoredResult(record if isinstance(record, dict) else {}, response["ETag"])
 
-    def write_result(self, bucket: str, key: str, record: dict, replacing: StoredResult | None) -> str | None:
+    def write_result(self, key: str, record: dict, replacing: StoredResult | None) -> str | None:
         """Write ``record`` unless someone else wrote this result since ``replacing`` was read.
 
         Returns the new result object's ETag (for a later conditional update), or ``None`` if the race was lost.
@@ -91,7 +94,7 @@ class Bucket:
         condition = {"IfMatch": replacing.object_etag} if replacing else {"IfNoneMatch": "*"}
         try:
             response = self._s3.put_object(
-                Bucket=bucket,
+                Bucket=self.name,
                 Key=key,
                 Body=json.dumps(record).encode("utf-8"),
                 ContentType="application/json",

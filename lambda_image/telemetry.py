@@ -8,24 +8,30 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from inference import InvalidImage, Prediction
+from inference.contract import (
+    FIRE_DETECTED, IMAGES_CLASSIFIED, INFERENCE_LATENCY, INVALID_IMAGES, MALFORMED_RECORDS, METRICS_NAMESPACE,
+    REFUSED_RECORDS, SERVICE_NAME,
+)  # fmt: skip
+
+from .events import MALFORMED, REFUSED
 
 # Named by POWERTOOLS_SERVICE_NAME and POWERTOOLS_METRICS_NAMESPACE where set (the function sets both); else these.
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or "firewatch")
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Firewatch")
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or SERVICE_NAME)
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or METRICS_NAMESPACE)
 
 # Records passed over for a reason worth an alarm, by Skipped.kind.
-REJECTED_METRICS = {"refused": "RefusedRecords", "malformed": "MalformedRecords"}
+REJECTED_METRICS = {REFUSED: REFUSED_RECORDS, MALFORMED: MALFORMED_RECORDS}
 
 
 def count_outcome(outcome: Prediction | InvalidImage, latency_ms: float | None) -> None:
     if isinstance(outcome, InvalidImage):
-        metrics.add_metric(name="InvalidImages", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=INVALID_IMAGES, unit=MetricUnit.Count, value=1)
         return
-    metrics.add_metric(name="ImagesClassified", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=IMAGES_CLASSIFIED, unit=MetricUnit.Count, value=1)
     if outcome.is_fire:
-        metrics.add_metric(name="FireDetected", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=FIRE_DETECTED, unit=MetricUnit.Count, value=1)
     if latency_ms is not None:
-        metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=round(latency_ms, 3))
+        metrics.add_metric(name=INFERENCE_LATENCY, unit=MetricUnit.Milliseconds, value=round(latency_ms, 3))
 
 
 def count_rejected(kind: str) -> None:

@@ -175,12 +175,10 @@ def _cidr(get: Callable[[str], Any], key: str, default: str) -> str:
         raise ConfigError(f"context {key}={value!r} is not an IPv4 CIDR block: {error}") from None
 
 
-# Names shared with the runtime code (contracts, not settings).
+# Names shared with the runtime code (contracts, not settings). Their home is inference/contract.py; the stacks import
+# no runtime code, so these are copies, held equal to it by tests/infra/test_config.py.
 SERVICE_NAME = "firewatch"  # POWERTOOLS_SERVICE_NAME: the `service` dimension of the custom metrics
 METRICS_NAMESPACE = "Firewatch"  # POWERTOOLS_METRICS_NAMESPACE
-CUSTOM_METRICS = (
-    "ImagesClassified", "FireDetected", "InvalidImages", "InferenceLatency", "RefusedRecords", "MalformedRecords",
-)  # fmt: skip
 UPLOADS_PREFIX = "uploads/"
 RESULTS_PREFIX = "results/"
 APP_PORT = 8080

@@ -80,3 +80,17 @@ def test_the_cli_example_prints_the_documented_shape(fire_photo):
 
     line = json.loads(done.stdout)
     assert done.returncode == 0 and list(line) == ["source", "label", "fire_probability", "model_version"]
+
+
+def test_code_and_served_documents_cite_only_what_the_repository_holds():
+    """The project documents itself: no pointer to a design file outside it (README.md and docs/ hold what is needed)."""
+    from web_app.app import create_app
+
+    served = create_app().test_client().get("/api/v1/openapi.json").get_data(as_text=True)
+    texts = {"the served OpenAPI document": served}
+    for folder in ("inference", "lambda_image", "web_app", "demo", "stacks"):
+        for path in (ROOT / folder).rglob("*"):
+            if path.suffix in (".py", ".html", ".js", ".sh") or path.name == "Dockerfile":
+                texts[str(path.relative_to(ROOT))] = path.read_text()
+    citing = sorted(name for name, text in texts.items() if re.search(r"ARCHITECTURE\.md|\.\./shared/(?!datasets)", text))
+    assert citing == []

@@ -1,4 +1,5 @@
-"""The JSON API under /api/v1 (contract: ARCHITECTURE.md, "Web API")."""
+"""The JSON API under /api/v1 (README, "The web app and its API"). Errors are raised, and answered by the app's one
+error handler (``web_app.app``)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import re
 
 from flask import Blueprint, jsonify, request
 
-from .errors import BAD_REQUEST, RESULTS_DISABLED, RESULTS_UNAVAILABLE, ApiError
+from inference.contract import BAD_REQUEST, RESULTS_DISABLED, RESULTS_UNAVAILABLE
+
+from . import state
+from .errors import ApiError
 from .openapi import openapi_document
-from .results import DEFAULT_LIMIT, MAX_LIMIT, ResultsLoading, ResultsUnavailable, get_reader
-from .uploads import FIELD, chosen_files, classify_upload, get_classifier
+from .results import DEFAULT_LIMIT, MAX_LIMIT, ResultsLoading, ResultsUnavailable
+from .uploads import FIELD, chosen_files, classify_upload
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -19,24 +23,22 @@ def classify():
     files = chosen_files(request)
     if len(files) > 1:
         raise ApiError(BAD_REQUEST, f"Send one photo per request in the field '{FIELD}'; got {len(files)}.")
-    outcome = classify_upload(get_classifier(), files[0])
-    if outcome.error:
-        raise ApiError(outcome.error["code"], outcome.error["message"])
-    response = jsonify(outcome.record)
+    classified = classify_upload(state.classifier(), files[0])  # the core's InvalidImage goes to the error handler
+    response = jsonify(classified.prediction.to_dict(classified.source))
     # Server-side time, for the page and for operators; W3C Server-Timing is read by browsers' dev tools.
-    response.headers["Server-Timing"] = f"classify;dur={outcome.seconds * 1000:.1f}"
+    response.headers["Server-Timing"] = f"classify;dur={classified.seconds * 1000:.1f}"
     return response
 
 
 @api.get("/model")
 def model():
-    return jsonify(get_classifier().card.raw)
+    return jsonify(state.classifier().card.raw)
 
 
 @api.get("/results")
 def results():
     """The newest results the serverless path wrote to the bucket, newest first."""
-    reader = get_reader()
+    reader = state.results_reader()
     if reader is None:
         raise ApiError(RESULTS_DISABLED, "This server is not set up to show the serverless results (no results bucket).")
     limit = _limit(request.args.get("limit"))
@@ -60,4 +62,4 @@ def _limit(text: str | None) -> int:
 
 @api.get("/openapi.json")
 def openapi():
-    return jsonify(openapi_document(get_classifier()))
+    return jsonify(openapi_document(state.classifier()))

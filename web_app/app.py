@@ -10,9 +10,11 @@ from typing import Any, Mapping
 from flask import Flask, Request, Response, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
-from inference import Classifier
+from inference import Classifier, InvalidImage
+from inference.contract import BAD_REQUEST, BUSY, FIRE, INTERNAL_ERROR, METHOD_NOT_ALLOWED, NOT_FOUND, REQUEST_TIMEOUT
+from inference.contract import TOO_LARGE, TOO_MANY_PARTS
 
-from . import errors
+from . import errors, state
 from .admission import Admission
 from .api import api
 from .pages import pages
@@ -49,10 +51,9 @@ def create_app(classifier: Classifier | None = None, config: Mapping[str, Any] |
         RESULTS_BUCKET=os.environ.get("FIREWATCH_RESULTS_BUCKET") or None,
     )
     app.config.update(config or {})
-    app.extensions["firewatch.classifier"] = classifier
-    app.extensions["firewatch.admission"] = Admission.from_env()
     bucket = app.config["RESULTS_BUCKET"]
-    app.extensions["firewatch.results"] = ResultsReader(bucket) if bucket else None
+    state.install(app, classifier, Admission.from_env(), ResultsReader(bucket) if bucket else None)
+    app.jinja_env.globals["FIRE"] = FIRE  # the positive label, for the templates' badges
 
     app.register_blueprint(pages)
     app.register_blueprint(api)
@@ -70,10 +71,11 @@ def _security_headers(response: Response) -> Response:
 
 
 def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(InvalidImage)  # the core's own error, as the core raised it
     @app.errorhandler(errors.ApiError)
-    def api_error(error: errors.ApiError):
-        response = errors.json_error(error.code, error.message, error.status)
-        if error.code == errors.BUSY:
+    def api_error(error: InvalidImage | errors.ApiError):
+        response = errors.json_error(error.code, error.message)  # the status is the contract's for the code
+        if error.code == BUSY:
             response.headers["Retry-After"] = "5"
         return response
 
@@ -85,26 +87,26 @@ def _register_error_handlers(app: Flask) -> None:
         if length is not None and length <= app.config["MAX_CONTENT_LENGTH"]:
             parts, field = app.config["MAX_FORM_PARTS"], app.config["MAX_FORM_MEMORY_SIZE"]
             return errors.error_response(
-                errors.TOO_MANY_PARTS,
+                TOO_MANY_PARTS,
                 f"The form has more than {parts} parts or a text field over {field:,} bytes; "
                 "send one photo per request in the file field 'image'.",
             )
         limit = app.config["MAX_CONTENT_LENGTH"] - FORM_OVERHEAD_BYTES
-        return errors.error_response(errors.TOO_LARGE, f"The upload is larger than the limit of {limit:,} bytes.")
+        return errors.error_response(TOO_LARGE, f"The upload is larger than the limit of {limit:,} bytes.")
 
     @app.errorhandler(ClientDisconnected)
     def body_not_received(error: ClientDisconnected):
         # Werkzeug reports a failed body read as a disconnect; the worker's read deadline is one cause (408).
         if isinstance(error.__context__, TimeoutError):
             message = "The upload arrived too slowly; check the connection and try again."
-            response = app.make_response(errors.error_response(errors.REQUEST_TIMEOUT, message))
+            response = app.make_response(errors.error_response(REQUEST_TIMEOUT, message))
             response.headers["Connection"] = "close"  # gunicorn closes it: the rest of the body never came
             return response
-        return errors.error_response(errors.BAD_REQUEST, "The upload ended before all of it arrived.")
+        return errors.error_response(BAD_REQUEST, "The upload ended before all of it arrived.")
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        code = {404: errors.NOT_FOUND, 405: errors.METHOD_NOT_ALLOWED}.get(error.code or 400, errors.BAD_REQUEST)
+        code = {404: NOT_FOUND, 405: METHOD_NOT_ALLOWED}.get(error.code or 400, BAD_REQUEST)
         message = {
             404: "There is nothing at this address.",
             405: f"The {request.method} method is not allowed for this address.",
@@ -121,4 +123,4 @@ def _register_error_handlers(app: Flask) -> None:
     def unexpected(error: Exception):
         # The traceback goes to the server log, never to the client.
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return errors.error_response(errors.INTERNAL_ERROR, "Something went wrong on our side; please try again.", 500)
+        return errors.error_response(INTERNAL_ERROR, "Something went wrong on our side; please try again.", 500)

@@ -1,4 +1,5 @@
-"""Gunicorn settings for the Firewatch web app (read by ``python -m web_app`` and by ``gunicorn -c``).
+"""Gunicorn settings for the Firewatch web app, read by ``python -m web_app`` (which sets the address to listen on:
+``--host``, ``--port``) and by ``gunicorn -c web_app/gunicorn.conf.py --bind HOST:PORT``.
 
 Environment overrides: WEB_CONCURRENCY (workers), FIREWATCH_WEB_THREADS (threads per worker),
 FIREWATCH_READ_GRACE_SECONDS and FIREWATCH_READ_MIN_RATE (how slowly a request may arrive, web_app/worker.py),
@@ -18,7 +19,6 @@ import flask  # noqa: F401,E402
 from ai_edge_litert import interpreter as _litert  # noqa: F401,E402
 
 wsgi_app = "web_app.wsgi:app"
-bind = os.environ.get("FIREWATCH_BIND", "127.0.0.1:8080")
 
 # Inference is CPU-bound: one worker process per core. Each worker is gunicorn's threaded worker (gthread), with
 # reads that time out (web_app/worker.py). Its threads wait on the network, which costs no CPU: enough of them

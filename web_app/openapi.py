@@ -1,10 +1,18 @@
-"""The OpenAPI 3.0 document of the JSON API, built from the loaded model's card."""
+"""The OpenAPI 3.0 document of the JSON API, built from the loaded model's card and the shared contract.
+
+Error codes, their statuses and the fields of a stored result come from ``inference.contract``, the same tables the
+app answers and validates with, so the document cannot name a code or field the app does not use. Not generated
+with pydantic: it is not in the image (requirements/serving.txt), would add about 10 MB installed for this one
+document, and the types it would read are these flat tables already.
+"""
 
 from __future__ import annotations
 
 from inference import Classifier
+from inference.contract import (
+    BAD_REQUEST, BUSY, HTTP_STATUS_BY_CODE, RESULT_FIELD_TYPES, RESULT_PREFIX, RESULTS_DISABLED, RESULTS_UNAVAILABLE,
+)  # fmt: skip
 
-from .errors import BUSY, RESULTS_DISABLED, RESULTS_UNAVAILABLE, STATUS_BY_CODE
 from .results import DEFAULT_LIMIT, MAX_LIMIT
 
 IMAGE_TYPES = "image/jpeg, image/png, image/webp, image/gif, image/bmp, application/octet-stream"
@@ -18,7 +26,17 @@ def _error_response(description: str, codes: list[str]) -> dict:
 
 
 def _codes_for(status: int) -> list[str]:
-    return [code for code, code_status in STATUS_BY_CODE.items() if code_status == status]
+    return [code for code, code_status in HTTP_STATUS_BY_CODE.items() if code_status == status]
+
+
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def _stored_result_fields() -> dict:
+    """The contract fields a stored result passes on, typed as the reader checks them."""
+    fields = {name: {"type": _JSON_TYPES[kind]} for name, kind in RESULT_FIELD_TYPES.items()}
+    fields["classified_at"]["format"] = "date-time"
+    return fields
 
 
 def openapi_document(classifier: Classifier) -> dict:
@@ -74,7 +92,7 @@ def openapi_document(classifier: Classifier) -> dict:
                     "operationId": "results",
                     "summary": "The latest results the serverless path wrote to the bucket",
                     "description": (
-                        "Read from `s3://BUCKET/results/`, newest first (by the time S3 stored each result). "
+                        f"Read from `s3://BUCKET/{RESULT_PREFIX}`, newest first (by the time S3 stored each result). "
                         "Objects that are not results are skipped. Answers may be a few seconds old: a listing is reused "
                         "for 2 seconds, or one second per 1,000 results in the bucket when that is longer."
                     ),
@@ -92,7 +110,7 @@ def openapi_document(classifier: Classifier) -> dict:
                             "description": "The newest results, newest first.",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PipelineResults"}}},
                         },
-                        "400": _error_response("`limit` is not a whole number in range.", ["bad_request"]),
+                        "400": _error_response("`limit` is not a whole number in range.", [BAD_REQUEST]),
                         "404": _error_response("This server has no results bucket configured.", [RESULTS_DISABLED]),
                         "503": _error_response("The results bucket cannot be read right now.", [RESULTS_UNAVAILABLE]),
                     },
@@ -156,7 +174,7 @@ def openapi_document(classifier: Classifier) -> dict:
                             "type": "object",
                             "required": ["code", "message"],
                             "properties": {
-                                "code": {"type": "string", "enum": list(STATUS_BY_CODE)},
+                                "code": {"type": "string", "enum": list(HTTP_STATUS_BY_CODE)},
                                 "message": {"type": "string"},
                             },
                             "additionalProperties": False,
@@ -179,28 +197,22 @@ def openapi_document(classifier: Classifier) -> dict:
                 },
                 "PipelineResult": {
                     "description": (
-                        "One result object of the serverless path (ARCHITECTURE.md, 'Serverless result'): a verdict "
+                        "One result object the serverless path wrote for an upload `s3://BUCKET/uploads/<key>`: a verdict "
                         "(`label`, `fire_probability`) or an `error`, plus where it came from and when."
                     ),
                     "type": "object",
                     "required": ["result_key", "name", "classified_at", "last_modified"],
                     "properties": {
-                        "result_key": {"type": "string", "description": "The S3 key of the result: results/<key>.json"},
+                        "result_key": {"type": "string", "description": f"The S3 key of the result: {RESULT_PREFIX}<key>.json"},
                         "name": {"type": "string", "description": "The uploaded file's name (last part of its key)."},
-                        "source": {"type": "string"},
+                        **_stored_result_fields(),
                         "label": {"type": "string"},
                         "fire_probability": {"type": "number", "minimum": 0, "maximum": 1},
-                        "model_version": {"type": "string"},
                         "error": {
                             "type": "object",
                             "required": ["code", "message"],
                             "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
                         },
-                        "bucket": {"type": "string"},
-                        "key": {"type": "string"},
-                        "size": {"type": "integer"},
-                        "etag": {"type": "string"},
-                        "classified_at": {"type": "string", "format": "date-time"},
                         "last_modified": {"type": "string", "format": "date-time"},
                     },
                     "additionalProperties": False,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 
+from . import state
 from .errors import ApiError
-from .results import DEFAULT_LIMIT, ResultsLoading, ResultsUnavailable, get_reader, utc_time
-from .uploads import chosen_files, classify_upload, get_classifier
+from .results import DEFAULT_LIMIT, ResultsLoading, ResultsUnavailable, utc_time
+from .uploads import chosen_files, page_outcome
 
 pages = Blueprint("pages", __name__)
 pages.add_app_template_filter(utc_time)
@@ -14,7 +15,7 @@ pages.add_app_template_filter(utc_time)
 
 def _panel() -> dict | None:
     """The serverless results for the side panel: None when the feature is off."""
-    reader = get_reader()
+    reader = state.results_reader()
     if reader is None:
         return None
     panel = {"bucket": reader.bucket, "results": [], "unavailable": False, "loading": False}
@@ -28,7 +29,7 @@ def _panel() -> dict | None:
 
 
 def _page(results=None, message=None, status=200):
-    classifier = get_classifier()
+    classifier = state.classifier()
     return (
         render_template(
             "index.html",
@@ -59,10 +60,10 @@ def classify_form():
     limit = current_app.config["PAGE_MAX_FILES"]
     if len(files) > limit:
         return _page(message=f"Choose at most {limit} photos at a time; you chose {len(files)}.", status=400)
-    classifier = get_classifier()
-    return _page(results=[classify_upload(classifier, upload) for upload in files])
+    classifier = state.classifier()
+    return _page(results=[page_outcome(classifier, upload) for upload in files])
 
 
 @pages.get("/healthz")
 def healthz():
-    return jsonify({"status": "ok", "model_version": get_classifier().version})
+    return jsonify({"status": "ok", "model_version": state.classifier().version})

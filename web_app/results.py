@@ -18,11 +18,10 @@ from datetime import datetime, timezone
 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from flask import current_app
+from inference.contract import RESULT_FIELD_TYPES, RESULT_PREFIX, upload_name_for
 
 log = logging.getLogger(__name__)
 
-RESULTS_PREFIX = "results/"
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 50
 # S3 lists keys by name, never by time: the newest results are found by listing every key under results/ and
@@ -43,9 +42,6 @@ FETCH_THREADS = 8  # result objects are read in parallel: 50 sequential GETs wou
 CACHED_RECORDS = 4 * MAX_LIMIT
 CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"},
                        max_pool_connections=FETCH_THREADS)
-
-# Contract fields passed through when present with the right type (ARCHITECTURE.md, "Serverless result").
-_FIELDS = {"source": str, "bucket": str, "key": str, "size": int, "etag": str, "model_version": str, "classified_at": str}
 
 
 class ResultsUnavailable(Exception):
@@ -76,9 +72,9 @@ def clean_record(raw: object, listed: _Listed) -> dict | None:
     """The public form of one stored result, or None when the object is not a result we can show."""
     if not isinstance(raw, dict):
         return None
-    upload_key = listed.key[len(RESULTS_PREFIX) :].removesuffix(".json")
+    upload_key = upload_name_for(listed.key)
     record = {"result_key": listed.key, "name": upload_key.rsplit("/", 1)[-1] or upload_key}
-    record.update({name: raw[name] for name, kind in _FIELDS.items() if type(raw.get(name)) is kind})
+    record.update({name: raw[name] for name, kind in RESULT_FIELD_TYPES.items() if type(raw.get(name)) is kind})
     error, label, probability = raw.get("error"), raw.get("label"), raw.get("fire_probability")
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         record["error"] = {"code": str(error.get("code", "")), "message": error["message"]}
@@ -98,11 +94,6 @@ def _parse_time(text: str | None) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else None
-
-
-def get_reader() -> ResultsReader | None:
-    """The app's reader, or None when FIREWATCH_RESULTS_BUCKET is unset (the feature is off)."""
-    return current_app.extensions.get("firewatch.results")
 
 
 def utc_time(text: str) -> str:
@@ -173,10 +164,10 @@ class ResultsReader:
             newest = self._read_records(listed)
         except (BotoCoreError, ClientError) as error:
             failed = True
-            log.warning("cannot read s3://%s/%s: %s", self.bucket, RESULTS_PREFIX, error)
+            log.warning("cannot read s3://%s/%s: %s", self.bucket, RESULT_PREFIX, error)
         except Exception:  # a bug here must not leave requests waiting for a refresh that never ends
             failed = True
-            log.exception("reading s3://%s/%s failed", self.bucket, RESULTS_PREFIX)
+            log.exception("reading s3://%s/%s failed", self.bucket, RESULT_PREFIX)
         with self._lock:
             if failed:
                 self._failed_at = self._clock()
@@ -190,7 +181,7 @@ class ResultsReader:
     def _list_newest(self) -> tuple[list[_Listed], int]:
         """The MAX_LIMIT newest objects under results/ (every page, up to MAX_LISTED_KEYS), and the pages read."""
         pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=RESULTS_PREFIX,
+            Bucket=self.bucket, Prefix=RESULT_PREFIX,
             PaginationConfig={"MaxItems": MAX_LISTED_KEYS, "PageSize": PAGE_SIZE},
         )
         newest: list[tuple[tuple, _Listed]] = []  # a min-heap of the newest seen so far
@@ -207,7 +198,7 @@ class ResultsReader:
                 count += 1
         if count >= MAX_LISTED_KEYS:
             log.warning("s3://%s/%s holds over %d objects; the panel shows the newest of the first %d by name",
-                        self.bucket, RESULTS_PREFIX, MAX_LISTED_KEYS, MAX_LISTED_KEYS)
+                        self.bucket, RESULT_PREFIX, MAX_LISTED_KEYS, MAX_LISTED_KEYS)
         return [item for _, item in sorted(newest, reverse=True)], read
 
     def _read_records(self, listed: list[_Listed]) -> list[dict]:

@@ -1,35 +1,21 @@
-"""``python -m web_app``: serve the app under gunicorn with ``gunicorn.conf.py``, options on top."""
+"""``python -m web_app``: gunicorn's own command line, with ``gunicorn.conf.py`` and this command's options.
+
+The options become gunicorn options, so gunicorn applies its documented order itself (the config file, then
+``$GUNICORN_CMD_ARGS``, then the command line) and validates every setting. The address to listen on is set here
+only: ``--host`` and ``--port`` (``127.0.0.1:8080`` by default; ``0.0.0.0`` in the container).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from gunicorn.app.base import Application
+from gunicorn.app.wsgiapp import WSGIApplication
 
+PROG = "python -m web_app"
 CONFIG_FILE = Path(__file__).resolve().parent / "gunicorn.conf.py"
-
-
-class FirewatchServer(Application):
-    """Settings in order: gunicorn.conf.py, then $GUNICORN_CMD_ARGS, then this command's options."""
-
-    def __init__(self, overrides: dict) -> None:
-        self.overrides = overrides
-        super().__init__(prog="python -m web_app")
-
-    def load_config(self) -> None:
-        self.load_config_from_file(str(CONFIG_FILE))
-        from_env = self.cfg.parser().parse_args(self.cfg.get_cmd_args_from_env())
-        for key, value in vars(from_env).items():
-            if value is not None and key != "args":
-                self.cfg.set(key.lower(), value)
-        for key, value in self.overrides.items():
-            self.cfg.set(key, value)
-
-    def load(self):
-        from .wsgi import app  # in the worker: each worker loads its own model
-
-        return app
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
 
 
 def _port(text: str) -> int:
@@ -47,16 +33,24 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m web_app", description="Serve the Firewatch web app under gunicorn.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in the container)")
-    parser.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
+    parser = argparse.ArgumentParser(prog=PROG, description="Serve the Firewatch web app under gunicorn.")
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help=f"address to listen on (default {DEFAULT_HOST}; 0.0.0.0 in the container)")
+    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--workers", type=_positive, help="worker processes (default: $WEB_CONCURRENCY or the CPU count)")
     return parser
 
 
+def gunicorn_arguments(args: argparse.Namespace) -> list[str]:
+    """This command's options as gunicorn's command line (whose options win over the file and the environment)."""
+    arguments = ["--config", str(CONFIG_FILE), "--bind", f"{args.host}:{args.port}"]
+    if args.workers:
+        arguments += ["--workers", str(args.workers)]
+    return arguments
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    overrides = {"bind": [f"{args.host}:{args.port}"]}
-    if args.workers:
-        overrides["workers"] = args.workers
-    FirewatchServer(overrides).run()
+    # gunicorn reads its command line from sys.argv, as its own `gunicorn` script does.
+    sys.argv = [PROG, *gunicorn_arguments(args)]
+    WSGIApplication(f"{PROG} [--host HOST] [--port PORT] [--workers N]", prog=PROG).run()

@@ -1,4 +1,4 @@
-"""Reading uploaded photos from a multipart form, in memory, with errors the API can name."""
+"""Reading uploaded photos from a multipart form, in memory, and classifying them within decode admission."""
 
 from __future__ import annotations
 
@@ -6,25 +6,18 @@ import re
 import time
 from dataclasses import dataclass
 
-from flask import current_app
 from werkzeug.datastructures import FileStorage
 
-from inference import Classifier, InvalidImage, outcome_record
+from inference import Classifier, InvalidImage, Prediction, error_record
+from inference.contract import BAD_REQUEST, BUSY, MISSING_FILE
 
-from .admission import Admission, Busy
-from .errors import BAD_REQUEST, BUSY, MISSING_FILE, ApiError
+from . import state
+from .admission import Busy
+from .errors import ApiError
 
 FIELD = "image"
 MAX_SOURCE_CHARS = 255
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def get_classifier() -> Classifier:
-    return current_app.extensions["firewatch.classifier"]
-
-
-def get_admission() -> Admission:
-    return current_app.extensions["firewatch.admission"]
 
 
 def source_name(filename: str | None) -> str:
@@ -47,27 +40,39 @@ def chosen_files(request, field: str = FIELD) -> list[FileStorage]:
 
 
 @dataclass(frozen=True)
+class Classified:
+    """One photo's verdict and how long it took (reading, admission and decoding included)."""
+
+    source: str
+    prediction: Prediction
+    seconds: float
+
+
+def classify_upload(classifier: Classifier, upload: FileStorage) -> Classified:
+    """Raises the core's InvalidImage for a photo it cannot classify, ApiError ``busy`` when decoding waited too long."""
+    started = time.perf_counter()
+    data = upload.read()
+    try:
+        with state.admission().decode(data, classifier.card.input_size):
+            prediction = classifier.classify(data)
+    except Busy:
+        raise ApiError(BUSY, "The server is decoding other large photos; please try again in a few seconds.") from None
+    return Classified(source_name(upload.filename), prediction, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
 class Outcome:
-    """One photo's result for the page: the contract record plus how long it took."""
+    """One photo's card on the page: the contract record (a verdict or an error) and how long it took."""
 
     record: dict
     seconds: float
 
-    @property
-    def error(self) -> dict | None:
-        return self.record.get("error")
 
-
-def classify_upload(classifier: Classifier, upload: FileStorage) -> Outcome:
+def page_outcome(classifier: Classifier, upload: FileStorage) -> Outcome:
+    """For the page, where each photo of a form gets its own card: errors become that card, not the response."""
     started = time.perf_counter()
-    data = upload.read()
-    source = source_name(upload.filename)
     try:
-        with get_admission().decode(data, classifier.card.input_size):
-            outcome = classifier.classify(data)
-    except InvalidImage as error:
-        outcome = error
-    except Busy:
-        message = "The server is decoding other large photos; please try again in a few seconds."
-        return Outcome({"source": source, "error": {"code": BUSY, "message": message}}, time.perf_counter() - started)
-    return Outcome(outcome_record(source, outcome), time.perf_counter() - started)
+        classified = classify_upload(classifier, upload)
+    except (InvalidImage, ApiError) as error:
+        return Outcome(error_record(source_name(upload.filename), error), time.perf_counter() - started)
+    return Outcome(classified.prediction.to_dict(classified.source), classified.seconds)

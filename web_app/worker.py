@@ -23,6 +23,8 @@ from gunicorn.http import wsgi as gunicorn_wsgi
 from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.gthread import ThreadWorker
 
+from inference.contract import BAD_REQUEST, INTERNAL_ERROR, SERVER_ERROR_CODES
+
 from .security import SECURITY_HEADERS
 
 READ_GRACE_ENV = "FIREWATCH_READ_GRACE_SECONDS"
@@ -30,9 +32,6 @@ READ_MIN_RATE_ENV = "FIREWATCH_READ_MIN_RATE"
 DEFAULT_READ_GRACE_SECONDS = 10.0
 DEFAULT_READ_MIN_RATE = 16 * 1024  # bytes/s: 20 MB in about 21 minutes; a byte every 2 s is cut after the grace
 
-# What gunicorn answers before the app runs, as codes of the API's error form.
-_SERVER_ERROR_CODES = {400: "bad_request", 403: "forbidden", 414: "uri_too_long", 417: "expectation_failed",
-                       431: "headers_too_large", 500: "internal_error", 501: "not_implemented"}
 _SERVER_ERROR_MESSAGES = {
     414: "The address is too long.",
     431: "The request has too many or too large headers.",
@@ -160,7 +159,7 @@ class FirewatchWorker(ThreadWorker):
 
 def write_error(sock, status_int: int, reason: str, mesg: str) -> None:
     """gunicorn's error response in the API's form, with the security headers and no banner."""
-    code = _SERVER_ERROR_CODES.get(status_int, "bad_request" if status_int < 500 else "internal_error")
+    code = SERVER_ERROR_CODES.get(status_int, BAD_REQUEST if status_int < 500 else INTERNAL_ERROR)
     message = _SERVER_ERROR_MESSAGES.get(status_int, "The request could not be understood.")
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
     headers = {

@@ -1,7 +1,8 @@
-"""The WSGI entry gunicorn imports in each worker: ``gunicorn -c web_app/gunicorn.conf.py``."""
+"""The WSGI entry gunicorn imports in each worker (``wsgi_app`` in gunicorn.conf.py)."""
 
+from . import state
 from .app import create_app
 
 app = create_app()
-if (reader := app.extensions["firewatch.results"]) is not None:
+if (reader := state.results_reader(app)) is not None:
     reader.prefetch()  # so that the first page already has the panel's results

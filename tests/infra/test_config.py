@@ -81,3 +81,13 @@ def test_graviton_instance_types_are_arm(instance_type):
 @pytest.mark.parametrize("instance_type", ["t3.small", "m5.large", "c6i.xlarge", "m7a.large"])
 def test_x86_instance_types_are_x86(instance_type):
     assert config(instanceType=instance_type).instance_type == instance_type
+
+
+def test_the_stacks_copies_of_the_shared_names_equal_the_contract():
+    # The stacks import no runtime code, so they keep copies of the contract's names; these must not drift.
+    from inference import contract
+    from stacks import config as stacks_config
+
+    copies = (stacks_config.UPLOADS_PREFIX, stacks_config.RESULTS_PREFIX, stacks_config.SERVICE_NAME,
+              stacks_config.METRICS_NAMESPACE)  # fmt: skip
+    assert copies == (contract.UPLOAD_PREFIX, contract.RESULT_PREFIX, contract.SERVICE_NAME, contract.METRICS_NAMESPACE)

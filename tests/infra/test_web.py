@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+from tests.conftest import ROOT
 from tests.infra.conftest import only, resources
 
 SSM_AL2023 = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-{}"
@@ -165,6 +166,9 @@ def test_user_data_runs_the_web_server_from_the_image_with_a_restart_policy(synt
     run = next(line for line in script.splitlines() if line.startswith("docker run"))
     assert "--restart=always" in run and "--publish 8080:8080" in run
     assert '--entrypoint python "$IMAGE" -m web_app --host 0.0.0.0 --port 8080' in run
+    # The same launch path the Dockerfile states for the web target.
+    dockerfile = (ROOT / "lambda_image" / "Dockerfile").read_text()
+    assert "--entrypoint python firewatch -m web_app --host 0.0.0.0 --port 8080" in dockerfile
     assert '--env FIREWATCH_RESULTS_BUCKET={"Ref": "UploadBucketName"}' in run
     assert "--log-driver=awslogs" in run
     assert "curl -fsS http://127.0.0.1:8080/healthz && exit 0" in script

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lambda_image.events import (
-    IGNORED, MALFORMED, MAX_KEY_BYTES, REFUSED, Skipped, Upload, compare_sequencers, parse_event, result_key_for,
-)  # fmt: skip
+from lambda_image.events import IGNORED, MALFORMED, REFUSED, Skipped, Upload, compare_sequencers, parse_event
 
 from .conftest import s3_event, s3_record
 
@@ -129,29 +127,6 @@ def test_records_from_other_buckets_are_refused_when_a_bucket_is_configured():
 def test_records_not_for_this_function_are_ignored_not_rejected():
     item = _only(s3_event(s3_record("b", "results/a.jpg.json", 1, "e")))
     assert item.kind == IGNORED
-
-
-@pytest.mark.parametrize("name", ["a.jpg", "x" * (MAX_KEY_BYTES - len("uploads/")), "x" + "é" * 507, "🔥" * 253 + "ab"])
-def test_result_keys_fit_in_s3s_limit(name):
-    key = "uploads/" + name
-    assert len(key.encode()) <= MAX_KEY_BYTES  # every key S3 can hold
-    result_key = result_key_for(key)
-    assert len(result_key.encode()) <= MAX_KEY_BYTES
-    assert result_key.startswith("results/") and result_key.endswith(".json")
-
-
-def test_result_keys_of_normal_keys_keep_the_contract():
-    longest_plain = "uploads/" + "x" * (MAX_KEY_BYTES - len("results/") - len(".json"))
-    assert result_key_for(longest_plain) == "results/" + longest_plain[len("uploads/") :] + ".json"
-    assert len(result_key_for(longest_plain).encode()) == MAX_KEY_BYTES
-
-
-def test_long_keys_that_share_a_beginning_get_distinct_result_keys():
-    common = "uploads/" + "cam/" * 260
-    first, second = result_key_for(common + "1.jpg"), result_key_for(common + "2.jpg")
-    assert first != second
-    assert first.startswith("results/cam/cam/") and "~" in first
-    assert first[: -len("~" + "0" * 64 + ".json")] == second[: -len("~" + "0" * 64 + ".json")]
 
 
 @pytest.mark.parametrize(

@@ -186,10 +186,16 @@ def test_unexpected_errors_are_500_without_details(fire_photo, caplog):
     assert "secret" not in page.get_data(as_text=True)
 
 
-def test_every_core_error_code_has_its_own_http_status():
-    """A code the core adds must not fall through to a generic 400."""
-    from inference import ERROR_CODES
-    from web_app.errors import STATUS_BY_CODE
+@pytest.mark.parametrize("code", ["too_many_pixels", "unsupported_format", "too_large"])
+def test_the_cores_error_reaches_the_one_error_handler_with_its_contract_status(classifier, code):
+    from inference import InvalidImage
+    from inference.contract import http_status
 
-    image_codes = set(ERROR_CODES) - {"not_found", "unreadable_file"}  # CLI only: files on disk
-    assert {code: STATUS_BY_CODE.get(code) for code in image_codes if STATUS_BY_CODE.get(code) not in (413, 415, 422)} == {}
+    app = create_app(classifier)
+
+    @app.get("/api/v1/raises")
+    def raises():
+        raise InvalidImage(code, "as the core said it")  # no translation on the way: the handler maps the code
+
+    error = assert_error(app.test_client().get("/api/v1/raises"), http_status(code), code)
+    assert error["message"] == "as the core said it"

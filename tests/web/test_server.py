@@ -96,6 +96,20 @@ def test_cli_defaults_to_localhost_8080():
     assert (args.host, args.port, args.workers) == ("127.0.0.1", 8080, None)
 
 
+def test_settings_apply_in_gunicorns_own_order(monkeypatch):
+    """The config file, then $GUNICORN_CMD_ARGS, then this command's options: gunicorn's order, applied by gunicorn."""
+    from gunicorn.app.wsgiapp import WSGIApplication
+
+    from web_app.server import PROG, build_parser, gunicorn_arguments
+
+    monkeypatch.setenv("GUNICORN_CMD_ARGS", "--threads 3 --bind 10.0.0.1:1 --workers 5")
+    monkeypatch.setattr(sys, "argv", [PROG, *gunicorn_arguments(build_parser().parse_args(["--port", "9999", "--workers", "2"]))])
+    cfg = WSGIApplication("usage", prog=PROG).cfg
+    assert cfg.keepalive == 65  # the file
+    assert cfg.threads == 3  # the environment over the file's 32
+    assert (cfg.bind, cfg.workers) == (["127.0.0.1:9999"], 2)  # the command over the environment
+
+
 def test_bad_port_is_a_usage_error():
     command = [sys.executable, "-m", "web_app", "--port", "70000"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -10,6 +10,7 @@
   const clearButton = document.getElementById("clear-results");
   const template = document.getElementById("result-template");
   const apiUrl = form.dataset.api;
+  const fireLabel = document.body.dataset.fireLabel;  // the model's positive label, from the shared contract
   const maxBytes = Number(form.dataset.maxBytes);
   const maxFiles = Number(form.dataset.maxFiles);
   const PARALLEL_UPLOADS = 3;
@@ -40,7 +41,7 @@
   }
 
   function showVerdict(card, body, elapsedMs, serverMs) {
-    const isFire = body.label === "fire";
+    const isFire = body.label === fireLabel;
     card.dataset.state = isFire ? "fire" : "nofire";
     card.querySelector(".badge").textContent = isFire ? "Fire" : "No fire";
     const percent = (body.fire_probability * 100).toFixed(1);

@@ -6,6 +6,7 @@
   const panel = document.getElementById("pipeline");
   if (!panel) return;
   const list = document.getElementById("pipeline-results");
+  const fireLabel = document.body.dataset.fireLabel;  // the model's positive label, from the shared contract
   const status = document.getElementById("pipeline-status");
   const template = document.getElementById("feed-item-template");
   const apiUrl = panel.dataset.api;
@@ -49,8 +50,9 @@
       text.textContent = record.error.message;
       text.hidden = false;
     } else {
-      node.dataset.state = record.label === "fire" ? "fire" : "nofire";
-      node.querySelector(".badge").textContent = record.label === "fire" ? "Fire" : "No fire";
+      const isFire = record.label === fireLabel;
+      node.dataset.state = isFire ? "fire" : "nofire";
+      node.querySelector(".badge").textContent = isFire ? "Fire" : "No fire";
       node.querySelector(".probability").textContent = (record.fire_probability * 100).toFixed(1) + "% fire probability";
     }
     node.querySelector("time").dateTime = record.classified_at;
