@@ -1,6 +1,7 @@
 """The baseline the original design served with: the same model loaded and run by TensorFlow/Keras.
 
-Decoding still goes through the inference core, so only the runtime differs.
+Only the runtime differs: :class:`KerasPredictor` is injected into the inference core's ``Classifier``, so
+decoding, limits and the verdict rule are the core's own.
 ``python -m benchmarks.keras_baseline PATH`` behaves like the CLI for one file (for cold-start timing).
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 KERAS_MODEL = ROOT / "models" / "fire_classifier.keras"
 
 
-class KerasClassifier:
+class KerasPredictor:
+    """The ``.keras`` model as the core's ``Predictor``: ``model.predict`` per call, as the original application did."""
+
     def __init__(self, path: Path = KERAS_MODEL, threads: int | None = 1) -> None:
         import tensorflow as tf
 
@@ -27,31 +31,34 @@ class KerasClassifier:
         import keras
 
         import training.backbones  # noqa: F401  registers the mirror layer the model file uses
-        from inference import ModelCard
 
-        self.model = keras.models.load_model(path)
-        self.card = ModelCard.load(path.with_suffix(".json"))
-
-    def preprocess(self, data: bytes) -> np.ndarray:
-        from inference import decode_image
-
-        return decode_image(data, self.card.input_size)
+        self.path = path
+        self.model = keras.models.load_model(path, compile=False)
+        self._lock = threading.Lock()  # one predict at a time per process, as with the LiteRT interpreter
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """``model.predict``, as the original application called it per request."""
-        return self.model.predict(images.astype(np.float32), verbose=0).reshape(-1)
+        with self._lock:
+            return np.asarray(self.model.predict(images.astype(np.float32), verbose=0), dtype=np.float64).reshape(-1)
 
     def predict_on_batch(self, images: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict_on_batch(images.astype(np.float32))).reshape(-1)
+        with self._lock:
+            return np.asarray(self.model.predict_on_batch(images.astype(np.float32)), dtype=np.float64).reshape(-1)
+
+
+def keras_classifier(predictor: KerasPredictor | None = None, limits=None):
+    """The core's ``Classifier`` with Keras running the model (its card is the same ``.json`` file)."""
+    from inference import Classifier, ModelCard
+
+    predictor = predictor or KerasPredictor()
+    return Classifier(ModelCard.load(predictor.path.with_suffix(".json")), predictor, limits=limits)
 
 
 def main(argv: list[str]) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    classifier = KerasClassifier()
+    classifier = keras_classifier()
     for path in argv:
-        probability = float(classifier.predict(classifier.preprocess(Path(path).read_bytes())[np.newaxis])[0])
-        label = "fire" if probability >= classifier.card.threshold else "nofire"
-        print(json.dumps({"source": path, "label": label, "fire_probability": round(probability, 4)}), flush=True)
+        prediction = classifier.classify(Path(path).read_bytes())
+        print(json.dumps(prediction.to_dict(path)), flush=True)
     return 0
 
 

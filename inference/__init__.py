@@ -4,23 +4,27 @@ Depends on numpy, Pillow and LiteRT only: no AWS SDK, no web framework, no Tenso
 """
 
 from .classifier import Classifier, Prediction, error_record, outcome_record, validate_threshold
-from .decoding import decode_image, sniff_format
+from .decoding import IMAGE_SUFFIXES, decode_image, sniff_format
 from .errors import ERROR_CODES, InvalidImage
-from .model import ModelCard, ModelNotFound
-from .settings import Limits, Settings
+from .model import LiteRTModel, ModelCard, ModelNotFound, Predictor
+from .settings import Limits, Settings, positive_int
 
 __all__ = [
     "Classifier",
     "ERROR_CODES",
+    "IMAGE_SUFFIXES",
     "InvalidImage",
     "Limits",
+    "LiteRTModel",
     "ModelCard",
     "ModelNotFound",
     "Prediction",
+    "Predictor",
     "Settings",
     "decode_image",
     "error_record",
     "outcome_record",
+    "positive_int",
     "sniff_format",
     "validate_threshold",
 ]

@@ -11,7 +11,7 @@ import numpy as np
 
 from .decoding import decode_image
 from .errors import InvalidImage
-from .model import NEGATIVE_LABEL, POSITIVE_LABEL, LiteRTModel, ModelCard, card_path_for
+from .model import NEGATIVE_LABEL, POSITIVE_LABEL, LiteRTModel, ModelCard, Predictor, card_path_for
 from .settings import Limits, Settings
 
 PROBABILITY_DECIMALS = 4
@@ -48,22 +48,42 @@ def validate_threshold(value: float) -> float:
 
 
 class Classifier:
-    """The one inference core both targets wrap. Load once per process; reuse for every request."""
+    """The one inference core both targets wrap. Load once per process; reuse for every request.
+
+    Pure: the card, the predictor that runs the model, the limits and the threshold are given;
+    :meth:`load` is the one place that reads the settings (environment) and opens the model files.
+    """
 
     def __init__(
         self,
+        card: ModelCard,
+        predictor: Predictor,
+        *,
+        limits: Limits | None = None,
+        threshold: float | None = None,
+    ) -> None:
+        self.card = card
+        self.limits = limits or Limits()
+        self.threshold = validate_threshold(card.threshold if threshold is None else threshold)
+        self.predictor = predictor
+
+    @classmethod
+    def load(
+        cls,
         model_path: Path | str | None = None,
         *,
         threads: int | None = None,
         limits: Limits | None = None,
         threshold: float | None = None,
-    ) -> None:
-        defaults = Settings.from_env()
-        self.model_path = Path(model_path) if model_path else defaults.model_path
-        self.limits = limits or defaults.limits
-        self.card = ModelCard.load(card_path_for(self.model_path))
-        self.threshold = validate_threshold(self.card.threshold if threshold is None else threshold)
-        self._model = LiteRTModel(self.model_path, threads=threads or defaults.threads)
+        settings: Settings | None = None,
+    ) -> "Classifier":
+        """The ``.tflite`` model and its card on LiteRT; what is not given comes from ``settings``
+        (default: :meth:`Settings.from_env`, i.e. ``FIREWATCH_*`` variables, then the defaults)."""
+        settings = settings or Settings.from_env()
+        path = Path(model_path) if model_path else settings.model_path
+        card = ModelCard.load(card_path_for(path))
+        predictor = LiteRTModel(path, threads=threads or settings.threads)
+        return cls(card, predictor, limits=limits or settings.limits, threshold=threshold)
 
     @property
     def version(self) -> str:
@@ -77,7 +97,7 @@ class Classifier:
         """Already preprocessed images, (n, height, width, 3) uint8 -> one Prediction each."""
         if len(images) == 0:
             return []
-        return [self._verdict(p) for p in self._model.predict(images)]
+        return [self.verdict(p) for p in self.predictor.predict(images)]
 
     def classify(self, data: bytes) -> Prediction:
         """Classify one image; raises :class:`InvalidImage` for input that is not a readable image."""
@@ -99,7 +119,8 @@ class Classifier:
                 outcomes[slot] = prediction
         return outcomes  # type: ignore[return-value]
 
-    def _verdict(self, probability: float) -> Prediction:
+    def verdict(self, probability: float) -> Prediction:
+        """The rule from a model's probability to a verdict, whatever runtime produced it."""
         # Decide on the probability as reported, so a reader can always check label against threshold.
         probability = round(float(min(max(probability, 0.0), 1.0)), PROBABILITY_DECIMALS)
         label = POSITIVE_LABEL if probability >= self.threshold else NEGATIVE_LABEL

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Iterator
 
 from .classifier import Classifier, outcome_record, validate_threshold
+from .decoding import IMAGE_SUFFIXES
 from .errors import NOT_FOUND, UNREADABLE_FILE, InvalidImage
 from .model import ModelNotFound
-from .settings import Limits
+from .settings import Limits, positive_int
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib"}
 EXIT_OK, EXIT_INPUT_ERROR, EXIT_USAGE = 0, 1, 2
 # Images decoded per model call: amortises the call without delaying the first line much.
 BATCH_SIZE = 16
@@ -28,16 +28,6 @@ def _threshold(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m inference",
@@ -47,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders to walk recursively for images")
     parser.add_argument("--threshold", type=_threshold, help="decision threshold on the fire probability (default: the model card's)")
     parser.add_argument("--model", type=Path, help="path to a .tflite model with its .json card beside it (default: models/fire_classifier.tflite or $FIREWATCH_MODEL_PATH)")
-    parser.add_argument("--threads", type=_positive, help="LiteRT threads (default: $FIREWATCH_THREADS or 1)")
+    parser.add_argument("--threads", type=positive_int, help="LiteRT threads (default: $FIREWATCH_THREADS or 1)")
     return parser
 
 
@@ -147,7 +137,7 @@ def classify_paths(classifier: Classifier, paths: list[str]) -> Iterator[dict]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        classifier = Classifier(args.model, threads=args.threads, threshold=args.threshold, limits=Limits.from_env())
+        classifier = Classifier.load(args.model, threads=args.threads, threshold=args.threshold)
     except (ModelNotFound, ValueError, KeyError) as exc:
         print(f"error: cannot load the model: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -24,6 +24,8 @@ from .settings import Limits
 # The JPEG opener also returns camera JPEGs with a multi-picture extension, as format "MPO".
 DECODERS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 SUPPORTED_FORMATS_TEXT = "JPEG, PNG, WebP, GIF or BMP"
+# File name endings of those formats: what the CLI picks up when it walks a folder, and training too.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib"})
 
 # Magic numbers of the formats above: a file that starts like one of them but that
 # Pillow cannot open is a damaged image, not an unsupported one.

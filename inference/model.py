@@ -1,4 +1,4 @@
-"""The model card and the LiteRT runtime that executes the ``.tflite`` model."""
+"""The model card, the predictor interface, and the LiteRT runtime that executes the ``.tflite`` model."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -53,6 +54,14 @@ class ModelCard:
 
 def card_path_for(model_path: Path) -> Path:
     return model_path.with_suffix(".json")
+
+
+class Predictor(Protocol):
+    """What the classifier needs of a model runtime (LiteRT in the product, Keras in the benchmarks' baseline)."""
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """``images``: (n, height, width, 3) uint8 RGB. Returns n probabilities of fire."""
+        ...
 
 
 class LiteRTModel:

@@ -40,7 +40,7 @@ class UploadsFailed(RuntimeError):
 @functools.cache
 def classifier() -> Classifier:
     """The model, loaded once per execution environment (on first use) and reused by every invocation."""
-    clf = Classifier()
+    clf = Classifier.load()
     logger.info("Model loaded", extra={"model_version": clf.version, "threshold": clf.threshold})
     return clf
 

@@ -59,7 +59,7 @@ def nofire_photos(datasets) -> list[Path]:
 def classifier():
     from inference import Classifier
 
-    return Classifier(MODEL_PATH)
+    return Classifier.load(MODEL_PATH)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference import Classifier
+from inference import Classifier, Settings
 
 from . import data as data_mod
 from . import evaluate
@@ -42,13 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", choices=("all", "train", "val", "holdout"), default="all",
                    help="only the files the model's manifest puts in this split (default: all)")
     args = p.parse_args(argv)
-    classifier = Classifier(args.model, threshold=args.threshold, threads=2)
+    model_path = args.model or Settings.from_env().model_path
+    classifier = Classifier.load(model_path, threshold=args.threshold, threads=2)
     try:
         samples = data_mod.discover(args.data or [DEFAULT_DATA / name for name in DEFAULT_SOURCES])
     except data_mod.DataError as exc:
         raise SystemExit(f"error: {exc}") from None
     if args.split != "all":
-        manifest = classifier.model_path.with_suffix(".files.sha256")
+        manifest = model_path.with_suffix(".files.sha256")
         wanted = {line.split()[0] for line in manifest.read_text().splitlines() if line.split()[1] == args.split}
         samples = [s for s in samples if s.sha256 in wanted]
     labels, probs, kept = score(classifier, samples)

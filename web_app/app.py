@@ -42,7 +42,7 @@ def create_app(classifier: Classifier | None = None, config: Mapping[str, Any] |
     app = Flask(__name__)
     app.request_class = InMemoryRequest
     app.json.sort_keys = False  # keep the contract's key order: source, label, ...
-    classifier = classifier or Classifier()
+    classifier = classifier or Classifier.load()
     app.config.update(
         MAX_CONTENT_LENGTH=classifier.limits.max_bytes + FORM_OVERHEAD_BYTES,
         MAX_FORM_PARTS=64,

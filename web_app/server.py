@@ -13,6 +13,8 @@ from pathlib import Path
 
 from gunicorn.app.wsgiapp import WSGIApplication
 
+from inference import positive_int
+
 PROG = "python -m web_app"
 CONFIG_FILE = Path(__file__).resolve().parent / "gunicorn.conf.py"
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
@@ -25,19 +27,12 @@ def _port(text: str) -> int:
     return value
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Serve the Firewatch web app under gunicorn.")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to listen on (default {DEFAULT_HOST}; 0.0.0.0 in the container)")
     parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    parser.add_argument("--workers", type=_positive, help="worker processes (default: $WEB_CONCURRENCY or the CPU count)")
+    parser.add_argument("--workers", type=positive_int, help="worker processes (default: $WEB_CONCURRENCY or the CPU count)")
     return parser
 
 

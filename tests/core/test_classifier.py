@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from inference import Classifier, InvalidImage, Limits, outcome_record
+from inference import Classifier, InvalidImage, Limits, ModelCard, Settings, outcome_record
 from tests.conftest import MODEL_PATH
 
 
@@ -23,17 +23,17 @@ def test_classify_returns_an_immutable_verdict(classifier, fire_photo):
 
 def test_label_follows_the_threshold(fire_photo):
     data = fire_photo.read_bytes()
-    probability = Classifier(MODEL_PATH).classify(data).fire_probability
-    assert Classifier(MODEL_PATH, threshold=0.0).classify(data).label == "fire"
-    assert Classifier(MODEL_PATH, threshold=1.0).classify(data).label == ("fire" if probability >= 1.0 else "nofire")
-    at_own_probability = Classifier(MODEL_PATH, threshold=probability).classify(data)
+    probability = Classifier.load(MODEL_PATH).classify(data).fire_probability
+    assert Classifier.load(MODEL_PATH, threshold=0.0).classify(data).label == "fire"
+    assert Classifier.load(MODEL_PATH, threshold=1.0).classify(data).label == ("fire" if probability >= 1.0 else "nofire")
+    at_own_probability = Classifier.load(MODEL_PATH, threshold=probability).classify(data)
     assert at_own_probability.label == "fire", "at or above the threshold is fire"
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
 def test_threshold_must_be_a_probability(bad):
     with pytest.raises(ValueError, match="between 0 and 1"):
-        Classifier(MODEL_PATH, threshold=bad)
+        Classifier.load(MODEL_PATH, threshold=bad)
 
 
 def test_batch_equals_one_by_one(classifier, fire_photos, nofire_photos):
@@ -54,7 +54,7 @@ def test_batch_returns_errors_in_place(classifier, fire_photo):
 
 
 def test_limits_are_settings(fire_photo):
-    small = Classifier(MODEL_PATH, limits=Limits(max_bytes=1000))
+    small = Classifier.load(MODEL_PATH, limits=Limits(max_bytes=1000))
     with pytest.raises(InvalidImage) as error:
         small.classify(fire_photo.read_bytes())
     assert error.value.code == "too_large"
@@ -62,13 +62,13 @@ def test_limits_are_settings(fire_photo):
 
 def test_limits_and_model_path_come_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("FIREWATCH_MAX_PIXELS", "100")
-    assert Classifier(MODEL_PATH).limits.max_pixels == 100
+    assert Classifier.load(MODEL_PATH).limits.max_pixels == 100
     monkeypatch.setenv("FIREWATCH_MODEL_PATH", str(tmp_path / "missing.tflite"))
     with pytest.raises(FileNotFoundError, match="missing"):
-        Classifier()
+        Classifier.load()
     monkeypatch.setenv("FIREWATCH_MAX_BYTES", "lots")
     with pytest.raises(ValueError, match="FIREWATCH_MAX_BYTES"):
-        Classifier(MODEL_PATH)
+        Classifier.load(MODEL_PATH)
 
 
 def test_outcome_records_follow_the_contract(classifier, fire_photo):
@@ -80,6 +80,41 @@ def test_outcome_records_follow_the_contract(classifier, fire_photo):
 
 def test_thread_count_does_not_change_results(fire_photo):
     data = fire_photo.read_bytes()
-    one = Classifier(MODEL_PATH, threads=1).classify(data)
-    two = Classifier(MODEL_PATH, threads=2).classify(data)
+    one = Classifier.load(MODEL_PATH, threads=1).classify(data)
+    two = Classifier.load(MODEL_PATH, threads=2).classify(data)
     assert one.fire_probability == pytest.approx(two.fire_probability, abs=1e-4)
+
+
+class FixedPredictor:
+    """A predictor that answers given probabilities and records the batches it was handed."""
+
+    def __init__(self, *probabilities: float) -> None:
+        self.probabilities = probabilities
+        self.batches: list[np.ndarray] = []
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        self.batches.append(images)
+        return np.asarray(self.probabilities[: len(images)])
+
+
+def test_an_injected_predictor_gets_the_decoded_batch_and_the_core_s_verdict_rule(fire_photo):
+    card = ModelCard.load(MODEL_PATH.with_suffix(".json"))
+    predictor = FixedPredictor(1.7, 0.123456, -0.2)
+    classifier = Classifier(card, predictor, threshold=0.1235)
+    outcomes = classifier.classify_many([fire_photo.read_bytes(), fire_photo.read_bytes(), b"nope", fire_photo.read_bytes()])
+    (batch,) = predictor.batches
+    assert batch.shape == (3, card.input_height, card.input_width, 3) and batch.dtype == np.uint8
+    assert [(o.label, o.fire_probability) for o in outcomes if not isinstance(o, InvalidImage)] == [
+        ("fire", 1.0), ("fire", 0.1235), ("nofire", 0.0)], "clipped, rounded to 4 decimals, then compared"
+    assert classifier.verdict(0.12344).label == "nofire"
+    assert {o.model_version for o in outcomes if not isinstance(o, InvalidImage)} == {card.version}
+
+
+def test_the_constructor_reads_no_settings_only_load_does(monkeypatch, tmp_path):
+    monkeypatch.setenv("FIREWATCH_MAX_PIXELS", "100")
+    monkeypatch.setenv("FIREWATCH_MODEL_PATH", str(tmp_path / "missing.tflite"))
+    card = ModelCard.load(MODEL_PATH.with_suffix(".json"))
+    plain = Classifier(card, FixedPredictor(0.5))
+    assert plain.limits == Limits() and plain.threshold == card.threshold
+    given = Settings(model_path=MODEL_PATH, limits=Limits(max_pixels=1234))
+    assert Classifier.load(settings=given).limits.max_pixels == 1234, "explicit settings win over the environment"

@@ -98,7 +98,7 @@ def test_many_files_are_batched_but_stay_in_order(tmp_path, fire_photos, nofire_
     assert status == 0 and [line["source"] for line in lines] == [str(p) for p in paths]
     from inference import Classifier
 
-    classifier = Classifier()
+    classifier = Classifier.load()
     for path, line in zip(paths[:3], lines[:3]):
         assert line["fire_probability"] == pytest.approx(classifier.classify(path.read_bytes()).fire_probability, abs=1e-4)
 

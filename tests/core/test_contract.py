@@ -56,4 +56,4 @@ def test_every_core_error_a_request_can_cause_has_an_http_status():
 
 
 def test_the_models_labels_are_the_contracts():
-    assert tuple(Classifier(MODEL_PATH).card.labels) == LABELS
+    assert tuple(Classifier.load(MODEL_PATH).card.labels) == LABELS

@@ -81,7 +81,7 @@ def test_litert_and_keras_agree_on_real_photos(datasets, card, classifier):
     images = np.stack([classifier.preprocess(data) for data, _ in held_out(datasets, card, "")[::25]])
     assert len(images) >= 20
     keras_probs = keras.models.load_model(KERAS_PATH).predict(images.astype(np.float32), verbose=0).reshape(-1)
-    litert_probs = classifier._model.predict(images)
+    litert_probs = classifier.predictor.predict(images)
     assert np.max(np.abs(keras_probs - litert_probs)) <= 1e-4
 
 
@@ -90,7 +90,7 @@ def test_held_out_accuracy_per_source(datasets, card, source, minimum):
     """The validation split was never trained on: the shipped model must still be good on it."""
     photos = held_out(datasets, card, source)
     assert len(photos) > 50
-    classifier = Classifier(MODEL_PATH, threads=2)
+    classifier = Classifier.load(MODEL_PATH, threads=2)
     outcomes = classifier.classify_many([data for data, _ in photos])
     accuracy = np.mean([int(o.is_fire) == label for o, (_, label) in zip(outcomes, photos)])
     assert accuracy >= minimum, f"{source}: accuracy {accuracy:.3f} on {len(photos)} held-out photos"

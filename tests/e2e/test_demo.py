@@ -107,7 +107,7 @@ def test_banner_tells_how_to_use_it(demo):
 
 def test_uploaded_photos_are_classified_within_two_seconds(demo, fire_photo, nofire_photo):
     s3 = demo.s3()
-    classifier = Classifier()
+    classifier = Classifier.load()
     for photo, key in ((fire_photo, "uploads/field trip/fire one.jpg"), (nofire_photo, "uploads/forest.jpg")):
         data = photo.read_bytes()
         s3.put_object(Bucket=BUCKET, Key=key, Body=data)

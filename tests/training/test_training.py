@@ -84,7 +84,7 @@ def test_smoke_training_run_writes_a_servable_model(tmp_path, datasets):
         assert (out / "reports" / plot).stat().st_size > 1000
     manifest = (out / "fire_classifier.files.sha256").read_text().splitlines()
     assert len(manifest) == 36 and all(line.split()[1] in ("train", "val") for line in manifest)
-    prediction = Classifier(out / "fire_classifier.tflite").classify(next((root / "forest" / "fire").iterdir()).read_bytes())
+    prediction = Classifier.load(out / "fire_classifier.tflite").classify(next((root / "forest" / "fire").iterdir()).read_bytes())
     assert prediction.model_version == card["version"]
 
 

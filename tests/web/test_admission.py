@@ -94,7 +94,7 @@ def _upload_concurrently(app, photos: list[bytes]) -> list[int]:
 
 def test_eight_concurrent_large_photos_are_decoded_one_at_a_time(monkeypatch, tmp_path):
     monkeypatch.setenv("FIREWATCH_DECODE_LOCK_DIR", str(tmp_path))
-    classifier = CountingClassifier(MODEL_PATH)
+    classifier = CountingClassifier.load(MODEL_PATH)
     app = create_app(classifier)
     large = images.png_with_header_size(8000, 5000)
     assert decoded_pixels(large, TARGET) > LARGE_DECODE_PIXELS
@@ -105,7 +105,7 @@ def test_eight_concurrent_large_photos_are_decoded_one_at_a_time(monkeypatch, tm
 def test_small_photos_are_decoded_side_by_side_up_to_the_worker_bound(monkeypatch, tmp_path):
     monkeypatch.setenv("FIREWATCH_DECODE_LOCK_DIR", str(tmp_path))
     monkeypatch.setenv("FIREWATCH_DECODES_PER_WORKER", "2")
-    classifier = CountingClassifier(MODEL_PATH)
+    classifier = CountingClassifier.load(MODEL_PATH)
     app = create_app(classifier)
     small = images.encode(images.solid(size=(640, 480)), "PNG")
     assert _upload_concurrently(app, [small] * 8) == [200] * 8

@@ -108,7 +108,7 @@ def test_two_files_in_one_request_is_400(client, fire_photo, nofire_photo):
 @pytest.fixture(scope="module")
 def small_limit_app():
     """The real model with a 50 KB byte limit, so 413s need no big uploads."""
-    return create_app(Classifier(MODEL_PATH, limits=Limits(max_bytes=50_000)))
+    return create_app(Classifier.load(MODEL_PATH, limits=Limits(max_bytes=50_000)))
 
 
 def test_body_over_the_request_limit_is_413_json(small_limit_app):
@@ -174,7 +174,7 @@ class FailingClassifier(Classifier):
 
 
 def test_unexpected_errors_are_500_without_details(fire_photo, caplog):
-    app = create_app(FailingClassifier(MODEL_PATH))
+    app = create_app(FailingClassifier.load(MODEL_PATH))
     client = app.test_client()
     response = upload(client, fire_photo.read_bytes())
     assert_error(response, 500, "internal_error")

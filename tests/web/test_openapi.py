@@ -12,7 +12,7 @@ from web_app import create_app
 
 # Loaded at collection: schemathesis 4.32's lazy `from_fixture` fails under pytest 9 ("no attribute '_nodeid'").
 # The app is cheap to build (the model loads in ~10 ms).
-schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", create_app(Classifier(MODEL_PATH)))
+schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", create_app(Classifier.load(MODEL_PATH)))
 
 
 @schema.parametrize()

@@ -96,7 +96,7 @@ def test_page_errors_are_friendly_html(client):
 
 
 def test_page_upload_over_the_limit_is_a_friendly_413():
-    app = create_app(Classifier(MODEL_PATH, limits=Limits(max_bytes=10_000)))
+    app = create_app(Classifier.load(MODEL_PATH, limits=Limits(max_bytes=10_000)))
     response = app.test_client().post("/", data={"image": (io.BytesIO(b"\x00" * 200_000), "big.jpg")})
     assert response.status_code == 413 and response.mimetype == "text/html"
     assert "too large" in response.get_data(as_text=True)

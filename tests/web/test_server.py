@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import requests
 
 from tests.conftest import ROOT
@@ -94,6 +95,19 @@ def test_cli_defaults_to_localhost_8080():
 
     args = build_parser().parse_args([])
     assert (args.host, args.port, args.workers) == ("127.0.0.1", 8080, None)
+
+
+@pytest.mark.parametrize("workers", ["0", "-2", "many"])
+def test_a_worker_count_that_is_not_positive_is_refused_like_the_cli_s_threads(workers, capsys):
+    from inference import cli
+    from web_app.server import build_parser
+
+    messages = []
+    for parser, option in ((build_parser(), "--workers"), (cli.build_parser(), "--threads")):
+        with pytest.raises(SystemExit):
+            parser.parse_args([option, workers, *(["photo.jpg"] if option == "--threads" else [])])
+        messages.append(capsys.readouterr().err.splitlines()[-1].split(": ")[-1])
+    assert messages[0] == messages[1] == f"must be a positive whole number, got {workers!r}"
 
 
 def test_settings_apply_in_gunicorns_own_order(monkeypatch):
