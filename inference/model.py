@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -18,17 +18,63 @@ class ModelNotFound(FileNotFoundError):
     """The model or its card is missing: a deployment problem, not a bad request."""
 
 
-@dataclass(frozen=True)
+OUTPUT_DESCRIPTION = "probability of fire (sigmoid); label is fire when probability >= threshold"
+# Keys a card must have for serving; every other key records how the model was made and may be missing
+# from cards written before it existed.
+REQUIRED_CARD_KEYS = ("name", "version", "labels", "input", "threshold")
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelCard:
-    """What serving needs from ``fire_classifier.json``; ``raw`` keeps the whole card for display."""
+    """``fire_classifier.json``, both ways: training fills one and :meth:`save` writes it, serving :meth:`load` s it.
+
+    The fields, in this order, are the card's keys. ``raw`` keeps the JSON exactly as read, for display.
+    """
 
     name: str
     version: str
-    labels: tuple[str, ...]
-    input_width: int
-    input_height: int
+    labels: tuple[str, ...] = (NEGATIVE_LABEL, POSITIVE_LABEL)
+    positive_label: str = POSITIVE_LABEL
+    output: str = OUTPUT_DESCRIPTION
+    # width, height, channels, dtype, value_range, preprocessing
+    input: dict
     threshold: float
-    raw: dict
+    threshold_rule: str | None = None
+    backbone: str | None = None
+    width: float | None = None  # the compact backbone's channel multiplier (the input's size is in ``input``)
+    loss: str | None = None
+    test_time_augmentation: str | None = None
+    augmentation: dict | None = None
+    pretrained_weights: str | None = None
+    parameters: int | None = None
+    # folders, images, train/validation counts, split, held_out_sources, credits, file_hashes(_sha256)
+    training_data: dict = field(default_factory=dict)
+    # validation, litert_vs_keras_max_abs_diff, held_out_sources (when sources were held out)
+    metrics: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    reports: dict = field(default_factory=dict)
+    date: str | None = None
+    training_command: str | None = None
+    files: dict = field(default_factory=dict)
+    tflite_format: dict = field(default_factory=dict)
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", tuple(self.labels))
+        object.__setattr__(self, "threshold", float(self.threshold))
+        for side in ("width", "height"):
+            if int(self.input[side]) <= 0:
+                raise ValueError(f"the model card's input {side} must be positive, got {self.input[side]!r}")
+        if not self.raw:
+            object.__setattr__(self, "raw", self.to_dict())
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "ModelCard":
+        missing = [key for key in REQUIRED_CARD_KEYS if key not in raw]
+        if missing:
+            raise KeyError(f"the model card lacks {', '.join(missing)}")
+        known = {f.name for f in fields(cls)} - {"raw"}
+        return cls(**{key: value for key, value in raw.items() if key in known}, raw=raw)
 
     @classmethod
     def load(cls, path: Path) -> "ModelCard":
@@ -36,16 +82,24 @@ class ModelCard:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ModelNotFound(f"model card not found: {path}") from None
-        size = raw["input"]
-        return cls(
-            name=raw["name"],
-            version=raw["version"],
-            labels=tuple(raw["labels"]),
-            input_width=int(size["width"]),
-            input_height=int(size["height"]),
-            threshold=float(raw["threshold"]),
-            raw=raw,
-        )
+        return cls.from_dict(raw)
+
+    def to_dict(self) -> dict:
+        """The card's JSON object, keys in field order."""
+        card = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "raw"}
+        card["labels"] = list(self.labels)
+        return card
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @property
+    def input_width(self) -> int:
+        return int(self.input["width"])
+
+    @property
+    def input_height(self) -> int:
+        return int(self.input["height"])
 
     @property
     def input_size(self) -> tuple[int, int]:

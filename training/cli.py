@@ -10,9 +10,13 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from inference import ModelCard
 
 from . import data as data_mod
 
@@ -63,22 +67,80 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+@dataclass
+class Splits:
+    """The decoded data: training and validation arrays, and the samples behind each row."""
+
+    train_s: list
+    val_s: list
+    held_s: list
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+
+
+@dataclass
+class Trained:
+    model: Any
+    history: dict
+    seconds: float
+    mix_probability: float
+    keras_path: Path
+
+
+@dataclass
+class Exported:
+    tflite_path: Path
+    tflite_bytes: bytes
+    format_report: dict
+    threshold: float
+    litert_probs: np.ndarray
+    metrics: dict
+    holdout_metrics: dict | None
+    held_s: list  # the held-out samples that could be decoded
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    from . import evaluate  # with scikit-learn, after the arguments are checked
+
+    roots = args.data or [DEFAULT_DATA / name for name in DEFAULT_SOURCES]
+    model, size = build_model(args)
+    splits = load_splits(args, roots, size)
+    trained = train(args, model, splits)
+    exported = export_and_evaluate(args, trained.model, size, splits)
+    reports = args.reports or args.output / "reports"
+    plots = evaluate.plot_reports(
+        reports, trained.history, splits.val_y, exported.litert_probs, exported.threshold,
+        {"validation": exported.metrics["validation"]["per_source"]} | ({"held out": exported.holdout_metrics} if exported.holdout_metrics else {}))
+    manifest_name, manifest_hash = write_file_manifest(args, splits, exported.held_s)
+    card = model_card(args, argv, roots, size, splits, trained, exported, reports, plots, manifest_name, manifest_hash)
+    card.save(args.output / f"{args.name}.json")
+    (reports / "metrics.json").write_text(json.dumps(card.metrics, indent=2) + "\n", encoding="utf-8")
+    log_summary(card, exported)
+    return 0
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     if not 0.05 <= args.val_fraction <= 0.5:
         raise SystemExit("error: --val-fraction must be between 0.05 and 0.5")
-    roots = args.data or [DEFAULT_DATA / name for name in DEFAULT_SOURCES]
-    weights = None if args.weights == "none" else args.weights
+    return args
 
-    log("loading TensorFlow")  # first, so a backbone that cannot be built fails before minutes of decoding
+
+def build_model(args: argparse.Namespace) -> tuple[Any, int]:
+    """The compiled Keras model and its input side; first, so a backbone that cannot be built fails before minutes
+    of decoding."""
+    log("loading TensorFlow")
     import keras
 
-    from . import augment, backbones, evaluate, export
+    from . import backbones
 
     size = args.image_size or backbones.DEFAULT_SIZES[args.backbone]
     keras.utils.set_random_seed(args.seed)
     try:
-        model = backbones.build(args.backbone, size, weights, width=args.width)
+        model = backbones.build(args.backbone, size, _weights(args), width=args.width)
     except backbones.WeightsUnavailable as exc:
         raise SystemExit(f"error: {exc}") from None
     model.compile(
@@ -87,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         metrics=["accuracy", keras.metrics.AUC(name="auc")],
     )
     log(f"model {model.name}: {model.count_params():,} parameters")
+    return model, size
 
+
+def load_splits(args: argparse.Namespace, roots: list[Path], size: int) -> Splits:
+    """Discover, deduplicate, decode and split the data (by near-duplicate group, so no twin straddles the split)."""
     log(f"scanning {', '.join(map(str, roots))}")
     try:
         samples = data_mod.discover(roots, args.limit_per_class)
@@ -102,15 +168,23 @@ def main(argv: list[str] | None = None) -> int:
     row = {s.sha256: i for i, s in enumerate(samples)}
     train_x, val_x = (all_x[[row[s.sha256] for s in part]] for part in (train_s, val_s))
     train_y, val_y = (np.asarray([s.label for s in part], dtype=np.float32) for part in (train_s, val_s))
-    del all_x
     log(f"{len(train_s)} train, {len(val_s)} validation" + (f", {len(held_s)} held out ({', '.join(args.holdout)})" if held_s else ""))
     if len(set(train_y)) < 2 or len(set(val_y)) < 2:
         raise SystemExit("error: both training and validation need fire and nofire images; add data or change --val-fraction")
+    return Splits(train_s, val_s, held_s, train_x, train_y, val_x, val_y)
 
-    positives = float(train_y.sum())
-    class_weight = {0: len(train_y) / (2 * (len(train_y) - positives)), 1: len(train_y) / (2 * positives)}
+
+def train(args: argparse.Namespace, model, splits: Splits) -> Trained:
+    """Fit with early stopping on validation AUC; keep the best epoch, add test-time flipping, save ``.keras``."""
+    import keras
+
+    from . import augment, backbones
+
+    positives = float(splits.train_y.sum())
+    total = len(splits.train_y)
+    class_weight = {0: total / (2 * (total - positives)), 1: total / (2 * positives)}
     mix = augment.MIX_PROBABILITY if args.mix_probability is None else args.mix_probability
-    train_ds, val_ds = augment.datasets(train_x, train_y, val_x, val_y, args.batch_size, args.seed, mix)
+    train_ds, val_ds = augment.datasets(splits.train_x, splits.train_y, splits.val_x, splits.val_y, args.batch_size, args.seed, mix)
     args.output.mkdir(parents=True, exist_ok=True)
     keras_path = args.output / f"{args.name}.keras"
     # The best epoch is kept outside the output folder, so an interrupted run never leaves a mixed model set.
@@ -123,66 +197,76 @@ def main(argv: list[str] | None = None) -> int:
     ]
     started = time.time()
     history = model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, class_weight=class_weight, callbacks=callbacks, verbose=0)
-    train_seconds = time.time() - started
+    seconds = time.time() - started
     if checkpoint.exists():
         model = keras.models.load_model(checkpoint)  # the best epoch, not the last
     if args.tta == "flip":
         model = backbones.with_flip_averaging(model)
     model.save(keras_path)
     shutil.rmtree(checkpoint.parent, ignore_errors=True)
+    return Trained(model, history.history, seconds, mix, keras_path)
+
+
+def export_and_evaluate(args: argparse.Namespace, model, size: int, splits: Splits) -> Exported:
+    """Choose the threshold on Keras's validation probabilities, export ``.tflite``, and measure it as served."""
+    from . import evaluate, export
 
     log("evaluating on the validation split")
-    val_float = val_x.astype(np.float32)
-    keras_probs = model.predict(val_float, batch_size=64, verbose=0).reshape(-1)
-    threshold = evaluate.choose_threshold(val_s, val_y, keras_probs)
+    keras_probs = model.predict(splits.val_x.astype(np.float32), batch_size=64, verbose=0).reshape(-1)
+    threshold = evaluate.choose_threshold(splits.val_s, splits.val_y, keras_probs)
 
     log("exporting to TFLite")
     tflite_bytes, format_report = export.choose_tflite(model, size)
     tflite_path = args.output / f"{args.name}.tflite"
     tflite_path.write_bytes(tflite_bytes)
-    litert_probs = export.litert_probabilities(tflite_path, val_x)
-    parity = float(np.max(np.abs(litert_probs - keras_probs)))
-    metrics = evaluate.summary(val_s, val_y, litert_probs, threshold)
-    holdout_metrics = None
+    litert_probs = export.litert_probabilities(tflite_path, splits.val_x)
+    metrics = evaluate.summary(splits.val_s, splits.val_y, litert_probs, threshold)
+    metrics_block = {"validation": metrics, "litert_vs_keras_max_abs_diff": float(np.max(np.abs(litert_probs - keras_probs)))}
+    holdout_metrics, held_s = None, splits.held_s
     if held_s:
         held_x, held_y, held_s = data_mod.decode_all(held_s, size)
-        held_probs = export.litert_probabilities(tflite_path, held_x)
-        holdout_metrics = evaluate.per_source(held_s, held_y, held_probs, threshold)
+        holdout_metrics = evaluate.per_source(held_s, held_y, export.litert_probabilities(tflite_path, held_x), threshold)
+        metrics_block["held_out_sources"] = holdout_metrics
+    return Exported(tflite_path, tflite_bytes, format_report, threshold, litert_probs, metrics_block, holdout_metrics, held_s)
+
+
+def write_file_manifest(args: argparse.Namespace, splits: Splits, held_s: list) -> tuple[str, str]:
+    """Every file used, with its hash and split; returns the manifest's name and its own hash."""
+    from . import export
+
+    split_of = {s.sha256: "holdout" for s in held_s} | {s.sha256: "val" for s in splits.val_s} | {s.sha256: "train" for s in splits.train_s}
+    name = f"{args.name}.files.sha256"
+    rows = [(s.sha256, split_of[s.sha256], _display_path(s.path))
+            for s in sorted(splits.train_s + splits.val_s + held_s, key=lambda s: s.path)]
+    return name, export.write_manifest(args.output / name, rows)
+
+
+def model_card(args, argv, roots, size, splits: Splits, trained: Trained, exported: Exported, reports: Path,
+               plots: list, manifest_name: str, manifest_hash: str) -> ModelCard:
+    from . import augment, export
 
     today = dt.date.today().isoformat()
-    version = export.version_for(tflite_bytes, today)
-    reports = args.reports or args.output / "reports"
-    plots = evaluate.plot_reports(reports, history.history, val_y, litert_probs, threshold,
-                                  {"validation": metrics["per_source"]} | ({"held out": holdout_metrics} if holdout_metrics else {}))
-    split_of = {s.sha256: "holdout" for s in held_s} | {s.sha256: "val" for s in val_s} | {s.sha256: "train" for s in train_s}
-    manifest_name = f"{args.name}.files.sha256"
-    manifest_rows = [(s.sha256, split_of[s.sha256], s.path.as_posix()) for s in sorted(train_s + val_s + held_s, key=lambda s: s.path)]
-    manifest_rows = [(sha, sp, _display_path(Path(path))) for sha, sp, path in manifest_rows]
-    manifest_hash = export.write_manifest(args.output / manifest_name, manifest_rows)
-
-    card = {
-        "name": args.name,
-        "version": version,
-        "labels": ["nofire", "fire"],
-        "positive_label": "fire",
-        "output": "probability of fire (sigmoid); label is fire when probability >= threshold",
-        "input": {"width": size, "height": size, "channels": 3, "dtype": "float32", "value_range": [0, 255],
-                  "preprocessing": "inference.decode_image: EXIF orientation, RGB (alpha on white), bilinear resize to a square; normalisation is inside the model"},
-        "threshold": threshold,
-        "threshold_rule": "maximises validation balanced accuracy averaged per source folder (hard negatives weigh as much as easy ones)",
-        "backbone": args.backbone,
-        "width": args.width,
-        "loss": args.loss,
-        "test_time_augmentation": "mean of the photo and its mirror image, inside the model" if args.tta == "flip" else None,
-        "augmentation": {"mix_probability": mix, "white_balance_probability": augment.WHITE_BALANCE_PROBABILITY,
-                         "white_balance_strength": augment.WHITE_BALANCE_STRENGTH},
-        "pretrained_weights": weights,
-        "parameters": int(model.count_params()),
-        "training_data": {
+    history = trained.history
+    return ModelCard(
+        name=args.name,
+        version=export.version_for(exported.tflite_bytes, today),
+        input={"width": size, "height": size, "channels": 3, "dtype": "float32", "value_range": [0, 255],
+               "preprocessing": "inference.decode_image: EXIF orientation, RGB (alpha on white), bilinear resize to a square; normalisation is inside the model"},
+        threshold=exported.threshold,
+        threshold_rule="maximises validation balanced accuracy averaged per source folder (hard negatives weigh as much as easy ones)",
+        backbone=args.backbone,
+        width=args.width,
+        loss=args.loss,
+        test_time_augmentation="mean of the photo and its mirror image, inside the model" if args.tta == "flip" else None,
+        augmentation={"mix_probability": trained.mix_probability, "white_balance_probability": augment.WHITE_BALANCE_PROBABILITY,
+                      "white_balance_strength": augment.WHITE_BALANCE_STRENGTH},
+        pretrained_weights=_weights(args),
+        parameters=int(trained.model.count_params()),
+        training_data={
             "folders": [_display_path(r) for r in roots],
-            "images": data_mod.describe(train_s + val_s + held_s),
-            "train_images": len(train_s),
-            "validation_images": len(val_s),
+            "images": data_mod.describe(splits.train_s + splits.val_s + exported.held_s),
+            "train_images": len(splits.train_s),
+            "validation_images": len(splits.val_s),
             "split": f"deterministic by near-duplicate group (difference hashes <= 6 of 64 bits apart and 16x16 thumbnails <= 8 levels apart), seed {args.seed}, "
                      f"validation fraction {args.val_fraction}; byte-identical files merged first",
             "held_out_sources": args.holdout,
@@ -190,25 +274,30 @@ def main(argv: list[str] | None = None) -> int:
             "file_hashes": manifest_name,
             "file_hashes_sha256": manifest_hash,
         },
-        "metrics": {"validation": metrics, "litert_vs_keras_max_abs_diff": parity}
-        | ({"held_out_sources": holdout_metrics} if holdout_metrics else {}),
-        "training": {"epochs_run": len(history.history["loss"]), "seconds": round(train_seconds, 1),
-                     "best_val_auc": round(float(max(history.history.get("val_auc", [0]))), 4)},
-        "reports": {"folder": _display_path(reports), "plots": plots},
-        "date": today,
-        "training_command": "python -m training " + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "files": {"tflite": tflite_path.name, "keras": keras_path.name},
-        "tflite_format": format_report,
-    }
-    export.write_card(args.output / f"{args.name}.json", card)
-    (reports / "metrics.json").write_text(json.dumps(card["metrics"], indent=2) + "\n", encoding="utf-8")
-    log(f"wrote {tflite_path} ({len(tflite_bytes) / 1e6:.2f} MB), version {version}, threshold {threshold}")
-    log(f"validation: accuracy {metrics['accuracy']}, balanced {metrics['balanced_accuracy']}, AUC {metrics['roc_auc']}, LiteRT/Keras max diff {parity:.2e}")
-    for source, figures in metrics["per_source"].items():
+        metrics=exported.metrics,
+        training={"epochs_run": len(history["loss"]), "seconds": round(trained.seconds, 1),
+                  "best_val_auc": round(float(max(history.get("val_auc", [0]))), 4)},
+        reports={"folder": _display_path(reports), "plots": plots},
+        date=today,
+        training_command="python -m training " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        files={"tflite": exported.tflite_path.name, "keras": trained.keras_path.name},
+        tflite_format=exported.format_report,
+    )
+
+
+def log_summary(card: ModelCard, exported: Exported) -> None:
+    validation = card.metrics["validation"]
+    log(f"wrote {exported.tflite_path} ({len(exported.tflite_bytes) / 1e6:.2f} MB), version {card.version}, threshold {card.threshold}")
+    log(f"validation: accuracy {validation['accuracy']}, balanced {validation['balanced_accuracy']}, AUC {validation['roc_auc']}, "
+        f"LiteRT/Keras max diff {card.metrics['litert_vs_keras_max_abs_diff']:.2e}")
+    for source, figures in validation["per_source"].items():
         log(f"  {source}: {figures}")
-    for source, figures in (holdout_metrics or {}).items():
+    for source, figures in (exported.holdout_metrics or {}).items():
         log(f"  held out {source}: {figures}")
-    return 0
+
+
+def _weights(args: argparse.Namespace) -> str | None:
+    return None if args.weights == "none" else args.weights
 
 
 def EpochLog(total: int):

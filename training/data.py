@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference import InvalidImage, decode_image
-from inference.cli import IMAGE_SUFFIXES
+from inference import IMAGE_SUFFIXES, InvalidImage, decode_image
 
 CLASS_FOLDERS = {"nofire": 0, "fire": 1}
 

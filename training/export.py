@@ -1,9 +1,8 @@
-"""Write the trained model as .keras and .tflite, and the model card serving reads."""
+"""Write the trained model as .tflite (choosing its format), run it as serving does, and list the files used."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ def to_tflite(model, quantised: bool = False) -> bytes:
 
 
 def _median_latency_ms(tflite: bytes, size: int, repeats: int = 200) -> float:
-    from inference.model import LiteRTModel
+    from inference import LiteRTModel
 
     with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:
         handle.write(tflite)
@@ -48,7 +47,7 @@ def choose_tflite(model, size: int) -> tuple[bytes, dict]:
 
 def litert_probabilities(tflite_path: Path, images: np.ndarray) -> np.ndarray:
     """Run the exported file with LiteRT exactly as serving does."""
-    from inference.model import LiteRTModel
+    from inference import LiteRTModel
 
     runner = LiteRTModel(tflite_path, threads=2)
     return np.concatenate([runner.predict(images[i : i + 64]) for i in range(0, len(images), 64)])
@@ -56,10 +55,6 @@ def litert_probabilities(tflite_path: Path, images: np.ndarray) -> np.ndarray:
 
 def version_for(tflite: bytes, date: str) -> str:
     return f"{date}-{hashlib.sha256(tflite).hexdigest()[:8]}"
-
-
-def write_card(path: Path, card: dict) -> None:
-    path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
 
 
 def write_manifest(path: Path, rows: list[tuple[str, str, str]]) -> str:

@@ -57,3 +57,29 @@ def test_every_core_error_a_request_can_cause_has_an_http_status():
 
 def test_the_models_labels_are_the_contracts():
     assert tuple(Classifier.load(MODEL_PATH).card.labels) == LABELS
+
+
+def test_the_shipped_card_reads_into_the_card_type_and_back():
+    import json
+
+    from inference import ModelCard
+
+    raw = json.loads(MODEL_PATH.with_suffix(".json").read_text())
+    card = ModelCard.load(MODEL_PATH.with_suffix(".json"))
+    assert card.raw == raw, "served as read"
+    written = card.to_dict()
+    assert {key: written[key] for key in raw} == raw, "every key it has keeps its value"
+    assert ModelCard.from_dict(written) == card
+
+
+@pytest.mark.parametrize("broken, error", [({"threshold": None}, TypeError), ({"input": {"width": 0, "height": 9}}, ValueError)])
+def test_a_card_without_what_serving_needs_is_refused(broken, error):
+    import json
+
+    from inference import ModelCard
+
+    raw = json.loads(MODEL_PATH.with_suffix(".json").read_text())
+    with pytest.raises(KeyError, match="version"):
+        ModelCard.from_dict({k: v for k, v in raw.items() if k != "version"})
+    with pytest.raises(error):
+        ModelCard.from_dict(raw | broken)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference import Classifier
+from inference import Classifier, ModelCard
 from tests.conftest import ROOT
 from training import data
 
@@ -86,6 +87,22 @@ def test_smoke_training_run_writes_a_servable_model(tmp_path, datasets):
     assert len(manifest) == 36 and all(line.split()[1] in ("train", "val") for line in manifest)
     prediction = Classifier.load(out / "fire_classifier.tflite").classify(next((root / "forest" / "fire").iterdir()).read_bytes())
     assert prediction.model_version == card["version"]
+    assert list(card) == [f.name for f in dataclasses.fields(ModelCard) if f.name != "raw"], "the card type defines the keys"
+    assert ModelCard.load(out / "fire_classifier.json").to_dict() == card, "what training writes reads back unchanged"
+    assert {"held_out_sources", "credits"} <= set(card["training_data"]) and card["augmentation"]["mix_probability"] >= 0
+    assert card["test_time_augmentation"].startswith("mean of the photo")
+
+
+def test_training_uses_only_the_core_s_public_names():
+    import ast
+
+    import inference
+
+    for module in (ROOT / "training").glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("inference"):
+                assert node.module == "inference", f"{module.name} imports from {node.module}"
+                assert {alias.name for alias in node.names} <= set(inference.__all__), module.name
 
 
 def test_imagenet_weights_offline_fail_fast_with_a_clear_message(tmp_path, datasets):
