@@ -58,7 +58,8 @@ def paste(scene: tf.Tensor, label: tf.Tensor, other: tf.Tensor, other_label: tf.
 
 
 def augment(image: tf.Tensor, label: tf.Tensor, other: tf.Tensor, other_label: tf.Tensor,
-            mix_probability: float = MIX_PROBABILITY) -> tuple[tf.Tensor, tf.Tensor]:
+            mix_probability: float = MIX_PROBABILITY,
+            white_balance_probability: float = WHITE_BALANCE_PROBABILITY) -> tuple[tf.Tensor, tf.Tensor]:
     size = tf.shape(image)[0]
     image = tf.cast(image, tf.float32)
     image, label = tf.cond(
@@ -66,7 +67,7 @@ def augment(image: tf.Tensor, label: tf.Tensor, other: tf.Tensor, other_label: t
         lambda: paste(image, label, tf.cast(other, tf.float32), other_label),
         lambda: (image, label),
     )
-    image = tf.cond(tf.random.uniform([]) < WHITE_BALANCE_PROBABILITY, lambda: white_balance(image), lambda: image)
+    image = tf.cond(tf.random.uniform([]) < white_balance_probability, lambda: white_balance(image), lambda: image)
     image = tf.image.random_flip_left_right(image)
     # Random crop covering 70-100 % of each side, resized back: zoom and shift.
     scale = tf.random.uniform([], 0.7, 1.0)
@@ -79,7 +80,8 @@ def augment(image: tf.Tensor, label: tf.Tensor, other: tf.Tensor, other_label: t
 
 
 def datasets(train_x, train_y, val_x, val_y, batch_size: int, seed: int,
-             mix_probability: float = MIX_PROBABILITY) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+             mix_probability: float = MIX_PROBABILITY,
+             white_balance_probability: float = WHITE_BALANCE_PROBABILITY) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     def shuffled(offset: int) -> tf.data.Dataset:
         return tf.data.Dataset.from_tensor_slices((train_x, train_y)).shuffle(
             len(train_x), seed=seed + offset, reshuffle_each_iteration=True
@@ -88,7 +90,7 @@ def datasets(train_x, train_y, val_x, val_y, batch_size: int, seed: int,
     # Each scene is paired with another photo drawn from an independently shuffled copy of the training set.
     train = (
         tf.data.Dataset.zip(shuffled(0), shuffled(1))
-        .map(lambda a, b: augment(a[0], a[1], b[0], b[1], mix_probability), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(lambda a, b: augment(a[0], a[1], b[0], b[1], mix_probability, white_balance_probability), num_parallel_calls=tf.data.AUTOTUNE)
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=2e-3)
     p.add_argument("--val-fraction", type=float, default=0.3, help="share of images held out for validation (default 0.3, as the original study)")
+    p.add_argument("--white-balance-probability", type=float, default=0.8,
+                   help="share of training photos given a random warmer or cooler white balance (default 0.8; 0 turns it off)")
     p.add_argument("--mix-probability", type=float, default=None,
                    help="share of training photos that get another photo pasted in (default 0.35; 0 turns scene mixing off)")
     p.add_argument("--holdout", action="append", default=[], metavar="SOURCE",
@@ -184,7 +186,8 @@ def train(args: argparse.Namespace, model, splits: Splits) -> Trained:
     total = len(splits.train_y)
     class_weight = {0: total / (2 * (total - positives)), 1: total / (2 * positives)}
     mix = augment.MIX_PROBABILITY if args.mix_probability is None else args.mix_probability
-    train_ds, val_ds = augment.datasets(splits.train_x, splits.train_y, splits.val_x, splits.val_y, args.batch_size, args.seed, mix)
+    train_ds, val_ds = augment.datasets(splits.train_x, splits.train_y, splits.val_x, splits.val_y, args.batch_size, args.seed, mix,
+                                       args.white_balance_probability)
     args.output.mkdir(parents=True, exist_ok=True)
     keras_path = args.output / f"{args.name}.keras"
     # The best epoch is kept outside the output folder, so an interrupted run never leaves a mixed model set.
@@ -258,7 +261,7 @@ def model_card(args, argv, roots, size, splits: Splits, trained: Trained, export
         width=args.width,
         loss=args.loss,
         test_time_augmentation="mean of the photo and its mirror image, inside the model" if args.tta == "flip" else None,
-        augmentation={"mix_probability": trained.mix_probability, "white_balance_probability": augment.WHITE_BALANCE_PROBABILITY,
+        augmentation={"mix_probability": trained.mix_probability, "white_balance_probability": args.white_balance_probability,
                       "white_balance_strength": augment.WHITE_BALANCE_STRENGTH},
         pretrained_weights=_weights(args),
         parameters=int(trained.model.count_params()),
