@@ -150,3 +150,34 @@ INFERENCE_LATENCY = "InferenceLatency"  # milliseconds
 REFUSED_RECORDS = "RefusedRecords"  # event records from a bucket other than the upload bucket
 MALFORMED_RECORDS = "MalformedRecords"  # event records not shaped like an S3 notification
 CUSTOM_METRICS = (IMAGES_CLASSIFIED, FIRE_DETECTED, INVALID_IMAGES, INFERENCE_LATENCY, REFUSED_RECORDS, MALFORMED_RECORDS)
+
+
+# ---------------------------------------------------------------------------------------------------- results index
+# Every result is also an item of a DynamoDB table (results/<key>.json stays the durable artefact users read). The
+# function writes it; the web app, the demo and the ops commands read it. One item per upload key:
+#   key (partition key, S)     the upload's object key, "uploads/..."
+#   the result record's fields (ServerlessResult.to_record(): label/fire_probability/model_version or error,
+#   bucket, size, etag, classified_at, version_id, sequencer, alert...), plus result_key (S) and, when a TTL is
+#   configured, expires_at (N, epoch seconds; the table's TTL attribute).
+# Newest first: the global secondary index NEWEST_INDEX, partition NEWEST_PARTITION (the UTC day "YYYY-MM-DD" of
+# classified_at, so writes spread over one partition a day instead of one for ever) and sort key
+# NEWEST_SORT (classified_at, ISO 8601 UTC, which sorts as text). Readers walk days backwards.
+RESULTS_TABLE_ENV = "FIREWATCH_RESULTS_TABLE"
+INDEX_KEY = "key"
+NEWEST_INDEX = "newest"
+NEWEST_PARTITION = "day"
+NEWEST_SORT = "classified_at"
+INDEX_EXPIRES_AT = "expires_at"
+
+
+def index_day(classified_at: str) -> str:
+    """The NEWEST_PARTITION value of a result: the UTC date part of its ``classified_at``."""
+    return classified_at[:10]
+
+
+# ---------------------------------------------------------------------------------------------------- upload queue
+# uploads/ notifications reach the function through an SQS queue. A message body is an S3 event notification
+# (what S3 sends: {"Records": [...]}, or S3's one-off "s3:TestEvent", which is skipped). The backfill command
+# enqueues bodies of the same shape for objects already in the bucket (no sequencer), so one parser serves both.
+# The function answers an SQS batch with {"batchItemFailures": [{"itemIdentifier": <messageId>}, ...]}.
+UPLOAD_QUEUE_ENV = "FIREWATCH_UPLOAD_QUEUE_URL"

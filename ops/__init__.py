@@ -1,0 +1,1 @@
+"""Operator commands for a deployed (or local demo) Firewatch: ``python -m ops <command> --help``."""

@@ -1,0 +1,32 @@
+"""``python -m ops <command>``: one entry point for the operator commands.
+
+Each command is a module of this package with ``add_arguments(parser)`` and ``run(args) -> int`` (the exit status).
+Modules are imported only when their command runs, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module, one-line description); keep sorted by name.
+COMMANDS: dict[str, tuple[str, str]] = {
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", metavar="command", required=True)
+    for name, (module_name, description) in COMMANDS.items():
+        sub = commands.add_parser(name, help=description, description=description)
+        # Only the chosen command's module is imported (it may need boto3, the CDK app...).
+        if argv and argv[0] == name:
+            importlib.import_module(module_name).add_arguments(sub)
+    args = parser.parse_args(argv)
+    return importlib.import_module(COMMANDS[args.command][0]).run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
