@@ -1,8 +1,10 @@
-"""Start local S3, the web app and the serverless handler; print what happens; stop it all cleanly."""
+"""Start the local AWS endpoint, the web app and the serverless path; print what happens; stop it all cleanly."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
 import os
@@ -17,12 +19,24 @@ import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
-from inference.contract import RESULT_PREFIX, UPLOAD_PREFIX, result_key_for
+from inference.contract import RESULT_PREFIX, RESULTS_TABLE_ENV, UPLOAD_PREFIX, UPLOAD_QUEUE_ENV
 
-from .events import BucketWatcher
+from .local_aws import DEAD_LETTER_QUEUE, MAX_RECEIVES, UPLOAD_QUEUE, VISIBILITY_TIMEOUT_SECONDS, create_resources
+from .poller import BATCH_SIZE, BATCHING_WINDOW_SECONDS, QueuePoller
+from .report import ResultReader, alert_line, batch_lines, is_test_event, upload_keys
 
 ROOT = Path(__file__).resolve().parent.parent
-MAX_ATTEMPTS = 3  # like Lambda's async retries: an object that keeps failing is given up on
+# What the demo prints goes here; sys.stdout itself becomes the handler's log (see LocalSystem.start).
+_OUT = sys.stdout
+_OUT_LOCK = threading.Lock()
+# Lines of the model runtime and of gunicorn that say nothing about what people do.
+_QUIET_WEB_LINES = ("INFO: Created TensorFlow Lite", "[INFO]")
+
+
+def say(line: str) -> None:
+    with _OUT_LOCK:
+        _OUT.write(line + "\n")
+        _OUT.flush()
 
 
 class DemoError(RuntimeError):
@@ -31,12 +45,28 @@ class DemoError(RuntimeError):
 
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
-    p = argparse.ArgumentParser(prog="python -m demo", description="Run Firewatch locally: web app, local S3, Lambda handler.")
-    p.add_argument("--host", default=env("FIREWATCH_DEMO_HOST", "127.0.0.1"))
-    p.add_argument("--web-port", type=int, default=int(env("FIREWATCH_WEB_PORT", "8080")))
-    p.add_argument("--s3-port", type=int, default=int(env("FIREWATCH_S3_PORT", "4566")))
-    p.add_argument("--bucket", default=env("FIREWATCH_BUCKET", "firewatch-uploads"))
-    p.add_argument("--poll-interval", type=float, default=0.25, help="seconds between looks at uploads/ (default 0.25)")
+    p = argparse.ArgumentParser(
+        prog="python -m demo",
+        description="Run Firewatch locally: the web app, a local AWS endpoint (S3, SQS, DynamoDB, SNS) and the real "
+                    "Lambda handler, fed by the upload queue as Lambda's event source mapping would feed it.")
+    p.add_argument("--host", default=env("FIREWATCH_DEMO_HOST", "127.0.0.1"),
+                   help="address both servers listen on (default 127.0.0.1, or $FIREWATCH_DEMO_HOST)")
+    p.add_argument("--web-port", type=int, default=int(env("FIREWATCH_WEB_PORT", "8080")),
+                   help="port of the web app (default 8080, or $FIREWATCH_WEB_PORT)")
+    p.add_argument("--s3-port", type=int, default=int(env("FIREWATCH_S3_PORT", "4566")),
+                   help="port of the local AWS endpoint: S3, SQS, DynamoDB and SNS (default 4566, or $FIREWATCH_S3_PORT)")
+    p.add_argument("--bucket", default=env("FIREWATCH_BUCKET", "firewatch-uploads"),
+                   help="name of the upload bucket (default firewatch-uploads, or $FIREWATCH_BUCKET)")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                   help=f"most upload messages per handler invocation (default {BATCH_SIZE}, as deployed)")
+    p.add_argument("--batching-window", type=float, default=BATCHING_WINDOW_SECONDS,
+                   help=f"seconds to wait for a fuller batch (default {BATCHING_WINDOW_SECONDS:g}, as deployed)")
+    p.add_argument("--visibility-timeout", type=int, default=VISIBILITY_TIMEOUT_SECONDS,
+                   help=f"seconds before a failed message is retried (default {VISIBILITY_TIMEOUT_SECONDS})")
+    p.add_argument("--max-receives", type=int, default=MAX_RECEIVES,
+                   help=f"receives before a message that keeps failing goes to the dead-letter queue (default {MAX_RECEIVES})")
+    p.add_argument("--function-log", default=os.devnull, metavar="PATH",
+                   help="file for the handler's own JSON logs and metric lines (default: discarded)")
     return p
 
 
@@ -95,17 +125,40 @@ def lambda_context() -> SimpleNamespace:
 
 
 def relay_web_output(stream) -> None:
-    """Show what people do on the web app (classifications, errors); skip health checks and panel polls."""
+    """Show what people do on the web app (classifications, errors); skip health checks, panel polls, banners."""
     for line in stream:
         try:
             entry = json.loads(line)
         except ValueError:
-            print(f"[web] {line.rstrip()}", flush=True)  # gunicorn's own messages
+            if line.strip() and not any(quiet in line for quiet in _QUIET_WEB_LINES):
+                say(f"[web] {line.rstrip()}")  # gunicorn's warnings and errors
             continue
         if not isinstance(entry, dict) or "path" not in entry:
             continue
         if entry["method"] == "POST" or entry.get("status", 200) >= 500:
-            print(f"[web] {entry['method']} {entry['path']} -> {entry['status']} in {entry.get('duration_ms', 0):.0f} ms", flush=True)
+            say(f"[web] {entry['method']} {entry['path']} -> {entry['status']} in {entry.get('duration_ms', 0):.0f} ms")
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """LiteRT prints a line on stderr from C++ when its first model runs: send fd 2 to /dev/null meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _tiny_png() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (90, 120, 60)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _terminate_with_parent() -> None:
@@ -119,47 +172,46 @@ def _terminate_with_parent() -> None:
 
 
 class LocalSystem:
-    """The three parts of the demo, started in order and stopped in reverse."""
+    """The parts of the demo, started in order and stopped in reverse."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.s3_url = f"http://{args.host}:{args.s3_port}"
         self.web_url = f"http://{args.host}:{args.web_port}"
         self.stop = threading.Event()
-        self.s3_server = None
+        self.aws_server = None
         self.web: subprocess.Popen | None = None
+        self.function_log = None
 
     def start(self) -> None:
-        ensure_port_free(self.args.host, self.args.s3_port, "local S3")
+        ensure_port_free(self.args.host, self.args.s3_port, "local AWS endpoint")
         ensure_port_free(self.args.host, self.args.web_port, "web app")
         for name, value in local_aws_environment(self.s3_url).items():
             if value:
                 os.environ[name] = value
             else:
                 os.environ.pop(name, None)
-        os.environ["FIREWATCH_RESULTS_BUCKET"] = self.args.bucket
-        # The demo prints one line per classification; the handler's JSON logs and EMF lines stay available
-        # by setting these two variables before `make demo`.
-        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # local S3's per-request lines
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the local endpoint's per-request lines
 
         from moto.server import ThreadedMotoServer
 
-        self.s3_server = ThreadedMotoServer(ip_address=self.args.host, port=self.args.s3_port, verbose=False)
-        self.s3_server.start()
+        self.aws_server = ThreadedMotoServer(ip_address=self.args.host, port=self.args.s3_port, verbose=False)
+        self.aws_server.start()
         wait_for(self.s3_url + "/moto-api/", timeout=20)
 
         import boto3
 
-        self.s3 = boto3.client("s3")
-        self.s3.create_bucket(Bucket=self.args.bucket)
-        sns, sqs = boto3.client("sns"), boto3.client("sqs")
-        os.environ["ALERT_TOPIC_ARN"] = sns.create_topic(Name="firewatch-alerts")["TopicArn"]
-        self.alerts_queue = sqs.create_queue(QueueName="firewatch-alerts-local")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=self.alerts_queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=os.environ["ALERT_TOPIC_ARN"], Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
-        self.sqs = sqs
+        session = boto3.session.Session()
+        self.resources = create_resources(session, self.args.bucket, self.args.max_receives, self.args.visibility_timeout)
+        self.s3, self.sqs = session.client("s3"), session.client("sqs")
+        os.environ.update({
+            "FIREWATCH_BUCKET": self.args.bucket,  # the handler processes this bucket's uploads only, as deployed
+            "ALERT_TOPIC_ARN": self.resources.alert_topic_arn,
+            RESULTS_TABLE_ENV: self.resources.table,
+            UPLOAD_QUEUE_ENV: self.resources.queue_url,
+            "FIREWATCH_RESULTS_BUCKET": self.args.bucket,
+        })
+        self.results = ResultReader(self.s3, session.client("dynamodb"), self.args.bucket, self.resources.table)
 
         self.web = subprocess.Popen(
             [sys.executable, "-m", "web_app", "--host", self.args.host, "--port", str(self.args.web_port)],
@@ -167,25 +219,34 @@ class LocalSystem:
             preexec_fn=_terminate_with_parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         threading.Thread(target=relay_web_output, args=(self.web.stdout,), daemon=True).start()
+
+        # In Lambda, what the function prints (JSON logs, EMF metric lines) goes to CloudWatch Logs; here, to the
+        # function log, so that the demo's own lines stay readable.
+        self.function_log = open(self.args.function_log, "a", buffering=1, encoding="utf-8")
+        sys.stdout = self.function_log
+        from lambda_image.handler import classifier, handler  # after the environment points at the local endpoint
+
+        with native_stderr_silenced():
+            classifier().classify(_tiny_png())  # load the model now, not on the first upload
+        self.poller = QueuePoller(self.sqs, self.resources.queue_url, handler, lambda_context,
+                                  batch_size=self.args.batch_size, batching_window=self.args.batching_window)
         wait_for(self.web_url + "/healthz", self.web, timeout=90)
 
-        from lambda_image.handler import handler  # after the environment points at local S3
-
-        self.handler = handler
-        self.watcher = BucketWatcher(self.s3, self.args.bucket)
-        self.attempts: dict[tuple[str, str], int] = {}
-
     def banner(self) -> str:
-        bucket, s3 = self.args.bucket, self.s3_url
+        bucket, endpoint, web = self.args.bucket, self.s3_url, self.web_url
         return "\n".join([
             "Firewatch is running locally:",
-            f"  web app     {self.web_url}   (upload a photo in the browser, or POST {self.web_url}/api/v1/classify)",
-            f"  local S3    {s3}   bucket {bucket}",
-            f"  serverless  the Lambda handler classifies every object put under s3://{bucket}/{UPLOAD_PREFIX}",
-            "Try:",
-            f"  aws s3 cp photo.jpg s3://{bucket}/{UPLOAD_PREFIX}photo.jpg --endpoint-url {s3}",
-            f"  curl -T photo.jpg {s3}/{bucket}/{UPLOAD_PREFIX}photo.jpg          (no AWS CLI needed)",
-            f"  aws s3 ls s3://{bucket}/{RESULT_PREFIX} --endpoint-url {s3}",
+            f"  web app      {web}   (upload photos in the browser, or POST {web}/api/v1/classify)",
+            f"  local AWS    {endpoint}   S3 bucket {bucket}, SQS queue {UPLOAD_QUEUE} (dead letters: "
+            f"{DEAD_LETTER_QUEUE}), DynamoDB table {self.resources.table}",
+            f"  serverless   every object put under s3://{bucket}/{UPLOAD_PREFIX} is queued, and the Lambda handler "
+            f"classifies it into s3://{bucket}/{RESULT_PREFIX}",
+            "Try (the local endpoint takes any credentials; the AWS CLI needs some, so set dummy ones):",
+            "  export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1",
+            f"  aws s3 cp photo.jpg s3://{bucket}/{UPLOAD_PREFIX}photo.jpg --endpoint-url {endpoint}",
+            f"  curl -T photo.jpg {endpoint}/{bucket}/{UPLOAD_PREFIX}photo.jpg   # no AWS CLI needed",
+            f"  curl {endpoint}/{bucket}/{RESULT_PREFIX}photo.jpg.json   # the result, a second later",
+            f"  aws s3 ls s3://{bucket}/{RESULT_PREFIX} --endpoint-url {endpoint}",
             "Ctrl-C stops everything.",
         ])
 
@@ -193,44 +254,29 @@ class LocalSystem:
         while not self.stop.is_set():
             if self.web.poll() is not None:
                 raise DemoError(f"the web app exited unexpectedly with status {self.web.returncode}")
-            for event in self.watcher.new_events():
-                self.dispatch(event)
+            self.handle_one_batch()
             self.print_alerts()
-            self.stop.wait(self.args.poll_interval)
 
-    def dispatch(self, event: dict) -> None:
-        record = event["Records"][0]["s3"]["object"]
-        from urllib.parse import unquote_plus
-
-        key = unquote_plus(record["key"])
-        started = time.perf_counter()
-        try:
-            self.handler(event, lambda_context())
-        except Exception as exc:  # a transient failure: Lambda would retry, so do we
-            marker = (key, '"' + record["eTag"] + '"')
-            self.attempts[marker] = self.attempts.get(marker, 0) + 1
-            if self.attempts[marker] < MAX_ATTEMPTS:
-                self.watcher.seen.discard(marker)
-            print(f"[serverless] {key}: handler failed ({exc}); attempt {self.attempts[marker]} of {MAX_ATTEMPTS}", flush=True)
-            return
-        elapsed = (time.perf_counter() - started) * 1000
-        result_key = result_key_for(key)
-        try:
-            result = json.loads(self.s3.get_object(Bucket=self.args.bucket, Key=result_key)["Body"].read())
-        except Exception as exc:
-            print(f"[serverless] {key}: no result at {result_key} ({exc})", flush=True)
-            return
-        if "error" in result:
-            verdict = f"error {result['error']['code']}: {result['error']['message']}"
-        else:
-            verdict = f"{result['label'].upper()} (fire probability {result['fire_probability']:.3f})"
-        print(f"[serverless] {key} -> {verdict} in {elapsed:.0f} ms -> s3://{self.args.bucket}/{result_key}", flush=True)
+    def handle_one_batch(self) -> bool:
+        """Deliver one batch of the upload queue to the handler and print what became of it; False when idle."""
+        outcome = self.poller.poll_once()
+        if outcome is None:
+            return False
+        keys = [key for message in outcome.succeeded for key in upload_keys(message.body)]
+        results = self.results.read(keys) if keys else {}
+        for line in batch_lines(outcome, results, self.args.max_receives, self.args.visibility_timeout):
+            say(line)
+        for message in outcome.succeeded:
+            if not upload_keys(message.body) and not is_test_event(message.body):
+                say(f"[serverless] message {message.message_id} is not an S3 notification; the handler passed it over")
+        return True
 
     def print_alerts(self) -> None:
-        messages = self.sqs.receive_message(QueueUrl=self.alerts_queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        messages = self.sqs.receive_message(QueueUrl=self.resources.alert_printer_url, MaxNumberOfMessages=10,
+                                            WaitTimeSeconds=0).get("Messages", [])
         for message in messages:
-            print(f"[alert] SNS fire alert: {message['Body']}", flush=True)
-            self.sqs.delete_message(QueueUrl=self.alerts_queue, ReceiptHandle=message["ReceiptHandle"])
+            say(alert_line(message["Body"]))
+            self.sqs.delete_message(QueueUrl=self.resources.alert_printer_url, ReceiptHandle=message["ReceiptHandle"])
 
     def shutdown(self) -> None:
         if self.web is not None and self.web.poll() is None:
@@ -240,8 +286,11 @@ class LocalSystem:
             except subprocess.TimeoutExpired:
                 os.killpg(self.web.pid, signal.SIGKILL)
                 self.web.wait()
-        if self.s3_server is not None:
-            self.s3_server.stop()
+        if self.aws_server is not None:
+            self.aws_server.stop()
+        if self.function_log is not None:
+            sys.stdout = sys.__stdout__
+            self.function_log.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,12 +300,12 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: system.stop.set())
     try:
         system.start()
-        print(system.banner(), flush=True)
+        say(system.banner())
         system.serve_forever()
     except DemoError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
         system.shutdown()
-        print("Firewatch demo stopped.", flush=True)
+        say("Firewatch demo stopped.")
     return 0
