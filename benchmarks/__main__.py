@@ -15,6 +15,7 @@ SUITES = [
     ("benchmarks.web_bench", "Web target under load: gunicorn + LiteRT vs the same app on TensorFlow/Keras"),
     ("benchmarks.web_hardening_bench", "Web target under slow clients and worst-case uploads: as shipped vs the previous settings"),
     ("benchmarks.costly_bench", "Costly inputs: decoding before and after bounded decoding, each in a fresh process"),
+    ("benchmarks.demo_drain_bench", "Local system (make demo): draining a backlog of uploads through the queue"),
 ]
 
 

@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.request
 import uuid
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -192,6 +193,8 @@ class LocalSystem:
             else:
                 os.environ.pop(name, None)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the local endpoint's per-request lines
+        # Powertools warns on every invocation that adds no metric (the test event, a batch of duplicates).
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
 
         from moto.server import ThreadedMotoServer
 

@@ -1,10 +1,13 @@
-"""The whole local system as `make demo` starts it: upload to local S3, see results, stop cleanly."""
+"""The whole local system as `make demo` starts it: upload to local S3, the upload queue, the handler, results in the
+bucket and the table; failures to the dead-letter queue and back; the banner's commands as printed; stop cleanly."""
 
 from __future__ import annotations
 
 import json
 import os
 import queue
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +23,7 @@ from tests.conftest import ARTIFACTS, CHROMIUM, ROOT
 from tests.page import VIEWPORT, card, wait_for_results
 
 BUCKET = "firewatch-e2e"
+RETRY_SECONDS = 1  # the demo's visibility timeout here: failed messages come back after a second
 
 
 def free_port() -> int:
@@ -44,7 +48,8 @@ class Demo:
         self.web_port, self.s3_port = web_port, s3_port
         self.web_url, self.s3_url = f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{s3_port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "demo", "--web-port", str(web_port), "--s3-port", str(s3_port), "--bucket", BUCKET],
+            [sys.executable, "-m", "demo", "--web-port", str(web_port), "--s3-port", str(s3_port), "--bucket", BUCKET,
+             "--visibility-timeout", str(RETRY_SECONDS)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
         self.lines: list[str] = []
@@ -70,11 +75,21 @@ class Demo:
                 return line
         raise AssertionError(f"{text!r} not printed within {timeout} s; output so far:\n{''.join(self.lines)}")
 
-    def s3(self):
+    def client(self, service: str):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.s3_url, region_name="us-east-1",
+        return boto3.client(service, endpoint_url=self.s3_url, region_name="us-east-1",
                             aws_access_key_id="test", aws_secret_access_key="test")
+
+    def s3(self):
+        return self.client("s3")
+
+    def queue_url(self, name: str) -> str:
+        return self.client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
+
+    def queue_depth(self, name: str) -> int:
+        attributes = self.client("sqs").get_queue_attributes(QueueUrl=self.queue_url(name), AttributeNames=["All"])
+        return sum(int(attributes["Attributes"][n]) for n in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"))
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +163,193 @@ def test_a_second_demo_on_the_same_ports_says_so(demo):
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "already taken" in done.stderr and "another `make demo`" in done.stderr
+
+
+UPLOAD_QUEUE, DEAD_LETTER_QUEUE, RESULTS_TABLE = "firewatch-uploads", "firewatch-uploads-dlq", "firewatch-results"
+
+
+def banner_commands(demo) -> list[str]:
+    text = "".join(demo.lines)
+    block = text[text.index("\nTry"):text.index("Ctrl-C stops everything")]
+    return [line.strip() for line in block.splitlines()[2:] if line.strip()]
+
+
+def run_as_printed(command: str, cwd, export: str) -> subprocess.CompletedProcess:
+    """One banner command in a shell that has no AWS settings but the printed ``export`` line."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_") or name == "AWS_CA_BUNDLE"}
+    env["HOME"] = str(cwd)  # no ~/.aws of the machine's either
+    return subprocess.run(["bash", "-c", f"{export}\n{command}"], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_banners_commands_work_as_printed(demo, fire_photo, classifier, tmp_path):
+    commands = banner_commands(demo)
+    export = next(command for command in commands if command.startswith("export "))
+    assert all(f"--endpoint-url {demo.s3_url}" in command for command in commands if command.startswith("aws "))
+    shutil.copy(fire_photo, tmp_path / "photo.jpg")
+    ran = []
+    for command in commands:
+        if command.startswith(("export ", "#")) or (command.startswith("aws ") and shutil.which("aws") is None):
+            continue
+        deadline = time.monotonic() + 15
+        while True:  # the result command is printed as "a second later": it may need another try
+            done = run_as_printed(command, tmp_path, export)
+            if done.returncode == 0 and ("results/photo.jpg.json" not in command or done.stdout.startswith("{")):
+                break
+            assert time.monotonic() < deadline, f"{command!r} failed as printed:\n{done.stdout}{done.stderr}"
+            time.sleep(0.3)
+        ran.append(command.split()[0] + (" -T" if " -T " in command else ""))
+        if "results/photo.jpg.json" in command:
+            result = json.loads(done.stdout)
+            assert result["key"] == "uploads/photo.jpg" and result["label"] == classifier.classify(fire_photo.read_bytes()).label
+    assert ran.count("curl") == 1 and ran.count("curl -T") == 1, ran
+    # Only results are public, and only on the local endpoint: the uploads themselves are not.
+    denied = run_as_printed(f"curl -s -o /dev/null -w '%{{http_code}}' {demo.s3_url}/{BUCKET}/uploads/photo.jpg", tmp_path, "")
+    assert denied.stdout == "403"
+
+
+def test_the_log_says_each_verdict_in_one_readable_line(demo):
+    lines = [line.rstrip("\n") for line in demo.lines]
+    forest = next(line for line in lines if "uploads/forest.jpg ->" in line)
+    assert re.fullmatch(r"\[serverless\] uploads/forest\.jpg -> nofire 0\.\d\d \(\d+ ms(, batch of \d+)?\)", forest), forest
+    noise = [line for line in lines if any(mark in line for mark in ('"_aws"', "CloudWatchMetrics", "XNNPACK", "Warning",
+                                                                       "Booting worker", '"level"'))]
+    assert noise == []
+
+
+def upload_all(demo, photos: list, prefix: str, count: int) -> list[str]:
+    s3 = demo.s3()
+    keys = [f"uploads/{prefix}/{n:04d}.jpg" for n in range(count)]
+    bodies = [photo.read_bytes() for photo in photos]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: s3.put_object(Bucket=BUCKET, Key=keys[n], Body=bodies[n % len(bodies)]), range(count)))
+    return keys
+
+
+def wait_for_results(demo, prefix: str, count: int, timeout: float) -> None:
+    s3, deadline = demo.s3(), time.monotonic() + timeout
+    while True:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"results/{prefix}/")
+        found = sum(len(page.get("Contents", [])) for page in pages)
+        if found == count:
+            return
+        assert time.monotonic() < deadline, f"{found} of {count} results after {timeout} s"
+        time.sleep(0.5)
+
+
+def indexed(demo, keys: list[str]) -> dict[str, dict]:
+    """The results table's items for ``keys``."""
+    dynamodb, items = demo.client("dynamodb"), {}
+    for start in range(0, len(keys), 100):
+        request = {RESULTS_TABLE: {"Keys": [{"key": {"S": key}} for key in keys[start : start + 100]]}}
+        for item in dynamodb.batch_get_item(RequestItems=request)["Responses"][RESULTS_TABLE]:
+            items[item["key"]["S"]] = item
+    return items
+
+
+def check_backlog(demo, photos, prefix: str, count: int, timeout: float) -> None:
+    keys = upload_all(demo, photos, prefix, count)
+    wait_for_results(demo, prefix, count, timeout)
+    items = indexed(demo, keys)
+    assert sorted(items) == sorted(keys)
+    assert all(item["day"]["S"] == item["classified_at"]["S"][:10] for item in items.values())
+    deadline = time.monotonic() + 10
+    while demo.queue_depth(UPLOAD_QUEUE):
+        assert time.monotonic() < deadline, "the upload queue did not drain"
+        time.sleep(0.2)
+
+
+def test_a_backlog_of_uploads_all_get_results(demo, fire_photos, nofire_photos):
+    check_backlog(demo, fire_photos + nofire_photos, "backlog", 30, timeout=60)
+
+
+@pytest.mark.slow
+def test_a_big_backlog_all_get_results(demo, fire_photos, nofire_photos):
+    check_backlog(demo, fire_photos + nofire_photos, "big-backlog", 400, timeout=600)
+
+
+def dead_letters(demo) -> list[str]:
+    """The dead-letter queue's bodies, read without hiding them (visibility timeout 0)."""
+    sqs, url, bodies = demo.client("sqs"), demo.queue_url(DEAD_LETTER_QUEUE), {}
+    for _ in range(5):
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", []):
+            bodies[message["MessageId"]] = message["Body"]
+    return list(bodies.values())
+
+
+def wait_for_dead_letters(demo, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while demo.queue_depth(DEAD_LETTER_QUEUE) != count:
+        assert time.monotonic() < deadline, f"{demo.queue_depth(DEAD_LETTER_QUEUE)} dead letters, not {count}"
+        time.sleep(0.3)
+
+
+NOT_A_NOTIFICATION = "this is not an S3 notification"
+
+
+def test_poison_messages_end_in_the_dead_letter_queue_without_blocking_others(demo, fire_photo, nofire_photo):
+    s3 = demo.s3()
+    demo.client("sqs").send_message(QueueUrl=demo.queue_url(UPLOAD_QUEUE), MessageBody=NOT_A_NOTIFICATION)
+    # An archived object cannot be read until it is restored: its upload fails every time.
+    s3.put_object(Bucket=BUCKET, Key="uploads/archived.jpg", Body=fire_photo.read_bytes(), StorageClass="GLACIER")
+    s3.put_object(Bucket=BUCKET, Key="uploads/meanwhile.jpg", Body=nofire_photo.read_bytes())
+    wait_for_object(s3, "results/meanwhile.jpg.json")
+    wait_for_dead_letters(demo, 2, timeout=30)
+    bodies = dead_letters(demo)
+    assert NOT_A_NOTIFICATION in bodies and any("archived.jpg" in body for body in bodies)
+    demo.read_until("uploads/archived.jpg failed (attempt 3 of 3)", timeout=5)
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket=BUCKET, Key="results/archived.jpg.json")
+
+
+def ops_has(command: str) -> bool:
+    from ops.__main__ import COMMANDS
+
+    return command in COMMANDS
+
+
+def run_ops(demo, *arguments: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    done = subprocess.run([sys.executable, "-m", "ops", *arguments, "--endpoint-url", demo.s3_url], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def replay(demo) -> None:
+    if ops_has("replay"):
+        run_ops(demo, "replay")
+    else:  # until the operator command exists: the same move, with the demo's own function
+        from demo.poller import redrive
+
+        redrive(demo.client("sqs"), demo.queue_url(DEAD_LETTER_QUEUE), demo.queue_url(UPLOAD_QUEUE))
+
+
+def test_a_replay_after_the_cause_is_fixed_classifies_the_dead_letters(demo):
+    s3 = demo.s3()
+    s3.restore_object(Bucket=BUCKET, Key="uploads/archived.jpg", RestoreRequest={"Days": 1})
+    replay(demo)
+    result, _ = wait_for_object(s3, "results/archived.jpg.json", timeout=15)
+    assert result["label"] == "fire"
+    # The message that can never be processed is back where an operator can read it.
+    wait_for_dead_letters(demo, 1, timeout=30)
+    assert dead_letters(demo) == [NOT_A_NOTIFICATION]
+
+
+def test_a_backfill_classifies_what_was_there_before_the_notification(demo, fire_photos):
+    if not ops_has("backfill"):
+        pytest.skip("`python -m ops backfill` is not there yet")
+    s3 = demo.s3()
+    notification = s3.get_bucket_notification_configuration(Bucket=BUCKET)
+    notification.pop("ResponseMetadata", None)
+    s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={})
+    keys = upload_all(demo, fire_photos, "before", 5)
+    s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration=notification)
+    time.sleep(2)  # long enough for a queued upload to be classified: none is
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="results/before/")["KeyCount"] == 0
+    run_ops(demo, "backfill")
+    wait_for_results(demo, "before", len(keys), timeout=30)
 
 
 @pytest.mark.browser
