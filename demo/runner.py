@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 from inference.contract import RESULT_PREFIX, RESULTS_TABLE_ENV, UPLOAD_PREFIX, UPLOAD_QUEUE_ENV
 
-from .local_aws import DEAD_LETTER_QUEUE, MAX_RECEIVES, UPLOAD_QUEUE, VISIBILITY_TIMEOUT_SECONDS, create_resources
+from .local_aws import DEAD_LETTER_QUEUE, MAX_RECEIVES, RESULTS_TABLE, UPLOAD_QUEUE, VISIBILITY_TIMEOUT_SECONDS, create_resources
 from .poller import BATCH_SIZE, BATCHING_WINDOW_SECONDS, QueuePoller
 from .report import ResultReader, alert_line, batch_lines, is_test_event, upload_keys
 
@@ -241,7 +241,7 @@ class LocalSystem:
             "Firewatch is running locally:",
             f"  web app      {web}   (upload photos in the browser, or POST {web}/api/v1/classify)",
             f"  local AWS    {endpoint}   S3 bucket {bucket}, SQS queue {UPLOAD_QUEUE} (dead letters: "
-            f"{DEAD_LETTER_QUEUE}), DynamoDB table {self.resources.table}",
+            f"{DEAD_LETTER_QUEUE}), DynamoDB table {RESULTS_TABLE}",
             f"  serverless   every object put under s3://{bucket}/{UPLOAD_PREFIX} is queued, and the Lambda handler "
             f"classifies it into s3://{bucket}/{RESULT_PREFIX}",
             "Try (the local endpoint takes any credentials; the AWS CLI needs some, so set dummy ones):",

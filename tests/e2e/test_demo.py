@@ -227,7 +227,7 @@ def upload_all(demo, photos: list, prefix: str, count: int) -> list[str]:
     return keys
 
 
-def wait_for_results(demo, prefix: str, count: int, timeout: float) -> None:
+def wait_for_result_count(demo, prefix: str, count: int, timeout: float) -> None:
     s3, deadline = demo.s3(), time.monotonic() + timeout
     while True:
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"results/{prefix}/")
@@ -250,7 +250,7 @@ def indexed(demo, keys: list[str]) -> dict[str, dict]:
 
 def check_backlog(demo, photos, prefix: str, count: int, timeout: float) -> None:
     keys = upload_all(demo, photos, prefix, count)
-    wait_for_results(demo, prefix, count, timeout)
+    wait_for_result_count(demo, prefix, count, timeout)
     items = indexed(demo, keys)
     assert sorted(items) == sorted(keys)
     assert all(item["day"]["S"] == item["classified_at"]["S"][:10] for item in items.values())
@@ -349,7 +349,7 @@ def test_a_backfill_classifies_what_was_there_before_the_notification(demo, fire
     time.sleep(2)  # long enough for a queued upload to be classified: none is
     assert s3.list_objects_v2(Bucket=BUCKET, Prefix="results/before/")["KeyCount"] == 0
     run_ops(demo, "backfill")
-    wait_for_results(demo, "before", len(keys), timeout=30)
+    wait_for_result_count(demo, "before", len(keys), timeout=30)
 
 
 @pytest.mark.browser
