@@ -134,6 +134,8 @@ def test_uploaded_photos_are_classified_within_two_seconds(demo, fire_photo, nof
         assert result["bucket"] == BUCKET and result["key"] == key and result["size"] == len(data)
         assert result["model_version"] == classifier.version and result["classified_at"]
     demo.read_until("uploads/forest.jpg ->", timeout=5)
+    alert = next((line for line in demo.lines if line.startswith("[alert]")), None) or demo.read_until("[alert]", timeout=5)
+    assert alert.rstrip() == "[alert] fire in uploads/field trip/fire one.jpg (fire probability 0.97), sent to SNS"
 
 
 def test_a_corrupt_upload_gets_an_error_result(demo):
@@ -319,7 +321,7 @@ def run_ops(demo, *arguments: str) -> subprocess.CompletedProcess:
 
 def replay(demo) -> None:
     if ops_has("replay"):
-        run_ops(demo, "replay")
+        run_ops(demo, "replay", "--dlq-url", demo.queue_url(DEAD_LETTER_QUEUE))
     else:  # until the operator command exists: the same move, with the demo's own function
         from demo.poller import redrive
 
@@ -348,7 +350,7 @@ def test_a_backfill_classifies_what_was_there_before_the_notification(demo, fire
     s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration=notification)
     time.sleep(2)  # long enough for a queued upload to be classified: none is
     assert s3.list_objects_v2(Bucket=BUCKET, Prefix="results/before/")["KeyCount"] == 0
-    run_ops(demo, "backfill")
+    run_ops(demo, "backfill", "--bucket", BUCKET, "--queue-url", demo.queue_url(UPLOAD_QUEUE))
     wait_for_result_count(demo, "before", len(keys), timeout=30)
 
 
