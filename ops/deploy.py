@@ -169,7 +169,7 @@ def next_steps(outputs: dict[str, str], region: str | None = None) -> str:
         if outputs.get(name):
             lines += [f"  Get {what} by e-mail (confirm the e-mail AWS sends):",
                       f"    aws sns subscribe --topic-arn {outputs[name]} --protocol email --notification-endpoint you@example.com{flag}"]  # fmt: skip
-    lines.append("  `python -m ops deploy --next-steps` prints these steps again (from the outputs file).")
+    lines.append("  `python -m ops deploy --next-steps` (with the same -c envName) prints these steps again.")
     return "\n".join(lines)
 
 
