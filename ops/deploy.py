@@ -186,8 +186,12 @@ def retained_resources(templates: dict[str, dict]) -> list[str]:
 def confirm_destroy(context: dict[str, str], outputs_file: Path, force: bool) -> bool:
     """Say what goes and what stays; ask unless ``force``."""
     env = env_name(context)
-    templates = synthesize(context)
-    print(f"This deletes the stacks {', '.join(sorted(templates))}.")
+    try:
+        templates = synthesize(context)
+    except SynthError as error:  # a broken checkout must not stop the clean-up; say what is usually kept instead
+        print(f"Could not list what is kept ({str(error).splitlines()[0]}); the stacks keep the upload and access-log buckets.")
+        templates = {}
+    print(f"This deletes the stacks firewatch-{env}-* ({', '.join(sorted(templates)) or 'all of them'}).")
     kept = retained_resources(templates)
     if kept:
         print("Kept on purpose (their data survives; versioned buckets must be emptied of every version before "

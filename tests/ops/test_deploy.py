@@ -153,3 +153,13 @@ def test_a_malformed_setting_is_refused(tools, pair, capsys):
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
+
+
+def test_destroy_still_asks_when_the_app_does_not_synthesize(tools, monkeypatch, capsys):
+    def broken(context):
+        raise deploy.SynthError("the app did not synthesize:\nConfigError: ...")
+
+    monkeypatch.setattr(deploy, "synthesize", broken)
+    assert _run("destroy", "--region", "eu-west-1", "--force") == 0
+    assert "upload and access-log buckets" in capsys.readouterr().out
+    assert tools.calls("npx")[0]["argv"][:2] == ["cdk", "destroy"]
