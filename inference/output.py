@@ -155,10 +155,8 @@ def _table_rows(source: str, outcome: Outcome) -> str:
 
 
 def _progress_bar(total: int, stream: IO):
-    try:
-        from tqdm import tqdm  # only for people at a terminal; the serving image does not need it
-    except ImportError:
-        return None
+    from tqdm import tqdm  # installed with ai-edge-litert; imported only for a terminal, off the piped path
+
     return tqdm(total=total, file=stream, unit="photo", leave=False, dynamic_ncols=True)
 
 
