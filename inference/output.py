@@ -82,6 +82,7 @@ class Report:
         self.stderr = stderr
         self.tally = Tally()
         self._progress = None
+        self._expected = 0  # inputs counted for the progress bar, which starts with the first result
         self._csv = None
         if self.format == CSV:
             # The exact bytes of an undecodable file name, so the CSV names the file that is on disk.
@@ -97,10 +98,12 @@ class Report:
             return items
         items = list(items)
         if len(items) >= PROGRESS_MIN_INPUTS:
-            self._progress = _progress_bar(len(items), self.stderr)
+            self._expected = len(items)
         return items
 
     def write(self, source: str, outcome: Outcome) -> None:
+        if self._expected:  # drawn after the first model call, whose runtime may log a line to stderr
+            self._progress, self._expected = _progress_bar(self._expected, self.stderr), 0
         self.tally.count(outcome)
         if self.format == JSONL:
             self._emit(json.dumps(outcome_record(source, outcome)) + "\n")
