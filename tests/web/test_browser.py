@@ -247,3 +247,24 @@ def test_pipeline_panel_shows_and_refreshes_results(browser, pipeline):
     finally:
         context.close()
     assert not problems, f"browser console errors (CSP violations show up here): {problems}"
+
+
+def test_with_the_pipeline_panel_three_results_are_in_view_at_1280x800(browser, pipeline, classifier, fire_photos,
+                                                                       nofire_photos):  # fmt: skip
+    # The panel takes a column, so results come two abreast: the third is on the second row, still in view.
+    server, _ = pipeline
+    photos = _by_certainty(classifier, fire_photos + nofire_photos, "clear", 3)
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/")
+        page.set_input_files("#image-input", [str(p) for p in photos])
+        wait_for_results(page, 3)
+        assert page.locator("#pipeline").is_visible()
+        for index in range(3):
+            box = page.locator("#results .result").nth(index).bounding_box()
+            assert box["y"] + box["height"] <= VIEWPORT["height"], f"result {index + 1} is below the fold"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "web-page-with-panel-1280x800.png"))
+    finally:
+        context.close()
