@@ -111,11 +111,14 @@ def _check_regular_file(path: str, mode: int) -> None:
     raise InvalidImage(UNREADABLE_FILE, f"{path} is {kind}, not a file.")
 
 
-def classify_paths(classifier: Classifier, items: Iterable[str | tuple[str, InvalidImage]]) -> Iterator[tuple[str, Prediction | InvalidImage]]:
+Outcome = tuple[str, Prediction | InvalidImage]
+
+
+def classify_paths(classifier: Classifier, items: Iterable[str | tuple[str, InvalidImage]]) -> Iterator[Outcome]:
     """``(source, outcome)`` for each of :func:`expand_paths`' items, in order, classifying in small batches."""
     pending: list[tuple[str, bytes | InvalidImage]] = []
 
-    def flush() -> Iterator[tuple[str, Prediction | InvalidImage]]:
+    def flush() -> Iterator[Outcome]:
         readable = [data for _, data in pending if not isinstance(data, InvalidImage)]
         outcomes = iter(classifier.classify_many(readable))
         for source, data in pending:
