@@ -268,3 +268,18 @@ def test_with_the_pipeline_panel_three_results_are_in_view_at_1280x800(browser, 
         page.screenshot(path=str(ARTIFACTS / "web-page-with-panel-1280x800.png"))
     finally:
         context.close()
+
+
+@pytest.mark.parametrize(("options", "touch"), [({"viewport": {"width": 1024, "height": 768}, "has_touch": True}, True),
+                                                ({"viewport": {"width": 1024, "height": 768}}, False),
+                                                ({"viewport": {"width": 500, "height": 800}}, True)])  # fmt: skip
+def test_drag_and_drop_is_offered_only_to_a_mouse_on_a_wide_screen(browser, served, options, touch):
+    # A tablet (coarse pointer) and a narrow window are asked to choose photos; a desktop browser may drop them.
+    context = browser.new_context(**options)
+    try:
+        page = context.new_page()
+        page.goto(served.url + "/")
+        text = page.locator("#upload-form").inner_text()
+        assert ("Choose photos to check" in text) == touch and ("Drag and drop photos here" in text) == (not touch)
+    finally:
+        context.close()
