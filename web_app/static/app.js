@@ -64,9 +64,10 @@
     bar.textContent = (body.fire_probability * 100).toFixed(1) + "%";
     const thresholdPercent = Math.round(body.threshold * 100) + "%";
     bar.setAttribute("aria-label", "Fire probability (decision threshold " + thresholdPercent + ")");
-    const mark = card.querySelector(".threshold-mark line");
-    mark.setAttribute("x1", String(body.threshold * 100));
-    mark.setAttribute("x2", String(body.threshold * 100));
+    card.querySelectorAll(".threshold-mark line").forEach((line) => {
+      line.setAttribute("x1", String(body.threshold * 100));
+      line.setAttribute("x2", String(body.threshold * 100));
+    });
     card.querySelector(".bar-wrap").hidden = false;
     card.dataset.certainty = body.certainty;
     const note = card.querySelector(".certainty");
