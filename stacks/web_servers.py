@@ -16,7 +16,7 @@ from stacks.config import RESULTS_PREFIX, FirewatchConfig
 from stacks.image import FirewatchImage
 from stacks.logs import log_retention
 from stacks.nag import acknowledge
-from stacks.user_data import web_server_user_data
+from stacks.user_data import signal_on_exit, web_server_user_data
 
 CPU_TARGET_PERCENT = 60
 
@@ -49,10 +49,12 @@ class WebServers(Capability):
             region=Aws.REGION,
             results_bucket=results_bucket.bucket_name,
             log_group=self.log_group.log_group_name,
+            hsts=config.certificate_arn is not None,
         )
         self.auto_scaling_group = self._auto_scaling_group(config, vpc, self._launch_template(config, role, user_data))
-        # The signal comes from the script's exit trap: success only once the server answers its health check.
-        user_data.add_signal_on_exit_command(self.auto_scaling_group)
+        # The signal comes from the script's exit trap: success only once the server answers its health check,
+        # failure as soon as a step fails.
+        signal_on_exit(user_data, self.auto_scaling_group)
         if config.desired_capacity is not None:
             Annotations.of(self.auto_scaling_group).acknowledge_warning(
                 "@aws-cdk/aws-autoscaling:desiredCapacitySet",

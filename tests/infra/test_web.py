@@ -155,7 +155,7 @@ def test_arm64_uses_graviton_and_the_arm_ami(synth_custom):
 def test_user_data_runs_the_web_server_from_the_image_with_a_restart_policy(synth):
     script = _user_data(synth.web)
     asset_hash = synth.stacks.web.image.asset.asset_hash
-    assert "dnf install -y docker amazon-cloudwatch-agent aws-cfn-bootstrap" in script
+    assert "dnf install -y docker amazon-cloudwatch-agent" in script
     assert "aws ecr get-login-password" in script and "docker login --username AWS --password-stdin" in script
     image_line = next(line for line in script.splitlines() if line.startswith("IMAGE="))
     image = json.loads(image_line[len('IMAGE="') : -1])["Fn::Sub"]
@@ -172,7 +172,7 @@ def test_user_data_runs_the_web_server_from_the_image_with_a_restart_policy(synt
     assert '--env FIREWATCH_RESULTS_BUCKET={"Ref": "UploadBucketName"}' in run
     assert "--log-driver=awslogs" in run
     assert "curl -fsS http://127.0.0.1:8080/healthz && exit 0" in script
-    assert "/opt/aws/bin/cfn-signal --stack firewatch-dev-web --resource WebServersASG" in script
+    assert "aws cloudformation signal-resource" in script and "cfn-signal" not in script  # tests/infra/test_user_data.py
     assert "amazon-cloudwatch-agent-ctl -a fetch-config" in script
 
 
