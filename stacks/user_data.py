@@ -23,10 +23,11 @@ CONTAINER_NAME = "firewatch-web"
 CONTAINER_STOP_TIMEOUT_SECONDS = 35
 
 # Memory and root-disk use are not EC2 metrics; the CloudWatch agent publishes them per Auto Scaling group.
+AGENT_NAMESPACE = "CWAgent"  # the only namespace the instance role may write metrics to
 CLOUDWATCH_AGENT_CONFIG = {
     "agent": {"metrics_collection_interval": 60},
     "metrics": {
-        "namespace": "CWAgent",
+        "namespace": AGENT_NAMESPACE,
         "append_dimensions": {"AutoScalingGroupName": "${aws:AutoScalingGroupName}", "InstanceId": "${aws:InstanceId}"},
         "aggregation_dimensions": [["AutoScalingGroupName"]],
         "metrics_collected": {
