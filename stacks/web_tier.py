@@ -18,6 +18,7 @@ from stacks.web_servers import WebServers
 
 ALB_5XX_PERCENT = 5
 ASG_CPU_PERCENT = 80
+WAF_REQUESTS = (("AllowedRequests", "allowed"), ("BlockedRequests", "blocked"))
 
 
 class WebTier(Capability):
@@ -89,7 +90,7 @@ class WebTier(Capability):
         percentiles = ("p50", "p90", "p99")
         firewall = []
         if self.firewall:
-            requests = [self.firewall.requests_metric(n, n.removesuffix("Requests").lower()) for n in ("AllowedRequests", "BlockedRequests")]
+            requests = [self.firewall.requests_metric(name, label) for name, label in WAF_REQUESTS]
             firewall = [[graph("WAF requests allowed / blocked", requests, width=24)]]
         return DashboardSection(
             "web tier",

@@ -35,7 +35,9 @@ def test_json_values_from_cdk_json_are_accepted():
     assert (c.min_capacity, c.lambda_timeout_seconds, c.lambda_reserved_concurrency) == (1, 30, 5)
 
 
-@pytest.mark.parametrize(("value", "expected"), [("false", False), ("False", False), ("true", True), (False, False), (True, True)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [("false", False), ("False", False), ("true", True), (False, False), (True, True)]
+)
 def test_switches_from_the_command_line_and_cdk_json(value, expected):
     c = config(web=value, waf=value, wafLogging=value)
     assert (c.web, c.waf, c.waf_logging) == (expected, expected, expected)

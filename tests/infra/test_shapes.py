@@ -60,7 +60,8 @@ def test_serverless_only_passes_cfn_lint(synth_serverless_only):
 
     outdir = Path(synth_serverless_only.app.outdir)
     templates = sorted(str(t) for t in outdir.glob("*.template.json"))
-    assert [Path(t).name for t in templates] == ["firewatch-dev-monitoring.template.json", "firewatch-dev-serverless.template.json"]
+    names = [Path(t).name for t in templates]
+    assert names == ["firewatch-dev-monitoring.template.json", "firewatch-dev-serverless.template.json"]
     result = subprocess.run(
         [str(Path(sys.executable).parent / "cfn-lint"), "--ignore-checks", *CFN_LINT_IGNORED, "--", *templates],
         capture_output=True, text=True, timeout=300,
