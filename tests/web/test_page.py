@@ -157,3 +157,37 @@ def test_form_results_mark_the_threshold_and_borderline_verdicts(client, classif
     assert re.search(r'<p class="certainty">', near) and "Borderline" in near
     assert '<p class="certainty" hidden>' in sure
     assert 'data-certainty="borderline"' in html and 'data-certainty="clear"' in html
+
+
+def test_hsts_only_when_the_deployment_says_it_serves_https(classifier, monkeypatch):
+    """Strict-Transport-Security would make browsers refuse plain HTTP for a year: only with FIREWATCH_HSTS=1, which
+    the stack sets only with a certificate (HTTPS, HTTP redirected)."""
+    from web_app import create_app
+
+    monkeypatch.delenv("FIREWATCH_HSTS", raising=False)
+    assert "Strict-Transport-Security" not in create_app(classifier).test_client().get("/healthz").headers
+    monkeypatch.setenv("FIREWATCH_HSTS", "1")
+    client = create_app(classifier).test_client()
+    for path in ("/", "/healthz", "/nope"):
+        assert client.get(path).headers["Strict-Transport-Security"] == "max-age=31536000"
+
+
+def test_a_bad_hsts_setting_stops_the_app_with_its_name(classifier, monkeypatch):
+    from web_app import create_app
+
+    monkeypatch.setenv("FIREWATCH_HSTS", "yes")
+    with pytest.raises(ValueError, match="FIREWATCH_HSTS must be 1"):
+        create_app(classifier)
+
+
+def test_the_servers_own_errors_carry_hsts_when_configured(monkeypatch):
+    import socket
+
+    from web_app.worker import write_error
+
+    monkeypatch.setenv("FIREWATCH_HSTS", "1")
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        write_error(ours, 431, "Request Header Fields Too Large", "")
+        head = theirs.recv(65536).decode("latin-1").split("\r\n\r\n")[0]
+    assert "Strict-Transport-Security: max-age=31536000" in head.splitlines()
