@@ -123,7 +123,8 @@ def training_curves_figure(history: dict):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
     if kept is not None:
-        fig.suptitle(f"Kept epoch {kept} of {len(history['val_auc'])}: best validation AUC {max(history['val_auc']):.4f}", fontsize=10)
+        fig.suptitle(f"Kept epoch {kept} of {len(history['val_auc'])}: best validation AUC {max(history['val_auc']):.4f} "
+                     "(figures of the model in training: one pass, accuracy at 0.5)", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -125,8 +125,9 @@ def install(run: Path, card: ModelCard, target: Path, reports_name: str) -> list
         staged[target / card_name].write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
         for destination, temporary in staged.items():
             if destination.exists():
-                backups[destination] = destination.with_name(f".{destination.name}{token}.old")
-                os.replace(destination, backups[destination])
+                backup = destination.with_name(f".{destination.name}{token}.old")
+                os.replace(destination, backup)
+                backups[destination] = backup
             os.replace(temporary, destination)
             moved_in.append(destination)
     except BaseException:
