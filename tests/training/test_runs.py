@@ -207,3 +207,22 @@ def test_wilson_interval_covers_zero_and_small_folders():
     assert low == 0 and 0.04 < high < 0.05
     low, high = intervals.wilson_interval(2, 79)
     assert 0.006 < low < 0.008 and 0.08 < high < 0.09
+
+
+def test_make_train_installs_the_python_packages_but_no_browser():
+    import re
+
+    makefile = (ROOT / "Makefile").read_text()
+    rules = dict(re.findall(r"^([\w$().\-/]+):([^=\n]*)$", makefile, re.M))
+
+    def needs(target: str, seen: set) -> set:
+        for prerequisite in rules.get(target, "").split():
+            if prerequisite not in seen:
+                seen.add(prerequisite)
+                needs(prerequisite, seen)
+        return seen
+
+    prerequisites = needs("train", set())
+    assert "$(VENV)/.full" in prerequisites and "install" not in prerequisites
+    recipes = re.findall(r"^(?:train|\$\(VENV\)/\.full|\$\(VENV\)/\.serving|\$\(PY\)):.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipes and not any("install-browser" in recipe or "npm" in recipe for recipe in recipes)
