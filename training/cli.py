@@ -42,8 +42,8 @@ DATA_CREDITS = {
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="python -m training promote RUN [--force] puts a finished run's model into models/ "
-                                       "(python -m training promote --help)")
+                                epilog="python -m training promote RUN [--force] [--models DIR] puts a finished run's model into "
+                                       "models/ after checking it (python -m training promote --help)")
     p.add_argument("data", nargs="*", type=Path, help=f"folders holding fire/ and nofire/ subfolders, at any depth (default: {DEFAULT_DATA})")
     p.add_argument("--backbone", choices=BACKBONES, default="compact", help="compact: small CNN from scratch (default); xception: the original study's")
     p.add_argument("--weights", choices=("none", "imagenet"), default="none", help="pretrained weights (imagenet needs internet; xception only)")
