@@ -5,6 +5,10 @@ if sys.argv[1:2] == ["promote"]:
 
     sys.exit(main(sys.argv[2:]))
 
-from .cli import main
+from .options import parse_arguments
+
+parse_arguments(sys.argv[1:])  # --help and usage errors answer before numpy, the core or TensorFlow load
+
+from .cli import main  # noqa: E402
 
 sys.exit(main())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from .defaults import BACKBONES, DEFAULT_SIZES  # noqa: F401  re-exported: the names predate training.defaults
+from .options import BACKBONES, DEFAULT_SIZES  # noqa: F401  re-exported: the names predate training.options
 
 
 class WeightsUnavailable(RuntimeError):

@@ -22,7 +22,7 @@ from inference import Classifier, Settings
 
 from . import data as data_mod
 from . import evaluate
-from .cli import DEFAULT_DATA, DEFAULT_SOURCES
+from .options import DEFAULT_DATA, DEFAULT_SOURCES
 
 
 def score(classifier: Classifier, samples: list[data_mod.Sample], batch: int = 64) -> tuple[np.ndarray, np.ndarray, list]:
