@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import shlex
@@ -77,45 +78,16 @@ class Exported:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
-    from . import evaluate  # with scikit-learn, after the arguments are checked
-
     roots = args.data or [DEFAULT_DATA / name for name in DEFAULT_SOURCES]
     samples, held_s = discover(args, roots)  # bad data folders fail before anything is loaded or written
     model, size = build_model(args)
-    from . import export
-
     run = runs.Run.start(args.runs)
-    with (run.folder / runs.LOG_NAME).open("a", encoding="utf-8") as log_file:
-        _LOG_FILES.append(log_file)
-        try:
-            log(f"run folder {run.folder}: python -m training {shlex.join(_argv(argv))}")
-            splits = load_splits(args, samples, held_s, size)
-            trained = train(args, model, splits, run.folder)
-            exported = export_and_evaluate(args, trained.model, size, splits, run.folder)
-            final = run.final_folder(export.version_for(exported.tflite_bytes, dt.date.today().isoformat()))
-            reports = run.folder / runs.REPORTS
-            sources = {"validation": exported.metrics["validation"]["per_source"]} | (
-                {"held out": exported.holdout_metrics} if exported.holdout_metrics else {})
-            plots = evaluate.plot_reports(reports, trained.history, splits.val_y, exported.litert_probs, exported.threshold, sources)
-            (reports / "history.json").write_text(json.dumps(trained.history) + "\n", encoding="utf-8")
-            warnings = intervals.chance_level_reasons(exported.metrics["validation"])
-            if warnings:
-                exported.metrics["warnings"] = [f"NO BETTER THAN CHANCE: {reason}" for reason in warnings]
-            manifest_name, manifest_hash = write_file_manifest(args, splits, exported.held_s, run.folder)
-            card = model_card(args, argv, roots, size, splits, trained, exported, final / runs.REPORTS, plots, manifest_name, manifest_hash)
-            card.save(run.folder / f"{args.name}.json")
-            (reports / "metrics.json").write_text(json.dumps(card.metrics, indent=2) + "\n", encoding="utf-8")
-            if args.reports:
-                shutil.copytree(reports, args.reports, dirs_exist_ok=True)
-            log_summary(card, exported)
-            if warnings:
-                shout(["THIS MODEL IS NO BETTER THAN CHANCE ON ITS VALIDATION PHOTOS:", *warnings,
-                       "Do not promote it; promote refuses it unless --force."])
-        except BaseException:
-            log(f"the run stopped; what it wrote is in {run.folder}")
-            raise
-        finally:
-            _LOG_FILES.remove(log_file)
+    with run_log(run.folder):
+        log(f"run folder {run.folder}: python -m training {shlex.join(_argv(argv))}")
+        splits = load_splits(args, samples, held_s, size)
+        trained = train(args, model, splits, run.folder)
+        exported = export_and_evaluate(args, trained.model, size, splits, run.folder)
+        card = report(args, argv, roots, size, splits, trained, exported, run)
     folder = run.finish(card.version)
     log(f"run complete: {folder}")
     if args.output:
@@ -123,6 +95,47 @@ def main(argv: list[str] | None = None) -> int:
     else:
         log(f"to serve it: python -m training promote {display_path(folder)}")
     return 0
+
+
+@contextlib.contextmanager
+def run_log(folder: Path):
+    """Progress lines go to the run's train.log as well as stderr; a run that stops says where its files are."""
+    with (folder / runs.LOG_NAME).open("a", encoding="utf-8") as handle:
+        _LOG_FILES.append(handle)
+        try:
+            yield
+        except BaseException:
+            log(f"the run stopped; what it wrote is in {folder}")
+            raise
+        finally:
+            _LOG_FILES.remove(handle)
+
+
+def report(args, argv, roots, size, splits: Splits, trained: Trained, exported: Exported, run: runs.Run) -> ModelCard:
+    """Plots, history, file manifest, chance-level check and card, all in the run folder; returns the card."""
+    from . import evaluate, export
+
+    reports = run.folder / runs.REPORTS
+    sources = {"validation": exported.metrics["validation"]["per_source"]} | (
+        {"held out": exported.holdout_metrics} if exported.holdout_metrics else {})
+    plots = evaluate.plot_reports(reports, trained.history, splits.val_y, exported.litert_probs, exported.threshold, sources)
+    (reports / "history.json").write_text(json.dumps(trained.history) + "\n", encoding="utf-8")
+    chance = intervals.chance_level_reasons(exported.metrics["validation"])
+    if chance:
+        exported.metrics["warnings"] = [f"NO BETTER THAN CHANCE: {reason}" for reason in chance]
+    manifest_name, manifest_hash = write_file_manifest(args, splits, exported.held_s, run.folder)
+    # The card names the reports where they will be once the run is complete.
+    final_reports = run.final_folder(export.version_for(exported.tflite_bytes, "")) / runs.REPORTS
+    card = model_card(args, argv, roots, size, splits, trained, exported, final_reports, plots, manifest_name, manifest_hash)
+    card.save(run.folder / f"{args.name}.json")
+    (reports / "metrics.json").write_text(json.dumps(card.metrics, indent=2) + "\n", encoding="utf-8")
+    if args.reports:
+        shutil.copytree(reports, args.reports, dirs_exist_ok=True)
+    log_summary(card, exported)
+    if chance:
+        shout(["THIS MODEL IS NO BETTER THAN CHANCE ON ITS VALIDATION PHOTOS:", *chance,
+               "Do not promote it; promote refuses it unless --force."])
+    return card
 
 
 def install_output(args: argparse.Namespace, folder: Path) -> None:

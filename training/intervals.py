@@ -35,7 +35,8 @@ def auc_interval(auc: float, positives: int, negatives: int) -> tuple[float, flo
     if not positives or not negatives:
         return 0.0, 1.0
     q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (positives * negatives)
+    spread = auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)
+    variance = spread / (positives * negatives)
     se = max(float(np.sqrt(max(variance, 0.0))), 0.5 / np.sqrt(positives * negatives))
     return max(0.0, float(auc - Z95 * se)), min(1.0, float(auc + Z95 * se))
 

@@ -21,7 +21,8 @@ DEFAULT_RUNS = ROOT / "runs"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="python -m training promote RUN [--force] [--models DIR] puts a finished run's model into "
                                        "models/ after checking it (python -m training promote --help)")
     p.add_argument("data", nargs="*", type=Path, help=f"folders holding fire/ and nofire/ subfolders, at any depth (default: {DEFAULT_DATA})")
@@ -53,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also install the finished model set (fire_classifier.{keras,tflite,json}, reports/) into this folder, "
                         "without promote's checks; naming models/ warns, as it replaces the served model")
     p.add_argument("--name", default="fire_classifier")
-    p.add_argument("--reports", type=Path, help="an extra folder for plots and metrics (the run folder's reports/ always has them)")
+    p.add_argument("--reports", type=Path,
+                   help="an extra folder for plots and metrics (the run folder's reports/ always has them)")
     return p
 
 

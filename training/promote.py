@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="a finished run folder, e.g. runs/2026-11-29-101500-b6ec0b06")
     p.add_argument("--models", type=Path, default=MODELS, help="where the served model lives (default: models/)")
-    p.add_argument("--force", action="store_true", help="promote even a model no better than chance or worse than the current one")
+    p.add_argument("--force", action="store_true",
+                   help="promote even a model no better than chance or worse than the current one")
     return p
 
 

@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", choices=("all", "train", "val", "holdout"), default="all",
                    help="only the files the model's manifest puts in this split (default: all)")
     p.add_argument("--reports", type=Path, help="also write the report plots for these scores into this folder")
-    p.add_argument("--history", type=Path, help="the training run's history.json (per-epoch figures), for the training curves plot")
+    p.add_argument("--history", type=Path,
+                   help="the training run's history.json (per-epoch figures), for the training curves plot")
     args = p.parse_args(argv)
     model_path = args.model or Settings.from_env().model_path
     classifier = Classifier.load(model_path, threshold=args.threshold, threads=2)
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"model_version": classifier.version} | report, indent=2))
     if args.reports:
         history = json.loads(args.history.read_text(encoding="utf-8")) if args.history else None
-        plots = evaluate.plot_reports(args.reports, history, labels, probs, classifier.threshold, {"validation" if args.split == "val" else args.split: report["per_source"]})
+        title = "validation" if args.split == "val" else args.split
+        plots = evaluate.plot_reports(args.reports, history, labels, probs, classifier.threshold, {title: report["per_source"]})
         print(f"wrote {', '.join(plots)} into {args.reports}", file=sys.stderr)
     return 0
 

@@ -47,7 +47,8 @@ def test_training_curves_mark_the_kept_epoch():
 
 def test_per_source_plot_shows_counts_and_intervals_for_every_source():
     card = json.loads((ROOT / "models" / "fire_classifier.json").read_text())
-    sources = {"validation": card["metrics"]["validation"]["per_source"], "held out": {"houses/nofire": {"images": 2126, "false_alarm_rate": 0.215}}}
+    sources = {"validation": card["metrics"]["validation"]["per_source"],
+               "held out": {"houses/nofire": {"images": 2126, "false_alarm_rate": 0.215}}}
     fig = evaluate.per_source_figure(sources, card["threshold"])
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert "validation: fire-dataset/nofire (2 of 79 false alarms)" in labels

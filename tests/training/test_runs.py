@@ -127,7 +127,8 @@ def test_a_run_still_marked_incomplete_is_refused_from_the_command_line(run, mod
     assert done.returncode == 2 and "incomplete run" in done.stderr and "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("fail_at, nth", [("copy", 1), ("copy", 3), ("replace", 1), ("replace", 3), ("replace", 4), ("replace", 9)])
+@pytest.mark.parametrize("fail_at, nth", [("copy", 1), ("copy", 3), ("replace", 1), ("replace", 3), ("replace", 4),
+                                         ("replace", 9)])
 def test_a_failure_midway_leaves_the_served_folder_intact(run, models, monkeypatch, fail_at, nth):
     """Copies first (``copy``), then each file swapped in with two renames (``replace``): fail at any of them."""
     edit_card(run, balanced_accuracy=0.99, roc_auc=0.999)
@@ -172,7 +173,8 @@ def test_run_folders_are_named_by_start_and_model_hash_and_marked_until_finished
     second = runs.Run.start(tmp_path / "runs")
     assert second.folder != run.folder, "two runs in the same second get two folders"
     final = run.finish("2026-11-29-b6ec0b06")
-    assert final.name == f"{run.stamp}-b6ec0b06" and final.is_dir() and not (tmp_path / "runs" / f"{run.stamp}-incomplete").exists()
+    assert final.name == f"{run.stamp}-b6ec0b06" and final.is_dir()
+    assert not (tmp_path / "runs" / f"{run.stamp}-incomplete").exists()
 
 
 def test_help_answers_without_importing_tensorflow():

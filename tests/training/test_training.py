@@ -211,7 +211,7 @@ def test_smoke_run_with_a_held_out_source_reports_it_apart_and_output_still_inst
                         "--val-fraction", "0.4", "--output", out, "--runs", tmp_path / "runs")
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = (tmp_path / "runs").iterdir()
-    assert (out / "fire_classifier.tflite").read_bytes() == (run / "fire_classifier.tflite").read_bytes(), "--output: the run's model"
+    assert (out / "fire_classifier.tflite").read_bytes() == (run / "fire_classifier.tflite").read_bytes(), "the run's model"
     assert "WITHOUT promote's checks" not in done.stderr, "only models/ gets the loud warning"
     card = json.loads((out / "fire_classifier.json").read_text())
     assert card["reports"]["folder"].endswith("out/reports") and (out / "reports" / "per_source.png").is_file()
