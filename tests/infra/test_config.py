@@ -91,3 +91,12 @@ def test_the_stacks_copies_of_the_shared_names_equal_the_contract():
     copies = (stacks_config.UPLOADS_PREFIX, stacks_config.RESULTS_PREFIX, stacks_config.SERVICE_NAME,
               stacks_config.METRICS_NAMESPACE)  # fmt: skip
     assert copies == (contract.UPLOAD_PREFIX, contract.RESULT_PREFIX, contract.SERVICE_NAME, contract.METRICS_NAMESPACE)
+
+
+def test_alarms_go_to_alarm_email_or_else_to_alert_email():
+    assert config().alarm_recipient is None
+    assert config(alertEmail="fire@example.com").alarm_recipient == "fire@example.com"  # one address for both
+    both = config(alertEmail="fire@example.com", alarmEmail="oncall@example.com")
+    assert (both.alert_email, both.alarm_recipient) == ("fire@example.com", "oncall@example.com")
+    with pytest.raises(ConfigError, match="alarmEmail"):
+        config(alarmEmail="not-an-address")

@@ -70,7 +70,7 @@ def test_form_without_script_shows_verdicts_and_errors(client, classifier, fire_
         assert ("Fire" if prediction.is_fire else "No fire") in card[: card.index("</li>")]
     assert 'data-state="error"' in html
     assert "The file is not an image this service can read" in html
-    assert "3 photos checked." in html
+    assert "2 photos checked, 1 could not be read." in html  # the text file is not counted as checked
 
 
 def test_form_without_a_file_explains_in_words(client):
@@ -141,3 +141,19 @@ def test_big_photo_is_classified_without_temporary_files(client, classifier, no_
     response = client.post("/api/v1/classify", data={"image": (io.BytesIO(data), "noise.png")})
     assert response.status_code == 200
     assert response.get_json()["fire_probability"] == classifier.classify(data).fire_probability
+
+
+def test_form_results_mark_the_threshold_and_borderline_verdicts(client, classifier, fire_photos, nofire_photos):
+    verdicts = {path: classifier.classify(path.read_bytes()) for path in fire_photos + nofire_photos}
+    borderline = next((p for p, v in verdicts.items() if v.certainty == "borderline"), None)
+    clear = next(p for p, v in verdicts.items() if v.certainty == "clear")
+    if borderline is None:
+        pytest.skip("none of the sample photos is borderline for this model")
+    files = [(io.BytesIO(borderline.read_bytes()), "near.jpg"), (io.BytesIO(clear.read_bytes()), "sure.jpg")]
+    html = client.post("/", data={"image": files}).get_data(as_text=True)
+    near, sure = html[html.index(">near.jpg<"):], html[html.index(">sure.jpg<"):]
+    near, sure = near[: near.index("</li>")], sure[: sure.index("</li>")]
+    assert f'<line x1="{classifier.threshold * 100}"' in near and f'<line x1="{classifier.threshold * 100}"' in sure
+    assert re.search(r'<p class="certainty">', near) and "Borderline" in near
+    assert '<p class="certainty" hidden>' in sure
+    assert 'data-certainty="borderline"' in html and 'data-certainty="clear"' in html
