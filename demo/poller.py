@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# The deployed event source mapping's settings (Lambda's defaults for SQS): up to 10 messages a batch, invoked as
-# soon as messages are there.
+# The deployed event source mapping's defaults (the stacks' queueBatchSize and queueBatchWindowSeconds): up to 10
+# messages a batch, gathered for up to a second.
 BATCH_SIZE = 10
-BATCHING_WINDOW_SECONDS = 0.0
+BATCHING_WINDOW_SECONDS = 1.0
 SQS_RECEIVE_MAX = 10  # SQS returns at most 10 messages per ReceiveMessage
 LONG_POLL_SECONDS = 1  # an idle poller waits this long on the queue, so stopping takes at most about a second
 

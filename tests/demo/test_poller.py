@@ -60,6 +60,7 @@ class Recorder:
 
 
 def poller(sqs, resources, handler, **options) -> QueuePoller:
+    options.setdefault("batching_window", 0)  # no waiting for fuller batches, except where a test is about that
     return QueuePoller(sqs, resources.queue_url, handler, lambda: None, **options)
 
 
