@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -352,6 +353,29 @@ def test_a_backfill_classifies_what_was_there_before_the_notification(demo, fire
     assert s3.list_objects_v2(Bucket=BUCKET, Prefix="results/before/")["KeyCount"] == 0
     run_ops(demo, "backfill", "--bucket", BUCKET, "--queue-url", demo.queue_url(UPLOAD_QUEUE))
     wait_for_result_count(demo, "before", len(keys), timeout=30)
+
+
+def web_app_reads_the_table() -> bool:
+    return any("RESULTS_TABLE_ENV" in path.read_text() or "FIREWATCH_RESULTS_TABLE" in path.read_text()
+               for path in (ROOT / "web_app").glob("*.py"))
+
+
+def test_the_panel_reads_the_results_table(demo, nofire_photo):
+    if not web_app_reads_the_table():
+        pytest.skip("the web app does not read the results table yet")
+    s3 = demo.s3()
+    s3.put_object(Bucket=BUCKET, Key="uploads/indexed.jpg", Body=nofire_photo.read_bytes())
+    wait_for_object(s3, "results/indexed.jpg.json")
+    s3.delete_object(Bucket=BUCKET, Key="results/indexed.jpg.json")  # now only the table knows it
+    deadline, names = time.monotonic() + 15, []
+    while "indexed.jpg" not in names:
+        assert time.monotonic() < deadline, f"the panel lists {names}"
+        time.sleep(0.5)
+        try:
+            with urllib.request.urlopen(demo.web_url + "/api/v1/results?limit=20", timeout=10) as response:
+                names = [record.get("key", "").rsplit("/", 1)[-1] for record in json.load(response)["results"]]
+        except urllib.error.HTTPError:  # 503 while the first read is under way
+            names = []
 
 
 @pytest.mark.browser
