@@ -1,7 +1,7 @@
 """The Firewatch CDK app: three stacks, each composed of capabilities, that read like the architecture diagram.
 
-- ``firewatch-<env>-serverless``: the image, the upload store, the fire alerts and the classifier pipeline
-  (S3 trigger -> container-image function -> results, alerts, dead-letter queue).
+- ``firewatch-<env>-serverless``: the image, the upload store, the fire alerts, the upload queue, the results index
+  and the classifier pipeline (S3 notification -> SQS queue -> container-image function -> results, index, alerts).
 - ``firewatch-<env>-web``: the network and the web tier (load balancer -> Auto Scaling group running the same image).
 - ``firewatch-<env>-monitoring``: the alarm topic, and the alarms and dashboard sections the classifier and the web
   tier offer.
@@ -49,7 +49,7 @@ def build_app(app: App) -> FirewatchApp:
     config = FirewatchConfig.from_context(app.node.try_get_context)
     serverless = ServerlessStack(
         app, config.stack_name("serverless"), config=config,
-        description="Firewatch serverless path: upload bucket, S3-triggered classifier function, alert topic",
+        description="Firewatch serverless path: upload bucket, upload queue, classifier function, results index, alert topic",
     )  # fmt: skip
     web = WebStack(
         app, config.stack_name("web"), config=config,
@@ -57,7 +57,7 @@ def build_app(app: App) -> FirewatchApp:
     )  # fmt: skip
     web.add_stack_dependency(serverless, "reads the upload bucket name it publishes in SSM")
     monitoring = MonitoringStack(
-        app, config.stack_name("monitoring"), config=config, monitored=[serverless.classifier, web.web_tier],
+        app, config.stack_name("monitoring"), config=config, monitored=[*serverless.monitored, web.web_tier],
         description="Firewatch monitoring: dashboard, alarms, alarm topic",
     )  # fmt: skip
     Tags.of(app).add("project", "firewatch")

@@ -57,6 +57,10 @@ def synth_custom(tmp_path_factory) -> Synthesized:
             "allowedCidr": "203.0.113.0/24",
             "natGateways": "2",
             "logRetentionDays": "90",
+            "queueBatchSize": "5",
+            "queueBatchWindowSeconds": "20",
+            "queueMaxConcurrency": "15",
+            "resultsTtlDays": "90",
         },
     )
 
