@@ -36,7 +36,7 @@ class UploadQueue(Capability):
             enforce_ssl=True,
             retention_period=DEAD_LETTER_RETENTION,
         )
-        acknowledge(self.dead_letters, "AwsSolutions-SQS3", "This queue is itself the upload queue's dead-letter queue.")
+        # No AwsSolutions-SQS3 finding to acknowledge: cdk-nag sees the upload queue's redrive policy name this queue.
         self.queue = sqs.Queue(
             self.scope,
             "UploadQueue",
