@@ -189,7 +189,8 @@ def markdown(batch_rows: list[dict]) -> str:
             ratio = 1 / ratio
         lines.append(f"| {r['metric']:<{width}} | {r['batch_1']:>12.3f} | {r['batch_10']:>13.3f} | {ratio:>4.1f}x |")
     lines.append(
-        f"\nSame {2 * PHOTOS_PER_CLASS} photos at both batch sizes, {ROUNDS} alternating rounds, one process, FIREWATCH_THREADS=1;"
+        f"\nSame {2 * PHOTOS_PER_CLASS} photos at both batch sizes, {ROUNDS} alternating rounds, one process,"
+        " FIREWATCH_THREADS=1;"
         f" Lambda at {MEMORY_MB} MB (time x {FULL_VCPU_MB}/{MEMORY_MB}, rounded up to 1 ms per invocation).\n"
         f"Prices: {PRICES_REGION}, as of {PRICES_AS_OF} (benchmarks/aws_prices.py). Ratio: batch 1 / batch 10 (for"
         " images per second and requests, batch 10 / batch 1)."

@@ -53,6 +53,10 @@ class ServerlessStack(Stack):
         )
         CfnOutput(self, "UploadBucketName", value=bucket.bucket_name, description="Upload images under uploads/")
         CfnOutput(self, "ResultsTableName", value=table.table_name, description="The results index (DynamoDB)")
+        CfnOutput(
+            self, "UploadQueueUrl", value=self.upload_queue.queue.queue_url,
+            description="The upload queue (S3 notifications of uploads/); backfills send S3-notification bodies here",
+        )  # fmt: skip
         CfnOutput(self, "AlertTopicArn", value=self.alerts.topic.topic_arn, description="Fire alerts are published here")
 
     @property

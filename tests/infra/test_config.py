@@ -73,7 +73,8 @@ def test_cidr_is_normalised():
         ({"queueBatchWindowSeconds": "301"}, "queueBatchWindowSeconds=301 is out of range 0-300"),
         ({"queueMaxConcurrency": "1"}, "queueMaxConcurrency=1 is out of range 2-1000"),
         ({"resultsTtlDays": "0"}, "resultsTtlDays=0 is out of range 1-3650"),
-        ({"lambdaReservedConcurrency": "8", "queueMaxConcurrency": "9"}, "queueMaxConcurrency (9) is above lambdaReservedConcurrency (8)"),
+        ({"lambdaReservedConcurrency": "8", "queueMaxConcurrency": "9"},
+         "queueMaxConcurrency (9) is above lambdaReservedConcurrency (8)"),
         ({"lambdaReservedConcurrency": "1"}, "queueMaxConcurrency (2) is above lambdaReservedConcurrency (1)"),
     ],
 )

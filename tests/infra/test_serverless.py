@@ -312,9 +312,14 @@ def test_outputs_and_name_parameters(synth):
     topic = next(iter(resources(synth.serverless, "AWS::SNS::Topic")))
     synth.serverless.has_output("UploadBucketName", {"Value": {"Ref": uploads}})
     synth.serverless.has_output("ResultsTableName", {"Value": {"Ref": table}})
+    synth.serverless.has_output("UploadQueueUrl", {"Value": {"Ref": _queues(synth.serverless)["upload"]}})
     synth.serverless.has_output("AlertTopicArn", {"Value": {"Ref": topic}})
-    parameters = {p["Properties"]["Name"]: p["Properties"]["Value"] for p in resources(synth.serverless, "AWS::SSM::Parameter").values()}
-    assert parameters == {"/firewatch/dev/upload-bucket-name": {"Ref": uploads}, "/firewatch/dev/results-table-name": {"Ref": table}}
+    parameters = {p["Properties"]["Name"]: p["Properties"]["Value"]
+                  for p in resources(synth.serverless, "AWS::SSM::Parameter").values()}  # fmt: skip
+    assert parameters == {
+        "/firewatch/dev/upload-bucket-name": {"Ref": uploads},
+        "/firewatch/dev/results-table-name": {"Ref": table},
+    }
 
 
 def test_function_environment_names_are_the_ones_the_handler_reads(synth):

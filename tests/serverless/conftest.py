@@ -172,7 +172,8 @@ class Lab:
             KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
             GlobalSecondaryIndexes=[{
                 "IndexName": "newest",
-                "KeySchema": [{"AttributeName": "day", "KeyType": "HASH"}, {"AttributeName": "classified_at", "KeyType": "RANGE"}],
+                "KeySchema": [{"AttributeName": "day", "KeyType": "HASH"},
+                              {"AttributeName": "classified_at", "KeyType": "RANGE"}],
                 "Projection": {"ProjectionType": "ALL"},
             }],
         )  # fmt: skip
@@ -294,8 +295,8 @@ def lab(monkeypatch, capsys):
         "POWERTOOLS_METRICS_NAMESPACE": "Firewatch",
     }.items():
         monkeypatch.setenv(name, value)
-    unset = ("FIREWATCH_MAX_BYTES", "FIREWATCH_MAX_PIXELS", "FIREWATCH_MODEL_PATH", "AWS_ENDPOINT_URL", "AWS_PROFILE", "FIREWATCH_BUCKET",
-             "FIREWATCH_RESULTS_TTL_DAYS")
+    unset = ("FIREWATCH_MAX_BYTES", "FIREWATCH_MAX_PIXELS", "FIREWATCH_MODEL_PATH", "AWS_ENDPOINT_URL", "AWS_PROFILE",
+             "FIREWATCH_BUCKET", "FIREWATCH_RESULTS_TTL_DAYS")
     for name in unset:
         monkeypatch.delenv(name, raising=False)
     from lambda_image import handler
