@@ -3,7 +3,7 @@
 One fresh process (``--batch-worker``), moto S3, SNS and DynamoDB in it, the real handler fed SQS batches of S3
 notifications for the same photos at both batch sizes, in alternating rounds (each round uploads them under new keys,
 so every image is classified). Measured: each invocation's time and every AWS request the handler makes. Cost per
-million images, from those and ``benchmarks/aws_prices.py``:
+million images, from those and the project's price table (``ops/prices.py``, us-east-1, dated):
 
 - Lambda: one request per invocation, and GB-seconds of each invocation's billed duration at the stack's default
   memory (1,024 MB: the time measured on one core x 1,769 / 1,024, Lambda's CPU share, rounded up to 1 ms). The
@@ -26,10 +26,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .aws_prices import (
-    DYNAMODB_PER_MILLION_WRITE_UNITS, LAMBDA_PER_GB_SECOND, LAMBDA_PER_MILLION_REQUESTS, PRICES_AS_OF, PRICES_REGION,
-    S3_PER_THOUSAND_GETS, S3_PER_THOUSAND_PUTS, SQS_PER_MILLION_REQUESTS,
-)  # fmt: skip
+from ops import prices  # the project's one price table: us-east-1, dated
 
 BATCH_SIZES = (1, 10)
 ROUNDS = 3
@@ -139,11 +136,12 @@ def cost_per_million_images(measured: dict, batch_size: int) -> dict[str, float]
     puts = sum(n for op, n in requests.items() if op.startswith("s3:") and op.split(":")[1].startswith(("Put", "Copy", "List")))
     items = requests.get("dynamodb:PutItem", 0)
     return {
-        "lambda": per_image * (invocations * LAMBDA_PER_MILLION_REQUESTS / 1e6 + gb_seconds * LAMBDA_PER_GB_SECOND),
+        "lambda": per_image * (invocations * prices.LAMBDA_MILLION_REQUESTS / 1e6
+                               + gb_seconds * prices.LAMBDA_GB_SECOND["x86_64"]),
         # S3 sends each upload's message; the poller receives and deletes a whole batch in one request each.
-        "sqs": 1_000_000 * (1 + 2 / batch_size) * SQS_PER_MILLION_REQUESTS / 1e6,
-        "dynamodb": per_image * items * WRITE_UNITS_PER_PUT * DYNAMODB_PER_MILLION_WRITE_UNITS / 1e6,
-        "s3": per_image * (gets * S3_PER_THOUSAND_GETS + puts * S3_PER_THOUSAND_PUTS) / 1000,
+        "sqs": 1_000_000 * (1 + 2 / batch_size) * prices.SQS_MILLION_REQUESTS / 1e6,
+        "dynamodb": per_image * items * WRITE_UNITS_PER_PUT * prices.DYNAMODB_MILLION_WRITES / 1e6,
+        "s3": per_image * (gets * prices.S3_GET_THOUSAND + puts * prices.S3_PUT_THOUSAND) / 1000,
     }
 
 
@@ -192,7 +190,7 @@ def markdown(batch_rows: list[dict]) -> str:
         f"\nSame {2 * PHOTOS_PER_CLASS} photos at both batch sizes, {ROUNDS} alternating rounds, one process,"
         " FIREWATCH_THREADS=1;"
         f" Lambda at {MEMORY_MB} MB (time x {FULL_VCPU_MB}/{MEMORY_MB}, rounded up to 1 ms per invocation).\n"
-        f"Prices: {PRICES_REGION}, as of {PRICES_AS_OF} (benchmarks/aws_prices.py). Ratio: batch 1 / batch 10 (for"
+        f"Prices: {prices.REGION}, as of {prices.AS_OF} (ops/prices.py). Ratio: batch 1 / batch 10 (for"
         " images per second and requests, batch 10 / batch 1)."
     )
     return "\n".join(lines)

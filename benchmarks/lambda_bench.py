@@ -23,15 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from .aws_prices import LAMBDA_PER_GB_SECOND, LAMBDA_PER_MILLION_REQUESTS
+from ops import prices  # the project's one price table (constants only)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = Path(os.environ.get("FIREWATCH_DATASETS", ROOT.parent / "shared" / "datasets"))
 PHOTO = DATASETS / "forest-fire" / "train" / "fire" / "fire_0001.jpg"
 HANDLERS = {"litert": "lambda_image.handler", "keras": "benchmarks.keras_handler"}
 
-# AWS Lambda prices (benchmarks/aws_prices.py: us-east-1, x86_64, dated).
-PRICE_PER_MILLION_REQUESTS, PRICE_PER_GB_SECOND = LAMBDA_PER_MILLION_REQUESTS, LAMBDA_PER_GB_SECOND
+# AWS Lambda prices, x86_64 (ops/prices.py: us-east-1, dated).
+PRICE_PER_MILLION_REQUESTS, PRICE_PER_GB_SECOND = prices.LAMBDA_MILLION_REQUESTS, prices.LAMBDA_GB_SECOND["x86_64"]
 # Lambda gives one full vCPU at 1,769 MB and a proportional share below it.
 FULL_VCPU_MB = 1769
 MEMORY_SIZES_MB = (512, 1024, 1536, 2048, 3008)
