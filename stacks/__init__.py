@@ -3,7 +3,7 @@
 - ``firewatch-<env>-serverless``: the image, the upload store, the fire alerts, the upload queue, the results index
   and the classifier pipeline (S3 notification -> SQS queue -> container-image function -> results, index, alerts).
 - ``firewatch-<env>-web``: the network and the web tier (load balancer -> Auto Scaling group running the same image).
-  Left out with ``web=false`` (the serverless-only shape): the monitoring stack then watches the classifier alone.
+  Left out with ``web=false`` (the serverless-only shape): the monitoring stack then watches the serverless path alone.
 - ``firewatch-<env>-monitoring``: the alarm topic, and the alarms and dashboard sections the classifier and the web
   tier offer.
 
