@@ -191,3 +191,18 @@ def test_uploads_are_notified_to_the_queue_and_results_are_public_only_locally(a
     assert record["s3"]["bucket"]["name"] == BUCKET and "a" in record["s3"]["object"]["key"]
     policy = json.loads(s3.get_bucket_policy(Bucket=BUCKET)["Policy"])
     assert [s["Resource"] for s in policy["Statement"]] == [f"arn:aws:s3:::{BUCKET}/results/*"]
+
+
+def test_the_demo_feeds_the_handler_as_the_deployed_mapping_does():
+    """Batch size, batching window and receives before the dead-letter queue: the stacks' defaults."""
+    import re
+
+    from demo import local_aws, poller
+    from stacks.config import FirewatchConfig
+    from tests.conftest import ROOT
+
+    assert poller.BATCH_SIZE == FirewatchConfig.queue_batch_size
+    assert poller.BATCHING_WINDOW_SECONDS == FirewatchConfig.queue_batch_window_seconds
+    # stacks/upload_queue.py imports the CDK: read its constant rather than import it (seconds of jsii start-up)
+    source = (ROOT / "stacks" / "upload_queue.py").read_text()
+    assert local_aws.MAX_RECEIVES == int(re.search(r"^MAX_RECEIVE_COUNT = (\d+)", source, re.M).group(1))
