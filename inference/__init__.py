@@ -6,7 +6,7 @@ Depends on numpy, Pillow and LiteRT only: no AWS SDK, no web framework, no Tenso
 from .classifier import Classifier, Prediction, error_record, outcome_record, validate_threshold
 from .decoding import IMAGE_SUFFIXES, decode_image, sniff_format
 from .errors import ERROR_CODES, InvalidImage
-from .model import LiteRTModel, ModelCard, ModelNotFound, Predictor
+from .model import LiteRTModel, MapUnavailable, ModelCard, ModelNotFound, Predictor
 from .settings import Limits, Settings, positive_int
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "InvalidImage",
     "Limits",
     "LiteRTModel",
+    "MapUnavailable",
     "ModelCard",
     "ModelNotFound",
     "Prediction",
