@@ -13,7 +13,7 @@ from typing import Iterator
 from .classifier import Classifier, outcome_record, validate_threshold
 from .decoding import IMAGE_SUFFIXES
 from .errors import NOT_FOUND, UNREADABLE_FILE, InvalidImage
-from .model import ModelNotFound
+from .model import MapUnavailable, ModelNotFound
 from .settings import Limits, positive_int
 
 EXIT_OK, EXIT_INPUT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threshold", type=_threshold, help="decision threshold on the fire probability (default: the model card's)")
     parser.add_argument("--model", type=Path, help="path to a .tflite model with its .json card beside it (default: models/fire_classifier.tflite or $FIREWATCH_MODEL_PATH)")
     parser.add_argument("--threads", type=positive_int, help="LiteRT threads (default: $FIREWATCH_THREADS or 1)")
+    parser.add_argument("--map", action="store_true",
+                        help="add fire_map (rows of per-cell fire evidence, 0..1, top row first) and fire_map_grid to each line")
     return parser
 
 
@@ -108,13 +110,13 @@ def _check_regular_file(path: str, mode: int) -> None:
     raise InvalidImage(UNREADABLE_FILE, f"{path} is {kind}, not a file.")
 
 
-def classify_paths(classifier: Classifier, paths: list[str]) -> Iterator[dict]:
-    """One contract record per input path, in order, classifying in small batches."""
+def classify_paths(classifier: Classifier, paths: list[str], with_map: bool = False) -> Iterator[dict]:
+    """One contract record per input path, in order, classifying in small batches (with fire maps if asked)."""
     pending: list[tuple[str, bytes | InvalidImage]] = []
 
     def flush() -> Iterator[dict]:
         readable = [data for _, data in pending if not isinstance(data, InvalidImage)]
-        outcomes = iter(classifier.classify_many(readable))
+        outcomes = iter(classifier.classify_many(readable, with_map=with_map))
         for source, data in pending:
             yield outcome_record(source, data if isinstance(data, InvalidImage) else next(outcomes))
         pending.clear()
@@ -141,9 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelNotFound, ValueError, KeyError) as exc:
         print(f"error: cannot load the model: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.map:
+        try:
+            classifier.check_map()
+        except MapUnavailable as exc:
+            print(f"error: --map: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     status = EXIT_OK
     try:
-        for record in classify_paths(classifier, args.paths):
+        for record in classify_paths(classifier, args.paths, with_map=args.map):
             if "error" in record:
                 status = EXIT_INPUT_ERROR
             sys.stdout.write(json.dumps(record) + "\n")
