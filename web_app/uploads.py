@@ -55,7 +55,7 @@ def classify_upload(classifier: Classifier, upload: FileStorage, with_map: bool 
     data = upload.read()
     try:
         with state.admission().decode(data, classifier.card.input_size):
-            prediction = classifier.classify(data, with_map=with_map)
+            prediction = classifier.classify(data, with_map=True) if with_map else classifier.classify(data)
     except Busy:
         raise ApiError(BUSY, "The server is decoding other large photos; please try again in a few seconds.") from None
     return Classified(source_name(upload.filename), prediction, time.perf_counter() - started)
