@@ -91,6 +91,8 @@ def test_smoke_training_run_writes_a_servable_model(tmp_path, datasets):
     assert ModelCard.load(out / "fire_classifier.json").to_dict() == card, "what training writes reads back unchanged"
     assert {"held_out_sources", "credits"} <= set(card["training_data"]) and card["augmentation"]["mix_probability"] >= 0
     assert card["test_time_augmentation"].startswith("mean of the photo")
+    assert card["fire_map"]["grid"] == [3, 3], "the map output: 48 px / 16"
+    assert Classifier.load(out / "fire_classifier.tflite").map_grid == (3, 3)
 
 
 def test_training_uses_only_the_core_s_public_names():

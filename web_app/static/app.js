@@ -9,7 +9,7 @@
   const status = document.getElementById("status");
   const clearButton = document.getElementById("clear-results");
   const template = document.getElementById("result-template");
-  const apiUrl = form.dataset.api;
+  const apiUrl = form.dataset.mapApi || form.dataset.api;  // with ?map=1 when the model has a fire map
   const fireLabel = document.body.dataset.fireLabel;  // the model's positive label, from the shared contract
   const maxBytes = Number(form.dataset.maxBytes);
   const maxFiles = Number(form.dataset.maxFiles);
@@ -53,6 +53,7 @@
     let timing = "Took " + Math.round(elapsedMs) + " ms";
     if (serverMs !== null) timing += " (model and decoding " + Math.round(serverMs) + " ms)";
     card.querySelector(".timing").textContent = timing;
+    if (body.fire_map && window.FirewatchMap) window.FirewatchMap.attach(card, body.fire_map);
   }
 
   function showError(card, message, elapsedMs) {
