@@ -161,7 +161,7 @@ class Classifier:
 def rounded_map(fire_map: np.ndarray) -> FireMap:
     """A (rows, columns) array -> rows of plain floats in 0..1, rounded for JSON."""
     cells = np.round(np.clip(np.asarray(fire_map, dtype=np.float64), 0.0, 1.0), MAP_DECIMALS)
-    return tuple(tuple(float(v) for v in row) for row in cells)
+    return tuple(map(tuple, cells.tolist()))
 
 
 def outcome_record(source: str, outcome: Prediction | InvalidImage) -> dict:
