@@ -6,14 +6,17 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -q -c requirements/constraints.txt
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install install-serving demo test test-all bench train synth lint clean help
+.PHONY: install install-serving demo test test-all bench train synth lint clean help bootstrap deploy destroy cost
 
 help:
 	@echo "make demo      run the whole system locally (web app :8080, local S3 :4566, Lambda handler)"
 	@echo "make test      install everything and run the test suite (includes cdk synth)"
 	@echo "make bench     benchmark tables: LiteRT core vs TensorFlow/Keras baseline"
-	@echo "make train     train the fire classifier on ../shared/datasets into models/"
+	@echo "make train     train the fire classifier on ../shared/datasets into a new runs/<run>/ folder"
+	@echo "               (serve it with: .venv/bin/python -m training promote runs/<run>)"
 	@echo "make synth     cdk synth the AWS app into cdk.out/"
+	@echo "make bootstrap / deploy / destroy   the AWS app (CONTEXT=\"-c key=value ...\" REGION= PROFILE= ARGS= FORCE=1)"
+	@echo "make cost      monthly and per-image cost of the AWS app for CONTEXT's settings"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -49,7 +52,8 @@ test-all: install
 bench: install
 	$(PY) -m benchmarks
 
-train: install
+# Training needs the Python packages only: no CDK CLI, no browser.
+train: $(VENV)/.full
 	$(PY) -m training
 
 synth: install
@@ -57,3 +61,19 @@ synth: install
 
 clean:
 	rm -rf cdk.out .pytest_cache test-artifacts
+
+# AWS: settings as CDK context (CONTEXT="-c envName=prod -c alertEmail=a@b.c"), REGION/PROFILE for the account,
+# ARGS for the CDK CLI itself (e.g. ARGS="--require-approval never"). The logic lives in ops/deploy.py.
+OPS_AWS = $(CONTEXT) $(if $(REGION),--region $(REGION)) $(if $(PROFILE),--profile $(PROFILE))
+
+bootstrap: $(VENV)/.full node_modules/.bin/cdk
+	$(PY) -m ops bootstrap $(OPS_AWS) -- $(ARGS)
+
+deploy: $(VENV)/.full node_modules/.bin/cdk
+	$(PY) -m ops deploy $(OPS_AWS) -- $(ARGS)
+
+destroy: $(VENV)/.full node_modules/.bin/cdk
+	$(PY) -m ops destroy $(OPS_AWS) $(if $(FORCE),--force) -- $(ARGS)
+
+cost: $(VENV)/.full
+	$(PY) -m ops cost $(CONTEXT) $(if $(REGION),--region $(REGION)) $(ARGS)

@@ -23,6 +23,8 @@ Context key                      Default                   Meaning
                                                            cannot reserve any.
 ``alertEmail``                   unset                     E-mail subscribed to the fire alert topic and to the alarm
                                                            topic (confirm the subscription e-mails).
+``alarmEmail``                   unset (``alertEmail``)    E-mail subscribed to the alarm topic instead of
+                                                           ``alertEmail``: fire alerts and alarms to different people.
 ``certificateArn``               unset                     ACM certificate ARN (same region): adds HTTPS on 443 and
                                                            redirects HTTP 80 to it.
 ``allowedCidr``                  ``0.0.0.0/0``             IPv4 CIDR allowed to reach the load balancer.
@@ -30,6 +32,15 @@ Context key                      Default                   Meaning
                                                            single-AZ egress dependency at twice the cost).
 ``logRetentionDays``             ``30``                    Retention of the function, web and flow log groups, one of
                                                            1, 3, 5, 7, 14, 30, 60, 90, 180, 365.
+``web``                          ``true``                  ``false``: the serverless path only (upload bucket, function,
+                                                           results, alerts, monitoring): no web stack, hence no VPC,
+                                                           NAT gateway, load balancer or instances.
+``waf``                          ``true``                  AWS WAF web ACL on the load balancer (rate limit and AWS
+                                                           managed rules); ``false`` removes it.
+``wafRateLimit``                 ``1000``                  Requests per client IP per 5 minutes before WAF blocks it
+                                                           (10-2000000000).
+``wafLogging``                   ``false``                 ``true``: WAF logs every request to a CloudWatch log group
+                                                           (``aws-waf-logs-firewatch-<envName>``).
 ===============================  ========================  ============================================================
 """
 
@@ -67,10 +78,15 @@ class FirewatchConfig:
     lambda_timeout_seconds: int = 30
     lambda_reserved_concurrency: int | None = None
     alert_email: str | None = None
+    alarm_email: str | None = None
     certificate_arn: str | None = None
     allowed_cidr: str = "0.0.0.0/0"
     nat_gateways: int = 1
     log_retention_days: int = 30
+    web: bool = True
+    waf: bool = True
+    waf_rate_limit: int = 1000
+    waf_logging: bool = False
 
     @property
     def docker_platform(self) -> str:
@@ -80,6 +96,11 @@ class FirewatchConfig:
     def lambda_threads(self) -> int:
         """Inference threads for the function: Lambda gives one vCPU per 1769 MB of memory (at least one)."""
         return max(1, round(self.lambda_memory_mb / 1769))
+
+    @property
+    def alarm_recipient(self) -> str | None:
+        """Who gets the alarms: ``alarmEmail``, or else ``alertEmail`` (one address for both, as before it existed)."""
+        return self.alarm_email or self.alert_email
 
     def stack_name(self, part: str) -> str:
         return f"firewatch-{self.env_name}-{part}"
@@ -104,10 +125,15 @@ class FirewatchConfig:
             lambda_timeout_seconds=_integer(get, "lambdaTimeoutSeconds", cls.lambda_timeout_seconds, 1, 900),
             lambda_reserved_concurrency=_integer(get, "lambdaReservedConcurrency", None, 0, 1000),
             alert_email=_matching(get, "alertEmail", _EMAIL, "an e-mail address"),
+            alarm_email=_matching(get, "alarmEmail", _EMAIL, "an e-mail address"),
             certificate_arn=_matching(get, "certificateArn", _CERTIFICATE_ARN, "an ACM certificate ARN"),
             allowed_cidr=_cidr(get, "allowedCidr", cls.allowed_cidr),
             nat_gateways=_integer(get, "natGateways", cls.nat_gateways, 1, 2),
             log_retention_days=_choice(get, "logRetentionDays", LOG_RETENTION_DAYS, cls.log_retention_days, int),
+            web=_boolean(get, "web", cls.web),
+            waf=_boolean(get, "waf", cls.waf),
+            waf_rate_limit=_integer(get, "wafRateLimit", cls.waf_rate_limit, 10, 2_000_000_000),
+            waf_logging=_boolean(get, "wafLogging", cls.waf_logging),
         )
         config._check_consistency()
         return config
@@ -163,6 +189,18 @@ def _choice(get: Callable[[str], Any], key: str, allowed: tuple, default: Any, c
     if chosen not in allowed:
         raise ConfigError(f"context {key}={value!r} is not one of {', '.join(map(str, allowed))}")
     return chosen
+
+
+def _boolean(get: Callable[[str], Any], key: str, default: bool) -> bool:
+    value = get(key)
+    if isinstance(value, bool):  # cdk.json
+        return value
+    text = _text(get, key)
+    if text is None:
+        return default
+    if text.lower() not in ("true", "false"):
+        raise ConfigError(f"context {key}={text!r} is not true or false")
+    return text.lower() == "true"
 
 
 def _cidr(get: Callable[[str], Any], key: str, default: str) -> str:

@@ -31,7 +31,7 @@ def classify():
         raise ApiError(BAD_REQUEST, f"Send one photo per request in the field '{FIELD}'; got {len(files)}.")
     # the core's InvalidImage goes to the error handler
     classified = classify_upload(state.classifier(), files[0], with_map=with_map)
-    response = jsonify(classified.prediction.to_dict(classified.source))
+    response = jsonify(classified.prediction.to_dict(classified.source, with_certainty=True))
     # Server-side time, for the page and for operators; W3C Server-Timing is read by browsers' dev tools.
     response.headers["Server-Timing"] = f"classify;dur={classified.seconds * 1000:.1f}"
     return response

@@ -19,7 +19,7 @@ from .admission import Admission
 from .api import api
 from .pages import pages
 from .results import ResultsReader
-from .security import SECURITY_HEADERS
+from .security import security_headers
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +58,17 @@ def create_app(classifier: Classifier | None = None, config: Mapping[str, Any] |
     app.register_blueprint(pages)
     app.register_blueprint(api)
     _register_error_handlers(app)
-    app.after_request(_security_headers)
+    headers = security_headers()  # read once; a bad FIREWATCH_HSTS stops the app from starting
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+        if "Cache-Control" not in response.headers:
+            response.headers["Cache-Control"] = "no-store"  # verdicts and pages are per request; static files set their own
+        return response
+
     return app
-
-
-def _security_headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    if "Cache-Control" not in response.headers:
-        response.headers["Cache-Control"] = "no-store"  # verdicts and pages are per request; static files set their own
-    return response
 
 
 def _register_error_handlers(app: Flask) -> None:

@@ -73,7 +73,8 @@ def test_the_default_record_is_unchanged_and_the_map_is_added_only_when_asked(cl
     assert plain.fire_map is None
     assert list(outcome_record("a.jpg", plain)) == ["source", "label", "fire_probability", "model_version"]
     mapped = classifier.classify(data, with_map=True)
-    assert (mapped.label, mapped.fire_probability, mapped.model_version) == (plain.label, plain.fire_probability, plain.model_version)
+    verdict = ("label", "fire_probability", "model_version", "threshold", "certainty")
+    assert [getattr(mapped, name) for name in verdict] == [getattr(plain, name) for name in verdict]
     record = json.loads(json.dumps(mapped.to_dict("a.jpg")))
     assert list(record) == ["source", "label", "fire_probability", "model_version", "fire_map", "fire_map_grid"]
     assert record["fire_map_grid"] == [10, 10] and len(record["fire_map"]) == 10
@@ -114,3 +115,8 @@ def test_cli_map_flag_adds_the_map_to_each_line(fire_photo, tmp_path):
     assert lines[0]["fire_map_grid"] == [10, 10] and "fire_map" not in lines[1] and "error" in lines[1]
     _, plain, _ = run_cli(fire_photo)
     assert lines[0]["fire_probability"] == plain[0]["fire_probability"]
+
+
+def test_cli_map_goes_with_json_lines_only(fire_photo):
+    status, lines, stderr = run_cli(fire_photo, "--map", "--format", "csv")
+    assert status == 2 and lines == [] and "--map" in stderr and "JSON Lines" in stderr

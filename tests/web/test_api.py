@@ -41,8 +41,13 @@ def test_classify_returns_what_the_core_returns(client, classifier, photo, reque
     data = path.read_bytes()
     response = upload(client, data, name=path.name)
     assert response.status_code == 200
-    assert response.get_json() == classifier.classify(data).to_dict(path.name)
-    assert list(response.get_json()) == ["source", "label", "fire_probability", "model_version"]
+    prediction = classifier.classify(data)
+    assert response.get_json() == prediction.to_dict(path.name, with_certainty=True)
+    # The CLI's object first, unchanged; how sure the verdict is comes after.
+    assert list(response.get_json()) == ["source", "label", "fire_probability", "model_version", "threshold", "margin",
+                                         "certainty"]  # fmt: skip
+    assert response.get_json()["threshold"] == classifier.threshold
+    assert response.get_json()["certainty"] == prediction.certainty in ("clear", "borderline")
     assert response.headers["Server-Timing"].startswith("classify;dur=")
 
 
@@ -207,11 +212,12 @@ def test_map_parameter_adds_the_fire_map_and_leaves_the_verdict_alone(client, cl
     response = client.post("/api/v1/classify?map=1", data={"image": (io.BytesIO(data), "photo.jpg")})
     assert response.status_code == 200
     body = response.get_json()
-    assert body == classifier.classify(data, with_map=True).to_dict("photo.jpg")
+    assert body == classifier.classify(data, with_map=True).to_dict("photo.jpg", with_certainty=True)
     assert {key: body[key] for key in plain} == plain
     assert body["fire_map_grid"] == [10, 10] and len(body["fire_map"]) == 10 and len(body["fire_map"][0]) == 10
     for off in ("0", "false"):
-        assert list(client.post(f"/api/v1/classify?map={off}", data={"image": (io.BytesIO(data), "photo.jpg")}).get_json()) == list(plain)
+        answer = client.post(f"/api/v1/classify?map={off}", data={"image": (io.BytesIO(data), "photo.jpg")})
+        assert list(answer.get_json()) == list(plain)
 
 
 def test_a_map_value_that_is_not_a_flag_is_400(client, fire_photo):
@@ -246,4 +252,4 @@ def test_openapi_documents_the_map_with_the_model_s_grid(client):
     schema = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]["Classification"]
     fire_map = schema["properties"]["fire_map"]
     assert fire_map["minItems"] == fire_map["maxItems"] == 10 and fire_map["items"]["maxItems"] == 10
-    assert schema["required"] == ["source", "label", "fire_probability", "model_version"]
+    assert "fire_map" not in schema["required"] and "fire_map_grid" not in schema["required"], "only with ?map=1"
