@@ -7,7 +7,8 @@ import re
 
 from flask import Blueprint, jsonify, request
 
-from inference.contract import BAD_REQUEST, RESULTS_DISABLED, RESULTS_UNAVAILABLE
+from inference import MapUnavailable
+from inference.contract import BAD_REQUEST, MAP_UNAVAILABLE, RESULTS_DISABLED, RESULTS_UNAVAILABLE
 
 from . import state
 from .errors import ApiError
@@ -18,12 +19,18 @@ from .uploads import FIELD, chosen_files, classify_upload
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
+MAP_PARAMETER = "map"
+_FLAGS = {"1": True, "true": True, "0": False, "false": False}
+
+
 @api.post("/classify")
 def classify():
+    with_map = _map_wanted(request.args.get(MAP_PARAMETER))
     files = chosen_files(request)
     if len(files) > 1:
         raise ApiError(BAD_REQUEST, f"Send one photo per request in the field '{FIELD}'; got {len(files)}.")
-    classified = classify_upload(state.classifier(), files[0])  # the core's InvalidImage goes to the error handler
+    # the core's InvalidImage goes to the error handler
+    classified = classify_upload(state.classifier(), files[0], with_map=with_map)
     response = jsonify(classified.prediction.to_dict(classified.source, with_certainty=True))
     # Server-side time, for the page and for operators; W3C Server-Timing is read by browsers' dev tools.
     response.headers["Server-Timing"] = f"classify;dur={classified.seconds * 1000:.1f}"
@@ -50,6 +57,20 @@ def results():
         message = "The serverless results cannot be read right now; please try again shortly."
         raise ApiError(RESULTS_UNAVAILABLE, message) from None
     return jsonify({"bucket": reader.bucket, "results": records})
+
+
+def _map_wanted(text: str | None) -> bool:
+    """``?map=1``: add the fire map; refused at once (before the upload is read) when the model has none."""
+    if text is None:
+        return False
+    if text.lower() not in _FLAGS:
+        raise ApiError(BAD_REQUEST, f"{MAP_PARAMETER} must be 1 or 0 (true or false).")
+    if _FLAGS[text.lower()]:
+        try:
+            state.classifier().check_map()
+        except MapUnavailable as exc:
+            raise ApiError(MAP_UNAVAILABLE, f"This server's model cannot show where it sees fire: {exc}.") from None
+    return _FLAGS[text.lower()]
 
 
 def _limit(text: str | None) -> int:

@@ -12,7 +12,8 @@ import math
 
 from inference import CERTAINTIES, Classifier
 from inference.contract import (
-    BAD_REQUEST, BUSY, HTTP_STATUS_BY_CODE, RESULT_FIELD_TYPES, RESULT_PREFIX, RESULTS_DISABLED, RESULTS_UNAVAILABLE,
+    BAD_REQUEST, BUSY, HTTP_STATUS_BY_CODE, MAP_UNAVAILABLE, RESULT_FIELD_TYPES, RESULT_PREFIX, RESULTS_DISABLED,
+    RESULTS_UNAVAILABLE,
 )  # fmt: skip
 
 from .results import DEFAULT_LIMIT, MAX_LIMIT
@@ -39,6 +40,30 @@ def _stored_result_fields() -> dict:
     fields = {name: {"type": _JSON_TYPES[kind]} for name, kind in RESULT_FIELD_TYPES.items()}
     fields["classified_at"]["format"] = "date-time"
     return fields
+
+
+def _fire_map_fields(classifier: Classifier) -> dict:
+    """The two fields ``?map=1`` adds to a verdict, sized by the model in service."""
+    rows, columns = classifier.map_grid or (None, None)
+    row = {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1}}
+    grid = {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2}
+    if rows:
+        row |= {"minItems": columns, "maxItems": columns}
+        grid["items"] |= {"enum": sorted({rows, columns})}
+    size = f"{rows} x {columns}" if rows else "none: this model has no map"
+    return {
+        "fire_map": {
+            "type": "array",
+            "description": (
+                "Only with `?map=1`. Where the model sees fire: rows of cells (top row first, left cell first), each "
+                "the fire evidence of that part of the photo from 0 to 1 (3 decimals), from the same model call as "
+                f"the verdict. Coarse evidence, not a detector. Grid: {size}."
+            ),
+            "items": row,
+            **({"minItems": rows, "maxItems": rows} if rows else {}),
+        },
+        "fire_map_grid": {**grid, "description": "Only with `?map=1`: [rows, columns] of `fire_map`."},
+    }
 
 
 def _certainty_fields(classifier: Classifier) -> dict:
@@ -81,6 +106,16 @@ def openapi_document(classifier: Classifier) -> dict:
                 "post": {
                     "operationId": "classify",
                     "summary": "Classify one photo",
+                    "parameters": [
+                        {
+                            "name": "map",
+                            "in": "query",
+                            "required": False,
+                            "description": "1 (or true) adds `fire_map` and `fire_map_grid`: where in the photo the model "
+                                           "sees fire. Without it the answer is the verdict alone.",
+                            "schema": {"type": "string", "enum": ["0", "1", "false", "true"], "default": "0"},
+                        }
+                    ],
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -102,11 +137,12 @@ def openapi_document(classifier: Classifier) -> dict:
                             ),
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Classification"}}},
                         },
-                        "400": _error_response("No file, or not a multipart form.", _codes_for(400)),
+                        "400": _error_response("No file, not a multipart form, or `map` is not 1 or 0.", _codes_for(400)),
                         "408": _error_response("The upload arrived too slowly.", _codes_for(408)),
                         "413": _error_response(
                             "The upload is larger than the byte limit, or the form has too many parts.", _codes_for(413)
                         ),
+                        "409": _error_response("`map=1` was asked of a model without a fire map.", [MAP_UNAVAILABLE]),
                         "415": _error_response("The bytes are not an image format the service reads.", _codes_for(415)),
                         "422": _error_response("A readable format, but this file cannot be classified.", _codes_for(422)),
                         "503": _error_response(
@@ -192,6 +228,7 @@ def openapi_document(classifier: Classifier) -> dict:
                         "fire_probability": {"type": "number", "minimum": 0, "maximum": 1},
                         "model_version": {"type": "string"},
                         **_certainty_fields(classifier),
+                        **_fire_map_fields(classifier),
                     },
                     "additionalProperties": False,
                 },

@@ -46,6 +46,7 @@ def _page(results=None, message=None, status=200):
             "index.html",
             model_version=classifier.version,
             threshold=classifier.threshold,
+            fire_map=classifier.map_grid is not None,  # the page asks the API for maps only when the model has them
             max_bytes=classifier.limits.max_bytes,
             max_files=current_app.config["PAGE_MAX_FILES"],
             results=results or [],
