@@ -89,6 +89,11 @@ class FirewatchConfig:
         """SSM parameter holding the upload bucket's name: the web stack finds the bucket through it."""
         return f"/firewatch/{self.env_name}/upload-bucket-name"
 
+    @property
+    def results_table_parameter(self) -> str:
+        """SSM parameter holding the results table's name: the web stack finds the results index through it."""
+        return f"/firewatch/{self.env_name}/results-table-name"
+
     @classmethod
     def from_context(cls, get: Callable[[str], Any]) -> "FirewatchConfig":
         """Build the settings from a context getter (``node.try_get_context``); validates every value."""
@@ -181,5 +186,6 @@ SERVICE_NAME = "firewatch"  # POWERTOOLS_SERVICE_NAME: the `service` dimension o
 METRICS_NAMESPACE = "Firewatch"  # POWERTOOLS_METRICS_NAMESPACE
 UPLOADS_PREFIX = "uploads/"
 RESULTS_PREFIX = "results/"
+RESULTS_NEWEST_INDEX = "newest"  # the results table's newest-first index (contract.NEWEST_INDEX)
 APP_PORT = 8080
 HEALTH_CHECK_PATH = "/healthz"

@@ -91,3 +91,10 @@ def test_the_stacks_copies_of_the_shared_names_equal_the_contract():
     copies = (stacks_config.UPLOADS_PREFIX, stacks_config.RESULTS_PREFIX, stacks_config.SERVICE_NAME,
               stacks_config.METRICS_NAMESPACE)  # fmt: skip
     assert copies == (contract.UPLOAD_PREFIX, contract.RESULT_PREFIX, contract.SERVICE_NAME, contract.METRICS_NAMESPACE)
+
+
+def test_the_stacks_copy_of_the_newest_index_name_equals_the_contract():
+    from inference import contract
+    from stacks import config as stacks_config
+
+    assert stacks_config.RESULTS_NEWEST_INDEX == contract.NEWEST_INDEX
