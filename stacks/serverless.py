@@ -10,6 +10,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from stacks.alerts import FireAlerts
+from stacks.batch_operations import BatchOperationsRole
 from stacks.buckets import UploadStore
 
 from stacks.classifier import Classifier
@@ -27,6 +28,7 @@ class ServerlessStack(Stack):
         self.classifier = Classifier(
             self, config=config, image=self.image, bucket=self.store.bucket, alert_topic=self.alerts.topic
         )
+        BatchOperationsRole(self, bucket=self.store.bucket, function=self.classifier.function)
         bucket = self.store.bucket
         # Published for the web stack: a parameter, not a CloudFormation export, so neither stack locks the other.
         ssm.StringParameter(
@@ -38,3 +40,4 @@ class ServerlessStack(Stack):
         )
         CfnOutput(self, "UploadBucketName", value=bucket.bucket_name, description="Upload images under uploads/")
         CfnOutput(self, "AlertTopicArn", value=self.alerts.topic.topic_arn, description="Fire alerts are published here")
+        CfnOutput(self, "ClassifierFunctionArn", value=self.classifier.function.function_arn, description="The classifier")
