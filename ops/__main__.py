@@ -12,6 +12,8 @@ import sys
 
 # command -> (module, one-line description); keep sorted by name.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "backfill": ("ops.backfill", "Classify what is already in the bucket: enqueue every upload without a result"),
+    "replay": ("ops.replay", "Move the dead-letter queue's messages back to the upload queue"),
 }
 
 
