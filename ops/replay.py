@@ -51,7 +51,8 @@ def run(args: argparse.Namespace, sleep=time.sleep, clock=time.monotonic) -> int
             return 0
         if args.endpoint_url:
             queue_url = args.queue_url or source_queue(sqs, dlq_url)
-            moved, status = move_by_hand(sqs, dlq_url, queue_url, before), "COMPLETED"
+            moved, refused = move_by_hand(sqs, dlq_url, queue_url, before)
+            status = "INCOMPLETE" if refused else "COMPLETED"
         else:
             moved, status = redrive(sqs, dlq_url, args.queue_url, args.max_per_second, args.timeout, sleep, clock)
         after = waiting(sqs, dlq_url)
@@ -127,11 +128,12 @@ def _task(sqs, source_arn: str, handle: str) -> dict:
     return {}
 
 
-def move_by_hand(sqs, dlq_url: str, queue_url: str, expected: int) -> int:
-    """Receive, send, then delete, RECEIVE_BATCH at a time, until the queue is empty or ``expected`` moved."""
+def move_by_hand(sqs, dlq_url: str, queue_url: str, expected: int) -> tuple[int, int]:
+    """Receive, send, then delete, RECEIVE_BATCH at a time, until the queue is empty or ``expected`` moved;
+    (messages moved, messages the queue refused, which stay in the dead-letter queue)."""
     from tqdm import tqdm
 
-    moved, empty_receives = 0, 0
+    moved, refused, empty_receives = 0, 0, 0
     with tqdm(total=expected, desc="replay", unit=" messages", file=sys.stderr, dynamic_ncols=True) as bar:
         while moved < expected and empty_receives < 2:
             messages = sqs.receive_message(
@@ -145,6 +147,7 @@ def move_by_hand(sqs, dlq_url: str, queue_url: str, expected: int) -> int:
             sent = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
             done = [messages[int(entry["Id"])] for entry in sent.get("Successful", [])]
             for entry in sent.get("Failed", []):
+                refused += 1
                 print(f"not moved (stays in the dead-letter queue): {entry.get('Code')}: {entry.get('Message')}",
                       file=sys.stderr)  # fmt: skip
             if done:  # deleted only once sent: a crash in between repeats a message, never loses one
@@ -155,7 +158,7 @@ def move_by_hand(sqs, dlq_url: str, queue_url: str, expected: int) -> int:
             bar.update(len(done))
             if not done:
                 break  # every send failed: stop rather than spin; the messages reappear after the visibility timeout
-    return moved
+    return moved, refused
 
 
 def _attributes(message: dict) -> dict:
