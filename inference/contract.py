@@ -149,7 +149,9 @@ INVALID_IMAGES = "InvalidImages"
 INFERENCE_LATENCY = "InferenceLatency"  # milliseconds
 REFUSED_RECORDS = "RefusedRecords"  # event records from a bucket other than the upload bucket
 MALFORMED_RECORDS = "MalformedRecords"  # event records not shaped like an S3 notification
-CUSTOM_METRICS = (IMAGES_CLASSIFIED, FIRE_DETECTED, INVALID_IMAGES, INFERENCE_LATENCY, REFUSED_RECORDS, MALFORMED_RECORDS)
+BATCH_ITEM_FAILURES = "BatchItemFailures"  # upload queue messages reported failed (delivered again, then dead-lettered)
+CUSTOM_METRICS = (IMAGES_CLASSIFIED, FIRE_DETECTED, INVALID_IMAGES, INFERENCE_LATENCY, REFUSED_RECORDS, MALFORMED_RECORDS,
+                  BATCH_ITEM_FAILURES)
 
 
 # ---------------------------------------------------------------------------------------------------- results index

@@ -24,6 +24,7 @@ from inference.contract import UPLOAD_PREFIX
 
 from .events import Upload
 from .pipeline import GONE, Publish, ResultConflict, process_upload
+from .results_index import ResultsIndex
 from .storage import Bucket
 from .telemetry import logger
 
@@ -62,7 +63,7 @@ def parse_task(task: object, accepted_bucket: str | None) -> Task:
 
 def handle_batch_operations(
     event: dict, clf: Classifier, bucket_for: Callable[[str], Bucket], publish: Publish | None,
-    accepted_bucket: str | None,
+    accepted_bucket: str | None, index: ResultsIndex | None = None,
 ) -> dict:  # fmt: skip
     """Process every task of a Batch Operations invocation; the response Batch Operations expects."""
     invocation_id = event.get("invocationId")
@@ -72,7 +73,7 @@ def handle_batch_operations(
         reason = f"invocation schema {version!r} is not served; create the job with InvocationSchemaVersion 2.0"
         results = [_result(parse_task(task, accepted_bucket).task_id, PERMANENT_FAILURE, reason) for task in tasks]
     else:
-        results = [_run(parse_task(task, accepted_bucket), clf, bucket_for, publish) for task in tasks]
+        results = [_run(parse_task(task, accepted_bucket), clf, bucket_for, publish, index) for task in tasks]
     logger.info("Batch Operations tasks processed", extra={
         "job_id": (event.get("job") or {}).get("id") if isinstance(event.get("job"), dict) else None,
         "codes": {code: sum(r["resultCode"] == code for r in results)
@@ -86,13 +87,14 @@ def handle_batch_operations(
     }
 
 
-def _run(task: Task, clf: Classifier, bucket_for: Callable[[str], Bucket], publish: Publish | None) -> dict:
+def _run(task: Task, clf: Classifier, bucket_for: Callable[[str], Bucket], publish: Publish | None,
+         index: ResultsIndex | None) -> dict:  # fmt: skip
     if task.upload is None:
         logger.warning("Batch Operations task refused", extra={"task_id": task.task_id, "reason": task.reason})
         return _result(task.task_id, PERMANENT_FAILURE, task.reason)
     upload = task.upload
     try:
-        outcome = process_upload(upload, clf, bucket_for(upload.bucket), publish)
+        outcome = process_upload(upload, clf, bucket_for(upload.bucket), publish, index)
     except (BotoCoreError, ClientError, ResultConflict) as error:
         logger.exception("Batch Operations task failed; Batch Operations retries it", extra={"key": upload.key})
         return _result(task.task_id, TEMPORARY_FAILURE, f"{type(error).__name__}: {error}")

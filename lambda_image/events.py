@@ -10,6 +10,7 @@ with ``int()``, and leave the key URL-encoded (only the EventBridge variant deco
 
 from __future__ import annotations
 
+import json
 import os
 import string
 from dataclasses import dataclass
@@ -68,6 +69,16 @@ def compare_sequencers(a: str, b: str) -> int:
     return (a > b) - (a < b)
 
 
+def sequencer_sort_key(sequencer: str) -> str:
+    """A string whose plain comparison orders sequencers as :func:`compare_sequencers` does, whatever their lengths.
+
+    For a store that compares strings itself (a DynamoDB condition): the significant digits (upper case, leading
+    zeros dropped), prefixed with their count, so a longer number sorts after a shorter one.
+    """
+    digits = sequencer.upper().lstrip("0")
+    return f"{len(digits):04d}:{digits}"
+
+
 def configured_bucket() -> str | None:
     return os.environ.get(BUCKET_ENV) or None
 
@@ -87,6 +98,27 @@ def parse_event(event: object, accepted_bucket: str | None = None) -> Iterator[U
         return
     for record in records:
         yield _parse_record(record, accepted_bucket)
+
+
+def parse_message_body(body: object, accepted_bucket: str | None = None) -> Iterator[Upload | Skipped]:
+    """The uploads of an SQS message whose body is an S3 event notification (the upload queue's messages).
+
+    S3's one-off ``s3:TestEvent`` yields nothing. A body that is not JSON, or not a notification (no ``Records``),
+    yields one ``malformed`` :class:`Skipped`; each record is then parsed as :func:`parse_event` does.
+    """
+    try:
+        notification = json.loads(body) if isinstance(body, (str, bytes)) else None
+    except ValueError:
+        notification = None
+    if not isinstance(notification, dict):
+        yield Skipped("the message body is not a JSON object", None, None, None, MALFORMED)
+        return
+    if notification.get("Event") == "s3:TestEvent":
+        return
+    if "Records" not in notification:
+        yield Skipped("the message body is not an S3 event notification (no Records)", None, None, None, MALFORMED)
+        return
+    yield from parse_event(notification, accepted_bucket)
 
 
 def _parse_record(record: object, accepted_bucket: str | None) -> Upload | Skipped:

@@ -9,7 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from inference import InvalidImage, Prediction
 from inference.contract import (
-    FIRE_DETECTED, IMAGES_CLASSIFIED, INFERENCE_LATENCY, INVALID_IMAGES, MALFORMED_RECORDS, METRICS_NAMESPACE,
+    BATCH_ITEM_FAILURES, FIRE_DETECTED, IMAGES_CLASSIFIED, INFERENCE_LATENCY, INVALID_IMAGES, MALFORMED_RECORDS, METRICS_NAMESPACE,
     REFUSED_RECORDS, SERVICE_NAME,
 )  # fmt: skip
 
@@ -38,3 +38,8 @@ def count_rejected(kind: str) -> None:
     name = REJECTED_METRICS.get(kind)
     if name:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+
+def count_batch_failures(count: int) -> None:
+    """Messages of an SQS batch reported back as failed (each is delivered again, up to the queue's receive count)."""
+    metrics.add_metric(name=BATCH_ITEM_FAILURES, unit=MetricUnit.Count, value=count)

@@ -21,6 +21,7 @@ from moto.core import set_initial_no_auth_action_count
 from .function_role import FunctionRole
 
 BUCKET = "firewatch-uploads-test"
+RESULTS_TABLE = "firewatch-results-test"
 REGION = "us-east-1"
 MAX_KEY_BYTES = 1024  # S3's key limit, which moto does not apply
 
@@ -79,6 +80,35 @@ def s3_event(*records: dict) -> dict:
     return {"Records": list(records)}
 
 
+_message_ids = itertools.count(1)
+
+
+def sqs_message(body: dict | str, message_id: str | None = None, receive_count: int = 1) -> dict:
+    """One SQS record as the event source mapping delivers it; a dict body is sent as JSON (an S3 notification)."""
+    message_id = message_id or f"00000000-0000-4000-8000-{next(_message_ids):012d}"
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"receipt-{message_id}",
+        "body": body if isinstance(body, str) else json.dumps(body),
+        "attributes": {"ApproximateReceiveCount": str(receive_count), "SentTimestamp": "1764460800000",
+                       "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1764460800001"},
+        "messageAttributes": {},
+        "md5OfBody": "0" * 32,
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:firewatch-uploads",
+        "awsRegion": REGION,
+    }  # fmt: skip
+
+
+def sqs_batch(*messages: dict) -> dict:
+    return {"Records": list(messages)}
+
+
+def failed_ids(response: dict) -> list[str]:
+    """The message ids of an SQS batch response's batchItemFailures."""
+    return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
+
+
 def summary(**counts: int) -> dict:
     """The handler's response: how many records ended which way (every other count 0)."""
     names = ("classified", "invalid", "duplicate", "alert_retried", "stale", "gone", "skipped", "refused", "malformed", "failed")
@@ -120,7 +150,9 @@ class Lab:
         self.s3 = boto3.client("s3", region_name=REGION)
         self.sns = boto3.client("sns", region_name=REGION)
         self.sqs = boto3.client("sqs", region_name=REGION)
+        self.dynamodb = boto3.client("dynamodb", region_name=REGION)
         self.s3.create_bucket(Bucket=BUCKET)
+        self._create_results_table()
         # Versioned, like the stack's upload bucket: events then name the object version.
         self.s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         self._sequencer = itertools.count(0x0055AED6DCD90281E5)
@@ -128,6 +160,28 @@ class Lab:
         self.queue_url = self.sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
         queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         self.sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
+
+    def _create_results_table(self) -> None:
+        """The results index as the stack declares it (inference/contract.py's key, index and attributes)."""
+        strings = ("key", "day", "classified_at")
+        self.dynamodb.create_table(
+            TableName=RESULTS_TABLE,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name in strings],
+            KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
+            GlobalSecondaryIndexes=[{
+                "IndexName": "newest",
+                "KeySchema": [{"AttributeName": "day", "KeyType": "HASH"}, {"AttributeName": "classified_at", "KeyType": "RANGE"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }],
+        )  # fmt: skip
+
+    def indexed(self, key: str) -> dict | None:
+        """The results index's item for upload ``key`` (plain Python values; numbers as Decimal), or ``None``."""
+        from boto3.dynamodb.types import TypeDeserializer
+
+        item = self.dynamodb.get_item(TableName=RESULTS_TABLE, Key={"key": {"S": key}}, ConsistentRead=True).get("Item")
+        return None if item is None else {name: TypeDeserializer().deserialize(value) for name, value in item.items()}
 
     def upload(self, key: str, data: bytes, bucket: str = BUCKET) -> dict:
         """Put ``data`` at ``key`` and return the event record S3 would send for it (sequencers grow, as S3's do)."""
@@ -182,7 +236,7 @@ class Lab:
         """The client the handler uses for ``service`` (created on first use, cached per execution environment)."""
         from lambda_image import handler
 
-        client = {"s3": handler._s3, "sns": handler._sns}[service]()
+        client = {"s3": handler._s3, "sns": handler._sns, "dynamodb": handler._dynamodb}[service]()
         if service == "s3" and not getattr(client, "_firewatch_lab", False):
             client._firewatch_lab = True
             client.meta.events.register("before-parameter-build.s3.*", _refuse_keys_over_s3s_limit)
@@ -239,7 +293,8 @@ def lab(monkeypatch, capsys):
         "POWERTOOLS_METRICS_NAMESPACE": "Firewatch",
     }.items():
         monkeypatch.setenv(name, value)
-    unset = ("FIREWATCH_MAX_BYTES", "FIREWATCH_MAX_PIXELS", "FIREWATCH_MODEL_PATH", "AWS_ENDPOINT_URL", "AWS_PROFILE", "FIREWATCH_BUCKET")
+    unset = ("FIREWATCH_MAX_BYTES", "FIREWATCH_MAX_PIXELS", "FIREWATCH_MODEL_PATH", "AWS_ENDPOINT_URL", "AWS_PROFILE", "FIREWATCH_BUCKET",
+             "FIREWATCH_RESULTS_TTL_DAYS")
     for name in unset:
         monkeypatch.delenv(name, raising=False)
     from lambda_image import handler
@@ -248,12 +303,13 @@ def lab(monkeypatch, capsys):
     monkeypatch.setattr(handler.logger.registered_handler, "stream", handler.logger.registered_handler.stream)
     with mock_aws():
         # The handler keeps its clients and model per execution environment; each test is a fresh one.
-        for cached in (handler._s3, handler._sns, handler.classifier):
+        for cached in (handler._s3, handler._sns, handler._dynamodb, handler.classifier):
             cached.cache_clear()
         lab = Lab(capsys)
         monkeypatch.setenv("ALERT_TOPIC_ARN", lab.topic_arn)
+        monkeypatch.setenv("FIREWATCH_RESULTS_TABLE", RESULTS_TABLE)
         yield lab
-        for cached in (handler._s3, handler._sns, handler.classifier):
+        for cached in (handler._s3, handler._sns, handler._dynamodb, handler.classifier):
             cached.cache_clear()
 
 
@@ -281,10 +337,12 @@ def iam_lab(lab, function_role_template, monkeypatch):
     role = FunctionRole.create(function_role_template, lab, monkeypatch)
     # The handler's clients pick up the role's credentials (boto3's default session caches the ones it found).
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-    for cached in (handler._s3, handler._sns):
+    for cached in (handler._s3, handler._sns, handler._dynamodb):
         cached.cache_clear()
     lab.role = role
     monkeypatch.setenv("FIREWATCH_BUCKET", BUCKET)
+    if not any("dynamodb" in str(statement["Action"]) for statement in role.statements):
+        monkeypatch.delenv("FIREWATCH_RESULTS_TABLE")  # a stack without the results index
     yield lab
 
 

@@ -56,6 +56,8 @@ def test_tasks_go_through_the_pipeline_and_get_result_codes(lab, monkeypatch, fi
     assert lab.keys("results/") == ["results/camera 1/ridge (east)+1.jpg.json", "results/forest.jpg.json"]
     assert lab.result("results/camera 1/ridge (east)+1.jpg.json")["version_id"] == version
     assert [alert["key"] for alert in lab.alerts()] == [fire_key]  # the same alerting as upload events
+    assert lab.indexed(fire_key)["version_id"] == version  # and the same results index item
+    assert lab.indexed("uploads/forest.jpg")["label"] == "nofire"
     assert run.metric("ImagesClassified") == 2
 
 

@@ -137,3 +137,39 @@ def test_sequencers_compare_as_s3_documents(older, newer):
     assert compare_sequencers(older, newer) == -1
     assert compare_sequencers(newer, older) == 1
     assert compare_sequencers(older, "0" + older) == 0
+
+
+# --- upload queue messages and the index's ordering key ---------------------------------------------------------------
+
+
+def test_a_message_body_is_an_s3_notification():
+    import json
+
+    from lambda_image.events import parse_message_body
+
+    [upload] = parse_message_body(json.dumps(s3_event(s3_record("b", "uploads/a b.jpg", 3, "e"))))
+    assert upload == Upload(bucket="b", key="uploads/a b.jpg", size=3, etag="e", sequencer=SEQUENCER)
+    assert list(parse_message_body(json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"}))) == []
+
+
+@pytest.mark.parametrize("body", ["not json", "[1, 2]", '"text"', '{"hello": 1}', None, '{"Records": "x"}'])
+def test_a_body_that_is_not_a_notification_is_malformed(body):
+    from lambda_image.events import parse_message_body
+
+    [skipped] = parse_message_body(body)
+    assert isinstance(skipped, Skipped) and skipped.kind == MALFORMED
+
+
+def test_the_sort_key_orders_sequencers_as_s3_documents():
+    import itertools
+    import random
+
+    from lambda_image.events import sequencer_sort_key
+
+    rng = random.Random(7)
+    samples = ["0", "00", "A", "0a", "0055AED6DCD90281E5", "55AED6DCD90281E5", "55aed6dcd90281e6", "FFFF", "10000"]
+    samples += ["0" * rng.randrange(4) + "".join(rng.choice("0123456789ABCDEF") for _ in range(rng.randrange(1, 20)))
+                for _ in range(60)]  # fmt: skip
+    for a, b in itertools.product(samples, repeat=2):
+        key_a, key_b = sequencer_sort_key(a), sequencer_sort_key(b)
+        assert (key_a > key_b) - (key_a < key_b) == compare_sequencers(a, b), (a, b)
