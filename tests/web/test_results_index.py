@@ -218,3 +218,23 @@ def test_page_panel_and_openapi_with_the_index(dynamodb, classifier):
     assert any(p["name"] == "cursor" for p in operation["parameters"])
     schema = {"$ref": "#/components/schemas/PipelineResults", "components": document["components"]}
     jsonschema.validate(client.get("/api/v1/results?limit=1").get_json(), schema)
+
+
+def test_reads_the_items_the_function_writes(dynamodb, classifier):
+    """The function's writer (lambda_image.results_index) and this reader agree on the item."""
+    from inference.contract import ServerlessResult
+    from lambda_image.results_index import ResultsIndex
+
+    key = "uploads/camera 1/ridge.jpg"
+    result = ServerlessResult(
+        verdict={"source": f"s3://{BUCKET}/{key}", "label": "fire", "fire_probability": 0.875, "model_version": "m1"},
+        bucket=BUCKET, key=key, size=4321, etag="abc", classified_at=at_day(0, 7).isoformat(), version_id="v1",
+        sequencer="0055AED6DCD90281E5", alert="sent", alert_message_id="msg-1",
+    )  # fmt: skip
+    ResultsIndex(dynamodb, TABLE, ttl_days=30).put(result.to_record(), result_key_for(key))
+    [record] = reader().page(5).results
+    assert record == {
+        "result_key": "results/camera 1/ridge.jpg.json", "name": "ridge.jpg", "source": f"s3://{BUCKET}/{key}",
+        "bucket": BUCKET, "key": key, "size": 4321, "etag": "abc", "model_version": "m1",
+        "classified_at": at_day(0, 7).isoformat(), "label": "fire", "fire_probability": 0.875,
+    }  # fmt: skip
