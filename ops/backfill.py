@@ -152,7 +152,9 @@ def has_result(s3, bucket: str, obj: dict) -> bool:
         record = json.loads(data)
     except ValueError:
         return False  # not a result: let the function write one
-    return isinstance(record, dict) and record.get("etag", "").strip('"') == obj.get("ETag", "").strip('"')
+    if not isinstance(record, dict) or not isinstance(record.get("etag"), str):
+        return False  # not a result: let the function write one
+    return record["etag"].strip('"') == obj.get("ETag", "").strip('"')
 
 
 def notification_body(bucket: str, obj: dict, region: str) -> str:

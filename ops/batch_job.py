@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import uuid
@@ -56,7 +57,10 @@ def _run(args: argparse.Namespace, aws: Aws, bucket: str) -> int:
     else:
         manifest = write_csv_manifest(s3, bucket, start_after=args.start_after, max_objects=args.max_objects,
                                       skip_done=args.skip_done)  # fmt: skip
-    request = create_job_request(role_arn.split(":")[4], bucket, function_arn, role_arn, manifest)
+    account = re.match(r"^arn:aws[a-z-]*:iam::(\d{12}):role/", role_arn)
+    if account is None:
+        raise OperatorError(f"--role-arn {role_arn!r} is not an IAM role ARN")
+    request = create_job_request(account[1], bucket, function_arn, role_arn, manifest)
     if not args.start:
         print(json.dumps(request, indent=2))
         print("create it with --start, or: aws s3control create-job --cli-input-json file://job.json", file=sys.stderr)

@@ -145,3 +145,12 @@ def test_queue_url_from_the_environment(account, capsys, monkeypatch):
 def test_a_local_endpoint_without_names_is_a_clear_error(account, capsys, option):
     assert ops("backfill", "--endpoint-url", "http://127.0.0.1:9", *option) == 2
     assert "give them on the command line" in capsys.readouterr().err
+
+
+def test_an_object_under_results_that_is_not_a_result_does_not_count_as_done(account, capsys):
+    account.upload("uploads/a.jpg")
+    account.upload("uploads/b.jpg")
+    account.s3.put_object(Bucket=BUCKET, Key="results/a.jpg.json", Body=b"<html>not json</html>")
+    account.s3.put_object(Bucket=BUCKET, Key="results/b.jpg.json", Body=json.dumps({"etag": 7}).encode())
+    assert ops("backfill", "--bucket", BUCKET, "--queue-url", account.queue_url) == 0
+    assert [u.key for u in queued_uploads(account)] == ["uploads/a.jpg", "uploads/b.jpg"]

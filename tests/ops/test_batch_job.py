@@ -83,3 +83,10 @@ def test_the_prefixes_are_those_the_role_grants():
     from stacks import batch_operations
 
     assert (batch_job.MANIFEST_PREFIX, batch_job.REPORT_PREFIX) == (batch_operations.MANIFEST_PREFIX, batch_operations.REPORT_PREFIX)
+
+
+def test_a_role_arn_that_is_not_one_is_a_clear_error(account, capsys):
+    account.upload("uploads/a.jpg")
+    assert ops("backfill", "--batch-operations", "--bucket", BUCKET, "--function-arn", FUNCTION_ARN,
+               "--role-arn", "BatchOperationsRole") == 2  # fmt: skip
+    assert "is not an IAM role ARN" in capsys.readouterr().err
