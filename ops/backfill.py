@@ -35,7 +35,9 @@ EVENT_NAME = "ObjectCreated:Put"  # what the function's parser accepts; the reco
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bucket", help="the upload bucket (default: the stack's UploadBucketName output)")
     parser.add_argument(
-        "--queue-url", help=f"the upload queue (default: ${UPLOAD_QUEUE_ENV}, else the stack's {UPLOAD_QUEUE_OUTPUT} output)"
+        "--queue-url",
+        help=f"the upload queue (default: ${UPLOAD_QUEUE_ENV}, else the stack's {UPLOAD_QUEUE_OUTPUT} output, else the "
+        "queue the bucket notifies of uploads)",
     )
     parser.add_argument("--start-after", metavar="KEY", default="", help="resume after this key (printed by an earlier run)")
     parser.add_argument("--dry-run", action="store_true", help="count what would be enqueued; send nothing")
@@ -76,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
             from .batch_job import run_batch_operations
 
             return run_batch_operations(args, aws, bucket)
-        queue_url = None if args.dry_run else aws.name(args.queue_url, UPLOAD_QUEUE_OUTPUT, "--queue-url", UPLOAD_QUEUE_ENV)
+        queue_url = None if args.dry_run else aws.name(
+            args.queue_url, UPLOAD_QUEUE_OUTPUT, "--queue-url", UPLOAD_QUEUE_ENV, find=lambda: aws.upload_queue_url(bucket)
+        )
     except OperatorError as error:
         print(f"backfill: {error}", file=sys.stderr)
         return 2

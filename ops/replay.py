@@ -14,7 +14,7 @@ import json
 import sys
 import time
 
-from .aws import DEAD_LETTER_QUEUE_OUTPUT, Aws, OperatorError, add_aws_arguments
+from .aws import DEAD_LETTER_QUEUE_OUTPUT, UPLOAD_BUCKET_OUTPUT, Aws, OperatorError, add_aws_arguments
 
 POLL_SECONDS = 5.0
 TIMEOUT_SECONDS = 3600.0
@@ -24,7 +24,12 @@ VISIBILITY_SECONDS = 60  # a message being moved stays hidden this long; moved o
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dlq-url", help=f"the dead-letter queue (default: the stack's {DEAD_LETTER_QUEUE_OUTPUT} output)")
+    parser.add_argument(
+        "--dlq-url",
+        help=f"the dead-letter queue (default: the stack's {DEAD_LETTER_QUEUE_OUTPUT} output, else the dead-letter "
+        "queue of --queue-url or of the queue the upload bucket notifies)",
+    )
+    parser.add_argument("--bucket", help="the upload bucket, to find the queues by (default: the stack's output)")
     parser.add_argument(
         "--queue-url",
         help="where the messages go (default: the queue whose dead-letter queue it is; with --endpoint-url, that "
@@ -43,7 +48,7 @@ def run(args: argparse.Namespace, sleep=time.sleep, clock=time.monotonic) -> int
     try:
         aws = Aws(args)
         sqs = aws.client("sqs")
-        dlq_url = aws.name(args.dlq_url, DEAD_LETTER_QUEUE_OUTPUT, "--dlq-url")
+        dlq_url = aws.name(args.dlq_url, DEAD_LETTER_QUEUE_OUTPUT, "--dlq-url", find=lambda: _find_dead_letter_queue(aws, args))
         before = waiting(sqs, dlq_url)
         print(f"dead-letter queue: {before} message(s) waiting", file=sys.stderr)
         if args.dry_run:
@@ -65,6 +70,15 @@ def run(args: argparse.Namespace, sleep=time.sleep, clock=time.monotonic) -> int
     print(f"dead-letter queue: {after} message(s) waiting (was {before})", file=sys.stderr)
     print(json.dumps({"before": before, "moved": moved, "after": after, "status": status}))
     return 0 if status == "COMPLETED" else 1
+
+
+def _find_dead_letter_queue(aws: Aws, args: argparse.Namespace) -> str | None:
+    """The upload queue's dead-letter queue: the upload queue given, or the one the upload bucket notifies."""
+    queue_url = args.queue_url
+    if not queue_url:
+        bucket = aws.name(args.bucket, UPLOAD_BUCKET_OUTPUT, "--bucket (or --dlq-url)")
+        queue_url = aws.upload_queue_url(bucket)
+    return aws.dead_letter_queue_url(queue_url) if queue_url else None
 
 
 def waiting(sqs, queue_url: str) -> int:

@@ -67,3 +67,13 @@ def account(monkeypatch):
 
 def ops(*argv: str) -> int:
     return main(list(argv))
+
+
+def notify_queue(account: Account) -> None:
+    """The bucket notifies the upload queue of new uploads, as the stack sets it up."""
+    arn = account.sqs.get_queue_attributes(QueueUrl=account.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    account.s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={"QueueConfigurations": [{
+        "QueueArn": arn, "Events": ["s3:ObjectCreated:*"],
+        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "uploads/"}]}},
+    }]})  # fmt: skip
+    account.drain(account.queue_url)  # S3's test event

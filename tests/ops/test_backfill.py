@@ -154,3 +154,13 @@ def test_an_object_under_results_that_is_not_a_result_does_not_count_as_done(acc
     account.s3.put_object(Bucket=BUCKET, Key="results/b.jpg.json", Body=json.dumps({"etag": 7}).encode())
     assert ops("backfill", "--bucket", BUCKET, "--queue-url", account.queue_url) == 0
     assert [u.key for u in queued_uploads(account)] == ["uploads/a.jpg", "uploads/b.jpg"]
+
+
+def test_the_queue_is_found_from_the_buckets_notification(account, capsys):
+    from .conftest import notify_queue
+
+    notify_queue(account)
+    account.upload("uploads/a.jpg")
+    account.drain(account.queue_url)  # whatever the upload itself notified: only the backfill's message counts here
+    assert ops("backfill", "--bucket", BUCKET) == 0
+    assert [u.key for u in queued_uploads(account)] == ["uploads/a.jpg"]

@@ -170,3 +170,18 @@ def test_local_move_keeps_what_could_not_be_sent(moto_server, capsys, monkeypatc
     # Not deleted: it is back in the dead-letter queue once its visibility timeout ends.
     hidden = account.sqs.get_queue_attributes(QueueUrl=account.dlq_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
     assert hidden["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+
+
+def test_the_dead_letter_queue_is_found_from_the_bucket(capsys, monkeypatch):
+    from moto import mock_aws
+
+    from .conftest import BUCKET, notify_queue
+
+    aws_env(monkeypatch)
+    with mock_aws():
+        account = Account()
+        notify_queue(account)
+        for i in range(3):
+            account.sqs.send_message(QueueUrl=account.dlq_url, MessageBody=f"m{i}")
+        assert ops("replay", "--bucket", BUCKET, "--dry-run") == 0
+    assert json.loads(capsys.readouterr().out) == {"waiting": 3}
