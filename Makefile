@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -q -c requirements/constraints.txt
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install install-serving demo test test-all bench train synth lint clean help backfill replay
+.PHONY: install install-serving demo test test-all bench train synth lint clean help bootstrap deploy destroy cost backfill replay
 
 help:
 	@echo "make demo      run the whole system locally (web app :8080, local S3 :4566, Lambda handler)"
@@ -14,6 +14,8 @@ help:
 	@echo "make bench     benchmark tables: LiteRT core vs TensorFlow/Keras baseline"
 	@echo "make train     train the fire classifier on ../shared/datasets into models/"
 	@echo "make synth     cdk synth the AWS app into cdk.out/"
+	@echo "make bootstrap / deploy / destroy   the AWS app (CONTEXT=\"-c key=value ...\" REGION= PROFILE= ARGS= FORCE=1)"
+	@echo "make cost      monthly and per-image cost of the AWS app for CONTEXT's settings"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,10 +59,26 @@ synth: install
 
 # Operator commands (README, "Operations"): make backfill ARGS="--dry-run"
 backfill: install-serving
-	$(PY) -m ops backfill $(ARGS)
+	$(PY) -m ops backfill $(if $(REGION),--region $(REGION)) $(if $(PROFILE),--profile $(PROFILE)) $(ARGS)
 
 replay: install-serving
-	$(PY) -m ops replay $(ARGS)
+	$(PY) -m ops replay $(if $(REGION),--region $(REGION)) $(if $(PROFILE),--profile $(PROFILE)) $(ARGS)
 
 clean:
 	rm -rf cdk.out .pytest_cache test-artifacts
+
+# AWS: settings as CDK context (CONTEXT="-c envName=prod -c alertEmail=a@b.c"), REGION/PROFILE for the account,
+# ARGS for the CDK CLI itself (e.g. ARGS="--require-approval never"). The logic lives in ops/deploy.py.
+OPS_AWS = $(CONTEXT) $(if $(REGION),--region $(REGION)) $(if $(PROFILE),--profile $(PROFILE))
+
+bootstrap: $(VENV)/.full node_modules/.bin/cdk
+	$(PY) -m ops bootstrap $(OPS_AWS) -- $(ARGS)
+
+deploy: $(VENV)/.full node_modules/.bin/cdk
+	$(PY) -m ops deploy $(OPS_AWS) -- $(ARGS)
+
+destroy: $(VENV)/.full node_modules/.bin/cdk
+	$(PY) -m ops destroy $(OPS_AWS) $(if $(FORCE),--force) -- $(ARGS)
+
+cost: $(VENV)/.full
+	$(PY) -m ops cost $(CONTEXT) $(if $(REGION),--region $(REGION)) $(ARGS)

@@ -28,6 +28,7 @@ def add_aws_arguments(parser: argparse.ArgumentParser) -> None:
     aws = parser.add_argument_group("AWS")
     aws.add_argument("--env-name", default="dev", help="the deployment's envName, to find its stack outputs (default: dev)")
     aws.add_argument("--region", help="AWS region (default: the AWS CLI's)")
+    aws.add_argument("--profile", help="AWS CLI profile (default: the AWS CLI's)")
     aws.add_argument(
         "--endpoint-url", help="a local AWS endpoint, e.g. http://127.0.0.1:4566 for `make demo` (no stack lookups)"
     )
@@ -40,7 +41,7 @@ class Aws:
         import boto3  # imported when a command runs, not for --help
 
         self.args = args
-        self.session = session or boto3.session.Session(region_name=args.region)
+        self.session = session or boto3.session.Session(region_name=args.region, profile_name=args.profile)
 
     def client(self, service: str):
         return self.session.client(service, endpoint_url=self.args.endpoint_url)

@@ -23,6 +23,8 @@ Context key                      Default                   Meaning
                                                            cannot reserve any.
 ``alertEmail``                   unset                     E-mail subscribed to the fire alert topic and to the alarm
                                                            topic (confirm the subscription e-mails).
+``alarmEmail``                   unset (``alertEmail``)    E-mail subscribed to the alarm topic instead of
+                                                           ``alertEmail``: fire alerts and alarms to different people.
 ``certificateArn``               unset                     ACM certificate ARN (same region): adds HTTPS on 443 and
                                                            redirects HTTP 80 to it.
 ``allowedCidr``                  ``0.0.0.0/0``             IPv4 CIDR allowed to reach the load balancer.
@@ -67,6 +69,7 @@ class FirewatchConfig:
     lambda_timeout_seconds: int = 30
     lambda_reserved_concurrency: int | None = None
     alert_email: str | None = None
+    alarm_email: str | None = None
     certificate_arn: str | None = None
     allowed_cidr: str = "0.0.0.0/0"
     nat_gateways: int = 1
@@ -80,6 +83,11 @@ class FirewatchConfig:
     def lambda_threads(self) -> int:
         """Inference threads for the function: Lambda gives one vCPU per 1769 MB of memory (at least one)."""
         return max(1, round(self.lambda_memory_mb / 1769))
+
+    @property
+    def alarm_recipient(self) -> str | None:
+        """Who gets the alarms: ``alarmEmail``, or else ``alertEmail`` (one address for both, as before it existed)."""
+        return self.alarm_email or self.alert_email
 
     def stack_name(self, part: str) -> str:
         return f"firewatch-{self.env_name}-{part}"
@@ -109,6 +117,7 @@ class FirewatchConfig:
             lambda_timeout_seconds=_integer(get, "lambdaTimeoutSeconds", cls.lambda_timeout_seconds, 1, 900),
             lambda_reserved_concurrency=_integer(get, "lambdaReservedConcurrency", None, 0, 1000),
             alert_email=_matching(get, "alertEmail", _EMAIL, "an e-mail address"),
+            alarm_email=_matching(get, "alarmEmail", _EMAIL, "an e-mail address"),
             certificate_arn=_matching(get, "certificateArn", _CERTIFICATE_ARN, "an ACM certificate ARN"),
             allowed_cidr=_cidr(get, "allowedCidr", cls.allowed_cidr),
             nat_gateways=_integer(get, "natGateways", cls.nat_gateways, 1, 2),

@@ -76,7 +76,7 @@ class MonitoringStack(Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.notifications = AlarmNotifications(self, email=config.alert_email)
+        self.notifications = AlarmNotifications(self, email=config.alarm_recipient)
         self.alarm_topic = self.notifications.topic
         self.alarms = {
             spec.name: self.notifications.alarm(self, spec) for capability in monitored for spec in capability.alarm_specs()

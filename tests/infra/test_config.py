@@ -98,3 +98,12 @@ def test_the_stacks_copy_of_the_newest_index_name_equals_the_contract():
     from stacks import config as stacks_config
 
     assert stacks_config.RESULTS_NEWEST_INDEX == contract.NEWEST_INDEX
+
+
+def test_alarms_go_to_alarm_email_or_else_to_alert_email():
+    assert config().alarm_recipient is None
+    assert config(alertEmail="fire@example.com").alarm_recipient == "fire@example.com"  # one address for both
+    both = config(alertEmail="fire@example.com", alarmEmail="oncall@example.com")
+    assert (both.alert_email, both.alarm_recipient) == ("fire@example.com", "oncall@example.com")
+    with pytest.raises(ConfigError, match="alarmEmail"):
+        config(alarmEmail="not-an-address")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.infra.conftest import only, resources
+from tests.infra.conftest import Synthesized, only, resources
 
 
 def _alarms(synth) -> dict[str, dict]:
@@ -121,6 +121,12 @@ def test_alarm_topic_is_encrypted_with_a_rotated_key_cloudwatch_may_use(synth):
 def test_alert_email_subscribes_to_the_alarm_topic(synth_custom):
     subscription = only(synth_custom.monitoring, "AWS::SNS::Subscription")
     assert (subscription["Protocol"], subscription["Endpoint"]) == ("email", "ops@example.com")
+
+
+def test_alarm_email_takes_the_alarms_and_alert_email_keeps_the_fire_alerts(tmp_path):
+    apart = Synthesized(tmp_path, {"alertEmail": "fire@example.com", "alarmEmail": "oncall@example.com"})
+    assert only(apart.monitoring, "AWS::SNS::Subscription")["Endpoint"] == "oncall@example.com"
+    assert only(apart.serverless, "AWS::SNS::Subscription")["Endpoint"] == "fire@example.com"
 
 
 DASHBOARD_METRICS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 import pytest
@@ -51,7 +52,7 @@ def test_event_with_several_records_writes_one_result_per_upload(lab, classifier
     alerts = lab.alerts()
     assert len(alerts) == 1
     alert = alerts[0]
-    assert alert["subject"] == "Firewatch: fire detected"
+    assert alert["subject"] == f"Fire detected: {fire_key} ({math.floor(alert['fire_probability'] * 100)} %)"
     assert alert["bucket"] == BUCKET and alert["key"] == fire_key
     assert alert["fire_probability"] == classifier.classify(fire_bytes).fire_probability >= classifier.threshold
     assert alert["image_uri"] == f"s3://{BUCKET}/{fire_key}"
