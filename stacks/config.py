@@ -99,7 +99,7 @@ class FirewatchConfig:
 
     @property
     def results_table_parameter(self) -> str:
-        """SSM parameter holding the results table's name: the web stack finds the results index through it."""
+        """SSM parameter holding the results index table's name: the web stack finds the table through it."""
         return f"/firewatch/{self.env_name}/results-table-name"
 
     @classmethod
