@@ -39,7 +39,8 @@ LOOKBACK_DAYS = 7  # days without a result one request looks at before it answer
 HORIZON_DAYS = 366  # how far back the walk goes at all
 DEADLINE_SECONDS = 2.0  # a request stops querying after this long and answers with what it has, and a cursor
 MAX_CURSOR_CHARS = 4096
-CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"})
+# A query answers in milliseconds; a silent endpoint costs a request at most 2 x (1 + 2) s before it is a 503.
+CLIENT_CONFIG = Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 2, "mode": "standard"})
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CURSOR_KEY_ATTRIBUTES = frozenset({INDEX_KEY, NEWEST_PARTITION, NEWEST_SORT})  # an index's LastEvaluatedKey

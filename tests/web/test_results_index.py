@@ -238,3 +238,14 @@ def test_reads_the_items_the_function_writes(dynamodb, classifier):
         "bucket": BUCKET, "key": key, "size": 4321, "etag": "abc", "model_version": "m1",
         "classified_at": at_day(0, 7).isoformat(), "label": "fire", "fire_probability": 0.875,
     }  # fmt: skip
+
+
+def test_an_unreachable_endpoint_is_a_503_within_the_client_timeouts(classifier, monkeypatch):
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                        "AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:9"}.items():  # nothing listens on port 9  # fmt: skip
+        monkeypatch.setenv(name, value)
+    client = create_app(classifier, {"RESULTS_TABLE": TABLE}).test_client()
+    response = client.get("/api/v1/results")
+    assert response.status_code == 503 and response.get_json()["error"]["code"] == "results_unavailable"
+    page = client.get("/")
+    assert page.status_code == 200 and "cannot be read right now" in page.get_data(as_text=True)
