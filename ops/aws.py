@@ -43,8 +43,12 @@ class Aws:
         self.args = args
         self.session = session or boto3.session.Session(region_name=args.region, profile_name=args.profile)
 
-    def client(self, service: str):
-        return self.session.client(service, endpoint_url=self.args.endpoint_url)
+    def client(self, service: str, pool: int = 10):
+        """A client of ``service``; ``pool``: connections kept for threads that share it (botocore keeps 10)."""
+        from botocore.config import Config
+
+        config = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=pool)
+        return self.session.client(service, endpoint_url=self.args.endpoint_url, config=config)
 
     @cached_property
     def region(self) -> str:

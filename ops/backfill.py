@@ -49,7 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "to the bucket, unless --inventory-manifest is given); --start creates it",
     )  # fmt: skip
     batch.add_argument("--start", action="store_true", help="create the job (s3control CreateJob), not just print it")
-    batch.add_argument("--inventory-manifest", metavar="S3_URI", help="an S3 Inventory report's manifest.json as the job's manifest")
+    batch.add_argument(
+        "--inventory-manifest", metavar="S3_URI", help="an S3 Inventory report's manifest.json as the job's manifest"
+    )
     batch.add_argument("--skip-done", action="store_true", help="leave objects that have a result out of the CSV manifest")
     batch.add_argument("--function-arn", help="the classifier (default: the stack's ClassifierFunctionArn output)")
     batch.add_argument("--role-arn", help="the role the job runs as (default: the stack's BatchOperationsRoleArn output)")
@@ -79,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
 
             return run_batch_operations(args, aws, bucket)
         queue_url = None if args.dry_run else aws.name(
-            args.queue_url, UPLOAD_QUEUE_OUTPUT, "--queue-url", UPLOAD_QUEUE_ENV, find=lambda: aws.upload_queue_url(bucket)
+            args.queue_url, UPLOAD_QUEUE_OUTPUT, "--queue-url", UPLOAD_QUEUE_ENV,
+            find=lambda: aws.upload_queue_url(bucket),
         )
     except OperatorError as error:
         print(f"backfill: {error}", file=sys.stderr)
@@ -88,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
 
     progress = Progress(last_key=args.start_after)
     try:
-        backfill(aws.client("s3"), aws.client("sqs") if queue_url else None, bucket, queue_url, aws.region, progress,
+        sqs = aws.client("sqs") if queue_url else None
+        backfill(aws.client("s3", pool=CHECK_THREADS), sqs, bucket, queue_url, aws.region, progress,
                  start_after=args.start_after, max_objects=args.max_objects)  # fmt: skip
     except (KeyboardInterrupt, BotoCoreError, ClientError) as error:
         stopped = "interrupted" if isinstance(error, KeyboardInterrupt) else f"stopped: {error}"

@@ -65,7 +65,9 @@ def test_start_creates_the_job(account, capsys, monkeypatch):
                 "Report": ANY, "Priority": 10, "RoleArn": ROLE_ARN, "ClientRequestToken": ANY, "Description": ANY}  # fmt: skip
     stubber.add_response("create_job", {"JobId": "job-0123"}, expected)
     real_client = Aws.client
-    monkeypatch.setattr(Aws, "client", lambda self, name: s3control if name == "s3control" else real_client(self, name))
+    monkeypatch.setattr(
+        Aws, "client", lambda self, name, **options: s3control if name == "s3control" else real_client(self, name, **options)
+    )
     with stubber:
         assert ops("backfill", "--batch-operations", "--start", *NAMES) == 0
         stubber.assert_no_pending_responses()
@@ -82,7 +84,8 @@ def test_dry_run_counts_and_writes_nothing(account, capsys):
 def test_the_prefixes_are_those_the_role_grants():
     from stacks import batch_operations
 
-    assert (batch_job.MANIFEST_PREFIX, batch_job.REPORT_PREFIX) == (batch_operations.MANIFEST_PREFIX, batch_operations.REPORT_PREFIX)
+    copies = (batch_job.MANIFEST_PREFIX, batch_job.REPORT_PREFIX)
+    assert copies == (batch_operations.MANIFEST_PREFIX, batch_operations.REPORT_PREFIX)
 
 
 def test_a_role_arn_that_is_not_one_is_a_clear_error(account, capsys):

@@ -33,7 +33,7 @@ def args(*extra: str) -> argparse.Namespace:
 def stubbed(monkeypatch):
     aws_env(monkeypatch)
     sqs = boto3.client("sqs", region_name=REGION)
-    monkeypatch.setattr(Aws, "client", lambda self, name: sqs)
+    monkeypatch.setattr(Aws, "client", lambda self, name, **options: sqs)
     with Stubber(sqs) as stubber:
         yield stubber
         stubber.assert_no_pending_responses()
@@ -165,11 +165,12 @@ def test_local_move_keeps_what_could_not_be_sent(moto_server, capsys, monkeypatc
     monkeypatch.setattr(replay, "move_by_hand", move)
     assert ops("replay", "--endpoint-url", moto_server, "--dlq-url", account.dlq_url, "--queue-url", account.queue_url) == 1
     out, err = capsys.readouterr()
-    assert json.loads(out)["moved"] == 2 and json.loads(out)["status"] == "INCOMPLETE" and "not moved (stays in the dead-letter queue): Injected" in err
+    assert json.loads(out)["moved"] == 2 and json.loads(out)["status"] == "INCOMPLETE"
+    assert "not moved (stays in the dead-letter queue): Injected" in err
     assert len(account.drain(account.queue_url)) == 2
     # Not deleted: it is back in the dead-letter queue once its visibility timeout ends.
-    hidden = account.sqs.get_queue_attributes(QueueUrl=account.dlq_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
-    assert hidden["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+    name = "ApproximateNumberOfMessagesNotVisible"
+    assert account.sqs.get_queue_attributes(QueueUrl=account.dlq_url, AttributeNames=[name])["Attributes"][name] == "1"
 
 
 def test_the_dead_letter_queue_is_found_from_the_bucket(capsys, monkeypatch):
