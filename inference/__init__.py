@@ -3,13 +3,18 @@
 Depends on numpy, Pillow and LiteRT only: no AWS SDK, no web framework, no TensorFlow.
 """
 
-from .classifier import Classifier, Prediction, error_record, outcome_record, validate_threshold
+from .classifier import (
+    BORDERLINE, CERTAINTIES, CLEAR, Classifier, Prediction, certainty_of, error_record, outcome_record, validate_threshold,
+)
 from .decoding import IMAGE_SUFFIXES, decode_image, sniff_format
 from .errors import ERROR_CODES, InvalidImage
 from .model import LiteRTModel, ModelCard, ModelNotFound, Predictor
 from .settings import Limits, Settings, positive_int
 
 __all__ = [
+    "BORDERLINE",
+    "CERTAINTIES",
+    "CLEAR",
     "Classifier",
     "ERROR_CODES",
     "IMAGE_SUFFIXES",
@@ -21,6 +26,7 @@ __all__ = [
     "Prediction",
     "Predictor",
     "Settings",
+    "certainty_of",
     "decode_image",
     "error_record",
     "outcome_record",

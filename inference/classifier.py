@@ -16,25 +16,71 @@ from .settings import Limits, Settings
 
 PROBABILITY_DECIMALS = 4
 
+# ------------------------------------------------------------------------------------------------------ certainty
+CLEAR, BORDERLINE = "clear", "borderline"
+CERTAINTIES = (CLEAR, BORDERLINE)
+# A verdict is borderline when the model's odds of fire are within a factor of 3 of the threshold's odds:
+# |logit(p) - logit(threshold)| < ln 3. Measured in logits (log-odds), not in probability points, so the band is as
+# wide on either side of any threshold in the model's own units, and never reaches 0 or 1: with the threshold at
+# 0.57 it is 0.307 < p < 0.799, while 0.015 or 0.97 stay clear. A card may set its own ``borderline_logits``.
+DEFAULT_BORDERLINE_LOGITS = math.log(3)
+# Keeps logit() finite for a probability or threshold of exactly 0 or 1.
+_LOGIT_EPSILON = 1e-6
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, _LOGIT_EPSILON), 1.0 - _LOGIT_EPSILON)
+    return math.log(p / (1.0 - p))
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def certainty_of(probability: float, threshold: float, band_logits: float = DEFAULT_BORDERLINE_LOGITS) -> str:
+    """``borderline`` when ``probability`` lies within ``band_logits`` log-odds of ``threshold``, else ``clear``."""
+    return BORDERLINE if abs(_logit(probability) - _logit(threshold)) < band_logits else CLEAR
+
+
+def borderline_band(threshold: float, band_logits: float = DEFAULT_BORDERLINE_LOGITS) -> tuple[float, float]:
+    """The probabilities (low, high) between which a verdict is borderline, for display."""
+    centre = _logit(threshold)
+    return _sigmoid(centre - band_logits), _sigmoid(centre + band_logits)
+
 
 @dataclass(frozen=True)
 class Prediction:
     label: str
     fire_probability: float
     model_version: str
+    # How sure the verdict is: the threshold it was judged against, and clear or borderline (see certainty_of).
+    threshold: float
+    certainty: str
 
     @property
     def is_fire(self) -> bool:
         return self.label == POSITIVE_LABEL
 
-    def to_dict(self, source: str) -> dict:
-        """The contract's JSON object (CLI line, API body, base of the serverless result)."""
-        return {
+    @property
+    def margin(self) -> float:
+        """How far the probability is from the threshold: positive on the fire side."""
+        return round(self.fire_probability - self.threshold, PROBABILITY_DECIMALS)
+
+    def certainty_dict(self) -> dict:
+        return {"threshold": self.threshold, "margin": self.margin, "certainty": self.certainty}
+
+    def to_dict(self, source: str, *, with_certainty: bool = False) -> dict:
+        """The contract's JSON object (CLI line, base of the serverless result); the API adds the certainty fields
+        (``threshold``, ``margin``, ``certainty``) after the contract's keys."""
+        record = {
             "source": source,
             "label": self.label,
             "fire_probability": self.fire_probability,
             "model_version": self.model_version,
         }
+        if with_certainty:
+            record.update(self.certainty_dict())
+        return record
 
 
 def error_record(source: str, error: InvalidImage) -> dict:
@@ -65,6 +111,10 @@ class Classifier:
         self.card = card
         self.limits = limits or Limits()
         self.threshold = validate_threshold(card.threshold if threshold is None else threshold)
+        band = DEFAULT_BORDERLINE_LOGITS if card.borderline_logits is None else card.borderline_logits
+        if not (isinstance(band, (int, float)) and math.isfinite(band) and band >= 0):
+            raise ValueError(f"the model card's borderline_logits must be a number >= 0, got {band!r}")
+        self.borderline_logits = float(band)
         self.predictor = predictor
 
     @classmethod
@@ -124,7 +174,13 @@ class Classifier:
         # Decide on the probability as reported, so a reader can always check label against threshold.
         probability = round(float(min(max(probability, 0.0), 1.0)), PROBABILITY_DECIMALS)
         label = POSITIVE_LABEL if probability >= self.threshold else NEGATIVE_LABEL
-        return Prediction(label, probability, self.card.version)
+        certainty = certainty_of(probability, self.threshold, self.borderline_logits)
+        return Prediction(label, probability, self.card.version, self.threshold, certainty)
+
+    @property
+    def borderline_band(self) -> tuple[float, float]:
+        """The probabilities (low, high) between which this classifier calls a verdict borderline."""
+        return borderline_band(self.threshold, self.borderline_logits)
 
 
 def outcome_record(source: str, outcome: Prediction | InvalidImage) -> dict:

@@ -1,19 +1,20 @@
-"""``python -m inference PATH...``: classify files and folders, one JSON line per image on stdout."""
+"""``python -m inference PATH...``: classify files and folders; one JSON line per image on stdout, or the other
+formats of :mod:`inference.output`."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import stat
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
-from .classifier import Classifier, outcome_record, validate_threshold
+from .classifier import Classifier, Prediction, validate_threshold
 from .decoding import IMAGE_SUFFIXES
 from .errors import NOT_FOUND, UNREADABLE_FILE, InvalidImage
 from .model import ModelNotFound
+from .output import FORMATS, Report
 from .settings import Limits, positive_int
 
 EXIT_OK, EXIT_INPUT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -31,13 +32,15 @@ def _threshold(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m inference",
-        description="Classify photos as fire / nofire. Prints one JSON object per image (JSON Lines) in input order.",
+        description="Classify photos as fire / nofire, in input order: one JSON object per image (JSON Lines) when "
+        "stdout is not a terminal, a table and a summary line on a terminal.",
         epilog="Exit status: 0 all classified, 1 some input had an error, 2 usage error.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders to walk recursively for images")
     parser.add_argument("--threshold", type=_threshold, help="decision threshold on the fire probability (default: the model card's)")
     parser.add_argument("--model", type=Path, help="path to a .tflite model with its .json card beside it (default: models/fire_classifier.tflite or $FIREWATCH_MODEL_PATH)")
     parser.add_argument("--threads", type=positive_int, help="LiteRT threads (default: $FIREWATCH_THREADS or 1)")
+    parser.add_argument("--format", choices=FORMATS, help="jsonl, csv or table (default: table on a terminal, else jsonl)")
     return parser
 
 
@@ -108,19 +111,22 @@ def _check_regular_file(path: str, mode: int) -> None:
     raise InvalidImage(UNREADABLE_FILE, f"{path} is {kind}, not a file.")
 
 
-def classify_paths(classifier: Classifier, paths: list[str]) -> Iterator[dict]:
-    """One contract record per input path, in order, classifying in small batches."""
+Outcome = tuple[str, Prediction | InvalidImage]
+
+
+def classify_paths(classifier: Classifier, items: Iterable[str | tuple[str, InvalidImage]]) -> Iterator[Outcome]:
+    """``(source, outcome)`` for each of :func:`expand_paths`' items, in order, classifying in small batches."""
     pending: list[tuple[str, bytes | InvalidImage]] = []
 
-    def flush() -> Iterator[dict]:
+    def flush() -> Iterator[Outcome]:
         readable = [data for _, data in pending if not isinstance(data, InvalidImage)]
         outcomes = iter(classifier.classify_many(readable))
         for source, data in pending:
-            yield outcome_record(source, data if isinstance(data, InvalidImage) else next(outcomes))
+            yield source, (data if isinstance(data, InvalidImage) else next(outcomes))
         pending.clear()
 
     batch_size = 1  # the first image goes out alone, so the first line comes as fast as possible
-    for item in expand_paths(paths):
+    for item in items:
         if isinstance(item, tuple):  # a folder that could not be listed
             pending.append(item)
         else:
@@ -142,12 +148,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot load the model: {exc}", file=sys.stderr)
         return EXIT_USAGE
     status = EXIT_OK
+    report = Report(args.format, classifier.threshold, sys.stdout, sys.stderr)
     try:
-        for record in classify_paths(classifier, args.paths):
-            if "error" in record:
+        for source, outcome in classify_paths(classifier, report.expect(expand_paths(args.paths))):
+            if isinstance(outcome, InvalidImage):
                 status = EXIT_INPUT_ERROR
-            sys.stdout.write(json.dumps(record) + "\n")
-            sys.stdout.flush()
+            report.write(source, outcome)
+        report.finish()
     except BrokenPipeError:  # e.g. piped into `head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        report.close()
     return status

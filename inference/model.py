@@ -40,6 +40,9 @@ class ModelCard:
     input: dict
     threshold: float
     threshold_rule: str | None = None
+    # Half-width, in log-odds, of the band around the threshold where a verdict is called borderline (serving's
+    # default, ln 3, when absent; see inference.classifier.certainty_of).
+    borderline_logits: float | None = None
     backbone: str | None = None
     width: float | None = None  # the compact backbone's channel multiplier (the input's size is in ``input``)
     loss: str | None = None

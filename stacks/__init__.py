@@ -3,6 +3,7 @@
 - ``firewatch-<env>-serverless``: the image, the upload store, the fire alerts and the classifier pipeline
   (S3 trigger -> container-image function -> results, alerts, dead-letter queue).
 - ``firewatch-<env>-web``: the network and the web tier (load balancer -> Auto Scaling group running the same image).
+  Left out with ``web=false`` (the serverless-only shape): the monitoring stack then watches the classifier alone.
 - ``firewatch-<env>-monitoring``: the alarm topic, and the alarms and dashboard sections the classifier and the web
   tier offer.
 
@@ -40,7 +41,7 @@ def cdk_json_context() -> dict:
 class FirewatchApp:
     config: FirewatchConfig
     serverless: ServerlessStack
-    web: WebStack
+    web: WebStack | None  # None in the serverless-only shape (web=false)
     monitoring: MonitoringStack
 
 
@@ -51,13 +52,16 @@ def build_app(app: App) -> FirewatchApp:
         app, config.stack_name("serverless"), config=config,
         description="Firewatch serverless path: upload bucket, S3-triggered classifier function, alert topic",
     )  # fmt: skip
-    web = WebStack(
-        app, config.stack_name("web"), config=config,
-        description="Firewatch web path: VPC, load balancer, Auto Scaling group running the web server",
-    )  # fmt: skip
-    web.add_stack_dependency(serverless, "reads the upload bucket name it publishes in SSM")
+    web = None
+    if config.web:
+        web = WebStack(
+            app, config.stack_name("web"), config=config,
+            description="Firewatch web path: VPC, load balancer, Auto Scaling group running the web server",
+        )  # fmt: skip
+        web.add_stack_dependency(serverless, "reads the upload bucket name it publishes in SSM")
+    monitored = [serverless.classifier] + ([web.web_tier] if web else [])
     monitoring = MonitoringStack(
-        app, config.stack_name("monitoring"), config=config, monitored=[serverless.classifier, web.web_tier],
+        app, config.stack_name("monitoring"), config=config, monitored=monitored,
         description="Firewatch monitoring: dashboard, alarms, alarm topic",
     )  # fmt: skip
     Tags.of(app).add("project", "firewatch")

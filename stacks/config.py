@@ -32,6 +32,15 @@ Context key                      Default                   Meaning
                                                            single-AZ egress dependency at twice the cost).
 ``logRetentionDays``             ``30``                    Retention of the function, web and flow log groups, one of
                                                            1, 3, 5, 7, 14, 30, 60, 90, 180, 365.
+``web``                          ``true``                  ``false``: the serverless path only (upload bucket, function,
+                                                           results, alerts, monitoring): no web stack, hence no VPC,
+                                                           NAT gateway, load balancer or instances.
+``waf``                          ``true``                  AWS WAF web ACL on the load balancer (rate limit and AWS
+                                                           managed rules); ``false`` removes it.
+``wafRateLimit``                 ``1000``                  Requests per client IP per 5 minutes before WAF blocks it
+                                                           (10-2000000000).
+``wafLogging``                   ``false``                 ``true``: WAF logs every request to a CloudWatch log group
+                                                           (``aws-waf-logs-firewatch-<envName>``).
 ===============================  ========================  ============================================================
 """
 
@@ -74,6 +83,10 @@ class FirewatchConfig:
     allowed_cidr: str = "0.0.0.0/0"
     nat_gateways: int = 1
     log_retention_days: int = 30
+    web: bool = True
+    waf: bool = True
+    waf_rate_limit: int = 1000
+    waf_logging: bool = False
 
     @property
     def docker_platform(self) -> str:
@@ -122,6 +135,10 @@ class FirewatchConfig:
             allowed_cidr=_cidr(get, "allowedCidr", cls.allowed_cidr),
             nat_gateways=_integer(get, "natGateways", cls.nat_gateways, 1, 2),
             log_retention_days=_choice(get, "logRetentionDays", LOG_RETENTION_DAYS, cls.log_retention_days, int),
+            web=_boolean(get, "web", cls.web),
+            waf=_boolean(get, "waf", cls.waf),
+            waf_rate_limit=_integer(get, "wafRateLimit", cls.waf_rate_limit, 10, 2_000_000_000),
+            waf_logging=_boolean(get, "wafLogging", cls.waf_logging),
         )
         config._check_consistency()
         return config
@@ -177,6 +194,18 @@ def _choice(get: Callable[[str], Any], key: str, allowed: tuple, default: Any, c
     if chosen not in allowed:
         raise ConfigError(f"context {key}={value!r} is not one of {', '.join(map(str, allowed))}")
     return chosen
+
+
+def _boolean(get: Callable[[str], Any], key: str, default: bool) -> bool:
+    value = get(key)
+    if isinstance(value, bool):  # cdk.json
+        return value
+    text = _text(get, key)
+    if text is None:
+        return default
+    if text.lower() not in ("true", "false"):
+        raise ConfigError(f"context {key}={text!r} is not true or false")
+    return text.lower() == "true"
 
 
 def _cidr(get: Callable[[str], Any], key: str, default: str) -> str:

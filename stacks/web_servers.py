@@ -16,9 +16,18 @@ from stacks.config import RESULTS_NEWEST_INDEX, RESULTS_PREFIX, FirewatchConfig
 from stacks.image import FirewatchImage
 from stacks.logs import log_retention
 from stacks.nag import acknowledge
-from stacks.user_data import web_server_user_data
+from stacks.user_data import AGENT_NAMESPACE, signal_on_exit, web_server_user_data
 
 CPU_TARGET_PERCENT = 60
+# Session Manager's minimal instance permissions (AWS's "custom IAM role for Session Manager"); Run Command, Patch
+# Manager, Inventory and Parameter Store reads need AmazonSSMManagedInstanceCore, which the role leaves out.
+SESSION_MANAGER_ACTIONS = [
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+]
 
 
 class WebServers(Capability):
@@ -52,10 +61,12 @@ class WebServers(Capability):
             results_bucket=results_bucket.bucket_name,
             results_table=results_table_name.value_as_string,
             log_group=self.log_group.log_group_name,
+            hsts=config.certificate_arn is not None,
         )
         self.auto_scaling_group = self._auto_scaling_group(config, vpc, self._launch_template(config, role, user_data))
-        # The signal comes from the script's exit trap: success only once the server answers its health check.
-        user_data.add_signal_on_exit_command(self.auto_scaling_group)
+        # The signal comes from the script's exit trap: success only once the server answers its health check,
+        # failure as soon as a step fails.
+        signal_on_exit(user_data, self.auto_scaling_group)
         if config.desired_capacity is not None:
             Annotations.of(self.auto_scaling_group).acknowledge_warning(
                 "@aws-cdk/aws-autoscaling:desiredCapacitySet",
@@ -69,17 +80,27 @@ class WebServers(Capability):
         self.auto_scaling_group.scale_on_cpu_utilization("CpuTracking", target_utilization_percent=CPU_TARGET_PERCENT)
 
     def _instance_role(self, image: FirewatchImage, results_bucket: s3.IBucket, bucket_name: CfnParameter) -> iam.Role:
+        # Scoped statements instead of AWS managed policies: AmazonSSMManagedInstanceCore would also let the
+        # instances read every SSM parameter in the account and run all of Systems Manager's agents' calls, and
+        # CloudWatchAgentServerPolicy would let them write any metric namespace and any log group.
         role = iam.Role(
             self.scope,
             "InstanceRole",
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
             description="Firewatch web instances: SSM sessions, CloudWatch agent, image pull, read results",
-            managed_policies=[
-                iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore"),
-                iam.ManagedPolicy.from_aws_managed_policy_name("CloudWatchAgentServerPolicy"),
-            ],
         )
-        image.asset.repository.grant_pull(role)
+        image.asset.repository.grant_pull(role)  # this repository's layers, and ECR's account-wide login token
+        # Session Manager (shell access without SSH), and nothing else of Systems Manager: AWS's minimal set.
+        role.add_to_policy(iam.PolicyStatement(actions=SESSION_MANAGER_ACTIONS, resources=["*"]))
+        # The CloudWatch agent: its metrics, in its own namespace only; the group-name dimension from the tags.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": AGENT_NAMESPACE}},
+            )
+        )
+        role.add_to_policy(iam.PolicyStatement(actions=["ec2:DescribeTags"], resources=["*"]))
         # The page lists the latest serverless results: read-only, results/ only.
         role.add_to_policy(
             iam.PolicyStatement(actions=["s3:GetObject"], resources=[results_bucket.arn_for_objects(f"{RESULTS_PREFIX}*")])
@@ -91,13 +112,19 @@ class WebServers(Capability):
                 conditions={"StringLike": {"s3:prefix": [RESULTS_PREFIX, f"{RESULTS_PREFIX}*"]}},
             )
         )
+        # Docker's awslogs driver: the server's output, into its own log group only.
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[f"{self.log_group.log_group_arn}:*"]
             )
         )
         stack = Stack.of(self.scope)
-        acknowledge(role, "AwsSolutions-IAM5[Resource::*]", "ecr:GetAuthorizationToken has no resource-level scope.")
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "No resource-level scope exists for ecr:GetAuthorizationToken, ec2:DescribeTags, the Session Manager "
+            "channel actions or cloudwatch:PutMetricData (limited to the agent's namespace by a condition instead).",
+        )
         acknowledge(
             role,
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<{stack.get_logical_id(bucket_name)}>/{RESULTS_PREFIX}*]",
@@ -108,12 +135,6 @@ class WebServers(Capability):
             f"AwsSolutions-IAM5[Resource::<{stack.get_logical_id(self.log_group.node.default_child)}.Arn>:*]",
             "Log streams of the web server's own log group; stream names are instance ids known at boot.",
         )
-        for policy in ("AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy"):
-            acknowledge(
-                role,
-                f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{policy}]",
-                "AWS-maintained policy for the SSM agent (Session Manager, no SSH) and the CloudWatch agent.",
-            )
         return role
 
     def _grant_results_index(self, role: iam.Role, table_name: CfnParameter) -> None:

@@ -13,10 +13,12 @@ from stacks.config import FirewatchConfig
 from stacks.image import FirewatchImage
 from stacks.load_balancer import PublicLoadBalancer
 from stacks.observability import FIVE_MINUTES, ONE_MINUTE, AlarmSpec, DashboardSection, graph
+from stacks.web_firewall import WebFirewall
 from stacks.web_servers import WebServers
 
 ALB_5XX_PERCENT = 5
 ASG_CPU_PERCENT = 80
+WAF_REQUESTS = (("AllowedRequests", "allowed"), ("BlockedRequests", "blocked"))
 
 
 class WebTier(Capability):
@@ -36,6 +38,9 @@ class WebTier(Capability):
             results_table_name=results_table_name,
         )  # fmt: skip
         self.entry = PublicLoadBalancer(self.scope, config=config, vpc=vpc, targets=self.servers.auto_scaling_group)
+        self.firewall = (
+            WebFirewall(self.scope, config=config, load_balancer=self.entry.load_balancer) if config.waf else None
+        )
 
     @property
     def url(self) -> str:
@@ -87,6 +92,10 @@ class WebTier(Capability):
     def dashboard_section(self) -> DashboardSection:
         lb, tg = self.entry.load_balancer.metrics, self.entry.target_group.metrics
         percentiles = ("p50", "p90", "p99")
+        firewall = []
+        if self.firewall:
+            requests = [self.firewall.requests_metric(name, label) for name, label in WAF_REQUESTS]
+            firewall = [[graph("WAF requests allowed / blocked", requests, width=24)]]
         return DashboardSection(
             "web tier",
             [
@@ -135,5 +144,6 @@ class WebTier(Capability):
                         width=12,
                     ),
                 ],
+                *firewall,
             ],
         )

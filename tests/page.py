@@ -1,6 +1,7 @@
 """How tests read the upload page: its result cards, found the way a person finds them (by file name)."""
 
-VIEWPORT = {"width": 1280, "height": 860}  # a laptop screen: the results panel sits beside the upload area
+VIEWPORT = {"width": 1280, "height": 800}  # a laptop screen: the results panel sits beside the upload area
+PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}  # browser context options
 
 
 def wait_for_results(page, count: int) -> None:

@@ -25,7 +25,7 @@ def classify():
     if len(files) > 1:
         raise ApiError(BAD_REQUEST, f"Send one photo per request in the field '{FIELD}'; got {len(files)}.")
     classified = classify_upload(state.classifier(), files[0])  # the core's InvalidImage goes to the error handler
-    response = jsonify(classified.prediction.to_dict(classified.source))
+    response = jsonify(classified.prediction.to_dict(classified.source, with_certainty=True))
     # Server-side time, for the page and for operators; W3C Server-Timing is read by browsers' dev tools.
     response.headers["Server-Timing"] = f"classify;dur={classified.seconds * 1000:.1f}"
     return response

@@ -20,7 +20,7 @@ from .api import api
 from .pages import pages
 from .results import ResultsReader
 from .results_index import LOOKBACK_DAYS, IndexReader
-from .security import SECURITY_HEADERS
+from .security import security_headers
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,16 @@ def create_app(classifier: Classifier | None = None, config: Mapping[str, Any] |
     app.register_blueprint(pages)
     app.register_blueprint(api)
     _register_error_handlers(app)
-    app.after_request(_security_headers)
+    headers = security_headers()  # read once; a bad FIREWATCH_HSTS stops the app from starting
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+        if "Cache-Control" not in response.headers:
+            response.headers["Cache-Control"] = "no-store"  # verdicts and pages are per request; static files set their own
+        return response
+
     return app
 
 
@@ -70,14 +79,6 @@ def _results_reader(config: Mapping[str, Any]) -> ResultsReader | IndexReader | 
     if table:
         return IndexReader(table, bucket, lookback_days=config["RESULTS_LOOKBACK_DAYS"])
     return ResultsReader(bucket) if bucket else None
-
-
-def _security_headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    if "Cache-Control" not in response.headers:
-        response.headers["Cache-Control"] = "no-store"  # verdicts and pages are per request; static files set their own
-    return response
 
 
 def _register_error_handlers(app: Flask) -> None:

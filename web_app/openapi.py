@@ -8,7 +8,9 @@ document, and the types it would read are these flat tables already.
 
 from __future__ import annotations
 
-from inference import Classifier
+import math
+
+from inference import CERTAINTIES, Classifier
 from inference.contract import (
     BAD_REQUEST, BUSY, HTTP_STATUS_BY_CODE, RESULT_FIELD_TYPES, RESULT_PREFIX, RESULTS_DISABLED, RESULTS_UNAVAILABLE,
 )  # fmt: skip
@@ -65,6 +67,29 @@ def _results_parameters(reader) -> list[dict]:
     return parameters
 
 
+def _certainty_fields(classifier: Classifier) -> dict:
+    """How sure a verdict is (``inference.classifier.certainty_of``), with this server's figures in the words."""
+    low, high = classifier.borderline_band
+    return {
+        "threshold": {
+            "type": "number", "minimum": 0, "maximum": 1,
+            "description": "The decision threshold: the label is fire when fire_probability is at or above it.",
+        },
+        "margin": {
+            "type": "number", "minimum": -1, "maximum": 1,
+            "description": "fire_probability - threshold: how far the verdict is from the other label (positive: fire).",
+        },
+        "certainty": {
+            "type": "string", "enum": list(CERTAINTIES),
+            "description": (
+                "borderline when the odds of fire are within a factor of "
+                f"{math.exp(classifier.borderline_logits):.3g} of the threshold's odds (here: a fire probability "
+                f"between {low:.3f} and {high:.3f}), else clear. A borderline verdict deserves a person's look."
+            ),
+        },
+    }  # fmt: skip
+
+
 def openapi_document(classifier: Classifier, reader=None) -> dict:
     """The document; ``reader`` is the app's results reader (None: no results source), whose limits it states."""
     limits = classifier.limits
@@ -98,7 +123,10 @@ def openapi_document(classifier: Classifier, reader=None) -> dict:
                     },
                     "responses": {
                         "200": {
-                            "description": "The verdict. `source` is the uploaded file name.",
+                            "description": (
+                                "The verdict. `source` is the uploaded file name. The first four fields are the CLI's "
+                                "JSON object; `threshold`, `margin` and `certainty` say how sure the verdict is."
+                            ),
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Classification"}}},
                         },
                         "400": _error_response("No file, or not a multipart form.", _codes_for(400)),
@@ -184,12 +212,13 @@ def openapi_document(classifier: Classifier, reader=None) -> dict:
             "schemas": {
                 "Classification": {
                     "type": "object",
-                    "required": ["source", "label", "fire_probability", "model_version"],
+                    "required": ["source", "label", "fire_probability", "model_version", "threshold", "margin", "certainty"],
                     "properties": {
                         "source": {"type": "string"},
                         "label": {"type": "string", "enum": list(classifier.card.labels)},
                         "fire_probability": {"type": "number", "minimum": 0, "maximum": 1},
                         "model_version": {"type": "string"},
+                        **_certainty_fields(classifier),
                     },
                     "additionalProperties": False,
                 },

@@ -28,6 +28,17 @@ def _panel() -> dict | None:
     return panel
 
 
+def status_line(results: list) -> str:
+    """What the page says it checked: classified photos, and apart from them those that could not be read.
+    static/app.js words its own count the same way (summary)."""
+    if not results:
+        return "No photos checked yet."
+    failed = sum(1 for outcome in results if "error" in outcome.record)
+    checked = len(results) - failed
+    line = f"{checked} photo{'s' if checked != 1 else ''} checked"
+    return line + (f", {failed} could not be read." if failed else ".")
+
+
 def _page(results=None, message=None, status=200):
     classifier = state.classifier()
     return (
@@ -38,6 +49,7 @@ def _page(results=None, message=None, status=200):
             max_bytes=classifier.limits.max_bytes,
             max_files=current_app.config["PAGE_MAX_FILES"],
             results=results or [],
+            status_line=status_line(results or []),
             message=message,
             panel=_panel(),
         ),

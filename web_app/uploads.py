@@ -75,4 +75,4 @@ def page_outcome(classifier: Classifier, upload: FileStorage) -> Outcome:
         classified = classify_upload(classifier, upload)
     except (InvalidImage, ApiError) as error:
         return Outcome(error_record(source_name(upload.filename), error), time.perf_counter() - started)
-    return Outcome(classified.prediction.to_dict(classified.source), classified.seconds)
+    return Outcome(classified.prediction.to_dict(classified.source, with_certainty=True), classified.seconds)

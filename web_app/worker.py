@@ -25,7 +25,7 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from inference.contract import BAD_REQUEST, INTERNAL_ERROR, SERVER_ERROR_CODES
 
-from .security import SECURITY_HEADERS
+from .security import security_headers
 
 READ_GRACE_ENV = "FIREWATCH_READ_GRACE_SECONDS"
 READ_MIN_RATE_ENV = "FIREWATCH_READ_MIN_RATE"
@@ -167,7 +167,7 @@ def write_error(sock, status_int: int, reason: str, mesg: str) -> None:
         "Content-Type": "application/json",
         "Content-Length": str(len(body)),
         "Cache-Control": "no-store",
-        **SECURITY_HEADERS,
+        **security_headers(),
     }
     head = f"HTTP/1.1 {status_int} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
     util.write_nonblock(sock, head.encode("latin-1") + body)

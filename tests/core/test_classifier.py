@@ -118,3 +118,36 @@ def test_the_constructor_reads_no_settings_only_load_does(monkeypatch, tmp_path)
     assert plain.limits == Limits() and plain.threshold == card.threshold
     given = Settings(model_path=MODEL_PATH, limits=Limits(max_pixels=1234))
     assert Classifier.load(settings=given).limits.max_pixels == 1234, "explicit settings win over the environment"
+
+
+def test_certainty_is_borderline_within_a_factor_of_3_in_odds_of_the_threshold():
+    card = ModelCard.load(MODEL_PATH.with_suffix(".json"))
+    classifier = Classifier(card, FixedPredictor(), threshold=0.57)
+    low, high = classifier.borderline_band
+    assert (round(low, 3), round(high, 3)) == (0.306, 0.799)  # odds 1.326 / 3 and x 3
+    verdicts = {p: classifier.verdict(p) for p in (0.015, 0.30, 0.39, 0.57, 0.75, 0.81, 0.97)}
+    assert {p: v.certainty for p, v in verdicts.items()} == {
+        0.015: "clear", 0.30: "clear", 0.39: "borderline", 0.57: "borderline", 0.75: "borderline", 0.81: "clear",
+        0.97: "clear"}  # fmt: skip
+    assert verdicts[0.39].margin == -0.18 and verdicts[0.97].margin == 0.4 and verdicts[0.57].margin == 0.0
+    assert verdicts[0.39].threshold == 0.57
+    # In log-odds the band is symmetric about any threshold and never reaches 0 or 1.
+    edge = Classifier(card, FixedPredictor(), threshold=0.95)
+    assert edge.verdict(0.999).certainty == "clear" and edge.verdict(0.9).certainty == "borderline"
+    assert Classifier(card, FixedPredictor(), threshold=0.0).verdict(0.0).certainty == "borderline"
+
+
+def test_a_card_can_set_its_own_borderline_band():
+    raw = ModelCard.load(MODEL_PATH.with_suffix(".json")).to_dict()
+    narrow = Classifier(ModelCard.from_dict(raw | {"borderline_logits": 0.1}), FixedPredictor(), threshold=0.5)
+    assert narrow.verdict(0.6).certainty == "clear" and narrow.verdict(0.52).certainty == "borderline"
+    with pytest.raises(ValueError, match="borderline_logits"):
+        Classifier(ModelCard.from_dict(raw | {"borderline_logits": -1}), FixedPredictor())
+
+
+def test_the_contract_record_carries_certainty_only_when_asked(classifier, fire_photo):
+    prediction = classifier.classify(fire_photo.read_bytes())
+    assert list(prediction.to_dict("a.jpg")) == ["source", "label", "fire_probability", "model_version"]
+    full = prediction.to_dict("a.jpg", with_certainty=True)
+    assert list(full) == ["source", "label", "fire_probability", "model_version", "threshold", "margin", "certainty"]
+    assert full["margin"] == round(full["fire_probability"] - classifier.threshold, 4)

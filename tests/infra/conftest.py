@@ -28,7 +28,7 @@ class Synthesized:
         self.app = cdk.App(outdir=str(outdir), context={**cdk_json_context(), **(context or {})})
         self.stacks = build_app(self.app)
         self.serverless = Template.from_stack(self.stacks.serverless)
-        self.web = Template.from_stack(self.stacks.web)
+        self.web = Template.from_stack(self.stacks.web) if self.stacks.web else None
         self.monitoring = Template.from_stack(self.stacks.monitoring)
 
 
@@ -57,8 +57,16 @@ def synth_custom(tmp_path_factory) -> Synthesized:
             "allowedCidr": "203.0.113.0/24",
             "natGateways": "2",
             "logRetentionDays": "90",
+            "wafRateLimit": "500",
+            "wafLogging": "true",
         },
     )
+
+
+@pytest.fixture(scope="session")
+def synth_serverless_only(tmp_path_factory) -> Synthesized:
+    """The serverless-only shape: `-c web=false`."""
+    return Synthesized(tmp_path_factory.mktemp("cdk-serverless-only"), {"web": "false"})
 
 
 def resources(template, resource_type: str) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -151,10 +152,29 @@ def test_image_asset_stages_only_what_the_image_needs(synth):
     assert not list(staged.rglob("__pycache__"))
 
 
-def test_image_platform_follows_the_architecture(synth_custom):
-    manifest = json.loads((Path(synth_custom.app.outdir) / "firewatch-prod-serverless.assets.json").read_text())
-    (image,) = manifest["dockerImages"].values()
-    assert image["source"]["platform"] == "linux/arm64"
+def _built_platform(outdir: Path, source: dict) -> str:
+    """The platform of the image `docker build --platform <source platform> --build-arg ...` makes from this asset:
+    the last FROM's own --platform if it names one (build arguments, else ARG defaults, substituted), else the
+    build's."""
+    lines = (outdir / source["directory"] / source["dockerFile"]).read_text().splitlines()
+    arguments = dict(line.split(None, 1)[1].partition("=")[::2] for line in lines if line.startswith("ARG "))
+    arguments.update(source.get("buildArgs", {}), TARGETPLATFORM=source["platform"])
+    pinned = re.search(r"--platform=(\S+)", [line for line in lines if line.startswith("FROM ")][-1])
+    if not pinned:
+        return source["platform"]
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: arguments.get(m.group(1) or m.group(2), ""), pinned.group(1))
+
+
+@pytest.mark.parametrize(("fixture", "platform"), [("synth", "linux/amd64"), ("synth_custom", "linux/arm64")])
+def test_image_platform_follows_the_architecture(fixture, platform, request):
+    """The asset says which platform to build, and the image built from it is of that platform: an arm64 deploy
+    once built an x86 image (FROM pinned its own platform), which Graviton cannot run ("exec format error")."""
+    synthesized = request.getfixturevalue(fixture)
+    outdir = Path(synthesized.app.outdir)
+    for stack in (synthesized.stacks.serverless, synthesized.stacks.web):
+        (image,) = json.loads((outdir / f"{stack.stack_name}.assets.json").read_text())["dockerImages"].values()
+        assert image["source"]["platform"] == platform == synthesized.stacks.config.docker_platform
+        assert _built_platform(outdir, image["source"]) == platform
 
 
 def test_stacks_import_no_runtime_code():

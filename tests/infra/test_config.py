@@ -20,6 +20,7 @@ def test_defaults_without_context():
     assert (c.alert_email, c.certificate_arn, c.allowed_cidr) == (None, None, "0.0.0.0/0")
     assert (c.nat_gateways, c.log_retention_days) == (1, 30)
     assert c.docker_platform == "linux/amd64"
+    assert (c.web, c.waf, c.waf_rate_limit, c.waf_logging) == (True, True, 1000, False)
     assert c.stack_name("web") == "firewatch-dev-web"
 
 
@@ -32,6 +33,14 @@ def test_strings_from_the_command_line_are_parsed():
 def test_json_values_from_cdk_json_are_accepted():
     c = config(minCapacity=1, lambdaTimeoutSeconds=30, lambdaReservedConcurrency=5)
     assert (c.min_capacity, c.lambda_timeout_seconds, c.lambda_reserved_concurrency) == (1, 30, 5)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("false", False), ("False", False), ("true", True), (False, False), (True, True)]
+)
+def test_switches_from_the_command_line_and_cdk_json(value, expected):
+    c = config(web=value, waf=value, wafLogging=value)
+    assert (c.web, c.waf, c.waf_logging) == (expected, expected, expected)
 
 
 def test_empty_strings_mean_unset():
@@ -66,6 +75,9 @@ def test_cidr_is_normalised():
         ({"logRetentionDays": "31"}, "logRetentionDays='31' is not one of"),
         ({"instanceType": "t4g.small"}, "instanceType 't4g.small' does not run x86_64 images"),
         ({"architecture": "arm64", "instanceType": "m5.large"}, "instanceType 'm5.large' does not run arm64 images"),
+        ({"web": "no"}, "web='no' is not true or false"),
+        ({"waf": "0"}, "waf='0' is not true or false"),
+        ({"wafRateLimit": "5"}, "wafRateLimit=5 is out of range 10-2000000000"),
     ],
 )
 def test_invalid_values_name_the_key(context, message):

@@ -155,7 +155,7 @@ def test_arm64_uses_graviton_and_the_arm_ami(synth_custom):
 def test_user_data_runs_the_web_server_from_the_image_with_a_restart_policy(synth):
     script = _user_data(synth.web)
     asset_hash = synth.stacks.web.image.asset.asset_hash
-    assert "dnf install -y docker amazon-cloudwatch-agent aws-cfn-bootstrap" in script
+    assert "dnf install -y docker amazon-cloudwatch-agent" in script
     assert "aws ecr get-login-password" in script and "docker login --username AWS --password-stdin" in script
     image_line = next(line for line in script.splitlines() if line.startswith("IMAGE="))
     image = json.loads(image_line[len('IMAGE="') : -1])["Fn::Sub"]
@@ -173,7 +173,7 @@ def test_user_data_runs_the_web_server_from_the_image_with_a_restart_policy(synt
     assert '--env FIREWATCH_RESULTS_TABLE={"Ref": "ResultsTableName"}' in run
     assert "--log-driver=awslogs" in run
     assert "curl -fsS http://127.0.0.1:8080/healthz && exit 0" in script
-    assert "/opt/aws/bin/cfn-signal --stack firewatch-dev-web --resource WebServersASG" in script
+    assert "aws cloudformation signal-resource" in script and "cfn-signal" not in script  # tests/infra/test_user_data.py
     assert "amazon-cloudwatch-agent-ctl -a fetch-config" in script
 
 
@@ -232,10 +232,9 @@ def test_scaling_tracks_cpu(synth):
 def test_instance_role_is_least_privilege(synth):
     role = resources(synth.web, "AWS::IAM::Role")
     instance_role = next(r["Properties"] for k, r in role.items() if k.startswith("InstanceRole"))
-    assert [p["Fn::Join"][1][-1] for p in instance_role["ManagedPolicyArns"]] == [
-        ":iam::aws:policy/AmazonSSMManagedInstanceCore",
-        ":iam::aws:policy/CloudWatchAgentServerPolicy",
-    ]
+    # No AWS managed policy: AmazonSSMManagedInstanceCore reads every SSM parameter in the account, and
+    # CloudWatchAgentServerPolicy writes any metric namespace and any log group.
+    assert "ManagedPolicyArns" not in instance_role
     bucket = ["arn:", {"Ref": "AWS::Partition"}, ":s3:::", {"Ref": "UploadBucketName"}]
     repository_name = {"Fn::Sub": "cdk-hnb659fds-container-assets-${AWS::AccountId}-${AWS::Region}"}
     repository = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":ecr:", {"Ref": "AWS::Region"}, ":",
@@ -245,9 +244,12 @@ def test_instance_role_is_least_privilege(synth):
     def entry(actions, resource, condition=None):
         return (tuple(sorted(actions)), json.dumps(resource, sort_keys=True), json.dumps(condition))
 
+    session_manager = ["ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+                       "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"]  # fmt: skip
     assert _statements(synth.web) == {
         entry(["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], repository),
-        entry(["ecr:GetAuthorizationToken"], "*"),
+        entry(["ec2:DescribeTags", "ecr:GetAuthorizationToken", *session_manager], "*"),
+        entry(["cloudwatch:PutMetricData"], "*", {"StringEquals": {"cloudwatch:namespace": "CWAgent"}}),
         entry(["s3:GetObject"], {"Fn::Join": ["", [*bucket, "/results/*"]]}),
         entry(["s3:ListBucket"], {"Fn::Join": ["", bucket]}, {"StringLike": {"s3:prefix": ["results/", "results/*"]}}),
         entry(["dynamodb:Query"], {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":dynamodb:", {"Ref": "AWS::Region"},
@@ -288,3 +290,90 @@ def test_the_web_servers_may_only_query_the_newest_index(synth):
 
 def test_log_groups_have_retention(synth):
     assert {g["Properties"]["RetentionInDays"] for g in resources(synth.web, "AWS::Logs::LogGroup").values()} == {30}
+
+
+# ---- HSTS ---------------------------------------------------------------------------------------------------------
+
+
+def _docker_run(template) -> str:
+    return next(line for line in _user_data(template).splitlines() if line.startswith("docker run"))
+
+
+def test_hsts_only_with_a_certificate(synth, synth_custom):
+    """Without a certificate the site is plain HTTP: Strict-Transport-Security there would lock browsers out."""
+    assert "FIREWATCH_HSTS" not in _user_data(synth.web)
+    assert "--env FIREWATCH_HSTS=1 " in _docker_run(synth_custom.web)
+
+
+# ---- WAF ----------------------------------------------------------------------------------------------------------
+
+
+def _rules(template) -> dict[str, dict]:
+    acl = only(template, "AWS::WAFv2::WebACL")
+    return {rule["Name"]: rule for rule in acl["Rules"]}
+
+
+def test_web_acl_guards_the_load_balancer_by_default(synth):
+    acl = only(synth.web, "AWS::WAFv2::WebACL")
+    assert acl["Scope"] == "REGIONAL" and acl["DefaultAction"] == {"Allow": {}}
+    association = only(synth.web, "AWS::WAFv2::WebACLAssociation")
+    load_balancer = _logical_id(synth.web, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    assert association["ResourceArn"] == {"Ref": load_balancer}
+    assert association["WebACLArn"] == {"Fn::GetAtt": [_logical_id(synth.web, "AWS::WAFv2::WebACL"), "Arn"]}
+    visibility = [acl["VisibilityConfig"]] + [rule["VisibilityConfig"] for rule in acl["Rules"]]
+    assert all(v["CloudWatchMetricsEnabled"] and v["SampledRequestsEnabled"] for v in visibility)
+    assert acl["VisibilityConfig"]["MetricName"] == "firewatch-dev-web"
+    assert not resources(synth.web, "AWS::WAFv2::LoggingConfiguration")  # logging is opt-in
+
+
+def test_web_acl_rate_limits_each_ip(synth, synth_custom):
+    rule = _rules(synth.web)["RateLimitPerIp"]
+    assert rule["Priority"] == 0 and rule["Action"] == {"Block": {}}
+    assert rule["Statement"]["RateBasedStatement"] == {"AggregateKeyType": "IP", "EvaluationWindowSec": 300, "Limit": 1000}
+    assert _rules(synth_custom.web)["RateLimitPerIp"]["Statement"]["RateBasedStatement"]["Limit"] == 500
+
+
+def test_common_rules_let_photo_uploads_through_and_block_large_bodies_elsewhere(synth):
+    """SizeRestrictions_BODY blocks every body over 8 KB, i.e. every photo: it only counts (labels), and a rule of
+    our own blocks that label on every path but the two upload paths."""
+    rules = _rules(synth.web)
+    common = rules["AWSManagedRulesCommonRuleSet"]
+    assert common["OverrideAction"] == {"None": {}}
+    group = common["Statement"]["ManagedRuleGroupStatement"]
+    assert (group["VendorName"], group["Name"]) == ("AWS", "AWSManagedRulesCommonRuleSet")
+    overrides = {o["Name"]: o["ActionToUse"] for o in group["RuleActionOverrides"]}
+    assert overrides == {"SizeRestrictions_BODY": {"Count": {}}, "CrossSiteScripting_BODY": {"Count": {}}}
+
+    block = rules["BlockUploadBodyRulesOutsideUploads"]
+    assert block["Action"] == {"Block": {}} and block["Priority"] > common["Priority"]
+    labelled, elsewhere = block["Statement"]["AndStatement"]["Statements"]
+    labels = {s["LabelMatchStatement"]["Key"] for s in labelled["OrStatement"]["Statements"]}
+    assert labels == {"awswaf:managed:aws:core-rule-set:SizeRestrictions_Body",
+                      "awswaf:managed:aws:core-rule-set:CrossSiteScripting_Body"}  # fmt: skip
+    paths = elsewhere["NotStatement"]["Statement"]["OrStatement"]["Statements"]
+    matches = {(m["ByteMatchStatement"]["SearchString"], m["ByteMatchStatement"]["PositionalConstraint"]) for m in paths}
+    assert matches == {("/api/v1/classify", "EXACTLY"), ("/", "EXACTLY")}
+    assert all(m["ByteMatchStatement"]["FieldToMatch"] == {"UriPath": {}} for m in paths)
+
+
+def test_the_upload_routes_are_the_ones_the_firewall_lets_through(classifier):
+    """The exempt paths are the app's only routes that take a body (a renamed route would be blocked)."""
+    from stacks.web_firewall import UPLOAD_PATHS
+    from web_app import create_app
+
+    rules = create_app(classifier).url_map.iter_rules()
+    assert {rule.rule for rule in rules if rule.methods & {"POST", "PUT", "PATCH"}} == set(UPLOAD_PATHS)
+
+
+def test_waf_logging_and_switching_waf_off(synth_custom, tmp_path):
+    logging = only(synth_custom.web, "AWS::WAFv2::LoggingConfiguration")
+    assert logging["ResourceArn"] == {"Fn::GetAtt": [_logical_id(synth_custom.web, "AWS::WAFv2::WebACL"), "Arn"]}
+    (destination,) = logging["LogDestinationConfigs"]
+    assert "log-group:aws-waf-logs-firewatch-prod" == destination["Fn::Join"][1][-1].split(":", 1)[1]
+    groups = resources(synth_custom.web, "AWS::Logs::LogGroup")
+    assert {g["Properties"].get("LogGroupName") for g in groups.values()} >= {"aws-waf-logs-firewatch-prod"}
+
+    from tests.infra.conftest import Synthesized
+
+    without = Synthesized(tmp_path, {"waf": "false"})
+    assert not resources(without.web, "AWS::WAFv2::WebACL") and not resources(without.web, "AWS::WAFv2::WebACLAssociation")

@@ -60,9 +60,16 @@ def instructions() -> list[tuple[str, str]]:
     return joined
 
 
+def base_image() -> str:
+    """The image FROM names, with the build arguments' defaults substituted (``FROM ${BASE_IMAGE}``)."""
+    defaults = dict(args.partition("=")[::2] for keyword, args in instructions() if keyword == "ARG")
+    (image,) = [args.split()[-1] for keyword, args in instructions() if keyword == "FROM"]
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: defaults[m.group(1) or m.group(2)], image)
+
+
 def image_python_version() -> str:
     """'3.12' from ``FROM ... public.ecr.aws/lambda/python:3.12.<date>``."""
-    (image,) = [args.split()[-1] for keyword, args in instructions() if keyword == "FROM"]
+    image = base_image()
     match = re.fullmatch(r"public\.ecr\.aws/lambda/python:(3\.\d+)\.[\d.]+(@sha256:[0-9a-f]{64})?", image)
     assert match, f"the base image should be AWS's Lambda Python image with a pinned tag, got {image}"
     return match.group(1)
@@ -86,6 +93,15 @@ def copies_into_task_root() -> list[tuple[str, str]]:
             inside = destination.removeprefix("${LAMBDA_TASK_ROOT}").strip("/")
             pairs += [(source, inside) for source in sources]
     return pairs
+
+
+def test_the_build_platform_is_the_images_platform():
+    """FROM pins no platform: `docker build --platform` (the CDK's, from the architecture setting) decides the
+    platform of the base image and so of the whole image. A pinned one overrode it: arm64 builds made x86 images.
+    (tests/infra/test_checks.py holds the asset manifest's platform to the architecture.)"""
+    (source,) = [args for keyword, args in instructions() if keyword == "FROM"]
+    assert "--platform" not in source
+    assert "PLATFORM" not in DOCKERFILE.read_text().replace("--platform", "")
 
 
 # --- hadolint and .dockerignore -----------------------------------------------------------------------------------
@@ -113,8 +129,8 @@ def test_image_is_pinned_and_starts_the_handler_by_default():
     found: dict[str, list[str]] = {}
     for keyword, args in instructions():
         found.setdefault(keyword, []).append(args)
-    assert found["ARG"] == ["PLATFORM=linux/amd64"]
-    assert found["FROM"][0].startswith("--platform=${PLATFORM} ")
+    # The base is a build argument (so a digest can be given) whose default is the dated tag.
+    assert found["ARG"] == [f"BASE_IMAGE={base_image()}"] and found["FROM"] == ["${BASE_IMAGE}"]
     image_python_version()
     assert [json.loads(cmd) for cmd in found["CMD"]] == [["lambda_image.handler.handler"]]
     (install,) = [run for run in found["RUN"] if "pip install" in run]

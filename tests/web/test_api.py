@@ -41,8 +41,13 @@ def test_classify_returns_what_the_core_returns(client, classifier, photo, reque
     data = path.read_bytes()
     response = upload(client, data, name=path.name)
     assert response.status_code == 200
-    assert response.get_json() == classifier.classify(data).to_dict(path.name)
-    assert list(response.get_json()) == ["source", "label", "fire_probability", "model_version"]
+    prediction = classifier.classify(data)
+    assert response.get_json() == prediction.to_dict(path.name, with_certainty=True)
+    # The CLI's object first, unchanged; how sure the verdict is comes after.
+    assert list(response.get_json()) == ["source", "label", "fire_probability", "model_version", "threshold", "margin",
+                                         "certainty"]  # fmt: skip
+    assert response.get_json()["threshold"] == classifier.threshold
+    assert response.get_json()["certainty"] == prediction.certainty in ("clear", "borderline")
     assert response.headers["Server-Timing"].startswith("classify;dur=")
 
 

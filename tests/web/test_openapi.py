@@ -21,3 +21,21 @@ def test_api_conforms_to_its_openapi_document(case):
     # Any bytes match `format: binary`, yet only real photos get a 200 (random bytes get a documented
     # 415/422); real photos are covered in test_api.py, so "schema-valid data must be accepted" is skipped.
     case.call_and_validate(excluded_checks=[positive_data_acceptance])
+
+
+def test_a_real_verdict_matches_the_documented_classification(fire_photo, nofire_photo):
+    import io
+
+    import jsonschema
+
+    classifier = Classifier.load(MODEL_PATH)
+    client = create_app(classifier).test_client()
+    document = client.get("/api/v1/openapi.json").get_json()
+    classification = document["components"]["schemas"]["Classification"]
+    assert {"threshold", "margin", "certainty"} <= set(classification["required"])
+    assert classification["properties"]["certainty"]["enum"] == ["clear", "borderline"]
+    low, high = classifier.borderline_band
+    assert f"between {low:.3f} and {high:.3f}" in classification["properties"]["certainty"]["description"]
+    for photo in (fire_photo, nofire_photo):
+        body = client.post("/api/v1/classify", data={"image": (io.BytesIO(photo.read_bytes()), photo.name)}).get_json()
+        jsonschema.validate(body, classification)  # additionalProperties: false, so every field is documented

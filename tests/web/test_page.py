@@ -70,7 +70,7 @@ def test_form_without_script_shows_verdicts_and_errors(client, classifier, fire_
         assert ("Fire" if prediction.is_fire else "No fire") in card[: card.index("</li>")]
     assert 'data-state="error"' in html
     assert "The file is not an image this service can read" in html
-    assert "3 photos checked." in html
+    assert "2 photos checked, 1 could not be read." in html  # the text file is not counted as checked
 
 
 def test_form_without_a_file_explains_in_words(client):
@@ -141,3 +141,53 @@ def test_big_photo_is_classified_without_temporary_files(client, classifier, no_
     response = client.post("/api/v1/classify", data={"image": (io.BytesIO(data), "noise.png")})
     assert response.status_code == 200
     assert response.get_json()["fire_probability"] == classifier.classify(data).fire_probability
+
+
+def test_form_results_mark_the_threshold_and_borderline_verdicts(client, classifier, fire_photos, nofire_photos):
+    verdicts = {path: classifier.classify(path.read_bytes()) for path in fire_photos + nofire_photos}
+    borderline = next((p for p, v in verdicts.items() if v.certainty == "borderline"), None)
+    clear = next(p for p, v in verdicts.items() if v.certainty == "clear")
+    if borderline is None:
+        pytest.skip("none of the sample photos is borderline for this model")
+    files = [(io.BytesIO(borderline.read_bytes()), "near.jpg"), (io.BytesIO(clear.read_bytes()), "sure.jpg")]
+    html = client.post("/", data={"image": files}).get_data(as_text=True)
+    near, sure = html[html.index(">near.jpg<"):], html[html.index(">sure.jpg<"):]
+    near, sure = near[: near.index("</li>")], sure[: sure.index("</li>")]
+    assert f'<line x1="{classifier.threshold * 100}"' in near and f'<line x1="{classifier.threshold * 100}"' in sure
+    assert re.search(r'<p class="certainty">', near) and "Borderline" in near
+    assert '<p class="certainty" hidden>' in sure
+    assert 'data-certainty="borderline"' in html and 'data-certainty="clear"' in html
+
+
+def test_hsts_only_when_the_deployment_says_it_serves_https(classifier, monkeypatch):
+    """Strict-Transport-Security would make browsers refuse plain HTTP for a year: only with FIREWATCH_HSTS=1, which
+    the stack sets only with a certificate (HTTPS, HTTP redirected)."""
+    from web_app import create_app
+
+    monkeypatch.delenv("FIREWATCH_HSTS", raising=False)
+    assert "Strict-Transport-Security" not in create_app(classifier).test_client().get("/healthz").headers
+    monkeypatch.setenv("FIREWATCH_HSTS", "1")
+    client = create_app(classifier).test_client()
+    for path in ("/", "/healthz", "/nope"):
+        assert client.get(path).headers["Strict-Transport-Security"] == "max-age=31536000"
+
+
+def test_a_bad_hsts_setting_stops_the_app_with_its_name(classifier, monkeypatch):
+    from web_app import create_app
+
+    monkeypatch.setenv("FIREWATCH_HSTS", "yes")
+    with pytest.raises(ValueError, match="FIREWATCH_HSTS must be 1"):
+        create_app(classifier)
+
+
+def test_the_servers_own_errors_carry_hsts_when_configured(monkeypatch):
+    import socket
+
+    from web_app.worker import write_error
+
+    monkeypatch.setenv("FIREWATCH_HSTS", "1")
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        write_error(ours, 431, "Request Header Fields Too Large", "")
+        head = theirs.recv(65536).decode("latin-1").split("\r\n\r\n")[0]
+    assert "Strict-Transport-Security: max-age=31536000" in head.splitlines()

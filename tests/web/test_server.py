@@ -26,7 +26,7 @@ def test_health_and_classify_over_http(served, classifier, fire_photo):
     data = fire_photo.read_bytes()
     response = requests.post(served.url + "/api/v1/classify", files={"image": ("fire.jpg", data)}, timeout=10)
     assert response.status_code == 200
-    assert response.json() == classifier.classify(data).to_dict("fire.jpg")
+    assert response.json() == classifier.classify(data).to_dict("fire.jpg", with_certainty=True)
 
 
 def test_oversized_upload_gets_a_json_413_over_http(served, classifier):

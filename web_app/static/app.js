@@ -7,6 +7,7 @@
   const input = document.getElementById("image-input");
   const results = document.getElementById("results");
   const status = document.getElementById("status");
+  const notice = document.getElementById("notice");
   const clearButton = document.getElementById("clear-results");
   const template = document.getElementById("result-template");
   const apiUrl = form.dataset.api;
@@ -16,11 +17,14 @@
   const PARALLEL_UPLOADS = 3;
 
   let pending = 0;
-  let done = 0;
+  let checked = 0;  // photos that got a verdict
+  let failed = 0;   // photos that could not be classified
 
   form.querySelectorAll("[data-no-js]").forEach((element) => { element.hidden = true; });
-  done = results.children.length;  // verdicts the no-script form already rendered
-  clearButton.hidden = done === 0;
+  // Cards the no-script form already rendered.
+  failed = results.querySelectorAll(".result[data-state=error]").length;
+  checked = results.children.length - failed;
+  clearButton.hidden = results.children.length === 0;
 
   function formatSize(bytes) {
     return bytes >= 1048576 ? (bytes / 1048576).toFixed(1) + " MB" : Math.max(1, Math.round(bytes / 1024)) + " KB";
@@ -46,13 +50,28 @@
     card.querySelector(".badge").textContent = isFire ? "Fire" : "No fire";
     const percent = (body.fire_probability * 100).toFixed(1);
     card.querySelector(".probability").textContent = percent + "% fire probability";
-    const bar = card.querySelector(".bar");
-    bar.value = body.fire_probability;
-    bar.textContent = percent + "%";
-    bar.hidden = false;
+    showCertainty(card, body);
     let timing = "Took " + Math.round(elapsedMs) + " ms";
     if (serverMs !== null) timing += " (model and decoding " + Math.round(serverMs) + " ms)";
     card.querySelector(".timing").textContent = timing;
+  }
+
+  // Certainty (issue 13): the bar with the threshold marker, and the "borderline" note near the threshold. The API says
+  // which (certainty, threshold); the markup is the template's (_result.html, certainty_bar).
+  function showCertainty(card, body) {
+    const bar = card.querySelector(".bar");
+    bar.value = body.fire_probability;
+    bar.textContent = (body.fire_probability * 100).toFixed(1) + "%";
+    const thresholdPercent = Math.round(body.threshold * 100) + "%";
+    bar.setAttribute("aria-label", "Fire probability (decision threshold " + thresholdPercent + ")");
+    card.querySelectorAll(".threshold-mark line").forEach((line) => {
+      line.setAttribute("x1", String(body.threshold * 100));
+      line.setAttribute("x2", String(body.threshold * 100));
+    });
+    card.querySelector(".bar-wrap").hidden = false;
+    card.dataset.certainty = body.certainty;
+    const note = card.querySelector(".certainty");
+    note.hidden = body.certainty !== "borderline";
   }
 
   function showError(card, message, elapsedMs) {
@@ -100,27 +119,34 @@
     }
   }
 
+  // Worded as the page's no-script form words it (web_app/pages.py, status_line).
+  function summary() {
+    if (checked === 0 && failed === 0) return "No photos checked yet.";
+    const line = checked + " photo" + (checked === 1 ? "" : "s") + " checked";
+    return line + (failed ? ", " + failed + " could not be read." : ".");
+  }
+
   function announce() {
-    status.textContent = pending > 0
-      ? "Checking " + pending + " photo" + (pending === 1 ? "" : "s") + "…"
-      : done + " photo" + (done === 1 ? "" : "s") + " checked.";
+    status.textContent = pending > 0 ? "Checking " + pending + " photo" + (pending === 1 ? "" : "s") + "…" : summary();
   }
 
   async function handleFiles(fileList) {
     const files = Array.from(fileList).slice(0, maxFiles);
-    if (fileList.length > maxFiles) {
-      status.textContent = "Only the first " + maxFiles + " photos are checked at a time.";
-    }
+    // Its own element, so the running count in #status does not overwrite it.
+    notice.textContent = fileList.length > maxFiles
+      ? "You chose " + fileList.length + " photos; only the first " + maxFiles + " are checked at a time."
+      : "";
+    notice.hidden = fileList.length <= maxFiles;
     const queue = files.map((file) => ({ file: file, card: newCard(file) }));
     results.prepend(...queue.map((job) => job.card));  // newest batch first, in the order chosen
-    clearButton.hidden = queue.length === 0 && done === 0;
+    clearButton.hidden = queue.length === 0 && checked + failed === 0;
     pending += queue.length;
     announce();
     async function worker() {
       for (let job = queue.shift(); job; job = queue.shift()) {
         await classify(job.file, job.card);
         pending -= 1;
-        done += 1;
+        if (job.card.dataset.state === "error") failed += 1; else checked += 1;
         announce();
       }
     }
@@ -157,9 +183,11 @@
   clearButton.addEventListener("click", () => {
     results.querySelectorAll(".thumb-img[src^='blob:']").forEach((img) => URL.revokeObjectURL(img.src));
     results.replaceChildren();
-    done = 0;
+    checked = 0;
+    failed = 0;
     clearButton.hidden = true;
-    status.textContent = "No photos checked yet.";
+    notice.hidden = true;
+    status.textContent = summary();
     input.focus();
   });
 })();
