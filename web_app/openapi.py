@@ -61,7 +61,7 @@ def _results_parameters(reader) -> list[dict]:
                 "in": "query",
                 "required": False,
                 "description": "The `next_cursor` of an earlier answer, unchanged: the results older than that page.",
-                "schema": {"type": "string", "maxLength": results_index.MAX_CURSOR_CHARS},
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": results_index.MAX_CURSOR_CHARS},
             }
         )
     return parameters
