@@ -12,7 +12,8 @@ help:
 	@echo "make demo      run the whole system locally (web app :8080, local S3 :4566, Lambda handler)"
 	@echo "make test      install everything and run the test suite (includes cdk synth)"
 	@echo "make bench     benchmark tables: LiteRT core vs TensorFlow/Keras baseline"
-	@echo "make train     train the fire classifier on ../shared/datasets into models/"
+	@echo "make train     train the fire classifier on ../shared/datasets into a new runs/<run>/ folder"
+	@echo "               (serve it with: .venv/bin/python -m training promote runs/<run>)"
 	@echo "make synth     cdk synth the AWS app into cdk.out/"
 	@echo "make bootstrap / deploy / destroy   the AWS app (CONTEXT=\"-c key=value ...\" REGION= PROFILE= ARGS= FORCE=1)"
 	@echo "make cost      monthly and per-image cost of the AWS app for CONTEXT's settings"
@@ -51,7 +52,8 @@ test-all: install
 bench: install
 	$(PY) -m benchmarks
 
-train: install
+# Training needs the Python packages only: no CDK CLI, no browser.
+train: $(VENV)/.full
 	$(PY) -m training
 
 synth: install

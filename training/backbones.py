@@ -6,8 +6,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-BACKBONES = ("compact", "xception")
-DEFAULT_SIZES = {"compact": 160, "xception": 224}
+from .options import BACKBONES, DEFAULT_SIZES  # noqa: F401  re-exported: the names predate training.options
 
 
 class WeightsUnavailable(RuntimeError):

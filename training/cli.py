@@ -1,8 +1,9 @@
-"""``python -m training``: train, evaluate and export the fire classifier."""
+"""``python -m training``: train, evaluate and export the fire classifier into a new run folder (see ``options``)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import shlex
@@ -19,10 +20,10 @@ import numpy as np
 from inference import ModelCard
 
 from . import data as data_mod
+from . import intervals, runs
+from .options import DEFAULT_DATA, DEFAULT_SOURCES, ROOT, build_parser, parse_arguments  # noqa: F401  (build_parser: public)
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = ROOT.parent / "shared" / "datasets"
-DEFAULT_SOURCES = ("forest-fire", "fire-dataset", "weather", "houses")
+SHIPPED = ROOT / "models"
 DATA_CREDITS = {
     "forest-fire": "Khan, A. & Hassan, B. (2020), Dataset for Forest Fire Detection, Mendeley Data, doi:10.17632/gjmr63rz2r.1 (CC BY 4.0)",
     "fire-dataset": "Saied, A. (2020), FIRE Dataset, Kaggle (terms of its Kaggle page)",
@@ -31,42 +32,14 @@ DATA_CREDITS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .backbones import BACKBONES, DEFAULT_SIZES
-
-    p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
-    p.add_argument("data", nargs="*", type=Path, help=f"folders holding fire/ and nofire/ subfolders, at any depth (default: {DEFAULT_DATA})")
-    p.add_argument("--backbone", choices=BACKBONES, default="compact", help="compact: small CNN from scratch (default); xception: the original study's")
-    p.add_argument("--weights", choices=("none", "imagenet"), default="none", help="pretrained weights (imagenet needs internet; xception only)")
-    p.add_argument("--image-size", type=int, help="input side in pixels (default: " + ", ".join(f"{n} {b}" for b, n in DEFAULT_SIZES.items()) + ")")
-    p.add_argument("--width", type=float, default=1.0, help="channel multiplier of the compact backbone (default 1.0)")
-    p.add_argument("--loss", choices=("focal", "crossentropy"), default="focal",
-                   help="focal (default) down-weights easy photos so hard negatives such as sunsets count more")
-    p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--patience", type=int, default=10, help="early stopping patience in epochs (on validation AUC)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=2e-3)
-    p.add_argument("--val-fraction", type=float, default=0.3, help="share of images held out for validation (default 0.3, as the original study)")
-    p.add_argument("--white-balance-probability", type=float, default=0.8,
-                   help="share of training photos given a random warmer or cooler white balance (default 0.8; 0 turns it off)")
-    p.add_argument("--mix-probability", type=float, default=None,
-                   help="share of training photos that get another photo pasted in (default 0.35; 0 turns scene mixing off)")
-    p.add_argument("--holdout", action="append", default=[], metavar="SOURCE",
-                   help="set a whole source aside (e.g. houses): never trained on, never used for the threshold, reported "
-                        "apart as an unseen source; repeatable")
-    p.add_argument("--tta", choices=("flip", "none"), default="flip",
-                   help="flip (default): the exported model averages its verdicts on the photo and its mirror image "
-                        "(about twice the model time, fewer false alarms); none: one pass")
-    p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--limit-per-class", type=int, help="use at most N images from each class folder (smoke runs)")
-    p.add_argument("--output", type=Path, default=ROOT / "models", help="where fire_classifier.{keras,tflite,json} go")
-    p.add_argument("--name", default="fire_classifier")
-    p.add_argument("--reports", type=Path, help="folder for plots and metrics (default: <output>/reports)")
-    return p
+_LOG_FILES: list = []  # the run's train.log, once the run folder exists
 
 
 def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    line = f"[{time.strftime('%H:%M:%S')}] {message}"
+    print(line, file=sys.stderr, flush=True)
+    for handle in _LOG_FILES:
+        print(line, file=handle, flush=True)
 
 
 @dataclass
@@ -105,36 +78,94 @@ class Exported:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
-    from . import evaluate  # with scikit-learn, after the arguments are checked
-
     roots = args.data or [DEFAULT_DATA / name for name in DEFAULT_SOURCES]
+    samples, held_s = discover(args, roots)  # bad data folders fail before anything is loaded or written
     model, size = build_model(args)
-    splits = load_splits(args, roots, size)
-    trained = train(args, model, splits)
-    exported = export_and_evaluate(args, trained.model, size, splits)
-    reports = args.reports or args.output / "reports"
-    plots = evaluate.plot_reports(
-        reports, trained.history, splits.val_y, exported.litert_probs, exported.threshold,
-        {"validation": exported.metrics["validation"]["per_source"]} | ({"held out": exported.holdout_metrics} if exported.holdout_metrics else {}))
-    manifest_name, manifest_hash = write_file_manifest(args, splits, exported.held_s)
-    card = model_card(args, argv, roots, size, splits, trained, exported, reports, plots, manifest_name, manifest_hash)
-    card.save(args.output / f"{args.name}.json")
-    (reports / "metrics.json").write_text(json.dumps(card.metrics, indent=2) + "\n", encoding="utf-8")
-    log_summary(card, exported)
+    run = runs.Run.start(args.runs)
+    with run_log(run.folder):
+        log(f"run folder {run.folder}: python -m training {shlex.join(_argv(argv))}")
+        splits = load_splits(args, samples, held_s, size)
+        trained = train(args, model, splits, run.folder)
+        exported = export_and_evaluate(args, trained.model, size, splits, run.folder)
+        card = report(args, argv, roots, size, splits, trained, exported, run)
+    folder = run.finish(card.version)
+    log(f"run complete: {folder}")
+    if args.output:
+        install_output(args, folder)
+    else:
+        log(f"to serve it: python -m training promote {display_path(folder)}")
     return 0
 
 
-def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
-    if not 0.05 <= args.val_fraction <= 0.5:
-        raise SystemExit("error: --val-fraction must be between 0.05 and 0.5")
-    return args
+@contextlib.contextmanager
+def run_log(folder: Path):
+    """Progress lines go to the run's train.log as well as stderr; a run that stops says where its files are."""
+    with (folder / runs.LOG_NAME).open("a", encoding="utf-8") as handle:
+        _LOG_FILES.append(handle)
+        try:
+            yield
+        except BaseException:
+            log(f"the run stopped; what it wrote is in {folder}")
+            raise
+        finally:
+            _LOG_FILES.remove(handle)
+
+
+def report(args, argv, roots, size, splits: Splits, trained: Trained, exported: Exported, run: runs.Run) -> ModelCard:
+    """Plots, history, file manifest, chance-level check and card, all in the run folder; returns the card."""
+    from . import evaluate, export
+
+    reports = run.folder / runs.REPORTS
+    sources = {"validation": exported.metrics["validation"]["per_source"]} | (
+        {"held out": exported.holdout_metrics} if exported.holdout_metrics else {})
+    plots = evaluate.plot_reports(reports, trained.history, splits.val_y, exported.litert_probs, exported.threshold, sources)
+    (reports / "history.json").write_text(json.dumps(trained.history) + "\n", encoding="utf-8")
+    chance = intervals.chance_level_reasons(exported.metrics["validation"])
+    if chance:
+        exported.metrics["warnings"] = [f"NO BETTER THAN CHANCE: {reason}" for reason in chance]
+    manifest_name, manifest_hash = write_file_manifest(args, splits, exported.held_s, run.folder)
+    # The card names the reports where they will be once the run is complete.
+    final_reports = run.final_folder(export.version_for(exported.tflite_bytes, "")) / runs.REPORTS
+    card = model_card(args, argv, roots, size, splits, trained, exported, final_reports, plots, manifest_name, manifest_hash)
+    card.save(run.folder / f"{args.name}.json")
+    (reports / "metrics.json").write_text(json.dumps(card.metrics, indent=2) + "\n", encoding="utf-8")
+    if args.reports:
+        shutil.copytree(reports, args.reports, dirs_exist_ok=True)
+    log_summary(card, exported)
+    if chance:
+        shout(["THIS MODEL IS NO BETTER THAN CHANCE ON ITS VALIDATION PHOTOS:", *chance,
+               "Do not promote it; promote refuses it unless --force."])
+    return card
+
+
+def install_output(args: argparse.Namespace, folder: Path) -> None:
+    """``--output DIR``: the old way, kept for scripts. Into ``models/`` it skips promote's checks, so say so loudly."""
+    if args.output.resolve() == SHIPPED.resolve():
+        shout([f"--output {display_path(args.output)} replaces the served model WITHOUT promote's checks",
+               "(complete run, better than chance, no worse than the current model).",
+               f"Prefer: python -m training promote {display_path(folder)}"])
+    runs.install(folder, runs.check_complete(folder), args.output, display_path(args.output / runs.REPORTS))
+    log(f"installed into {args.output}")
+
+
+def shout(lines: list[str]) -> None:
+    """A warning nobody scrolls past: on stderr (and in the run's log while it is open), framed."""
+    bar = "!" * 100
+    for line in ["", bar, *(f"!! WARNING: {line}" for line in lines), bar, ""]:
+        log(line)
+
+
+def _argv(argv: list[str] | None) -> list[str]:
+    return argv if argv is not None else sys.argv[1:]
 
 
 def build_model(args: argparse.Namespace) -> tuple[Any, int]:
     """The compiled Keras model and its input side; first, so a backbone that cannot be built fails before minutes
     of decoding."""
     log("loading TensorFlow")
+    from . import quiet
+
+    quiet.import_tensorflow()
     import keras
 
     from . import backbones
@@ -154,14 +185,18 @@ def build_model(args: argparse.Namespace) -> tuple[Any, int]:
     return model, size
 
 
-def load_splits(args: argparse.Namespace, roots: list[Path], size: int) -> Splits:
-    """Discover, deduplicate, decode and split the data (by near-duplicate group, so no twin straddles the split)."""
+def discover(args: argparse.Namespace, roots: list[Path]) -> tuple[list, list]:
+    """The deduplicated samples to train and validate on, and those of held-out sources."""
     log(f"scanning {', '.join(map(str, roots))}")
     try:
         samples = data_mod.discover(roots, args.limit_per_class)
-        samples, held_s = data_mod.hold_out(samples, args.holdout)
+        return data_mod.hold_out(samples, args.holdout)
     except data_mod.DataError as exc:
         raise SystemExit(f"error: {exc}") from None
+
+
+def load_splits(args: argparse.Namespace, samples: list, held_s: list, size: int) -> Splits:
+    """Decode and split the data (by near-duplicate group, so no twin straddles the split)."""
     log(f"decoding {len(samples) + len(held_s)} unique images at {size}x{size} through the inference core")
     all_x, _, samples = data_mod.decode_all(samples, size)
     groups = data_mod.near_duplicate_groups(samples, all_x)
@@ -176,7 +211,7 @@ def load_splits(args: argparse.Namespace, roots: list[Path], size: int) -> Split
     return Splits(train_s, val_s, held_s, train_x, train_y, val_x, val_y)
 
 
-def train(args: argparse.Namespace, model, splits: Splits) -> Trained:
+def train(args: argparse.Namespace, model, splits: Splits, folder: Path) -> Trained:
     """Fit with early stopping on validation AUC; keep the best epoch, add test-time flipping, save ``.keras``."""
     import keras
 
@@ -188,9 +223,7 @@ def train(args: argparse.Namespace, model, splits: Splits) -> Trained:
     mix = augment.MIX_PROBABILITY if args.mix_probability is None else args.mix_probability
     train_ds, val_ds = augment.datasets(splits.train_x, splits.train_y, splits.val_x, splits.val_y, args.batch_size, args.seed, mix,
                                        args.white_balance_probability)
-    args.output.mkdir(parents=True, exist_ok=True)
-    keras_path = args.output / f"{args.name}.keras"
-    # The best epoch is kept outside the output folder, so an interrupted run never leaves a mixed model set.
+    keras_path = folder / f"{args.name}.keras"
     checkpoint = Path(tempfile.mkdtemp(prefix="firewatch-train-")) / "best.keras"
     callbacks = [
         EpochLog(args.epochs),
@@ -210,7 +243,7 @@ def train(args: argparse.Namespace, model, splits: Splits) -> Trained:
     return Trained(model, history.history, seconds, mix, keras_path)
 
 
-def export_and_evaluate(args: argparse.Namespace, model, size: int, splits: Splits) -> Exported:
+def export_and_evaluate(args: argparse.Namespace, model, size: int, splits: Splits, folder: Path) -> Exported:
     """Choose the threshold on Keras's validation probabilities, export ``.tflite``, and measure it as served."""
     from . import evaluate, export
 
@@ -219,8 +252,8 @@ def export_and_evaluate(args: argparse.Namespace, model, size: int, splits: Spli
     threshold = evaluate.choose_threshold(splits.val_s, splits.val_y, keras_probs)
 
     log("exporting to TFLite")
-    tflite_bytes, format_report = export.choose_tflite(model, size)
-    tflite_path = args.output / f"{args.name}.tflite"
+    tflite_bytes, format_report = export.choose_tflite(model, size, folder / runs.LOG_NAME)
+    tflite_path = folder / f"{args.name}.tflite"
     tflite_path.write_bytes(tflite_bytes)
     litert_probs = export.litert_probabilities(tflite_path, splits.val_x)
     metrics = evaluate.summary(splits.val_s, splits.val_y, litert_probs, threshold)
@@ -233,20 +266,20 @@ def export_and_evaluate(args: argparse.Namespace, model, size: int, splits: Spli
     return Exported(tflite_path, tflite_bytes, format_report, threshold, litert_probs, metrics_block, holdout_metrics, held_s)
 
 
-def write_file_manifest(args: argparse.Namespace, splits: Splits, held_s: list) -> tuple[str, str]:
+def write_file_manifest(args: argparse.Namespace, splits: Splits, held_s: list, folder: Path) -> tuple[str, str]:
     """Every file used, with its hash and split; returns the manifest's name and its own hash."""
     from . import export
 
     split_of = {s.sha256: "holdout" for s in held_s} | {s.sha256: "val" for s in splits.val_s} | {s.sha256: "train" for s in splits.train_s}
     name = f"{args.name}.files.sha256"
-    rows = [(s.sha256, split_of[s.sha256], _display_path(s.path))
+    rows = [(s.sha256, split_of[s.sha256], display_path(s.path))
             for s in sorted(splits.train_s + splits.val_s + held_s, key=lambda s: s.path)]
-    return name, export.write_manifest(args.output / name, rows)
+    return name, export.write_manifest(folder / name, rows)
 
 
 def model_card(args, argv, roots, size, splits: Splits, trained: Trained, exported: Exported, reports: Path,
                plots: list, manifest_name: str, manifest_hash: str) -> ModelCard:
-    from . import augment, export
+    from . import augment, evaluate, export
 
     today = dt.date.today().isoformat()
     history = trained.history
@@ -266,7 +299,7 @@ def model_card(args, argv, roots, size, splits: Splits, trained: Trained, export
         pretrained_weights=_weights(args),
         parameters=int(trained.model.count_params()),
         training_data={
-            "folders": [_display_path(r) for r in roots],
+            "folders": [display_path(r) for r in roots],
             "images": data_mod.describe(splits.train_s + splits.val_s + exported.held_s),
             "train_images": len(splits.train_s),
             "validation_images": len(splits.val_s),
@@ -279,10 +312,10 @@ def model_card(args, argv, roots, size, splits: Splits, trained: Trained, export
         },
         metrics=exported.metrics,
         training={"epochs_run": len(history["loss"]), "seconds": round(trained.seconds, 1),
-                  "best_val_auc": round(float(max(history.get("val_auc", [0]))), 4)},
-        reports={"folder": _display_path(reports), "plots": plots},
+                  "best_val_auc": round(float(max(history.get("val_auc", [0]))), 4), "kept_epoch": evaluate.best_epoch(history)},
+        reports={"folder": display_path(reports), "plots": plots},
         date=today,
-        training_command="python -m training " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        training_command="python -m training " + shlex.join(_argv(argv)),
         files={"tflite": exported.tflite_path.name, "keras": trained.keras_path.name},
         tflite_format=exported.format_report,
     )
@@ -297,6 +330,7 @@ def log_summary(card: ModelCard, exported: Exported) -> None:
         log(f"  {source}: {figures}")
     for source, figures in (exported.holdout_metrics or {}).items():
         log(f"  held out {source}: {figures}")
+    log(f"kept epoch {card.training['kept_epoch']} of {card.training['epochs_run']}")
 
 
 def _weights(args: argparse.Namespace) -> str | None:
@@ -318,7 +352,7 @@ def EpochLog(total: int):
     return _EpochLog()
 
 
-def _display_path(path: Path) -> str:
+def display_path(path: Path) -> str:
     """Paths relative to the repository when inside or beside it, so the card is machine-independent."""
     resolved = path.resolve()
     for base, prefix in ((ROOT, ""), (ROOT.parent, "../")):

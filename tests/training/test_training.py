@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 
 from inference import Classifier, ModelCard
 from tests.conftest import ROOT
-from training import data
+from training import data, intervals
 
 
 def make_dataset(root: Path, datasets: Path, per_class: int) -> Path:
@@ -60,16 +61,33 @@ def test_conflicting_labels_are_dropped(tmp_path, datasets):
     assert [s.path.name for s in data.discover([tmp_path / "s"])] == ["other.jpg"]
 
 
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def run_training(*args, env=None, timeout=300):
     return subprocess.run([sys.executable, "-m", "training", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def test_smoke_training_run_writes_a_servable_model(tmp_path, datasets):
+def test_smoke_training_run_writes_a_servable_model_into_a_new_run_folder(tmp_path, datasets):
     root = make_dataset(tmp_path / "data", datasets, per_class=12)
-    out = tmp_path / "out"
-    done = run_training(root / "forest", root / "weather", "--epochs", "2", "--image-size", "48", "--val-fraction", "0.4", "--output", out)
+    served = snapshot(ROOT / "models")
+    done = run_training(root / "forest", root / "weather", "--epochs", "2", "--image-size", "48", "--val-fraction", "0.4",
+                        "--runs", tmp_path / "runs")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "epoch 1/2" in done.stderr and "epoch 2/2" in done.stderr, "progress per epoch"
+    (out,) = (tmp_path / "runs").iterdir()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d-\d{6}-[0-9a-f]{8}", out.name), out.name
+    assert snapshot(ROOT / "models") == served, "training alone never touches the served model"
+    assert f"python -m training promote {out}" in done.stderr
+    # No TensorFlow noise: no C++ log lines, no tensor specs from the export, nothing at all on stdout.
+    assert done.stdout == ""
+    for noise in ("TensorSpec", "oneDNN", "absl::InitializeLog", "XNNPACK", "I0000", "UserWarning"):
+        assert noise not in done.stderr, noise
+    log = (out / "train.log").read_text()
+    assert "epoch 2/2" in log and "TensorSpec" in log, "the run's log keeps the details"
+    history = json.loads((out / "reports" / "history.json").read_text())
+    assert len(history["val_auc"]) == 2
     for name in ("fire_classifier.keras", "fire_classifier.tflite", "fire_classifier.json", "fire_classifier.files.sha256"):
         assert (out / name).is_file(), name
     card = json.loads((out / "fire_classifier.json").read_text())
@@ -91,6 +109,11 @@ def test_smoke_training_run_writes_a_servable_model(tmp_path, datasets):
     assert ModelCard.load(out / "fire_classifier.json").to_dict() == card, "what training writes reads back unchanged"
     assert {"held_out_sources", "credits"} <= set(card["training_data"]) and card["augmentation"]["mix_probability"] >= 0
     assert card["test_time_augmentation"].startswith("mean of the photo")
+    assert card["training"]["kept_epoch"] in (1, 2) and card["reports"]["folder"].endswith(f"{out.name}/reports")
+    assert {"balanced_accuracy_ci95", "roc_auc_ci95"} <= set(card["metrics"]["validation"])
+    # 24 photos barely teach anything: when the figures do not beat chance, the run says so loudly and so does the card.
+    chance = intervals.chance_level_reasons(card["metrics"]["validation"])
+    assert bool(chance) == ("NO BETTER THAN CHANCE" in done.stderr) == bool(card["metrics"].get("warnings"))
 
 
 def test_training_uses_only_the_core_s_public_names():
@@ -109,10 +132,11 @@ def test_imagenet_weights_offline_fail_fast_with_a_clear_message(tmp_path, datas
     root = make_dataset(tmp_path / "data", datasets, per_class=4)
     # A closed local port stands in for "no internet", also on machines that have it.
     env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
-    done = run_training(root / "forest", "--backbone", "xception", "--weights", "imagenet", "--output", tmp_path / "out", env=env, timeout=120)
+    done = run_training(root / "forest", "--backbone", "xception", "--weights", "imagenet", "--output", tmp_path / "out",
+                        "--runs", tmp_path / "runs", env=env, timeout=120)
     assert done.returncode != 0
     assert "internet" in done.stderr and "Traceback" not in done.stderr
-    assert not (tmp_path / "out").exists(), "nothing written"
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists(), "nothing written"
 
 
 @pytest.mark.parametrize("args, message", [(["--val-fraction", "0.9"], "val-fraction"), (["/nonexistent/folder"], "not found")])
@@ -180,13 +204,17 @@ def test_white_balance_shifts_red_against_blue_within_range():
     assert all(0 <= v <= 255 for pixel in shifted for v in pixel)
 
 
-def test_smoke_run_with_a_held_out_source_reports_it_apart(tmp_path, datasets):
+def test_smoke_run_with_a_held_out_source_reports_it_apart_and_output_still_installs(tmp_path, datasets):
     root = make_dataset(tmp_path / "data", datasets, per_class=10)
     out = tmp_path / "out"
     done = run_training(root / "forest", root / "weather", "--holdout", "weather", "--epochs", "1", "--image-size", "48",
-                        "--val-fraction", "0.4", "--output", out)
+                        "--val-fraction", "0.4", "--output", out, "--runs", tmp_path / "runs")
     assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = (tmp_path / "runs").iterdir()
+    assert (out / "fire_classifier.tflite").read_bytes() == (run / "fire_classifier.tflite").read_bytes(), "the run's model"
+    assert "WITHOUT promote's checks" not in done.stderr, "only models/ gets the loud warning"
     card = json.loads((out / "fire_classifier.json").read_text())
+    assert card["reports"]["folder"].endswith("out/reports") and (out / "reports" / "per_source.png").is_file()
     assert set(card["metrics"]["held_out_sources"]) == {"weather/nofire"}
     assert "weather/nofire" not in card["metrics"]["validation"]["per_source"], "not used to pick the threshold"
     assert card["training_data"]["held_out_sources"] == ["weather"]

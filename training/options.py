@@ -1,0 +1,66 @@
+"""``python -m training``: train, evaluate and export the fire classifier into a new run folder.
+
+Each run writes runs/<start>-<model hash>/ (model files, card, reports, train.log); nothing reaches models/, where
+serving reads the model, until ``python -m training promote RUN`` has checked it. TensorFlow is imported only
+once the arguments are checked, so --help answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+# Kept apart from the model code and from numpy, scikit-learn and the core, so that --help and usage errors answer
+# at once: the command's own modules are imported only once the arguments are good.
+BACKBONES = ("compact", "xception")
+DEFAULT_SIZES = {"compact": 160, "xception": 224}
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT.parent / "shared" / "datasets"
+DEFAULT_SOURCES = ("forest-fire", "fire-dataset", "weather", "houses")
+DEFAULT_RUNS = ROOT / "runs"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="python -m training promote RUN [--force] [--models DIR] puts a finished run's model into "
+                                       "models/ after checking it (python -m training promote --help)")
+    p.add_argument("data", nargs="*", type=Path, help=f"folders holding fire/ and nofire/ subfolders, at any depth (default: {DEFAULT_DATA})")
+    p.add_argument("--backbone", choices=BACKBONES, default="compact", help="compact: small CNN from scratch (default); xception: the original study's")
+    p.add_argument("--weights", choices=("none", "imagenet"), default="none", help="pretrained weights (imagenet needs internet; xception only)")
+    p.add_argument("--image-size", type=int, help="input side in pixels (default: " + ", ".join(f"{n} {b}" for b, n in DEFAULT_SIZES.items()) + ")")
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier of the compact backbone (default 1.0)")
+    p.add_argument("--loss", choices=("focal", "crossentropy"), default="focal",
+                   help="focal (default) down-weights easy photos so hard negatives such as sunsets count more")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--patience", type=int, default=10, help="early stopping patience in epochs (on validation AUC)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=2e-3)
+    p.add_argument("--val-fraction", type=float, default=0.3, help="share of images held out for validation (default 0.3, as the original study)")
+    p.add_argument("--white-balance-probability", type=float, default=0.8,
+                   help="share of training photos given a random warmer or cooler white balance (default 0.8; 0 turns it off)")
+    p.add_argument("--mix-probability", type=float, default=None,
+                   help="share of training photos that get another photo pasted in (default 0.35; 0 turns scene mixing off)")
+    p.add_argument("--holdout", action="append", default=[], metavar="SOURCE",
+                   help="set a whole source aside (e.g. houses): never trained on, never used for the threshold, reported "
+                        "apart as an unseen source; repeatable")
+    p.add_argument("--tta", choices=("flip", "none"), default="flip",
+                   help="flip (default): the exported model averages its verdicts on the photo and its mirror image "
+                        "(about twice the model time, fewer false alarms); none: one pass")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--limit-per-class", type=int, help="use at most N images from each class folder (smoke runs)")
+    p.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="where run folders go (default: runs/)")
+    p.add_argument("--output", type=Path,
+                   help="also install the finished model set (fire_classifier.{keras,tflite,json}, reports/) into this folder, "
+                        "without promote's checks; naming models/ warns, as it replaces the served model")
+    p.add_argument("--name", default="fire_classifier")
+    p.add_argument("--reports", type=Path,
+                   help="an extra folder for plots and metrics (the run folder's reports/ always has them)")
+    return p
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if not 0.05 <= args.val_fraction <= 0.5:
+        raise SystemExit("error: --val-fraction must be between 0.05 and 0.5")
+    return args
