@@ -19,7 +19,7 @@ from .admission import Admission
 from .api import api
 from .pages import pages
 from .results import ResultsReader
-from .results_index import LOOKBACK_DAYS, IndexReader
+from .results_index import IndexReader, lookback_days_from_env
 from .security import security_headers
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def create_app(classifier: Classifier | None = None, config: Mapping[str, Any] |
         RESULTS_BUCKET=os.environ.get("FIREWATCH_RESULTS_BUCKET") or None,
         # The results index (DynamoDB); set, the panel and /api/v1/results read it instead of listing the bucket.
         RESULTS_TABLE=os.environ.get(RESULTS_TABLE_ENV) or None,
-        RESULTS_LOOKBACK_DAYS=int(os.environ.get("FIREWATCH_RESULTS_LOOKBACK_DAYS") or LOOKBACK_DAYS),
+        RESULTS_LOOKBACK_DAYS=lookback_days_from_env(),
     )
     app.config.update(config or {})
     state.install(app, classifier, Admission.from_env(), _results_reader(app.config))

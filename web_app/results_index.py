@@ -17,6 +17,7 @@ import binascii
 import functools
 import json
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -44,6 +45,19 @@ CLIENT_CONFIG = Config(connect_timeout=1, read_timeout=2, retries={"max_attempts
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CURSOR_KEY_ATTRIBUTES = frozenset({INDEX_KEY, NEWEST_PARTITION, NEWEST_SORT})  # an index's LastEvaluatedKey
+
+
+LOOKBACK_ENV = "FIREWATCH_RESULTS_LOOKBACK_DAYS"
+
+
+def lookback_days_from_env(environ=os.environ) -> int:
+    """LOOKBACK_ENV, or LOOKBACK_DAYS when unset; a bad value stops the app from starting, with what is allowed."""
+    raw = environ.get(LOOKBACK_ENV, "").strip()
+    if not raw:
+        return LOOKBACK_DAYS
+    if not re.fullmatch(r"[0-9]{1,3}", raw) or not 1 <= int(raw) <= HORIZON_DAYS:
+        raise ValueError(f"{LOOKBACK_ENV} must be a whole number of days from 1 to {HORIZON_DAYS}, got {raw!r}")
+    return int(raw)
 
 
 class BadCursor(ValueError):

@@ -249,3 +249,15 @@ def test_an_unreachable_endpoint_is_a_503_within_the_client_timeouts(classifier,
     assert response.status_code == 503 and response.get_json()["error"]["code"] == "results_unavailable"
     page = client.get("/")
     assert page.status_code == 200 and "cannot be read right now" in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("raw", ["0", "abc", "-3", "9999", "2.5"])
+def test_a_bad_lookback_setting_stops_the_app_with_what_is_allowed(classifier, monkeypatch, raw):
+    monkeypatch.setenv("FIREWATCH_RESULTS_LOOKBACK_DAYS", raw)
+    with pytest.raises(ValueError, match="FIREWATCH_RESULTS_LOOKBACK_DAYS must be a whole number of days from 1 to 366"):
+        create_app(classifier, {"RESULTS_TABLE": TABLE})
+
+
+def test_the_lookback_setting_reaches_the_reader(classifier, monkeypatch):
+    monkeypatch.setenv("FIREWATCH_RESULTS_LOOKBACK_DAYS", "30")
+    assert create_app(classifier, {"RESULTS_TABLE": TABLE}).extensions["firewatch.results"].lookback_days == 30
