@@ -41,7 +41,7 @@ def results():
     """The newest results of the serverless path, newest first: from the results index, or the bucket's listing."""
     reader = state.results_reader()
     if reader is None:
-        raise ApiError(RESULTS_DISABLED, "This server is not set up to show the serverless results (no results bucket).")
+        raise ApiError(RESULTS_DISABLED, "This server is not set up to show the serverless results (no results table or bucket).")
     limit = _limit(request.args.get("limit"), reader.default_limit, reader.max_limit)
     cursor = request.args.get("cursor")
     if cursor is not None and not reader.pages:
