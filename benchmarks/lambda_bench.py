@@ -4,7 +4,8 @@ Each measurement runs in a fresh process with moto's S3 and SNS in that process,
 environment: cold start = import the handler module + the first event (model load included); then warm latency
 per S3 event (one record, median of repeated events) for a 250x250 photo and a 12-megapixel camera JPEG; the
 worst cases the limits allow (a 40-megapixel PNG and the costly inputs of ``costly_bench``); peak memory. From those: a memory size, a timeout and the cost
-per million images.
+per million images. Then the upload queue's batch size (``benchmarks/batch_bench.py``): images per second and
+cost per million images at batch size 1 vs 10, same run, same photos.
 
 ``python -m benchmarks.lambda_bench`` prints the table (about a minute on 2 cores). Only the standard library is
 imported at module level, so that a worker's cold start measures the handler's imports and nothing of ours.
@@ -22,14 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from ops import prices  # the project's one price table (constants only)
+
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = Path(os.environ.get("FIREWATCH_DATASETS", ROOT.parent / "shared" / "datasets"))
 PHOTO = DATASETS / "forest-fire" / "train" / "fire" / "fire_0001.jpg"
 HANDLERS = {"litert": "lambda_image.handler", "keras": "benchmarks.keras_handler"}
 
-# AWS Lambda prices, x86_64, us-east-1: $0.20 per million requests, $0.0000166667 per GB-second.
-PRICE_PER_MILLION_REQUESTS = 0.20
-PRICE_PER_GB_SECOND = 0.0000166667
+# AWS Lambda prices, x86_64 (ops/prices.py: us-east-1, dated).
+PRICE_PER_MILLION_REQUESTS, PRICE_PER_GB_SECOND = prices.LAMBDA_MILLION_REQUESTS, prices.LAMBDA_GB_SECOND["x86_64"]
 # Lambda gives one full vCPU at 1,769 MB and a proportional share below it.
 FULL_VCPU_MB = 1769
 MEMORY_SIZES_MB = (512, 1024, 1536, 2048, 3008)
@@ -150,13 +152,19 @@ def _make_inputs(folder: Path) -> None:
         (folder / f"worst-{i}.bin").write_bytes(data)
 
 
-def _run_worker(kind: str, inputs_dir: Path, warm: bool) -> dict:
-    out = inputs_dir / f"{kind}-{time.monotonic_ns()}.json"
+def _worker_env() -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FIREWATCH_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
            "POWERTOOLS_SERVICE_NAME": "firewatch", "POWERTOOLS_METRICS_NAMESPACE": "Firewatch"}
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "FIREWATCH_MAX_BYTES", "FIREWATCH_MAX_PIXELS", "FIREWATCH_MODEL_PATH"):
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "FIREWATCH_MAX_BYTES", "FIREWATCH_MAX_PIXELS", "FIREWATCH_MODEL_PATH",
+                 "FIREWATCH_RESULTS_TABLE", "FIREWATCH_RESULTS_TTL_DAYS", "FIREWATCH_BUCKET"):  # fmt: skip
         env.pop(name, None)
+    return env
+
+
+def _run_worker(kind: str, inputs_dir: Path, warm: bool) -> dict:
+    out = inputs_dir / f"{kind}-{time.monotonic_ns()}.json"
+    env = _worker_env()
     command = [sys.executable, "-m", "benchmarks.lambda_bench", "--worker", kind, str(inputs_dir), str(out)]
     if warm:
         command.append("--warm")
@@ -204,12 +212,29 @@ def timeout_s(cold_s: float, worst_ms: float, memory_mb: int) -> int:
     return max(30, 5 * math.ceil(3 * slowdown * (cold_s + worst_ms / 1000) / 5))
 
 
+def _run_batch_worker(folder: Path) -> dict:
+    from .batch_bench import batch_photos
+
+    photo_list, out = folder / "batch-photos.txt", folder / "batch.json"
+    photo_list.write_text("\n".join(str(p) for p in batch_photos(DATASETS)))
+    command = [sys.executable, "-m", "benchmarks.lambda_bench", "--batch-worker", str(photo_list), str(out)]
+    done = subprocess.run(command, cwd=ROOT, env=_worker_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          timeout=600)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"batch worker failed:\n{done.stderr[-3000:]}")
+    return json.loads(out.read_text())
+
+
 def run() -> list[dict]:
-    """Rows of {metric, litert, keras, target, ok}, like the other benchmark tables."""
+    """Rows of {metric, litert, keras, target, ok}, like the other benchmark tables, then the batch-size rows
+    (``table: batch``)."""
+    from .batch_bench import rows as batch_rows
+
     with tempfile.TemporaryDirectory(prefix="lambda-bench-") as folder:
         inputs = Path(folder)
         _make_inputs(inputs)
         ours, theirs = _measure("litert", inputs), _measure("keras", inputs)
+        batches = batch_rows(_run_batch_worker(inputs))
 
     def row(metric, litert, keras, target="", ok=None):
         return {"metric": metric, "litert": litert, "keras": keras, "target": target, "ok": ok}
@@ -239,10 +264,28 @@ def run() -> list[dict]:
             cost["litert"] < cost["keras"]),
         row("fire probability of the same photo (both handlers)", ours["fire_probability"], theirs["fire_probability"],
             "equal within 1e-3", abs(ours["fire_probability"] - theirs["fire_probability"]) <= 1e-3),
-    ]
+    ] + batches
+
+
+def markdown(rows: list[dict]) -> str:
+    """Both tables, for ``python -m benchmarks lambda``: the handler against its baseline, then the batch sizes."""
+    import contextlib
+    import io
+
+    from .batch_bench import markdown as batch_markdown
+    from .core_bench import print_table as core_table
+
+    handler_rows = [r for r in rows if r.get("table") != "batch"]
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        core_table("", handler_rows)
+    batch = batch_markdown([r for r in rows if r.get("table") == "batch"])
+    return buffer.getvalue().strip() + "\n\n### Upload queue batch size: 1 vs 10 (same run, same photos)\n\n" + batch
 
 
 def print_table(title: str, rows: list[dict]) -> None:
+    batches = [r for r in rows if r.get("table") == "batch"]
+    rows = [r for r in rows if r.get("table") != "batch"]
     print(f"\n{title}")
     width = max(len(r["metric"]) for r in rows)
     header = f"| {'metric':<{width}} | {'Firewatch (LiteRT)':>18} | {'TF/Keras handler':>16} | {'target':<31} | ok  |"
@@ -266,10 +309,18 @@ def print_table(title: str, rows: list[dict]) -> None:
         " FIREWATCH_THREADS=1 (below 1,769 MB Lambda gives less than one vCPU).\n"
         "Not measured: S3 latency from Lambda (moto runs in process), cold-start init billing, cold starts' share."
     )
+    if batches:
+        from .batch_bench import markdown as batch_markdown
+
+        print("\nUpload queue batch size: 1 vs 10 (same run, same photos)\n" + batch_markdown(batches))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 5 and sys.argv[1] == "--worker":
+    if len(sys.argv) == 4 and sys.argv[1] == "--batch-worker":
+        from .batch_bench import worker as batch_worker
+
+        batch_worker(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) >= 5 and sys.argv[1] == "--worker":
         _worker(sys.argv[2], sys.argv[3], sys.argv[4], warm="--warm" in sys.argv[5:])
     else:
         print_table("Serverless handler: LiteRT vs the same handler on TensorFlow/Keras (fresh process per cold start)", run())

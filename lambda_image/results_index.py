@@ -55,6 +55,10 @@ class ResultsIndex:
         if not table:
             return None
         days = os.environ.get(RESULTS_TTL_DAYS_ENV, "").strip()
+        if days and not (days.isdigit() and int(days) > 0):
+            # A setting, not an input: failing every invocation loudly (the errors alarm, this message in the log) is
+            # better than writing items that expire at the wrong time or never.
+            raise ValueError(f"{RESULTS_TTL_DAYS_ENV}={days!r} is not a positive number of days")
         return cls(client_factory(), table, int(days) if days else None)
 
     def item(self, record: dict, result_key: str) -> dict[str, Any]:

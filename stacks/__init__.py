@@ -1,9 +1,9 @@
 """The Firewatch CDK app: three stacks, each composed of capabilities, that read like the architecture diagram.
 
-- ``firewatch-<env>-serverless``: the image, the upload store, the fire alerts and the classifier pipeline
-  (S3 trigger -> container-image function -> results, alerts, dead-letter queue).
+- ``firewatch-<env>-serverless``: the image, the upload store, the fire alerts, the upload queue, the results index
+  and the classifier pipeline (S3 notification -> SQS queue -> container-image function -> results, index, alerts).
 - ``firewatch-<env>-web``: the network and the web tier (load balancer -> Auto Scaling group running the same image).
-  Left out with ``web=false`` (the serverless-only shape): the monitoring stack then watches the classifier alone.
+  Left out with ``web=false`` (the serverless-only shape): the monitoring stack then watches the serverless path alone.
 - ``firewatch-<env>-monitoring``: the alarm topic, and the alarms and dashboard sections the classifier and the web
   tier offer.
 
@@ -50,7 +50,7 @@ def build_app(app: App) -> FirewatchApp:
     config = FirewatchConfig.from_context(app.node.try_get_context)
     serverless = ServerlessStack(
         app, config.stack_name("serverless"), config=config,
-        description="Firewatch serverless path: upload bucket, S3-triggered classifier function, alert topic",
+        description="Firewatch serverless path: upload bucket, upload queue, classifier function, results index, alert topic",
     )  # fmt: skip
     web = None
     if config.web:
@@ -59,7 +59,7 @@ def build_app(app: App) -> FirewatchApp:
             description="Firewatch web path: VPC, load balancer, Auto Scaling group running the web server",
         )  # fmt: skip
         web.add_stack_dependency(serverless, "reads the upload bucket name it publishes in SSM")
-    monitored = [serverless.classifier] + ([web.web_tier] if web else [])
+    monitored = [*serverless.monitored] + ([web.web_tier] if web else [])
     monitoring = MonitoringStack(
         app, config.stack_name("monitoring"), config=config, monitored=monitored,
         description="Firewatch monitoring: dashboard, alarms, alarm topic",

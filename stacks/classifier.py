@@ -1,5 +1,6 @@
-"""The classifier: S3 event (``uploads/`` only) -> container-image function -> ``results/`` + alert topic, with its
-failed events in a dead-letter queue. It also offers its alarms and its part of the dashboard.
+"""The classifier: upload queue batches -> container-image function -> ``results/``, the results index and the alert
+topic. Events sent to the function directly (asynchronous invocations) keep their retries and a dead-letter queue
+of their own. It also offers its alarms and its part of the dashboard.
 """
 
 from __future__ import annotations
@@ -10,20 +11,24 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.capability import Capability
-from stacks.config import METRICS_NAMESPACE, RESULTS_PREFIX, SERVICE_NAME, UPLOADS_PREFIX, FirewatchConfig
+from stacks.config import (
+    BATCH_ITEM_FAILURES, METRICS_NAMESPACE, RESULTS_PREFIX, RESULTS_TABLE_ENV, RESULTS_TTL_DAYS_ENV, SERVICE_NAME,
+    UPLOADS_PREFIX, FirewatchConfig,
+)  # fmt: skip
 from stacks.image import FirewatchImage
 from stacks.logs import log_retention
 from stacks.nag import acknowledge
 from stacks.observability import FIVE_MINUTES, AlarmSpec, DashboardSection, graph
+from stacks.results_index import ResultsIndex
+from stacks.upload_queue import UploadQueue
 
 DURATION_ALARM_FRACTION = 0.8  # of the function timeout
-MAXIMUM_RETRY_ATTEMPTS = 2  # S3 invokes asynchronously; after these retries the event goes to the dead-letter queue
+MAXIMUM_RETRY_ATTEMPTS = 2  # asynchronous invocations: after these retries the event goes to the dead-letter queue
 
 
 class Classifier(Capability):
@@ -35,9 +40,12 @@ class Classifier(Capability):
         image: FirewatchImage,
         bucket: s3.Bucket,
         alert_topic: sns.ITopic,
+        upload_queue: UploadQueue,
+        results_index: ResultsIndex,
     ) -> None:
         super().__init__(scope)
         self.config, self.bucket, self.alert_topic = config, bucket, alert_topic
+        self.upload_queue, self.results_table = upload_queue, results_index.table
         self.dead_letter_queue = sqs.Queue(
             self.scope,
             "FailedEvents",
@@ -46,19 +54,15 @@ class Classifier(Capability):
             retention_period=Duration.days(14),
         )
         acknowledge(self.dead_letter_queue, "AwsSolutions-SQS3", "This queue is itself the function's dead-letter queue.")
+        # Direct asynchronous invocations (an operator re-sending an S3 event, another service) keep their retries and
+        # this dead-letter queue; uploads come through the upload queue, which has a dead-letter queue of its own.
         self.log_group = logs.LogGroup(
             self.scope, "FunctionLogs", retention=log_retention(config.log_retention_days), removal_policy=RemovalPolicy.DESTROY
         )
         self.role = self._role()
         self.function = self._function(image)
         self._send_failed_events_to_the_queue()
-        bucket.add_event_notification(
-            s3.EventType.OBJECT_CREATED,
-            s3n.LambdaDestination(self.function),
-            # Results are written under results/: filtering on uploads/ means a result can never re-trigger the function.
-            s3.NotificationKeyFilter(prefix=UPLOADS_PREFIX),
-        )
-        self._acknowledge_notifications_handler()
+        self._consume_the_upload_queue()
 
     def _role(self) -> iam.Role:
         role = iam.Role(
@@ -86,6 +90,8 @@ class Classifier(Capability):
         # upload). The bucket holds only uploads/ and results/, which the function reads anyway.
         role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn]))
         role.add_to_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[self.alert_topic.topic_arn]))
+        # The handler only ever puts whole items (conditionally): no reads, updates or deletes, and not the indexes.
+        role.add_to_policy(iam.PolicyStatement(actions=["dynamodb:PutItem"], resources=[self.results_table.table_arn]))
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[f"{self.log_group.log_group_arn}:*"]
@@ -126,6 +132,8 @@ class Classifier(Capability):
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "FIREWATCH_THREADS": str(config.lambda_threads),
+                RESULTS_TABLE_ENV: self.results_table.table_name,
+                **({RESULTS_TTL_DAYS_ENV: str(config.results_ttl_days)} if config.results_ttl_days else {}),
             },
         )
 
@@ -147,15 +155,28 @@ class Classifier(Capability):
             ),
         )
 
-    def _acknowledge_notifications_handler(self) -> None:
-        """The CDK's own singleton Lambda that configures bucket notifications (a deploy-time custom resource)."""
-        for child in Stack.of(self.bucket).node.children:
-            if child.node.id.startswith("BucketNotificationsHandler"):
-                acknowledge(
-                    child,
-                    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-                    "CDK-provided deploy-time handler that sets the bucket notification; it only writes its own logs.",
-                )
+    def _consume_the_upload_queue(self) -> None:
+        """The event source mapping: batches from the upload queue, with partial-batch responses."""
+        queue = self.upload_queue.queue
+        # What Lambda's poller needs, as the function's role (the L2 SqsEventSource would also grant
+        # ChangeMessageVisibility and GetQueueUrl, which neither the poller nor the handler uses).
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], resources=[queue.queue_arn]
+            )
+        )
+        config = self.config
+        lambda_.EventSourceMapping(
+            self.scope,
+            "UploadQueueSource",
+            target=self.function,
+            event_source_arn=queue.queue_arn,
+            batch_size=config.queue_batch_size,
+            max_batching_window=Duration.seconds(config.queue_batch_window_seconds),
+            # The handler names the messages that failed; only they are delivered again.
+            report_batch_item_failures=True,
+            max_concurrency=config.queue_max_concurrency,
+        )
 
     # ---- monitoring ----------------------------------------------------------------------------------------------
 
@@ -171,6 +192,12 @@ class Classifier(Capability):
 
     def _queue_depth(self) -> cw.Metric:
         return self.dead_letter_queue.metric_approximate_number_of_messages_visible(statistic="Maximum", period=FIVE_MINUTES)
+
+    def _both_dead_letter_queues(self) -> list[cw.Metric]:
+        upload_dead_letters = self.upload_queue.dead_letters.metric_approximate_number_of_messages_visible(
+            statistic="Maximum", period=FIVE_MINUTES, label="upload queue's dead letters"
+        )
+        return [self._queue_depth().with_(label="failed direct invocations"), upload_dead_letters]
 
     def alarm_specs(self) -> list[AlarmSpec]:
         fn, timeout_s = self.function, self.config.lambda_timeout_seconds
@@ -202,6 +229,10 @@ class Classifier(Capability):
                 "RejectedEventRecords", rejected, 1, 1,
                 "The function received event records it refused (another bucket) or could not parse; see its log",
             ),
+            AlarmSpec(
+                "BatchItemFailures", self._custom(BATCH_ITEM_FAILURES), 1, 1,
+                "Upload queue messages failed and will be delivered again (then dead-lettered); see the function's log",
+            ),
         ]  # fmt: skip
 
     def dashboard_section(self) -> DashboardSection:
@@ -232,7 +263,7 @@ class Classifier(Capability):
                         "Lambda concurrent executions",
                         [fn.metric("ConcurrentExecutions", statistic="Maximum", period=FIVE_MINUTES)],
                     ),
-                    graph("Dead-letter queue depth", [self._queue_depth()]),
+                    graph("Dead-letter queue depth", self._both_dead_letter_queues()),
                 ],
                 [
                     graph(
@@ -241,8 +272,8 @@ class Classifier(Capability):
                         width=12,
                     ),
                     graph(
-                        "Event records refused / malformed",
-                        [self._custom("RefusedRecords"), self._custom("MalformedRecords")],
+                        "Event records refused / malformed, batch item failures",
+                        [self._custom("RefusedRecords"), self._custom("MalformedRecords"), self._custom(BATCH_ITEM_FAILURES)],
                         width=12,
                     ),
                     graph("Inference latency (ms)", [self._custom("InferenceLatency", s) for s in percentiles], width=12),

@@ -32,6 +32,14 @@ Context key                      Default                   Meaning
                                                            single-AZ egress dependency at twice the cost).
 ``logRetentionDays``             ``30``                    Retention of the function, web and flow log groups, one of
                                                            1, 3, 5, 7, 14, 30, 60, 90, 180, 365.
+``queueBatchSize``               ``10``                    Upload queue messages per invocation, 1-10 (classified in
+                                                           one model call).
+``queueBatchWindowSeconds``      ``1``                     Longest wait to fill a batch, 0-300 s.
+``queueMaxConcurrency``          ``10``, or the reserved   Most concurrent invocations the upload queue starts,
+                                 concurrency if smaller    2-1000; not above ``lambdaReservedConcurrency`` (throttled
+                                                           receives would send good messages to the dead-letter queue).
+``resultsTtlDays``               unset                     Days after which results index items expire (DynamoDB
+                                                           TTL), 1-3650; unset: never. results/*.json stay.
 ``web``                          ``true``                  ``false``: the serverless path only (upload bucket, function,
                                                            results, alerts, monitoring): no web stack, hence no VPC,
                                                            NAT gateway, load balancer or instances.
@@ -54,6 +62,10 @@ from typing import Any, Callable
 ARCHITECTURES = ("x86_64", "arm64")
 DEFAULT_INSTANCE_TYPES = {"x86_64": "t3.small", "arm64": "t4g.small"}
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 180, 365)
+# AWS: an SQS event source needs a visibility timeout of at least six times the function timeout (plus the batching
+# window), so that a message is not handed to a second invocation while Lambda still retries throttled ones.
+VISIBILITY_TIMEOUT_FACTOR = 6
+DEFAULT_QUEUE_MAX_CONCURRENCY = 10
 
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -83,6 +95,10 @@ class FirewatchConfig:
     allowed_cidr: str = "0.0.0.0/0"
     nat_gateways: int = 1
     log_retention_days: int = 30
+    queue_batch_size: int = 10
+    queue_batch_window_seconds: int = 1
+    queue_max_concurrency: int = DEFAULT_QUEUE_MAX_CONCURRENCY
+    results_ttl_days: int | None = None
     web: bool = True
     waf: bool = True
     waf_rate_limit: int = 1000
@@ -115,6 +131,11 @@ class FirewatchConfig:
         """SSM parameter holding the results index table's name: the web stack finds the table through it."""
         return f"/firewatch/{self.env_name}/results-table-name"
 
+    @property
+    def queue_visibility_timeout_seconds(self) -> int:
+        """The upload queue's visibility timeout: six function timeouts plus the batching window (AWS's guidance)."""
+        return VISIBILITY_TIMEOUT_FACTOR * self.lambda_timeout_seconds + self.queue_batch_window_seconds
+
     @classmethod
     def from_context(cls, get: Callable[[str], Any]) -> "FirewatchConfig":
         """Build the settings from a context getter (``node.try_get_context``); validates every value."""
@@ -135,6 +156,10 @@ class FirewatchConfig:
             allowed_cidr=_cidr(get, "allowedCidr", cls.allowed_cidr),
             nat_gateways=_integer(get, "natGateways", cls.nat_gateways, 1, 2),
             log_retention_days=_choice(get, "logRetentionDays", LOG_RETENTION_DAYS, cls.log_retention_days, int),
+            queue_batch_size=_integer(get, "queueBatchSize", cls.queue_batch_size, 1, 10),
+            queue_batch_window_seconds=_integer(get, "queueBatchWindowSeconds", cls.queue_batch_window_seconds, 0, 300),
+            queue_max_concurrency=_integer(get, "queueMaxConcurrency", _default_max_concurrency(get), 2, 1000),
+            results_ttl_days=_integer(get, "resultsTtlDays", None, 1, 3650),
             web=_boolean(get, "web", cls.web),
             waf=_boolean(get, "waf", cls.waf),
             waf_rate_limit=_integer(get, "wafRateLimit", cls.waf_rate_limit, 10, 2_000_000_000),
@@ -148,12 +173,29 @@ class FirewatchConfig:
             raise ConfigError(f"minCapacity ({self.min_capacity}) is larger than maxCapacity ({self.max_capacity})")
         if self.desired_capacity is not None and not self.min_capacity <= self.desired_capacity <= self.max_capacity:
             raise ConfigError(f"desiredCapacity ({self.desired_capacity}) must lie between minCapacity and maxCapacity")
+        reserved = self.lambda_reserved_concurrency
+        if reserved is not None and self.queue_max_concurrency > reserved:
+            # Invocations over the reserved concurrency are throttled, and every throttled receive counts towards the
+            # queue's maxReceiveCount: good messages would end in the dead-letter queue.
+            raise ConfigError(
+                f"queueMaxConcurrency ({self.queue_max_concurrency}) is above lambdaReservedConcurrency ({reserved}): "
+                "throttled messages would reach the dead-letter queue; lower it, or reserve at least 2"
+            )
         is_arm = bool(_ARM_INSTANCE.match(self.instance_type))
         if is_arm != (self.architecture == "arm64"):
             raise ConfigError(
                 f"instanceType {self.instance_type!r} does not run {self.architecture} images; "
                 f"use e.g. {DEFAULT_INSTANCE_TYPES[self.architecture]!r} or change 'architecture'"
             )
+
+
+def _default_max_concurrency(get: Callable[[str], Any]) -> int:
+    """10, or the reserved concurrency when that is smaller (and at least the minimum of 2)."""
+    try:
+        reserved = int(_text(get, "lambdaReservedConcurrency") or DEFAULT_QUEUE_MAX_CONCURRENCY)
+    except ValueError:
+        return DEFAULT_QUEUE_MAX_CONCURRENCY  # lambdaReservedConcurrency's own check names the error
+    return max(2, min(DEFAULT_QUEUE_MAX_CONCURRENCY, reserved))
 
 
 def _text(get: Callable[[str], Any], key: str) -> str | None:
@@ -224,6 +266,14 @@ SERVICE_NAME = "firewatch"  # POWERTOOLS_SERVICE_NAME: the `service` dimension o
 METRICS_NAMESPACE = "Firewatch"  # POWERTOOLS_METRICS_NAMESPACE
 UPLOADS_PREFIX = "uploads/"
 RESULTS_PREFIX = "results/"
-RESULTS_NEWEST_INDEX = "newest"  # the results table's newest-first index (contract.NEWEST_INDEX)
 APP_PORT = 8080
 HEALTH_CHECK_PATH = "/healthz"
+# The results index (inference/contract.py): key, the newest-first index, and the TTL attribute.
+INDEX_KEY = "key"
+NEWEST_INDEX = "newest"
+NEWEST_PARTITION = "day"
+NEWEST_SORT = "classified_at"
+INDEX_EXPIRES_AT = "expires_at"
+RESULTS_TABLE_ENV = "FIREWATCH_RESULTS_TABLE"
+RESULTS_TTL_DAYS_ENV = "FIREWATCH_RESULTS_TTL_DAYS"
+BATCH_ITEM_FAILURES = "BatchItemFailures"

@@ -12,7 +12,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.capability import Capability
-from stacks.config import RESULTS_NEWEST_INDEX, RESULTS_PREFIX, FirewatchConfig
+from stacks.config import NEWEST_INDEX, RESULTS_PREFIX, FirewatchConfig
 from stacks.image import FirewatchImage
 from stacks.logs import log_retention
 from stacks.nag import acknowledge
@@ -142,7 +142,7 @@ class WebServers(Capability):
         GetItem, no Scan, no writes, and not the table itself)."""
         stack = Stack.of(self.scope)
         index_arn = stack.format_arn(
-            service="dynamodb", resource="table", resource_name=f"{table_name.value_as_string}/index/{RESULTS_NEWEST_INDEX}"
+            service="dynamodb", resource="table", resource_name=f"{table_name.value_as_string}/index/{NEWEST_INDEX}"
         )
         role.add_to_policy(iam.PolicyStatement(actions=["dynamodb:Query"], resources=[index_arn]))
 

@@ -19,6 +19,9 @@ def test_defaults_without_context():
     assert (c.lambda_memory_mb, c.lambda_timeout_seconds, c.lambda_reserved_concurrency) == (1024, 30, None)
     assert (c.alert_email, c.certificate_arn, c.allowed_cidr) == (None, None, "0.0.0.0/0")
     assert (c.nat_gateways, c.log_retention_days) == (1, 30)
+    assert (c.queue_batch_size, c.queue_batch_window_seconds, c.queue_max_concurrency, c.results_ttl_days) == (10, 1, 10, None)
+    assert c.queue_visibility_timeout_seconds == 6 * 30 + 1
+    assert c.results_table_parameter == "/firewatch/dev/results-table-name"
     assert c.docker_platform == "linux/amd64"
     assert (c.web, c.waf, c.waf_rate_limit, c.waf_logging) == (True, True, 1000, False)
     assert c.stack_name("web") == "firewatch-dev-web"
@@ -75,6 +78,13 @@ def test_cidr_is_normalised():
         ({"logRetentionDays": "31"}, "logRetentionDays='31' is not one of"),
         ({"instanceType": "t4g.small"}, "instanceType 't4g.small' does not run x86_64 images"),
         ({"architecture": "arm64", "instanceType": "m5.large"}, "instanceType 'm5.large' does not run arm64 images"),
+        ({"queueBatchSize": "11"}, "queueBatchSize=11 is out of range 1-10"),
+        ({"queueBatchWindowSeconds": "301"}, "queueBatchWindowSeconds=301 is out of range 0-300"),
+        ({"queueMaxConcurrency": "1"}, "queueMaxConcurrency=1 is out of range 2-1000"),
+        ({"resultsTtlDays": "0"}, "resultsTtlDays=0 is out of range 1-3650"),
+        ({"lambdaReservedConcurrency": "8", "queueMaxConcurrency": "9"},
+         "queueMaxConcurrency (9) is above lambdaReservedConcurrency (8)"),
+        ({"lambdaReservedConcurrency": "1"}, "queueMaxConcurrency (2) is above lambdaReservedConcurrency (1)"),
         ({"web": "no"}, "web='no' is not true or false"),
         ({"waf": "0"}, "waf='0' is not true or false"),
         ({"wafRateLimit": "5"}, "wafRateLimit=5 is out of range 10-2000000000"),
@@ -83,6 +93,16 @@ def test_cidr_is_normalised():
 def test_invalid_values_name_the_key(context, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         config(**context)
+
+
+@pytest.mark.parametrize(("reserved", "concurrency"), [(None, 10), ("50", 10), ("5", 5), ("2", 2)])
+def test_queue_concurrency_defaults_to_at_most_the_reserved_concurrency(reserved, concurrency):
+    assert config(lambdaReservedConcurrency=reserved).queue_max_concurrency == concurrency
+
+
+def test_visibility_timeout_is_six_function_timeouts_plus_the_batching_window():
+    c = config(lambdaTimeoutSeconds="120", queueBatchWindowSeconds="20")
+    assert c.queue_visibility_timeout_seconds == 740
 
 
 @pytest.mark.parametrize("instance_type", ["t4g.small", "m7g.large", "c7gn.xlarge", "r8g.medium"])
@@ -103,13 +123,6 @@ def test_the_stacks_copies_of_the_shared_names_equal_the_contract():
     copies = (stacks_config.UPLOADS_PREFIX, stacks_config.RESULTS_PREFIX, stacks_config.SERVICE_NAME,
               stacks_config.METRICS_NAMESPACE)  # fmt: skip
     assert copies == (contract.UPLOAD_PREFIX, contract.RESULT_PREFIX, contract.SERVICE_NAME, contract.METRICS_NAMESPACE)
-
-
-def test_the_stacks_copy_of_the_newest_index_name_equals_the_contract():
-    from inference import contract
-    from stacks import config as stacks_config
-
-    assert stacks_config.RESULTS_NEWEST_INDEX == contract.NEWEST_INDEX
 
 
 def test_alarms_go_to_alarm_email_or_else_to_alert_email():

@@ -43,6 +43,10 @@ ALARMS = {
     "LambdaDurationNearTimeout": ("AWS/Lambda", "Duration", "Maximum", 300, 24000, 1),
     "LambdaThrottles": ("AWS/Lambda", "Throttles", "Sum", 300, 1, 1),
     "DeadLetterQueueNotEmpty": ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", 300, 1, 1),
+    "UploadDeadLettersNotEmpty": ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", 300, 1, 1),
+    # Older than a message being retried can get (3 receives x 181 s visibility, plus a minute): a backlog.
+    "UploadQueueOldestMessage": ("AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", 300, 3 * 181 + 60, 1),
+    "BatchItemFailures": ("Firewatch", "BatchItemFailures", "Sum", 300, 1, 1),
     "UnhealthyHosts": ("AWS/ApplicationELB", "UnHealthyHostCount", "Maximum", 60, 1, 5),
     "WebCpuHigh": ("AWS/EC2", "CPUUtilization", "Average", 300, 80, 3),
 }
@@ -62,7 +66,7 @@ def test_metric_alarms(synth, name):
 
 def test_alarm_set_and_actions(synth):
     alarms = _alarms(synth)
-    assert set(alarms) == set(ALARMS) | {"Alb5xxRate", "RejectedEventRecords"}
+    assert set(alarms) == set(ALARMS) | {"Alb5xxRate", "RejectedEventRecords", "ResultsTableThrottles"}
     topic = next(iter(resources(synth.monitoring, "AWS::SNS::Topic")))
     for alarm in alarms.values():
         assert alarm["AlarmActions"] == [{"Ref": topic}] and alarm["OKActions"] == [{"Ref": topic}]
@@ -135,6 +139,20 @@ DASHBOARD_METRICS = {
     "Lambda throttles": {("AWS/Lambda", "Throttles", "Sum")},
     "Lambda concurrent executions": {("AWS/Lambda", "ConcurrentExecutions", "Maximum")},
     "Dead-letter queue depth": {("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum")},
+    "Upload queue: age of oldest message (s)": {("AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum")},
+    "Upload queue: visible / in flight": {
+        ("AWS/SQS", m, "Maximum") for m in ("ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible")
+    },
+    "Upload queue: sent / received / deleted": {
+        ("AWS/SQS", m, "Sum") for m in ("NumberOfMessagesSent", "NumberOfMessagesReceived", "NumberOfMessagesDeleted")
+    },
+    "Event records refused / malformed, batch item failures": {
+        ("Firewatch", m, "Sum") for m in ("RefusedRecords", "MalformedRecords", "BatchItemFailures")
+    },
+    "Results index: throttle events": {("AWS/DynamoDB", m, "Sum") for m in ("ReadThrottleEvents", "WriteThrottleEvents")},
+    "Results index: consumed write / read units": {
+        ("AWS/DynamoDB", m, "Sum") for m in ("ConsumedWriteCapacityUnits", "ConsumedReadCapacityUnits")
+    },
     "Images classified / fire / invalid": {
         ("Firewatch", m, "Sum") for m in ("ImagesClassified", "FireDetected", "InvalidImages")
     },
@@ -177,7 +195,7 @@ def test_dashboard_success_rate_and_logs_insights(synth):
         assert widget["properties"]["query"].startswith("SOURCE '<ref>'")  # the function's log group
     assert "@initDuration" in logs[1]["properties"]["query"]
     alarms = [w for w in dashboard["widgets"] if w["type"] == "alarm"]
-    assert len(alarms) == 1 and len(alarms[0]["properties"]["alarms"]) == len(ALARMS) + 2
+    assert len(alarms) == 1 and len(alarms[0]["properties"]["alarms"]) == len(ALARMS) + 3
 
 
 def test_outputs(synth):
@@ -185,3 +203,35 @@ def test_outputs(synth):
         "https://", {"Ref": "AWS::Region"}, ".console.aws.amazon.com/cloudwatch/home?region=", {"Ref": "AWS::Region"},
         "#dashboards:name=firewatch-dev-dashboard"]]}})  # fmt: skip
     assert only(synth.monitoring, "AWS::CloudWatch::Dashboard")["DashboardName"] == "firewatch-dev-dashboard"
+
+
+def test_the_dead_letter_widget_shows_both_dead_letter_queues(synth):
+    widget = _widget(_dashboard(synth), "Dead-letter queue depth")
+    labels = [line[-1]["label"] for line in widget["properties"]["metrics"]]
+    assert labels == ["failed direct invocations", "upload queue's dead letters"]
+    # Two queues, not one twice: the dashboard body names both queues of the serverless stack (by their exports).
+    body = json.dumps(only(synth.monitoring, "AWS::CloudWatch::Dashboard")["DashboardBody"])
+    assert "FailedEvents" in body and "UploadDeadLetters" in body
+
+
+def test_results_table_throttles_alarm_adds_reads_writes_and_index_writes(synth):
+    alarm = _alarms(synth)["ResultsTableThrottles"]
+    assert (alarm["Threshold"], alarm["EvaluationPeriods"]) == (1, 1)
+    expression = next(m for m in alarm["Metrics"] if "Expression" in m)
+    assert expression["Expression"] == "FILL(reads, 0) + FILL(writes, 0) + FILL(indexWrites, 0)"
+    named = {m["Id"]: m["MetricStat"]["Metric"] for m in alarm["Metrics"] if "MetricStat" in m}
+    assert {k: v["MetricName"] for k, v in named.items()} == {
+        "reads": "ReadThrottleEvents", "writes": "WriteThrottleEvents", "indexWrites": "WriteThrottleEvents"}
+    assert [d["Name"] for d in named["indexWrites"]["Dimensions"]] == ["GlobalSecondaryIndexName", "TableName"]
+    assert {d["Value"] for d in named["indexWrites"]["Dimensions"] if d["Name"] == "GlobalSecondaryIndexName"} == {"newest"}
+
+
+def test_oldest_message_alarm_follows_the_visibility_timeout(synth_custom):
+    assert _alarms(synth_custom)["UploadQueueOldestMessage"]["Threshold"] == 3 * (6 * 120 + 20) + 60
+
+
+def test_batch_item_failures_metric_is_the_one_the_handler_emits(synth):
+    from inference.contract import BATCH_ITEM_FAILURES, CUSTOM_METRICS
+
+    assert _alarms(synth)["BatchItemFailures"]["MetricName"] == BATCH_ITEM_FAILURES
+    assert BATCH_ITEM_FAILURES in CUSTOM_METRICS

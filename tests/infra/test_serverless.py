@@ -1,7 +1,9 @@
-"""The serverless stack: upload bucket, classifier function, S3 trigger, IAM, dead-letter queue, alert topic."""
+"""The serverless stack: upload bucket, upload queue and its dead-letter queue, classifier function and its event
+source mapping, results index, IAM, the function's own dead-letter queue, alert topic."""
 
 from __future__ import annotations
 
+import pytest
 from aws_cdk.assertions import Match
 
 from tests.infra.conftest import only, resources
@@ -31,6 +33,23 @@ def _policy_statements(template, role_prefix: str) -> list[dict]:
     ]
     assert len(policies) == 1, policies
     return policies[0]["PolicyDocument"]["Statement"]
+
+
+def _queues(template) -> dict[str, str]:
+    """The three queues by role: the upload queue (it has a redrive policy), its dead-letter queue, and the function's
+    own dead-letter queue for asynchronous invocations."""
+    queues = resources(template, "AWS::SQS::Queue")
+    [upload] = [k for k, v in queues.items() if "RedrivePolicy" in v["Properties"]]
+    dead_letters = queues[upload]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    [failed_events] = [k for k in queues if k not in (upload, dead_letters)]
+    return {"upload": upload, "upload_dead_letters": dead_letters, "failed_events": failed_events}
+
+
+def _table(template) -> tuple[str, dict]:
+    found = resources(template, "AWS::DynamoDB::Table")
+    assert len(found) == 1, sorted(found)
+    logical_id, resource = next(iter(found.items()))
+    return logical_id, resource
 
 
 def _actions(statement: dict) -> list[str]:
@@ -125,22 +144,98 @@ def test_function_log_group_has_retention(synth):
     assert only(synth.serverless, "AWS::Logs::LogGroup")["RetentionInDays"] == 30
 
 
-def test_s3_trigger_is_object_created_under_uploads_only(synth):
+def test_uploads_notify_the_upload_queue_and_nothing_invokes_the_function_directly(synth):
     props = only(synth.serverless, "Custom::S3BucketNotifications")
     uploads, _ = _bucket_ids(synth)
     assert props["BucketName"] == {"Ref": uploads}
     assert props["NotificationConfiguration"] == {
-        "LambdaFunctionConfigurations": [
+        "QueueConfigurations": [
             {
                 "Events": ["s3:ObjectCreated:*"],
                 "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "uploads/"}]}},
-                "LambdaFunctionArn": {"Fn::GetAtt": [_classifier(synth.serverless)[0], "Arn"]},
+                "QueueArn": {"Fn::GetAtt": [_queues(synth.serverless)["upload"], "Arn"]},
             }
         ]
     }
-    permission = only(synth.serverless, "AWS::Lambda::Permission")
-    assert permission["Principal"] == "s3.amazonaws.com"
-    assert permission["SourceArn"] == {"Fn::GetAtt": [uploads, "Arn"]}
+    assert not resources(synth.serverless, "AWS::Lambda::Permission")  # the queue replaced the S3 -> Lambda trigger
+
+
+def test_upload_queue_is_encrypted_tls_only_and_only_this_bucket_may_send(synth):
+    queues = _queues(synth.serverless)
+    uploads, _ = _bucket_ids(synth)
+    policies = {p["Properties"]["Queues"][0]["Ref"]: p["Properties"]["PolicyDocument"]["Statement"]
+                for p in resources(synth.serverless, "AWS::SQS::QueuePolicy").values()}  # fmt: skip
+    for role in ("upload", "upload_dead_letters"):
+        props = resources(synth.serverless, "AWS::SQS::Queue")[queues[role]]["Properties"]
+        assert props["SqsManagedSseEnabled"] is True
+        deny = [s for s in policies[queues[role]] if s["Effect"] == "Deny"]
+        assert deny and deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    [s3_send] = [s for s in policies[queues["upload"]] if s["Effect"] == "Allow"]
+    assert s3_send["Principal"] == {"Service": "s3.amazonaws.com"} and "sqs:SendMessage" in s3_send["Action"]
+    assert s3_send["Condition"] == {"ArnLike": {"aws:SourceArn": {"Fn::GetAtt": [uploads, "Arn"]}}}
+
+
+def test_upload_queue_dead_letters_after_three_receives_and_keeps_them_14_days(synth):
+    queues = _queues(synth.serverless)
+    all_queues = resources(synth.serverless, "AWS::SQS::Queue")
+    upload = all_queues[queues["upload"]]["Properties"]
+    assert upload["RedrivePolicy"]["maxReceiveCount"] == 3
+    assert all_queues[queues["upload_dead_letters"]]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    # A standard queue's dead letters keep their first enqueue time: the dead-letter queue must keep them longer.
+    assert upload["MessageRetentionPeriod"] < 14 * 24 * 3600
+
+
+@pytest.mark.parametrize(("which", "batch", "window", "concurrency", "timeout"), [
+    ("synth", 10, 1, 10, 30), ("synth_custom", 5, 20, 15, 120),
+])  # fmt: skip
+def test_event_source_mapping_follows_the_context(request, which, batch, window, concurrency, timeout):
+    template = request.getfixturevalue(which).serverless
+    mapping = only(template, "AWS::Lambda::EventSourceMapping")
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": [_queues(template)["upload"], "Arn"]}
+    assert mapping["FunctionName"] == {"Ref": _classifier(template)[0]}
+    assert mapping["BatchSize"] == batch and mapping["MaximumBatchingWindowInSeconds"] == window
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": concurrency}
+    # AWS's guidance: at least six times the function timeout, plus the batching window.
+    visibility = resources(template, "AWS::SQS::Queue")[_queues(template)["upload"]]["Properties"]["VisibilityTimeout"]
+    assert _classifier(template)[1]["Timeout"] == timeout
+    assert visibility == 6 * timeout + window
+
+
+def test_results_table_is_on_demand_recoverable_encrypted_with_the_newest_index(synth):
+    table_id, table = _table(synth.serverless)
+    props = table["Properties"]
+    assert props["KeySchema"] == [{"AttributeName": "key", "KeyType": "HASH"}]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"] == {"SSEEnabled": True}
+    assert props["GlobalSecondaryIndexes"] == [{
+        "IndexName": "newest",
+        "KeySchema": [{"AttributeName": "day", "KeyType": "HASH"}, {"AttributeName": "classified_at", "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "ALL"},
+    }]  # fmt: skip
+    assert "TimeToLiveSpecification" not in props  # unset resultsTtlDays: items never expire
+    env = _classifier(synth.serverless)[1]["Environment"]["Variables"]
+    assert env["FIREWATCH_RESULTS_TABLE"] == {"Ref": table_id}
+    assert "FIREWATCH_RESULTS_TTL_DAYS" not in env
+
+
+def test_results_ttl_follows_the_context(synth_custom):
+    _, table = _table(synth_custom.serverless)
+    assert table["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert _classifier(synth_custom.serverless)[1]["Environment"]["Variables"]["FIREWATCH_RESULTS_TTL_DAYS"] == "90"
+
+
+def test_results_index_names_are_the_contract_s():
+    """stacks/ imports no runtime code, so the names are written twice: this keeps them equal."""
+    from inference import contract
+    from lambda_image.results_index import RESULTS_TTL_DAYS_ENV
+    from stacks import config
+
+    assert (config.INDEX_KEY, config.NEWEST_INDEX, config.NEWEST_PARTITION, config.NEWEST_SORT, config.INDEX_EXPIRES_AT,
+            config.RESULTS_TABLE_ENV, config.RESULTS_TTL_DAYS_ENV, config.BATCH_ITEM_FAILURES) == (
+        contract.INDEX_KEY, contract.NEWEST_INDEX, contract.NEWEST_PARTITION, contract.NEWEST_SORT,
+        contract.INDEX_EXPIRES_AT, contract.RESULTS_TABLE_ENV, RESULTS_TTL_DAYS_ENV, contract.BATCH_ITEM_FAILURES)  # fmt: skip
 
 
 def test_function_role_is_least_privilege(synth):
@@ -148,7 +243,8 @@ def test_function_role_is_least_privilege(synth):
     _, function = _classifier(synth.serverless)
     role_id = function["Role"]["Fn::GetAtt"][0]
     topic = next(iter(resources(synth.serverless, "AWS::SNS::Topic")))
-    queue = next(iter(resources(synth.serverless, "AWS::SQS::Queue")))
+    queues = _queues(synth.serverless)
+    table, _ = _table(synth.serverless)
     log_group = next(iter(resources(synth.serverless, "AWS::Logs::LogGroup")))
     statements = {
         (tuple(_actions(s)), str(s["Resource"])): s for s in _policy_statements(synth.serverless, role_id)
@@ -162,7 +258,11 @@ def test_function_role_is_least_privilege(synth):
         # Without it S3 answers 403, not 404, for a result that does not exist yet: every new upload would fail.
         (("s3:ListBucket",), str({"Fn::GetAtt": [uploads, "Arn"]})),
         (("sns:Publish",), str({"Ref": topic})),
-        (("sqs:SendMessage",), str({"Fn::GetAtt": [queue, "Arn"]})),
+        (("sqs:SendMessage",), str({"Fn::GetAtt": [queues["failed_events"], "Arn"]})),
+        # What Lambda's poller needs to consume the upload queue as the function; no ChangeMessageVisibility.
+        (("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"), str({"Fn::GetAtt": [queues["upload"], "Arn"]})),
+        # The handler only puts whole items: no reads, updates or deletes, and nothing on the indexes.
+        (("dynamodb:PutItem",), str({"Fn::GetAtt": [table, "Arn"]})),
         (("logs:CreateLogStream", "logs:PutLogEvents"), str({"Fn::Join": ["", [{"Fn::GetAtt": [log_group, "Arn"]}, ":*"]]})),
     }
     assert set(statements) == expected
@@ -172,9 +272,9 @@ def test_function_role_is_least_privilege(synth):
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "lambda.amazonaws.com"}
 
 
-def test_failed_events_go_to_an_encrypted_dead_letter_queue(synth):
-    queue_id = next(iter(resources(synth.serverless, "AWS::SQS::Queue")))
-    queue = only(synth.serverless, "AWS::SQS::Queue")
+def test_failed_direct_invocations_go_to_an_encrypted_dead_letter_queue(synth):
+    queue_id = _queues(synth.serverless)["failed_events"]
+    queue = resources(synth.serverless, "AWS::SQS::Queue")[queue_id]["Properties"]
     assert queue["SqsManagedSseEnabled"] is True
     assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
     config = only(synth.serverless, "AWS::Lambda::EventInvokeConfig")
@@ -206,29 +306,37 @@ def test_alert_email_subscribes_to_the_alert_topic(synth_custom):
     assert subscription["Endpoint"] == "ops@example.com"
 
 
-def test_outputs_and_bucket_name_parameter(synth):
+def test_outputs_and_name_parameters(synth):
     uploads, _ = _bucket_ids(synth)
+    table, _ = _table(synth.serverless)
     topic = next(iter(resources(synth.serverless, "AWS::SNS::Topic")))
     synth.serverless.has_output("UploadBucketName", {"Value": {"Ref": uploads}})
+    synth.serverless.has_output("ResultsTableName", {"Value": {"Ref": table}})
+    synth.serverless.has_output("UploadQueueUrl", {"Value": {"Ref": _queues(synth.serverless)["upload"]}})
     synth.serverless.has_output("AlertTopicArn", {"Value": {"Ref": topic}})
-    parameter = only(synth.serverless, "AWS::SSM::Parameter")
-    assert parameter["Name"] == "/firewatch/dev/upload-bucket-name"
-    assert parameter["Value"] == {"Ref": uploads}
+    parameters = {p["Properties"]["Name"]: p["Properties"]["Value"]
+                  for p in resources(synth.serverless, "AWS::SSM::Parameter").values()}  # fmt: skip
+    assert parameters == {
+        "/firewatch/dev/upload-bucket-name": {"Ref": uploads},
+        "/firewatch/dev/results-table-name": {"Ref": table},
+    }
 
 
 def test_function_environment_names_are_the_ones_the_handler_reads(synth):
     """stacks/ imports no runtime code, so the names are written twice: this keeps them equal."""
+    from inference.contract import RESULTS_TABLE_ENV
     from lambda_image.alerts import ALERT_TOPIC_ENV
     from lambda_image.events import BUCKET_ENV
 
     env = _classifier(synth.serverless)[1]["Environment"]["Variables"]
-    assert {ALERT_TOPIC_ENV, BUCKET_ENV} <= set(env)
+    assert {ALERT_TOPIC_ENV, BUCKET_ENV, RESULTS_TABLE_ENV} <= set(env)
 
 
 def test_function_role_grants_nothing_that_deletes_or_writes_uploads(synth):
     _, function = _classifier(synth.serverless)
     statements = _policy_statements(synth.serverless, function["Role"]["Fn::GetAtt"][0])
     actions = {action for statement in statements for action in _actions(statement)}
-    assert not any("Delete" in action for action in actions)
+    # Lambda's poller deletes the upload queue's messages once handled, as the function; nothing else is deleted.
+    assert {action for action in actions if "Delete" in action} == {"sqs:DeleteMessage"}
     uploads_writes = [s for s in statements if "s3:PutObject" in _actions(s) and "uploads/" in str(s["Resource"])]
     assert uploads_writes == []

@@ -63,9 +63,16 @@ def _lookup(names: dict, logical_id: str, attribute: str) -> str:
         raise ValueError(f"the function's policy names {logical_id}.{attribute}, which the test lab does not model") from None
 
 
-def stand_ins(template: dict, *, bucket: str, topic_arn: str, queue_arn: str) -> dict[str, dict[str, str]]:
-    """What each resource of the template the policy may name is in the moto account."""
+def stand_ins(template: dict, *, bucket: str, topic_arn: str, queue_arn: str, table: str) -> dict[str, dict[str, str]]:
+    """What each resource of the template the policy may name is in the moto account.
+
+    ``queue_arn`` is the function's own dead-letter queue; the upload queue (the one with a redrive policy) and its
+    dead-letter queue get ARNs of their own, so a statement naming one queue cannot pass for another.
+    """
     names = {}
+    queues = {k: r.get("Properties", {}) for k, r in template["Resources"].items() if r["Type"] == "AWS::SQS::Queue"}
+    upload_queues = [k for k, props in queues.items() if "RedrivePolicy" in props]
+    dead_letters = [queues[k]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] for k in upload_queues]
     for logical_id, resource in template["Resources"].items():
         kind, props = resource["Type"], resource.get("Properties", {})
         if kind == "AWS::S3::Bucket":
@@ -74,11 +81,25 @@ def stand_ins(template: dict, *, bucket: str, topic_arn: str, queue_arn: str) ->
             names[logical_id] = {"Ref": name, "Arn": f"arn:aws:s3:::{name}"}
         elif kind == "AWS::SNS::Topic":
             names[logical_id] = {"Ref": topic_arn, "TopicName": topic_arn.rsplit(":", 1)[-1]}
+        elif kind == "AWS::SQS::Queue" and logical_id in upload_queues:
+            names[logical_id] = {"Arn": f"arn:aws:sqs:{REGION}:{DEFAULT_ACCOUNT_ID}:firewatch-uploads"}
+        elif kind == "AWS::SQS::Queue" and logical_id in dead_letters:
+            names[logical_id] = {"Arn": f"arn:aws:sqs:{REGION}:{DEFAULT_ACCOUNT_ID}:firewatch-upload-dead-letters"}
         elif kind == "AWS::SQS::Queue":
             names[logical_id] = {"Arn": queue_arn}
+        elif kind == "AWS::DynamoDB::Table":
+            names[logical_id] = {"Ref": table, "Arn": table_arn(table)}
         elif kind == "AWS::Logs::LogGroup":
             names[logical_id] = {"Arn": f"arn:aws:logs:{REGION}:{DEFAULT_ACCOUNT_ID}:log-group:/aws/lambda/firewatch:*"}
     return names
+
+
+def table_arn(table: str) -> str:
+    return f"arn:aws:dynamodb:{REGION}:{DEFAULT_ACCOUNT_ID}:table/{table}"
+
+
+def upload_queue_arn() -> str:
+    return f"arn:aws:sqs:{REGION}:{DEFAULT_ACCOUNT_ID}:firewatch-uploads"
 
 
 @dataclass
@@ -93,7 +114,7 @@ class FunctionRole:
 
         queue_url = lab.sqs.create_queue(QueueName="firewatch-failed-events")["QueueUrl"]
         queue_arn = lab.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        names = stand_ins(template, bucket=lab.bucket_name, topic_arn=lab.topic_arn, queue_arn=queue_arn)
+        names = stand_ins(template, bucket=lab.bucket_name, topic_arn=lab.topic_arn, queue_arn=queue_arn, table=lab.results_table)
         statements = resolve(role_statements(template, classifier_role_id(template)), names)
 
         iam, sts = boto3.client("iam", region_name=REGION), boto3.client("sts", region_name=REGION)
@@ -114,6 +135,15 @@ class FunctionRole:
         from moto.sns.responses import SNSResponse
 
         monkeypatch.setattr(SNSResponse, "_determine_resource", lambda self: self._get_param("TopicArn") or "*", raising=False)
+        # Likewise DynamoDB: moto authorizes against "*", AWS against the table named in the request.
+        from moto.dynamodb.responses import DynamoHandler
+
+        def table_resource(self):
+            body = self.body if isinstance(self.body, dict) else json.loads(self.body or "{}")  # parsed by moto 5.2
+            name = body.get("TableName")
+            return table_arn(name) if name else "*"
+
+        monkeypatch.setattr(DynamoHandler, "_determine_resource", table_resource, raising=False)
         return cls(arn, statements)
 
     def allows(self, action: str, resource: str) -> bool:

@@ -10,7 +10,8 @@ from botocore.exceptions import ClientError
 
 from lambda_image.handler import UploadsFailed, handle_event
 
-from .conftest import BUCKET, s3_event, summary
+from .conftest import BUCKET, RESULTS_TABLE, failed_ids, s3_event, sqs_batch, sqs_message, summary
+from .function_role import table_arn, upload_queue_arn
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -96,6 +97,52 @@ def test_the_role_may_not_delete_results_and_moto_does_enforce_it(iam_lab):
     other_topic = iam_lab.sns.create_topic(Name="not-the-alert-topic")["TopicArn"]
     with pytest.raises(ClientError, match="AuthorizationError|AccessDenied"):
         iam_lab.as_function(iam_lab.handler_client("sns").publish, TopicArn=other_topic, Message="x")
+
+
+def test_under_the_stacks_policy_an_sqs_batch_is_classified_indexed_and_alerted(iam_lab, fire_bytes, nofire_bytes):
+    records = [iam_lab.upload("uploads/fire.jpg", fire_bytes), iam_lab.upload("uploads/forest.jpg", nofire_bytes)]
+    messages = [sqs_message(s3_event(record)) for record in records]
+
+    assert iam_lab.invoke(sqs_batch(*messages)).response == {"batchItemFailures": []}
+    assert iam_lab.keys("results/") == ["results/fire.jpg.json", "results/forest.jpg.json"]
+    assert iam_lab.indexed("uploads/fire.jpg")["alert"] == "sent"  # the table write is allowed by the policy
+    assert iam_lab.indexed("uploads/forest.jpg")["label"] == "nofire"
+    assert [alert["key"] for alert in iam_lab.alerts()] == ["uploads/fire.jpg"]
+
+    # Redelivered (at least once), the batch writes and alerts nothing new.
+    item = iam_lab.indexed("uploads/fire.jpg")
+    assert iam_lab.invoke(sqs_batch(*messages)).response == {"batchItemFailures": []}
+    assert iam_lab.indexed("uploads/fire.jpg") == item and iam_lab.alerts() == []
+
+
+def test_under_the_stacks_policy_one_poison_message_fails_alone(iam_lab, nofire_bytes):
+    good = sqs_message(s3_event(iam_lab.upload("uploads/good.jpg", nofire_bytes)))
+    poison = sqs_message("{not json")
+    run = iam_lab.invoke(sqs_batch(poison, good))
+    assert failed_ids(run.response) == [poison["messageId"]]
+    assert iam_lab.keys("results/") == ["results/good.jpg.json"] and iam_lab.indexed("uploads/good.jpg")
+
+
+def test_under_the_stacks_policy_an_older_event_never_replaces_the_newer_index_item(iam_lab, fire_bytes, nofire_bytes):
+    v1 = iam_lab.upload("uploads/photo.jpg", fire_bytes)
+    v2 = iam_lab.upload("uploads/photo.jpg", nofire_bytes)
+    iam_lab.invoke(sqs_batch(sqs_message(s3_event(v2))))
+    iam_lab.invoke(sqs_batch(sqs_message(s3_event(v1))))
+    assert iam_lab.indexed("uploads/photo.jpg")["sequencer"] == v2["s3"]["object"]["sequencer"]
+
+
+def test_the_role_may_only_put_items_and_consume_its_own_queue(iam_lab):
+    table = table_arn(RESULTS_TABLE)
+    assert iam_lab.role.allows("dynamodb:PutItem", table)
+    for action in ("dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:UpdateItem", "dynamodb:GetItem"):
+        assert not iam_lab.role.allows(action, table), action
+    assert not iam_lab.role.allows("dynamodb:PutItem", table_arn("another-table"))
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
+        assert iam_lab.role.allows(action, upload_queue_arn()), action
+    assert not iam_lab.role.allows("sqs:SendMessage", upload_queue_arn())
+    dynamodb = iam_lab.handler_client("dynamodb")
+    with pytest.raises(ClientError, match="AccessDenied"):
+        iam_lab.as_function(dynamodb.delete_item, TableName=RESULTS_TABLE, Key={"key": {"S": "uploads/a.jpg"}})
 
 
 # --- failures at each step of the protocol ---------------------------------------------------------------------------

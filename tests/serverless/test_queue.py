@@ -189,6 +189,14 @@ def test_results_expire_when_a_ttl_is_configured(lab, monkeypatch, nofire_bytes)
     assert item["expires_at"] == int(classified) + 30 * 86400
 
 
+@pytest.mark.parametrize("days", ["thirty", "0", "-1"])
+def test_a_bad_ttl_setting_is_named(monkeypatch, days):
+    monkeypatch.setenv("FIREWATCH_RESULTS_TABLE", RESULTS_TABLE)
+    monkeypatch.setenv("FIREWATCH_RESULTS_TTL_DAYS", days)
+    with pytest.raises(ValueError, match="FIREWATCH_RESULTS_TTL_DAYS=.* is not a positive number of days"):
+        ResultsIndex.from_env(lambda: None)
+
+
 def test_without_a_table_the_handler_writes_results_only(lab, monkeypatch, nofire_bytes):
     monkeypatch.delenv("FIREWATCH_RESULTS_TABLE")
     run = lab.invoke(sqs_batch(_message(lab.upload("uploads/a.jpg", nofire_bytes))))
