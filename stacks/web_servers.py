@@ -12,7 +12,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.capability import Capability
-from stacks.config import RESULTS_PREFIX, FirewatchConfig
+from stacks.config import NEWEST_INDEX, RESULTS_PREFIX, FirewatchConfig
 from stacks.image import FirewatchImage
 from stacks.logs import log_retention
 from stacks.nag import acknowledge
@@ -39,6 +39,7 @@ class WebServers(Capability):
         vpc: ec2.IVpc,
         image: FirewatchImage,
         results_bucket_name: CfnParameter,
+        results_table_name: CfnParameter,
     ) -> None:
         super().__init__(scope)
         self.security_group = ec2.SecurityGroup(
@@ -53,10 +54,12 @@ class WebServers(Capability):
         )
         results_bucket = s3.Bucket.from_bucket_name(self.scope, "UploadBucket", results_bucket_name.value_as_string)
         role = self._instance_role(image, results_bucket, results_bucket_name)
+        self._grant_results_index(role, results_table_name)
         user_data = web_server_user_data(
             image_uri=image.asset.image_uri,
             region=Aws.REGION,
             results_bucket=results_bucket.bucket_name,
+            results_table=results_table_name.value_as_string,
             log_group=self.log_group.log_group_name,
             hsts=config.certificate_arn is not None,
         )
@@ -133,6 +136,15 @@ class WebServers(Capability):
             "Log streams of the web server's own log group; stream names are instance ids known at boot.",
         )
         return role
+
+    def _grant_results_index(self, role: iam.Role, table_name: CfnParameter) -> None:
+        """The page reads the newest results through the table's newest-first index: Query on that index only (no
+        GetItem, no Scan, no writes, and not the table itself)."""
+        stack = Stack.of(self.scope)
+        index_arn = stack.format_arn(
+            service="dynamodb", resource="table", resource_name=f"{table_name.value_as_string}/index/{NEWEST_INDEX}"
+        )
+        role.add_to_policy(iam.PolicyStatement(actions=["dynamodb:Query"], resources=[index_arn]))
 
     def _launch_template(self, config: FirewatchConfig, role: iam.Role, user_data: ec2.UserData) -> ec2.LaunchTemplate:
         cpu = ec2.AmazonLinuxCpuType.ARM_64 if config.architecture == "arm64" else ec2.AmazonLinuxCpuType.X86_64

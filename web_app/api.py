@@ -13,7 +13,8 @@ from inference.contract import BAD_REQUEST, MAP_UNAVAILABLE, RESULTS_DISABLED, R
 from . import state
 from .errors import ApiError
 from .openapi import openapi_document
-from .results import DEFAULT_LIMIT, MAX_LIMIT, ResultsLoading, ResultsUnavailable
+from .results import ResultsLoading, ResultsUnavailable
+from .results_index import BadCursor
 from .uploads import FIELD, chosen_files, classify_upload
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -44,19 +45,27 @@ def model():
 
 @api.get("/results")
 def results():
-    """The newest results the serverless path wrote to the bucket, newest first."""
+    """The newest results of the serverless path, newest first: from the results index, or the bucket's listing."""
     reader = state.results_reader()
     if reader is None:
-        raise ApiError(RESULTS_DISABLED, "This server is not set up to show the serverless results (no results bucket).")
-    limit = _limit(request.args.get("limit"))
+        raise ApiError(RESULTS_DISABLED, "This server is not set up to show the serverless results (no results table or bucket).")
+    limit = _limit(request.args.get("limit"), reader.default_limit, reader.max_limit)
+    cursor = request.args.get("cursor")
+    if cursor is not None and not reader.pages:
+        raise ApiError(BAD_REQUEST, "cursor needs the results index; this server reads the newest results of the bucket only.")
     try:
-        records = reader.latest(limit)
+        if not reader.pages:
+            return jsonify({"bucket": reader.bucket, "results": reader.latest(limit)})
+        page = reader.page(limit, cursor)
+    except BadCursor as error:
+        raise ApiError(BAD_REQUEST, f"cursor: {error}; pass back the next_cursor of an earlier answer unchanged.") from None
     except ResultsLoading:
         raise ApiError(RESULTS_UNAVAILABLE, "The serverless results are still loading; please try again in a moment.") from None
     except ResultsUnavailable:
         message = "The serverless results cannot be read right now; please try again shortly."
         raise ApiError(RESULTS_UNAVAILABLE, message) from None
-    return jsonify({"bucket": reader.bucket, "results": records})
+    body = {"bucket": reader.bucket} if reader.bucket else {}
+    return jsonify({**body, "table": reader.table, "results": page.results, "next_cursor": page.next_cursor})
 
 
 def _map_wanted(text: str | None) -> bool:
@@ -73,14 +82,14 @@ def _map_wanted(text: str | None) -> bool:
     return _FLAGS[text.lower()]
 
 
-def _limit(text: str | None) -> int:
+def _limit(text: str | None, default: int, most: int) -> int:
     if text is None:
-        return DEFAULT_LIMIT
-    if not re.fullmatch(r"[0-9]{1,4}", text) or not 1 <= int(text) <= MAX_LIMIT:
-        raise ApiError(BAD_REQUEST, f"limit must be a whole number from 1 to {MAX_LIMIT}.")
+        return default
+    if not re.fullmatch(r"[0-9]{1,4}", text) or not 1 <= int(text) <= most:
+        raise ApiError(BAD_REQUEST, f"limit must be a whole number from 1 to {most}.")
     return int(text)
 
 
 @api.get("/openapi.json")
 def openapi():
-    return jsonify(openapi_document(state.classifier()))
+    return jsonify(openapi_document(state.classifier(), state.results_reader()))

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 
 from . import state
 from .errors import ApiError
-from .results import DEFAULT_LIMIT, ResultsLoading, ResultsUnavailable, utc_time
+from .results import ResultsLoading, ResultsUnavailable, utc_time
 from .uploads import chosen_files, page_outcome
 
 pages = Blueprint("pages", __name__)
@@ -20,7 +20,7 @@ def _panel() -> dict | None:
         return None
     panel = {"bucket": reader.bucket, "results": [], "unavailable": False, "loading": False}
     try:
-        panel["results"] = reader.latest(DEFAULT_LIMIT)
+        panel["results"] = reader.latest(reader.default_limit)
     except ResultsLoading:
         panel["loading"] = True  # the page does not wait for S3: panel.js fills the panel in a moment
     except ResultsUnavailable:
