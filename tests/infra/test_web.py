@@ -235,7 +235,6 @@ def test_instance_role_is_least_privilege(synth):
     # No AWS managed policy: AmazonSSMManagedInstanceCore reads every SSM parameter in the account, and
     # CloudWatchAgentServerPolicy writes any metric namespace and any log group.
     assert "ManagedPolicyArns" not in instance_role
-    bucket = ["arn:", {"Ref": "AWS::Partition"}, ":s3:::", {"Ref": "UploadBucketName"}]
     repository_name = {"Fn::Sub": "cdk-hnb659fds-container-assets-${AWS::AccountId}-${AWS::Region}"}
     repository = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":ecr:", {"Ref": "AWS::Region"}, ":",
         {"Ref": "AWS::AccountId"}, ":repository/", repository_name]]}  # fmt: skip
@@ -250,8 +249,6 @@ def test_instance_role_is_least_privilege(synth):
         entry(["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], repository),
         entry(["ec2:DescribeTags", "ecr:GetAuthorizationToken", *session_manager], "*"),
         entry(["cloudwatch:PutMetricData"], "*", {"StringEquals": {"cloudwatch:namespace": "CWAgent"}}),
-        entry(["s3:GetObject"], {"Fn::Join": ["", [*bucket, "/results/*"]]}),
-        entry(["s3:ListBucket"], {"Fn::Join": ["", bucket]}, {"StringLike": {"s3:prefix": ["results/", "results/*"]}}),
         entry(["dynamodb:Query"], {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":dynamodb:", {"Ref": "AWS::Region"},
               ":", {"Ref": "AWS::AccountId"}, ":table/", {"Ref": "ResultsTableName"}, "/index/newest"]]}),  # fmt: skip
         entry(["logs:CreateLogStream", "logs:PutLogEvents"], {"Fn::Join": ["", [{"Fn::GetAtt": [log_group, "Arn"]}, ":*"]]}),
