@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -q -c requirements/constraints.txt
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install install-serving demo test test-all bench train synth lint clean help bootstrap deploy destroy cost
+.PHONY: install install-serving demo test test-all bench train synth lint clean help bootstrap deploy destroy cost backfill replay
 
 help:
 	@echo "make demo      run the whole system locally (web app :8080, local S3 :4566, Lambda handler)"
@@ -58,6 +58,13 @@ train: $(VENV)/.full
 
 synth: install
 	npx cdk synth --quiet
+
+# Operator commands (README, "Operations"): make backfill ARGS="--dry-run"
+backfill: install-serving
+	$(PY) -m ops backfill $(if $(REGION),--region $(REGION)) $(if $(PROFILE),--profile $(PROFILE)) $(ARGS)
+
+replay: install-serving
+	$(PY) -m ops replay $(if $(REGION),--region $(REGION)) $(if $(PROFILE),--profile $(PROFILE)) $(ARGS)
 
 clean:
 	rm -rf cdk.out .pytest_cache test-artifacts

@@ -1,7 +1,7 @@
 """Inference core vs the TensorFlow/Keras baseline on the same model, measured in one run.
 
 Rows: cold start of the CLI (process start -> first JSON line), warm latency per 250x250 photo on
-one thread, a 12-megapixel JPEG end to end, batch throughput, and peak memory.
+one thread (without and with the fire map), a 12-megapixel JPEG end to end, batch throughput, and peak memory.
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ def run(repeats: int = 5) -> list[dict]:
     rows.append({"metric": "  model only, 1 image (ms) [keras: predict_on_batch]",
                  "litert": _median_ms(lambda: ours.predict_arrays(array), 200),
                  "keras": _median_ms(lambda: keras_runtime.predict_on_batch(array), 50), "target": "", "ok": None})
+    rows.extend(map_rows(ours, keras_model, photo, array))
     rows.append({"metric": "12-megapixel JPEG end to end, 1 thread (ms)",
                  "litert": _median_ms(lambda: ours.classify(big), 15, warmup=1),
                  "keras": _median_ms(lambda: keras_model.classify(big), 5, warmup=1),
@@ -92,6 +93,36 @@ def run(repeats: int = 5) -> list[dict]:
     rows.append({"metric": "throughput, batches of 32 250x250 JPEGs, 1 thread (images/s)",
                  "litert": 32_000 / ours_batch_ms, "keras": 32_000 / keras_batch_ms, "target": "", "ok": None})
     return rows
+
+
+def _paired_medians_ms(first, second, repeats: int, warmup: int = 3) -> tuple[float, float]:
+    """Median times of two actions run alternately, so that a busy machine slows both alike."""
+    for _ in range(warmup):
+        first()
+        second()
+    samples: tuple[list, list] = ([], [])
+    for _ in range(repeats):
+        for action, times in ((first, samples[0]), (second, samples[1])):
+            started = time.perf_counter()
+            action()
+            times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples[0]), statistics.median(samples[1])
+
+
+def map_rows(ours: Classifier, keras_model: Classifier, photo: bytes, array: np.ndarray) -> list[dict]:
+    """With the fire map: it comes out of the same model call, so it should cost next to nothing (reading and
+    rounding 100 cells). Each is measured alternately with the same call without the map."""
+    plain, mapped = _paired_medians_ms(lambda: ours.classify(photo), lambda: ours.classify(photo, with_map=True), 300)
+    plain_model, mapped_model = _paired_medians_ms(lambda: ours.predict_arrays(array),
+                                                   lambda: ours.predict_arrays(array, with_map=True), 300)
+    return [
+        {"metric": "warm latency with the fire map, end to end (ms)", "litert": mapped,
+         "keras": _median_ms(lambda: keras_model.classify(photo, with_map=True), 30),
+         "target": f"<= 1.1x no map ({plain:.3f})", "ok": mapped <= plain * 1.1},
+        {"metric": "  model only, with the map (ms) [keras: predict]", "litert": mapped_model,
+         "keras": _median_ms(lambda: keras_model.predict_arrays(array, with_map=True), 30),
+         "target": f"<= 1.1x no map ({plain_model:.3f})", "ok": mapped_model <= plain_model * 1.1},
+    ]
 
 
 def print_table(title: str, rows: list[dict]) -> None:

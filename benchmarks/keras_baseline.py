@@ -35,10 +35,26 @@ class KerasPredictor:
         self.path = path
         self.model = keras.models.load_model(path, compile=False)
         self._lock = threading.Lock()  # one predict at a time per process, as with the LiteRT interpreter
+        self._mapped = None
+
+    @property
+    def map_grid(self) -> tuple[int, int]:
+        """Built on first use (not in the cold start): the same two-output graph the .tflite file holds."""
+        from training.fire_map import grid_of, with_fire_map
+
+        if self._mapped is None:
+            self._mapped = with_fire_map(self.model)
+        return tuple(grid_of(self._mapped))
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         with self._lock:
             return np.asarray(self.model.predict(images.astype(np.float32), verbose=0), dtype=np.float64).reshape(-1)
+
+    def predict_with_map(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.map_grid  # noqa: B018  builds the graph once
+        with self._lock:
+            out = self._mapped.predict(images.astype(np.float32), verbose=0)
+        return np.asarray(out["fire_probability"], dtype=np.float64).reshape(-1), np.asarray(out["fire_map"])
 
     def predict_on_batch(self, images: np.ndarray) -> np.ndarray:
         with self._lock:

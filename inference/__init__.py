@@ -8,7 +8,7 @@ from .classifier import (
 )
 from .decoding import IMAGE_SUFFIXES, decode_image, sniff_format
 from .errors import ERROR_CODES, InvalidImage
-from .model import LiteRTModel, ModelCard, ModelNotFound, Predictor
+from .model import LiteRTModel, MapUnavailable, ModelCard, ModelNotFound, Predictor
 from .settings import Limits, Settings, positive_int
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "InvalidImage",
     "Limits",
     "LiteRTModel",
+    "MapUnavailable",
     "ModelCard",
     "ModelNotFound",
     "Prediction",

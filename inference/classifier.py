@@ -11,10 +11,13 @@ import numpy as np
 
 from .decoding import decode_image
 from .errors import InvalidImage
-from .model import NEGATIVE_LABEL, POSITIVE_LABEL, LiteRTModel, ModelCard, Predictor, card_path_for
+from .model import NEGATIVE_LABEL, POSITIVE_LABEL, LiteRTModel, MapUnavailable, ModelCard, Predictor, card_path_for
 from .settings import Limits, Settings
 
 PROBABILITY_DECIMALS = 4
+MAP_DECIMALS = 3
+
+FireMap = tuple[tuple[float, ...], ...]  # rows (top first) of per-cell fire evidence, 0..1
 
 # ------------------------------------------------------------------------------------------------------ certainty
 CLEAR, BORDERLINE = "clear", "borderline"
@@ -56,6 +59,7 @@ class Prediction:
     # How sure the verdict is: the threshold it was judged against, and clear or borderline (see certainty_of).
     threshold: float
     certainty: str
+    fire_map: FireMap | None = None  # only when asked for (``with_map=True``)
 
     @property
     def is_fire(self) -> bool:
@@ -71,7 +75,8 @@ class Prediction:
 
     def to_dict(self, source: str, *, with_certainty: bool = False) -> dict:
         """The contract's JSON object (CLI line, base of the serverless result); the API adds the certainty fields
-        (``threshold``, ``margin``, ``certainty``) after the contract's keys."""
+        (``threshold``, ``margin``, ``certainty``) after the contract's keys. ``fire_map`` and ``fire_map_grid``
+        ([rows, columns]) come last, only when the map was asked for."""
         record = {
             "source": source,
             "label": self.label,
@@ -80,6 +85,9 @@ class Prediction:
         }
         if with_certainty:
             record.update(self.certainty_dict())
+        if self.fire_map is not None:
+            record["fire_map"] = [list(row) for row in self.fire_map]
+            record["fire_map_grid"] = [len(self.fire_map), len(self.fire_map[0])]
         return record
 
 
@@ -139,22 +147,44 @@ class Classifier:
     def version(self) -> str:
         return self.card.version
 
+    @property
+    def map_grid(self) -> tuple[int, int] | None:
+        """(rows, columns) of the fire map, or None when the model (or its runtime) has none."""
+        return getattr(self.predictor, "map_grid", None)
+
+    def check_map(self) -> None:
+        """Raises :class:`MapUnavailable` unless :meth:`classify` can give a map; cheap, for callers to fail early."""
+        if self.map_grid is None:
+            raise MapUnavailable(f"the model {self.version} has no fire map output (models exported before the map "
+                                 "have none); re-export it with `python -m training.export`")
+
     def preprocess(self, data: bytes) -> np.ndarray:
         """Image bytes -> (height, width, 3) uint8 at the model's input size; raises InvalidImage."""
         return decode_image(data, self.card.input_size, self.limits)
 
-    def predict_arrays(self, images: np.ndarray) -> list[Prediction]:
-        """Already preprocessed images, (n, height, width, 3) uint8 -> one Prediction each."""
+    def predict_arrays(self, images: np.ndarray, *, with_map: bool = False) -> list[Prediction]:
+        """Already preprocessed images, (n, height, width, 3) uint8 -> one Prediction each (with its fire map when
+        ``with_map``: the same model call; raises :class:`MapUnavailable` when the model has no map)."""
+        if with_map:
+            self.check_map()
         if len(images) == 0:
             return []
-        return [self.verdict(p) for p in self.predictor.predict(images)]
+        if not with_map:
+            return [self.verdict(p) for p in self.predictor.predict(images)]
+        probabilities, maps = self.predictor.predict_with_map(images)  # type: ignore[attr-defined]
+        return [self.verdict(p, m) for p, m in zip(probabilities, maps)]
 
-    def classify(self, data: bytes) -> Prediction:
-        """Classify one image; raises :class:`InvalidImage` for input that is not a readable image."""
-        return self.predict_arrays(self.preprocess(data)[np.newaxis])[0]
+    def classify(self, data: bytes, *, with_map: bool = False) -> Prediction:
+        """Classify one image; raises :class:`InvalidImage` for input that is not a readable image, and
+        :class:`MapUnavailable` (before decoding) when ``with_map`` is asked of a model without a map."""
+        if with_map:
+            self.check_map()
+        return self.predict_arrays(self.preprocess(data)[np.newaxis], with_map=with_map)[0]
 
-    def classify_many(self, items: Iterable[bytes]) -> list[Prediction | InvalidImage]:
+    def classify_many(self, items: Iterable[bytes], *, with_map: bool = False) -> list[Prediction | InvalidImage]:
         """Classify several images in one model call; bad items come back as their InvalidImage."""
+        if with_map:
+            self.check_map()
         outcomes: list[Prediction | InvalidImage | None] = []
         arrays, slots = [], []
         for data in items:
@@ -165,22 +195,29 @@ class Classifier:
             except InvalidImage as error:
                 outcomes.append(error)
         if arrays:
-            for slot, prediction in zip(slots, self.predict_arrays(np.stack(arrays))):
+            for slot, prediction in zip(slots, self.predict_arrays(np.stack(arrays), with_map=with_map)):
                 outcomes[slot] = prediction
         return outcomes  # type: ignore[return-value]
 
-    def verdict(self, probability: float) -> Prediction:
+    def verdict(self, probability: float, fire_map: np.ndarray | None = None) -> Prediction:
         """The rule from a model's probability to a verdict, whatever runtime produced it."""
         # Decide on the probability as reported, so a reader can always check label against threshold.
         probability = round(float(min(max(probability, 0.0), 1.0)), PROBABILITY_DECIMALS)
         label = POSITIVE_LABEL if probability >= self.threshold else NEGATIVE_LABEL
         certainty = certainty_of(probability, self.threshold, self.borderline_logits)
-        return Prediction(label, probability, self.card.version, self.threshold, certainty)
+        return Prediction(label, probability, self.card.version, self.threshold, certainty,
+                          None if fire_map is None else rounded_map(fire_map))
 
     @property
     def borderline_band(self) -> tuple[float, float]:
         """The probabilities (low, high) between which this classifier calls a verdict borderline."""
         return borderline_band(self.threshold, self.borderline_logits)
+
+
+def rounded_map(fire_map: np.ndarray) -> FireMap:
+    """A (rows, columns) array -> rows of plain floats in 0..1, rounded for JSON."""
+    cells = np.round(np.clip(np.asarray(fire_map, dtype=np.float64), 0.0, 1.0), MAP_DECIMALS)
+    return tuple(map(tuple, cells.tolist()))
 
 
 def outcome_record(source: str, outcome: Prediction | InvalidImage) -> dict:

@@ -13,8 +13,8 @@ from typing import Iterable, Iterator
 from .classifier import Classifier, Prediction, validate_threshold
 from .decoding import IMAGE_SUFFIXES
 from .errors import NOT_FOUND, UNREADABLE_FILE, InvalidImage
-from .model import ModelNotFound
-from .output import FORMATS, Report
+from .model import MapUnavailable, ModelNotFound
+from .output import FORMATS, JSONL, Report
 from .settings import Limits, positive_int
 
 EXIT_OK, EXIT_INPUT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, help="path to a .tflite model with its .json card beside it (default: models/fire_classifier.tflite or $FIREWATCH_MODEL_PATH)")
     parser.add_argument("--threads", type=positive_int, help="LiteRT threads (default: $FIREWATCH_THREADS or 1)")
     parser.add_argument("--format", choices=FORMATS, help="jsonl, csv or table (default: table on a terminal, else jsonl)")
+    parser.add_argument("--map", action="store_true",
+                        help="add fire_map (rows of per-cell fire evidence, 0..1, top row first) and fire_map_grid to each "
+                             "JSON line (implies --format jsonl)")
     return parser
 
 
@@ -114,13 +117,15 @@ def _check_regular_file(path: str, mode: int) -> None:
 Outcome = tuple[str, Prediction | InvalidImage]
 
 
-def classify_paths(classifier: Classifier, items: Iterable[str | tuple[str, InvalidImage]]) -> Iterator[Outcome]:
-    """``(source, outcome)`` for each of :func:`expand_paths`' items, in order, classifying in small batches."""
+def classify_paths(classifier: Classifier, items: Iterable[str | tuple[str, InvalidImage]],
+                   with_map: bool = False) -> Iterator[Outcome]:
+    """``(source, outcome)`` for each of :func:`expand_paths`' items, in order, classifying in small batches (with
+    fire maps if asked)."""
     pending: list[tuple[str, bytes | InvalidImage]] = []
 
     def flush() -> Iterator[Outcome]:
         readable = [data for _, data in pending if not isinstance(data, InvalidImage)]
-        outcomes = iter(classifier.classify_many(readable))
+        outcomes = iter(classifier.classify_many(readable, with_map=with_map))
         for source, data in pending:
             yield source, (data if isinstance(data, InvalidImage) else next(outcomes))
         pending.clear()
@@ -141,16 +146,27 @@ def classify_paths(classifier: Classifier, items: Iterable[str | tuple[str, Inva
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.map:  # the map is a list of lists: it has a place in JSON Lines only
+        if args.format not in (None, JSONL):
+            parser.error(f"--map adds the map to JSON Lines only; it cannot go with --format {args.format}")
+        args.format = JSONL
     try:
         classifier = Classifier.load(args.model, threads=args.threads, threshold=args.threshold)
     except (ModelNotFound, ValueError, KeyError) as exc:
         print(f"error: cannot load the model: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.map:
+        try:
+            classifier.check_map()
+        except MapUnavailable as exc:
+            print(f"error: --map: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     status = EXIT_OK
     report = Report(args.format, classifier.threshold, sys.stdout, sys.stderr)
     try:
-        for source, outcome in classify_paths(classifier, report.expect(expand_paths(args.paths))):
+        for source, outcome in classify_paths(classifier, report.expect(expand_paths(args.paths)), with_map=args.map):
             if isinstance(outcome, InvalidImage):
                 status = EXIT_INPUT_ERROR
             report.write(source, outcome)

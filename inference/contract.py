@@ -111,6 +111,7 @@ HEADERS_TOO_LARGE = "headers_too_large"
 INTERNAL_ERROR = "internal_error"
 RESULTS_DISABLED = "results_disabled"
 RESULTS_UNAVAILABLE = "results_unavailable"
+MAP_UNAVAILABLE = "map_unavailable"
 
 HTTP_STATUS_BY_CODE: dict[str, int] = {
     MISSING_FILE: 400,
@@ -129,6 +130,7 @@ HTTP_STATUS_BY_CODE: dict[str, int] = {
     INTERNAL_ERROR: 500,
     RESULTS_DISABLED: 404,  # this server has no results bucket configured
     RESULTS_UNAVAILABLE: 503,  # the results bucket cannot be read right now
+    MAP_UNAVAILABLE: 409,  # a fire map was asked of a model without one (a 4xx: no server fault, no 5xx alarm)
 }
 # What gunicorn answers before the app runs (web_app/worker.py), in the same error form; not app responses.
 SERVER_ERROR_CODES: dict[int, str] = {400: BAD_REQUEST, 403: "forbidden", 414: URI_TOO_LONG, 417: "expectation_failed",

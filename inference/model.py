@@ -18,6 +18,16 @@ class ModelNotFound(FileNotFoundError):
     """The model or its card is missing: a deployment problem, not a bad request."""
 
 
+class MapUnavailable(RuntimeError):
+    """A fire map was asked of a model that has none (one exported before the map existed, or another runtime)."""
+
+
+# The served model's outputs, by signature name. Models exported before the map have one unnamed output, the
+# probability; the map is then unavailable.
+PROBABILITY_OUTPUT = "fire_probability"
+MAP_OUTPUT = "fire_map"
+
+
 OUTPUT_DESCRIPTION = "probability of fire (sigmoid); label is fire when probability >= threshold"
 # Keys a card must have for serving; every other key records how the model was made and may be missing
 # from cards written before it existed.
@@ -60,6 +70,8 @@ class ModelCard:
     training_command: str | None = None
     files: dict = field(default_factory=dict)
     tflite_format: dict = field(default_factory=dict)
+    # the second output: {"output", "grid": [rows, columns], "definition"}; None for models without it
+    fire_map: dict | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -121,8 +133,19 @@ class Predictor(Protocol):
         ...
 
 
+class MapPredictor(Predictor, Protocol):
+    """A predictor that can also say where it sees fire (optional: the classifier checks ``map_grid``)."""
+
+    map_grid: tuple[int, int] | None  # (rows, columns) of the map, None when this model has none
+
+    def predict_with_map(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """n probabilities of fire and n maps (n, rows, columns) of per-cell fire evidence in 0..1, from one call."""
+        ...
+
+
 class LiteRTModel:
-    """A ``.tflite`` binary classifier: a batch of uint8 RGB images -> probability of fire.
+    """A ``.tflite`` binary classifier: a batch of uint8 RGB images -> probability of fire, and, when the model has
+    the output ``fire_map``, where in the photo it sees fire (computed in the same call either way).
 
     The interpreter is not thread-safe, so calls are serialised by a lock; run one
     instance per process (or per thread) for parallelism.
@@ -135,9 +158,22 @@ class LiteRTModel:
             raise ModelNotFound(f"model file not found: {path}")
         self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
         self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
+        self._output, self._map = self._named_outputs()
+        self.map_grid = tuple(int(n) for n in self._map["shape_signature"][1:3]) if self._map else None
         self._batch = 0
         self._lock = threading.Lock()
+
+    def _named_outputs(self) -> tuple[dict, dict | None]:
+        """The probability and map outputs' details, by signature name; a model with one output (exported before
+        the map existed, whatever its name) has only the probability."""
+        signatures = self._interpreter.get_signature_list()
+        outputs = self._interpreter.get_signature_runner().get_output_details() if len(signatures) == 1 else {}
+        if PROBABILITY_OUTPUT in outputs:
+            return outputs[PROBABILITY_OUTPUT], outputs.get(MAP_OUTPUT)
+        details = self._interpreter.get_output_details()
+        if len(details) != 1:
+            raise ValueError(f"the model has {len(details)} outputs but none named {PROBABILITY_OUTPUT!r}")
+        return details[0], None
 
     def _ensure_batch(self, batch: int, height: int, width: int) -> None:
         if batch != self._batch:
@@ -147,10 +183,20 @@ class LiteRTModel:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """``images``: (n, height, width, 3) uint8. Returns n float probabilities of fire."""
+        return self._run(images, with_map=False)[0]
+
+    def predict_with_map(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """n probabilities and n maps (n, rows, columns) in 0..1; raises :class:`MapUnavailable` without the output."""
+        if self._map is None:
+            raise MapUnavailable("this model has no fire map output; re-export it with `python -m training.export`")
+        return self._run(images, with_map=True)  # type: ignore[return-value]
+
+    def _run(self, images: np.ndarray, with_map: bool) -> tuple[np.ndarray, np.ndarray | None]:
         batch, height, width, _ = images.shape
         with self._lock:
             self._ensure_batch(batch, height, width)
             self._interpreter.set_tensor(self._input["index"], images.astype(self._input["dtype"], copy=False))
             self._interpreter.invoke()
             scores = self._interpreter.get_tensor(self._output["index"])
-        return np.asarray(scores, dtype=np.float64).reshape(batch)
+            maps = self._interpreter.get_tensor(self._map["index"]) if with_map else None  # a copy, made under the lock
+        return np.asarray(scores, dtype=np.float64).reshape(batch), maps

@@ -26,6 +26,7 @@ from botocore.config import Config
 from inference import Classifier
 
 from .alerts import ALERT_TOPIC_ENV, publish_fire_alert
+from .batch_operations import handle_batch_operations, is_batch_operations
 from .events import IGNORED, MALFORMED, REFUSED, Skipped, Upload, configured_bucket, parse_event, parse_message_body
 from .pipeline import ALERT_RETRIED, CLASSIFIED, DUPLICATE, GONE, INVALID, STALE, Job, Publish, process_uploads
 from .results_index import ResultsIndex
@@ -75,6 +76,9 @@ def _dynamodb():
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context) -> dict:
+    if is_batch_operations(event):  # an S3 Batch Operations job (python -m ops backfill --batch-operations)
+        return handle_batch_operations(event, classifier(), lambda name: Bucket(_s3(), name), _publisher(),
+                                       configured_bucket(), ResultsIndex.from_env(_dynamodb))  # fmt: skip
     if is_queue_batch(event):
         return handle_queue_batch(event, classifier(), context)
     return handle_event(event, classifier())

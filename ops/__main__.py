@@ -12,10 +12,12 @@ import sys
 
 # command -> (module, one-line description); keep sorted by name.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "backfill": ("ops.backfill", "classify what is already in the bucket: enqueue every upload without a result"),
     "bootstrap": ("ops.deploy", "once per account and region: cdk bootstrap, with prerequisites checked"),
     "cost": ("ops.cost", "monthly always-on cost and cost per million images of the app for given settings"),
     "deploy": ("ops.deploy", "cdk deploy --all with what it needs set; writes the outputs file, prints next steps"),
     "destroy": ("ops.deploy", "cdk destroy --all after saying what is kept, and asking"),
+    "replay": ("ops.replay", "move the dead-letter queue's messages back to the upload queue"),
 }
 
 

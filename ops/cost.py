@@ -71,6 +71,8 @@ class Inventory:
     functions: list[tuple[int, str]] = field(default_factory=list)  # memory MB, architecture (container image ones)
     queue_fed_functions: int = 0  # SQS event source mappings
     tables: list[bool] = field(default_factory=list)  # point-in-time recovery on, per on-demand table
+    # write units one item write costs, per table: the table's own and one per global secondary index it lands in
+    table_write_units: list[int] = field(default_factory=list)
 
 
 def inventory(templates: dict[str, dict]) -> Inventory:
@@ -108,6 +110,7 @@ def inventory(templates: dict[str, dict]) -> Inventory:
                     raise CostError(f"table {logical_id} is provisioned; only on-demand tables are priced")
                 pitr = props.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled", False)
                 found.tables.append(bool(pitr))
+                found.table_write_units.append(1 + len(props.get("GlobalSecondaryIndexes", [])))
     return found
 
 
@@ -216,9 +219,10 @@ def per_million_images(found: Inventory, *, duration_ms: float | None = None, fi
         requests = million * SQS_REQUESTS_PER_IMAGE
         lines.append(Line(f"SQS requests (assumed {SQS_REQUESTS_PER_IMAGE} per image)", requests, "request",
                           prices.SQS_MILLION_REQUESTS / million, requests * prices.SQS_MILLION_REQUESTS / million))  # fmt: skip
-    for _ in found.tables:
-        lines.append(Line("DynamoDB on-demand writes (1 per image)", million, "write unit",
-                          prices.DYNAMODB_MILLION_WRITES / million, prices.DYNAMODB_MILLION_WRITES))  # fmt: skip
+    for units in found.table_write_units:  # one item write per image (under 1 KB), each index written too
+        writes = million * units
+        lines.append(Line(f"DynamoDB on-demand write units (table + {units - 1} index)", writes, "write unit",
+                          prices.DYNAMODB_MILLION_WRITES / million, writes * prices.DYNAMODB_MILLION_WRITES / million))  # fmt: skip
     alerts = million * fire_share
     lines.append(Line(f"SNS publishes (assumed {fire_share:.0%} fire)", alerts, "publish", prices.SNS_MILLION_PUBLISHES / million,
                       alerts * prices.SNS_MILLION_PUBLISHES / million))  # fmt: skip

@@ -11,6 +11,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from stacks.alerts import FireAlerts
+from stacks.batch_operations import BatchOperationsRole
 from stacks.buckets import UploadStore
 
 from stacks.classifier import Classifier
@@ -34,6 +35,7 @@ class ServerlessStack(Stack):
             self, config=config, image=self.image, bucket=self.store.bucket, alert_topic=self.alerts.topic,
             upload_queue=self.upload_queue, results_index=self.results_index,
         )  # fmt: skip
+        BatchOperationsRole(self, bucket=self.store.bucket, function=self.classifier.function)
         bucket = self.store.bucket
         # Published for the web stack: a parameter, not a CloudFormation export, so neither stack locks the other.
         ssm.StringParameter(
@@ -58,6 +60,7 @@ class ServerlessStack(Stack):
             description="The upload queue (S3 notifications of uploads/); backfills send S3-notification bodies here",
         )  # fmt: skip
         CfnOutput(self, "AlertTopicArn", value=self.alerts.topic.topic_arn, description="Fire alerts are published here")
+        CfnOutput(self, "ClassifierFunctionArn", value=self.classifier.function.function_arn, description="The classifier")
 
     @property
     def monitored(self) -> list[Monitored]:

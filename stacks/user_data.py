@@ -39,7 +39,9 @@ CLOUDWATCH_AGENT_CONFIG = {
 CLOUDWATCH_AGENT_CONFIG_PATH = "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json"
 
 
-def docker_run_command(*, image_uri: str, region: str, results_bucket: str, log_group: str, hsts: bool = False) -> str:
+def docker_run_command(
+    *, image_uri: str, region: str, results_bucket: str, results_table: str, log_group: str, hsts: bool = False
+) -> str:
     """The `docker run` line. The image's ENTRYPOINT is the Lambda runtime's, so the web server replaces it.
     ``hsts``: the site is served over HTTPS only (a certificate is set), so the app sends Strict-Transport-Security."""
     return " ".join(
@@ -51,6 +53,7 @@ def docker_run_command(*, image_uri: str, region: str, results_bucket: str, log_
             "--cap-drop=ALL --security-opt=no-new-privileges",  # the server needs no capabilities (port 8080)
             f"--publish {APP_PORT}:{APP_PORT}",
             f"--env FIREWATCH_RESULTS_BUCKET={results_bucket}",
+            f"--env FIREWATCH_RESULTS_TABLE={results_table}",
             *(["--env FIREWATCH_HSTS=1"] if hsts else []),
             f"--env AWS_REGION={region}",
             f"--env AWS_DEFAULT_REGION={region}",
@@ -69,7 +72,7 @@ IMDS = "http://169.254.169.254/latest"
 
 
 def web_server_user_data(
-    *, image_uri: str, region: str, results_bucket: str, log_group: str, hsts: bool = False
+    *, image_uri: str, region: str, results_bucket: str, results_table: str, log_group: str, hsts: bool = False
 ) -> ec2.UserData:
     user_data = ec2.UserData.for_linux()
     agent_config = json.dumps(CLOUDWATCH_AGENT_CONFIG, indent=1)
@@ -87,7 +90,10 @@ def web_server_user_data(
         f'IMAGE="{image_uri}"',
         f'aws ecr get-login-password --region "{region}" | docker login --username AWS --password-stdin "${{IMAGE%%/*}}"',
         'docker pull "$IMAGE"',
-        docker_run_command(image_uri="$IMAGE", region=region, results_bucket=results_bucket, log_group=log_group, hsts=hsts),
+        docker_run_command(
+            image_uri="$IMAGE", region=region, results_bucket=results_bucket, results_table=results_table,
+            log_group=log_group, hsts=hsts,
+        ),  # fmt: skip
         f"for attempt in $(seq 1 60); do curl -fsS http://127.0.0.1:{APP_PORT}{HEALTH_CHECK_PATH} && exit 0; sleep 5; done",
         f'echo "the web server did not answer {HEALTH_CHECK_PATH} within 5 minutes" >&2',
         f"docker logs {CONTAINER_NAME} >&2 || true",

@@ -26,10 +26,19 @@ class WebStack(Stack):
             default=config.upload_bucket_parameter,
             description="SSM parameter with the upload bucket name (published by the serverless stack)",
         )
+        # The results index's table, published the same way: the page reads the newest results from it.
+        self.results_table_name = CfnParameter(
+            self,
+            "ResultsTableName",
+            type="AWS::SSM::Parameter::Value<String>",
+            default=config.results_table_parameter,
+            description="SSM parameter with the results table name (published by the serverless stack)",
+        )
         # The same source as the serverless stack's image, hence the same content hash and tag: one image.
         self.image = FirewatchImage(self, "Image", config=config)
         self.network = Network(self, config=config)
         self.web_tier = WebTier(
-            self, config=config, vpc=self.network.vpc, image=self.image, results_bucket_name=self.upload_bucket_name
-        )
+            self, config=config, vpc=self.network.vpc, image=self.image, results_bucket_name=self.upload_bucket_name,
+            results_table_name=self.results_table_name,
+        )  # fmt: skip
         CfnOutput(self, "WebUrl", value=self.web_tier.url, description="Web page")

@@ -8,11 +8,10 @@ from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.capability import Capability
-from stacks.config import RESULTS_PREFIX, FirewatchConfig
+from stacks.config import NEWEST_INDEX, FirewatchConfig
 from stacks.image import FirewatchImage
 from stacks.logs import log_retention
 from stacks.nag import acknowledge
@@ -39,6 +38,7 @@ class WebServers(Capability):
         vpc: ec2.IVpc,
         image: FirewatchImage,
         results_bucket_name: CfnParameter,
+        results_table_name: CfnParameter,
     ) -> None:
         super().__init__(scope)
         self.security_group = ec2.SecurityGroup(
@@ -51,12 +51,14 @@ class WebServers(Capability):
         self.log_group = logs.LogGroup(
             self.scope, "WebServerLogs", retention=log_retention(config.log_retention_days), removal_policy=RemovalPolicy.DESTROY
         )
-        results_bucket = s3.Bucket.from_bucket_name(self.scope, "UploadBucket", results_bucket_name.value_as_string)
-        role = self._instance_role(image, results_bucket, results_bucket_name)
+        # The bucket's name only labels the page's results; they are read from the index, not the bucket.
+        role = self._instance_role(image)
+        self._grant_results_index(role, results_table_name)
         user_data = web_server_user_data(
             image_uri=image.asset.image_uri,
             region=Aws.REGION,
-            results_bucket=results_bucket.bucket_name,
+            results_bucket=results_bucket_name.value_as_string,
+            results_table=results_table_name.value_as_string,
             log_group=self.log_group.log_group_name,
             hsts=config.certificate_arn is not None,
         )
@@ -76,7 +78,7 @@ class WebServers(Capability):
         )
         self.auto_scaling_group.scale_on_cpu_utilization("CpuTracking", target_utilization_percent=CPU_TARGET_PERCENT)
 
-    def _instance_role(self, image: FirewatchImage, results_bucket: s3.IBucket, bucket_name: CfnParameter) -> iam.Role:
+    def _instance_role(self, image: FirewatchImage) -> iam.Role:
         # Scoped statements instead of AWS managed policies: AmazonSSMManagedInstanceCore would also let the
         # instances read every SSM parameter in the account and run all of Systems Manager's agents' calls, and
         # CloudWatchAgentServerPolicy would let them write any metric namespace and any log group.
@@ -84,7 +86,7 @@ class WebServers(Capability):
             self.scope,
             "InstanceRole",
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
-            description="Firewatch web instances: SSM sessions, CloudWatch agent, image pull, read results",
+            description="Firewatch web instances: SSM sessions, CloudWatch agent, image pull, query the results index",
         )
         image.asset.repository.grant_pull(role)  # this repository's layers, and ECR's account-wide login token
         # Session Manager (shell access without SSH), and nothing else of Systems Manager: AWS's minimal set.
@@ -98,17 +100,6 @@ class WebServers(Capability):
             )
         )
         role.add_to_policy(iam.PolicyStatement(actions=["ec2:DescribeTags"], resources=["*"]))
-        # The page lists the latest serverless results: read-only, results/ only.
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[results_bucket.arn_for_objects(f"{RESULTS_PREFIX}*")])
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[results_bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [RESULTS_PREFIX, f"{RESULTS_PREFIX}*"]}},
-            )
-        )
         # Docker's awslogs driver: the server's output, into its own log group only.
         role.add_to_policy(
             iam.PolicyStatement(
@@ -124,15 +115,19 @@ class WebServers(Capability):
         )
         acknowledge(
             role,
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<{stack.get_logical_id(bucket_name)}>/{RESULTS_PREFIX}*]",
-            f"Read-only access limited to the {RESULTS_PREFIX} prefix of the upload bucket.",
-        )
-        acknowledge(
-            role,
             f"AwsSolutions-IAM5[Resource::<{stack.get_logical_id(self.log_group.node.default_child)}.Arn>:*]",
             "Log streams of the web server's own log group; stream names are instance ids known at boot.",
         )
         return role
+
+    def _grant_results_index(self, role: iam.Role, table_name: CfnParameter) -> None:
+        """The page reads the newest results through the table's newest-first index: Query on that index only (no
+        GetItem, no Scan, no writes, and not the table itself)."""
+        stack = Stack.of(self.scope)
+        index_arn = stack.format_arn(
+            service="dynamodb", resource="table", resource_name=f"{table_name.value_as_string}/index/{NEWEST_INDEX}"
+        )
+        role.add_to_policy(iam.PolicyStatement(actions=["dynamodb:Query"], resources=[index_arn]))
 
     def _launch_template(self, config: FirewatchConfig, role: iam.Role, user_data: ec2.UserData) -> ec2.LaunchTemplate:
         cpu = ec2.AmazonLinuxCpuType.ARM_64 if config.architecture == "arm64" else ec2.AmazonLinuxCpuType.X86_64

@@ -30,9 +30,13 @@ class WebTier(Capability):
         vpc: ec2.IVpc,
         image: FirewatchImage,
         results_bucket_name: CfnParameter,
+        results_table_name: CfnParameter,
     ) -> None:
         super().__init__(scope)
-        self.servers = WebServers(self.scope, config=config, vpc=vpc, image=image, results_bucket_name=results_bucket_name)
+        self.servers = WebServers(
+            self.scope, config=config, vpc=vpc, image=image, results_bucket_name=results_bucket_name,
+            results_table_name=results_table_name,
+        )  # fmt: skip
         self.entry = PublicLoadBalancer(self.scope, config=config, vpc=vpc, targets=self.servers.auto_scaling_group)
         self.firewall = (
             WebFirewall(self.scope, config=config, load_balancer=self.entry.load_balancer) if config.waf else None

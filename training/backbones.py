@@ -61,7 +61,8 @@ def compact(size: int, width: float = 1.0, dropout: float = 0.3) -> keras.Model:
 def xception(size: int, weights: str | None, dropout: float = 0.3) -> keras.Model:
     """The original study's backbone. ``weights='imagenet'`` downloads ImageNet weights (needs internet)."""
     try:
-        base = keras.applications.Xception(include_top=False, weights=weights, input_shape=(size, size, 3), pooling="avg")
+        # Pooled here rather than inside the base, so the export can reach the last feature map (the fire map).
+        base = keras.applications.Xception(include_top=False, weights=weights, input_shape=(size, size, 3))
     except Exception as exc:  # keras raises a bare Exception("URL fetch failure ...") offline
         raise WeightsUnavailable(
             f"could not load {weights} weights for Xception ({exc}). They are downloaded on first use and need "
@@ -70,7 +71,7 @@ def xception(size: int, weights: str | None, dropout: float = 0.3) -> keras.Mode
         ) from None
     inputs = keras.Input((size, size, 3), name="image")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalise")(inputs)
-    x = base(x)
+    x = layers.GlobalAveragePooling2D()(base(x))
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(1, activation="sigmoid", name="fire_probability")(x)
     return keras.Model(inputs, outputs, name="firewatch_xception")

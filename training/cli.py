@@ -74,6 +74,7 @@ class Exported:
     metrics: dict
     holdout_metrics: dict | None
     held_s: list  # the held-out samples that could be decoded
+    fire_map: dict  # the card's description of the map output
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,8 +252,9 @@ def export_and_evaluate(args: argparse.Namespace, model, size: int, splits: Spli
     keras_probs = model.predict(splits.val_x.astype(np.float32), batch_size=64, verbose=0).reshape(-1)
     threshold = evaluate.choose_threshold(splits.val_s, splits.val_y, keras_probs)
 
-    log("exporting to TFLite")
-    tflite_bytes, format_report = export.choose_tflite(model, size, folder / runs.LOG_NAME)
+    log("exporting to TFLite, with the fire map as a second output")
+    served = export.served_model(model)
+    tflite_bytes, format_report = export.choose_tflite(served, size, folder / runs.LOG_NAME)
     tflite_path = folder / f"{args.name}.tflite"
     tflite_path.write_bytes(tflite_bytes)
     litert_probs = export.litert_probabilities(tflite_path, splits.val_x)
@@ -263,7 +265,8 @@ def export_and_evaluate(args: argparse.Namespace, model, size: int, splits: Spli
         held_x, held_y, held_s = data_mod.decode_all(held_s, size)
         holdout_metrics = evaluate.per_source(held_s, held_y, export.litert_probabilities(tflite_path, held_x), threshold)
         metrics_block["held_out_sources"] = holdout_metrics
-    return Exported(tflite_path, tflite_bytes, format_report, threshold, litert_probs, metrics_block, holdout_metrics, held_s)
+    return Exported(tflite_path, tflite_bytes, format_report, threshold, litert_probs, metrics_block, holdout_metrics, held_s,
+                    export.map_card_entry(served))
 
 
 def write_file_manifest(args: argparse.Namespace, splits: Splits, held_s: list, folder: Path) -> tuple[str, str]:
@@ -318,6 +321,7 @@ def model_card(args, argv, roots, size, splits: Splits, trained: Trained, export
         training_command="python -m training " + shlex.join(_argv(argv)),
         files={"tflite": exported.tflite_path.name, "keras": trained.keras_path.name},
         tflite_format=exported.format_report,
+        fire_map=exported.fire_map,
     )
 
 

@@ -1,8 +1,15 @@
-"""Write the trained model as .tflite (choosing its format), run it as serving does, and list the files used."""
+"""Write the trained model as .tflite (choosing its format), run it as serving does, and list the files used.
+
+``python -m training.export --model models/fire_classifier.keras`` re-exports a trained model without retraining:
+the same weights, with the fire map as a second output (``training.fire_map``). It checks that the new file's
+probabilities equal the old file's on real photos before it replaces anything.
+"""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -13,6 +20,10 @@ from . import quiet
 
 quiet.import_tensorflow()
 import tensorflow as tf  # noqa: E402  (after the quiet import above)
+
+# The largest difference allowed between the re-exported probabilities and the old file's (float32 rounding only).
+PROBABILITY_TOLERANCE = 1e-5
+CHECK_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def to_tflite(model, quantised: bool = False, log: Path | None = None) -> bytes:
@@ -44,6 +55,20 @@ def _median_latency_ms(tflite: bytes, size: int, repeats: int = 200) -> float:
     return float(np.median(samples))
 
 
+def served_model(model):
+    """What is exported: the trained model with its fire map as a second output (same layers, same weights)."""
+    from .fire_map import with_fire_map
+
+    return with_fire_map(model)
+
+
+def map_card_entry(served) -> dict:
+    """The model card's ``fire_map`` block for a :func:`served_model`."""
+    from .fire_map import DEFINITION, MAP_OUTPUT, grid_of
+
+    return {"output": MAP_OUTPUT, "grid": grid_of(served), "range": [0, 1], "definition": DEFINITION}
+
+
 def choose_tflite(model, size: int, log: Path | None = None) -> tuple[bytes, dict]:
     """Float32, unless dynamic-range quantisation is faster here (on x86 CPUs it is usually slower)."""
     candidates = {"float32": to_tflite(model, log=log), "dynamic_range": to_tflite(model, quantised=True, log=log)}
@@ -72,3 +97,89 @@ def write_manifest(path: Path, rows: list[tuple[str, str, str]]) -> str:
     text = "".join(f"{sha}  {split}  {rel}\n" for sha, split, rel in rows)
     path.write_text(text, encoding="utf-8")
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sample_photos(folders: list[Path], count: int) -> list[Path]:
+    """Up to ``count`` photos spread evenly over the sorted files of ``folders`` (deterministic)."""
+    files = sorted(p for folder in folders for p in folder.rglob("*") if p.suffix.lower() in CHECK_SUFFIXES)
+    step = max(1, len(files) // count) if count else 1
+    return files[::step][:count]
+
+
+def compare_probabilities(old_path: Path, new_path: Path, photos: list[Path], size: tuple[int, int]) -> float:
+    """The largest difference between two ``.tflite`` files' fire probabilities on ``photos``, decoded as served."""
+    from inference import InvalidImage, decode_image
+
+    images = []
+    for photo in photos:
+        try:
+            images.append(decode_image(photo.read_bytes(), size))
+        except InvalidImage:
+            continue
+    if not images:
+        raise SystemExit("error: none of the check photos could be decoded")
+    batch = np.stack(images)
+    return float(np.max(np.abs(litert_probabilities(old_path, batch) - litert_probabilities(new_path, batch))))
+
+
+def reexport(keras_path: Path, check_folders: list[Path], photos: int = 400) -> dict:
+    """Re-export ``keras_path`` (and its card) beside it with the fire map; returns what was done.
+
+    The ``.tflite`` format stays the one the card records; the probabilities must equal the old ``.tflite`` file's
+    within :data:`PROBABILITY_TOLERANCE` on the check photos, or nothing is written.
+    """
+    import keras
+
+    from inference import ModelCard
+
+    from . import backbones  # noqa: F401  registers the mirror layer the model file uses
+
+    tflite_path, card_path = keras_path.with_suffix(".tflite"), keras_path.with_suffix(".json")
+    card = ModelCard.load(card_path)
+    served = served_model(keras.models.load_model(keras_path))
+    shipped = (card.tflite_format or {}).get("shipped", "float32")
+    data = to_tflite(served, quantised=shipped == "dynamic_range")
+    checked = sample_photos(check_folders, photos)
+    with tempfile.TemporaryDirectory() as folder:
+        candidate = Path(folder) / tflite_path.name
+        candidate.write_bytes(data)
+        difference = compare_probabilities(tflite_path, candidate, checked, card.input_size) if tflite_path.is_file() else None
+    if difference is not None and difference > PROBABILITY_TOLERANCE:
+        raise SystemExit(f"error: the re-exported probabilities differ from {tflite_path} by up to {difference:.2e} "
+                         f"(more than {PROBABILITY_TOLERANCE:g}); nothing was written")
+    fire_map = map_card_entry(served)
+    tflite_format = dict(card.tflite_format or {})
+    if "bytes" in tflite_format:
+        tflite_format["bytes"] = {**tflite_format["bytes"], shipped: len(data)}
+    updated = ModelCard.from_dict({**card.to_dict(), "version": version_for(data, card.date or time.strftime("%Y-%m-%d")),
+                                   "tflite_format": tflite_format, "fire_map": fire_map})
+    tflite_path.write_bytes(data)
+    updated.save(card_path)
+    return {"tflite": str(tflite_path), "bytes": len(data), "version": updated.version, "grid": fire_map["grid"],
+            "photos_checked": len(checked), "probability_max_abs_diff": difference}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.export",
+        description="Re-export a trained .keras model (no retraining) as .tflite with its fire map output, and "
+                    "update its card; the old and new files' probabilities are compared on real photos first.")
+    root = Path(__file__).resolve().parent.parent
+    parser.add_argument("--model", type=Path, default=root / "models" / "fire_classifier.keras",
+                        help="the .keras file; its .tflite and .json beside it are replaced (default: %(default)s)")
+    parser.add_argument("--check", type=Path, action="append", metavar="FOLDER",
+                        help="photos to compare old and new probabilities on (repeatable; default: ../shared/datasets)")
+    parser.add_argument("--photos", type=int, default=400, help="how many photos to compare on (default %(default)s)")
+    args = parser.parse_args(argv)
+    folders = args.check or [root.parent / "shared" / "datasets"]
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        parser.error(f"no such folder: {', '.join(missing)}")
+    report = reexport(args.model, folders, args.photos)
+    for key, value in report.items():
+        print(f"{key}: {value}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

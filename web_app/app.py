@@ -12,13 +12,14 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntity
 
 from inference import Classifier, InvalidImage
 from inference.contract import BAD_REQUEST, BUSY, FIRE, INTERNAL_ERROR, METHOD_NOT_ALLOWED, NOT_FOUND, REQUEST_TIMEOUT
-from inference.contract import TOO_LARGE, TOO_MANY_PARTS
+from inference.contract import RESULTS_TABLE_ENV, TOO_LARGE, TOO_MANY_PARTS
 
 from . import errors, state
 from .admission import Admission
 from .api import api
 from .pages import pages
 from .results import ResultsReader
+from .results_index import IndexReader, lookback_days_from_env
 from .security import security_headers
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,12 @@ def create_app(classifier: Classifier | None = None, config: Mapping[str, Any] |
         PAGE_MAX_FILES=20,
         # The bucket the serverless path writes results/ to; unset: no panel, and /api/v1/results answers 404.
         RESULTS_BUCKET=os.environ.get("FIREWATCH_RESULTS_BUCKET") or None,
+        # The results index (DynamoDB); set, the panel and /api/v1/results read it instead of listing the bucket.
+        RESULTS_TABLE=os.environ.get(RESULTS_TABLE_ENV) or None,
+        RESULTS_LOOKBACK_DAYS=lookback_days_from_env(),
     )
     app.config.update(config or {})
-    bucket = app.config["RESULTS_BUCKET"]
-    state.install(app, classifier, Admission.from_env(), ResultsReader(bucket) if bucket else None)
+    state.install(app, classifier, Admission.from_env(), _results_reader(app.config))
     app.jinja_env.globals["FIRE"] = FIRE  # the positive label, for the templates' badges
 
     app.register_blueprint(pages)
@@ -69,6 +72,13 @@ def create_app(classifier: Classifier | None = None, config: Mapping[str, Any] |
         return response
 
     return app
+
+
+def _results_reader(config: Mapping[str, Any]) -> ResultsReader | IndexReader | None:
+    table, bucket = config.get("RESULTS_TABLE"), config.get("RESULTS_BUCKET")
+    if table:
+        return IndexReader(table, bucket, lookback_days=config["RESULTS_LOOKBACK_DAYS"])
+    return ResultsReader(bucket) if bucket else None
 
 
 def _register_error_handlers(app: Flask) -> None:

@@ -12,10 +12,11 @@ import math
 
 from inference import CERTAINTIES, Classifier
 from inference.contract import (
-    BAD_REQUEST, BUSY, HTTP_STATUS_BY_CODE, RESULT_FIELD_TYPES, RESULT_PREFIX, RESULTS_DISABLED, RESULTS_UNAVAILABLE,
+    BAD_REQUEST, BUSY, HTTP_STATUS_BY_CODE, MAP_UNAVAILABLE, RESULT_FIELD_TYPES, RESULT_PREFIX, RESULTS_DISABLED,
+    RESULTS_UNAVAILABLE,
 )  # fmt: skip
 
-from .results import DEFAULT_LIMIT, MAX_LIMIT
+from . import results, results_index
 
 IMAGE_TYPES = "image/jpeg, image/png, image/webp, image/gif, image/bmp, application/octet-stream"
 
@@ -41,6 +42,56 @@ def _stored_result_fields() -> dict:
     return fields
 
 
+def _fire_map_fields(classifier: Classifier) -> dict:
+    """The two fields ``?map=1`` adds to a verdict, sized by the model in service."""
+    rows, columns = classifier.map_grid or (None, None)
+    row = {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1}}
+    grid = {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2}
+    if rows:
+        row |= {"minItems": columns, "maxItems": columns}
+        grid["items"] |= {"enum": sorted({rows, columns})}
+    size = f"{rows} x {columns}" if rows else "none: this model has no map"
+    return {
+        "fire_map": {
+            "type": "array",
+            "description": (
+                "Only with `?map=1`. Where the model sees fire: rows of cells (top row first, left cell first), each "
+                "the fire evidence of that part of the photo from 0 to 1 (3 decimals), from the same model call as "
+                f"the verdict. Coarse evidence, not a detector. Grid: {size}."
+            ),
+            "items": row,
+            **({"minItems": rows, "maxItems": rows} if rows else {}),
+        },
+        "fire_map_grid": {**grid, "description": "Only with `?map=1`: [rows, columns] of `fire_map`."},
+    }
+
+
+def _results_parameters(reader) -> list[dict]:
+    """``limit`` (and ``cursor`` when the reader pages): the index's unless the server lists the bucket."""
+    pages = reader is None or reader.pages
+    source = results_index.IndexReader if pages else results.ResultsReader
+    parameters = [
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "description": "How many results at most.",
+            "schema": {"type": "integer", "minimum": 1, "maximum": source.max_limit, "default": source.default_limit},
+        }
+    ]
+    if pages:
+        parameters.append(
+            {
+                "name": "cursor",
+                "in": "query",
+                "required": False,
+                "description": "The `next_cursor` of an earlier answer, unchanged: the results older than that page.",
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": results_index.MAX_CURSOR_CHARS},
+            }
+        )
+    return parameters
+
+
 def _certainty_fields(classifier: Classifier) -> dict:
     """How sure a verdict is (``inference.classifier.certainty_of``), with this server's figures in the words."""
     low, high = classifier.borderline_band
@@ -64,7 +115,8 @@ def _certainty_fields(classifier: Classifier) -> dict:
     }  # fmt: skip
 
 
-def openapi_document(classifier: Classifier) -> dict:
+def openapi_document(classifier: Classifier, reader=None) -> dict:
+    """The document; ``reader`` is the app's results reader (None: no results source), whose limits it states."""
     limits = classifier.limits
     return {
         "openapi": "3.0.3",
@@ -81,6 +133,16 @@ def openapi_document(classifier: Classifier) -> dict:
                 "post": {
                     "operationId": "classify",
                     "summary": "Classify one photo",
+                    "parameters": [
+                        {
+                            "name": "map",
+                            "in": "query",
+                            "required": False,
+                            "description": "1 (or true) adds `fire_map` and `fire_map_grid`: where in the photo the model "
+                                           "sees fire. Without it the answer is the verdict alone.",
+                            "schema": {"type": "string", "enum": ["0", "1", "false", "true"], "default": "0"},
+                        }
+                    ],
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -102,11 +164,12 @@ def openapi_document(classifier: Classifier) -> dict:
                             ),
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Classification"}}},
                         },
-                        "400": _error_response("No file, or not a multipart form.", _codes_for(400)),
+                        "400": _error_response("No file, not a multipart form, or `map` is not 1 or 0.", _codes_for(400)),
                         "408": _error_response("The upload arrived too slowly.", _codes_for(408)),
                         "413": _error_response(
                             "The upload is larger than the byte limit, or the form has too many parts.", _codes_for(413)
                         ),
+                        "409": _error_response("`map=1` was asked of a model without a fire map.", [MAP_UNAVAILABLE]),
                         "415": _error_response("The bytes are not an image format the service reads.", _codes_for(415)),
                         "422": _error_response("A readable format, but this file cannot be classified.", _codes_for(422)),
                         "503": _error_response(
@@ -118,29 +181,29 @@ def openapi_document(classifier: Classifier) -> dict:
             "/api/v1/results": {
                 "get": {
                     "operationId": "results",
-                    "summary": "The latest results the serverless path wrote to the bucket",
+                    "summary": "The latest results the serverless path wrote, newest first",
                     "description": (
-                        f"Read from `s3://BUCKET/{RESULT_PREFIX}`, newest first (by the time S3 stored each result). "
-                        "Objects that are not results are skipped. Answers may be a few seconds old: a listing is reused "
-                        "for 2 seconds, or one second per 1,000 results in the bucket when that is longer."
+                        "With a results table (`FIREWATCH_RESULTS_TABLE`): read from its `newest` index, day by day "
+                        "backwards. A page may hold fewer than `limit` results when days without any were passed "
+                        f"(at most {results_index.LOOKBACK_DAYS} such days per request, by default); pass "
+                        "`next_cursor` back as `cursor` for older results, until it is null. Without one: read "
+                        f"from `s3://BUCKET/{RESULT_PREFIX}`, newest first (by the time S3 stored each result), with "
+                        "no cursor. Objects that are not results are skipped. Answers may be a few seconds old: a "
+                        "listing is reused for 2 seconds, or one second per 1,000 results in the bucket when that is "
+                        "longer."
                     ),
-                    "parameters": [
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "required": False,
-                            "description": "How many results at most.",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
-                        }
-                    ],
+                    "parameters": _results_parameters(reader),
                     "responses": {
                         "200": {
                             "description": "The newest results, newest first.",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PipelineResults"}}},
                         },
-                        "400": _error_response("`limit` is not a whole number in range.", [BAD_REQUEST]),
-                        "404": _error_response("This server has no results bucket configured.", [RESULTS_DISABLED]),
-                        "503": _error_response("The results bucket cannot be read right now.", [RESULTS_UNAVAILABLE]),
+                        "400": _error_response(
+                            "`limit` is not a whole number in range, or `cursor` is not one this server handed out.",
+                            [BAD_REQUEST],
+                        ),
+                        "404": _error_response("This server has no results table or bucket configured.", [RESULTS_DISABLED]),
+                        "503": _error_response("The results table or bucket cannot be read right now.", [RESULTS_UNAVAILABLE]),
                     },
                 }
             },
@@ -192,6 +255,7 @@ def openapi_document(classifier: Classifier) -> dict:
                         "fire_probability": {"type": "number", "minimum": 0, "maximum": 1},
                         "model_version": {"type": "string"},
                         **_certainty_fields(classifier),
+                        **_fire_map_fields(classifier),
                     },
                     "additionalProperties": False,
                 },
@@ -213,13 +277,19 @@ def openapi_document(classifier: Classifier) -> dict:
                 },
                 "PipelineResults": {
                     "type": "object",
-                    "required": ["bucket", "results"],
+                    "required": ["results"],
                     "properties": {
-                        "bucket": {"type": "string"},
+                        "bucket": {"type": "string", "description": "The upload bucket, when the server knows it."},
+                        "table": {"type": "string", "description": "The results table read (with a results table only)."},
                         "results": {
                             "type": "array",
-                            "maxItems": MAX_LIMIT,
+                            "maxItems": max(results.MAX_LIMIT, results_index.MAX_LIMIT),
                             "items": {"$ref": "#/components/schemas/PipelineResult"},
+                        },
+                        "next_cursor": {
+                            "type": "string",
+                            "nullable": True,
+                            "description": "With a results table: the `cursor` of the next, older page; null at the end.",
                         },
                     },
                     "additionalProperties": False,
@@ -230,7 +300,7 @@ def openapi_document(classifier: Classifier) -> dict:
                         "(`label`, `fire_probability`) or an `error`, plus where it came from and when."
                     ),
                     "type": "object",
-                    "required": ["result_key", "name", "classified_at", "last_modified"],
+                    "required": ["result_key", "name", "classified_at"],
                     "properties": {
                         "result_key": {"type": "string", "description": f"The S3 key of the result: {RESULT_PREFIX}<key>.json"},
                         "name": {"type": "string", "description": "The uploaded file's name (last part of its key)."},
@@ -242,7 +312,11 @@ def openapi_document(classifier: Classifier) -> dict:
                             "required": ["code", "message"],
                             "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
                         },
-                        "last_modified": {"type": "string", "format": "date-time"},
+                        "last_modified": {
+                            "type": "string",
+                            "format": "date-time",
+                            "description": "When S3 stored the result (read from the bucket listing only).",
+                        },
                     },
                     "additionalProperties": False,
                 },

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 
 from . import state
 from .errors import ApiError
-from .results import DEFAULT_LIMIT, ResultsLoading, ResultsUnavailable, utc_time
+from .results import ResultsLoading, ResultsUnavailable, utc_time
 from .uploads import chosen_files, page_outcome
 
 pages = Blueprint("pages", __name__)
@@ -20,7 +20,7 @@ def _panel() -> dict | None:
         return None
     panel = {"bucket": reader.bucket, "results": [], "unavailable": False, "loading": False}
     try:
-        panel["results"] = reader.latest(DEFAULT_LIMIT)
+        panel["results"] = reader.latest(reader.default_limit)
     except ResultsLoading:
         panel["loading"] = True  # the page does not wait for S3: panel.js fills the panel in a moment
     except ResultsUnavailable:
@@ -46,6 +46,7 @@ def _page(results=None, message=None, status=200):
             "index.html",
             model_version=classifier.version,
             threshold=classifier.threshold,
+            fire_map=classifier.map_grid is not None,  # the page asks the API for maps only when the model has them
             max_bytes=classifier.limits.max_bytes,
             max_files=current_app.config["PAGE_MAX_FILES"],
             results=results or [],

@@ -70,10 +70,19 @@ class _Listed:
 
 def clean_record(raw: object, listed: _Listed) -> dict | None:
     """The public form of one stored result, or None when the object is not a result we can show."""
+    return public_record(raw, listed.key, listed.last_modified)
+
+
+def public_record(raw: object, result_key: str, last_modified: datetime | None) -> dict | None:
+    """The public form of a result record (an S3 object's JSON or an index item), or None when it is not one.
+
+    ``last_modified`` is when S3 stored the object; an index item has none, and then ``last_modified`` is left out.
+    """
     if not isinstance(raw, dict):
         return None
-    upload_key = upload_name_for(listed.key)
-    record = {"result_key": listed.key, "name": upload_key.rsplit("/", 1)[-1] or upload_key}
+    stored_key = raw.get("key")
+    key = stored_key if isinstance(stored_key, str) and stored_key else upload_name_for(result_key)
+    record = {"result_key": result_key, "name": key.rsplit("/", 1)[-1] or key}
     record.update({name: raw[name] for name, kind in RESULT_FIELD_TYPES.items() if type(raw.get(name)) is kind})
     error, label, probability = raw.get("error"), raw.get("label"), raw.get("fire_probability")
     if isinstance(error, dict) and isinstance(error.get("message"), str):
@@ -82,8 +91,11 @@ def clean_record(raw: object, listed: _Listed) -> dict | None:
         record.update(label=label, fire_probability=probability)
     else:
         return None
-    record["last_modified"] = listed.last_modified.astimezone(timezone.utc).isoformat()
+    if last_modified is not None:
+        record["last_modified"] = last_modified.astimezone(timezone.utc).isoformat()
     if _parse_time(record.get("classified_at")) is None:
+        if last_modified is None:
+            return None  # nothing to show a time from
         record["classified_at"] = record["last_modified"]  # so pages can always show a time
     return record
 
@@ -109,6 +121,8 @@ class ResultsReader:
     one is old, waits ``wait_seconds`` at most for it, and otherwise answers from the previous refresh: a slow
     or silent S3 endpoint never holds a page for longer than that.
     """
+
+    default_limit, max_limit, pages = DEFAULT_LIMIT, MAX_LIMIT, False  # no cursor: the newest MAX_LIMIT only
 
     def __init__(self, bucket: str, client=None, clock=time.monotonic, wait_seconds: float = WAIT_SECONDS) -> None:
         self.bucket = bucket

@@ -48,13 +48,14 @@ class Classified:
     seconds: float
 
 
-def classify_upload(classifier: Classifier, upload: FileStorage) -> Classified:
-    """Raises the core's InvalidImage for a photo it cannot classify, ApiError ``busy`` when decoding waited too long."""
+def classify_upload(classifier: Classifier, upload: FileStorage, with_map: bool = False) -> Classified:
+    """Raises the core's InvalidImage for a photo it cannot classify, ApiError ``busy`` when decoding waited too long.
+    ``with_map``: the prediction carries the fire map (check ``classifier.check_map()`` first)."""
     started = time.perf_counter()
     data = upload.read()
     try:
         with state.admission().decode(data, classifier.card.input_size):
-            prediction = classifier.classify(data)
+            prediction = classifier.classify(data, with_map=True) if with_map else classifier.classify(data)
     except Busy:
         raise ApiError(BUSY, "The server is decoding other large photos; please try again in a few seconds.") from None
     return Classified(source_name(upload.filename), prediction, time.perf_counter() - started)

@@ -170,6 +170,7 @@ def test_user_data_runs_the_web_server_from_the_image_with_a_restart_policy(synt
     dockerfile = (ROOT / "lambda_image" / "Dockerfile").read_text()
     assert "--entrypoint python firewatch -m web_app --host 0.0.0.0 --port 8080" in dockerfile
     assert '--env FIREWATCH_RESULTS_BUCKET={"Ref": "UploadBucketName"}' in run
+    assert '--env FIREWATCH_RESULTS_TABLE={"Ref": "ResultsTableName"}' in run
     assert "--log-driver=awslogs" in run
     assert "curl -fsS http://127.0.0.1:8080/healthz && exit 0" in script
     assert "aws cloudformation signal-resource" in script and "cfn-signal" not in script  # tests/infra/test_user_data.py
@@ -234,7 +235,6 @@ def test_instance_role_is_least_privilege(synth):
     # No AWS managed policy: AmazonSSMManagedInstanceCore reads every SSM parameter in the account, and
     # CloudWatchAgentServerPolicy writes any metric namespace and any log group.
     assert "ManagedPolicyArns" not in instance_role
-    bucket = ["arn:", {"Ref": "AWS::Partition"}, ":s3:::", {"Ref": "UploadBucketName"}]
     repository_name = {"Fn::Sub": "cdk-hnb659fds-container-assets-${AWS::AccountId}-${AWS::Region}"}
     repository = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":ecr:", {"Ref": "AWS::Region"}, ":",
         {"Ref": "AWS::AccountId"}, ":repository/", repository_name]]}  # fmt: skip
@@ -249,8 +249,8 @@ def test_instance_role_is_least_privilege(synth):
         entry(["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], repository),
         entry(["ec2:DescribeTags", "ecr:GetAuthorizationToken", *session_manager], "*"),
         entry(["cloudwatch:PutMetricData"], "*", {"StringEquals": {"cloudwatch:namespace": "CWAgent"}}),
-        entry(["s3:GetObject"], {"Fn::Join": ["", [*bucket, "/results/*"]]}),
-        entry(["s3:ListBucket"], {"Fn::Join": ["", bucket]}, {"StringLike": {"s3:prefix": ["results/", "results/*"]}}),
+        entry(["dynamodb:Query"], {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":dynamodb:", {"Ref": "AWS::Region"},
+              ":", {"Ref": "AWS::AccountId"}, ":table/", {"Ref": "ResultsTableName"}, "/index/newest"]]}),  # fmt: skip
         entry(["logs:CreateLogStream", "logs:PutLogEvents"], {"Fn::Join": ["", [{"Fn::GetAtt": [log_group, "Arn"]}, ":*"]]}),
         entry(["cloudformation:SignalResource"], {"Ref": "AWS::StackId"}),
     }
@@ -264,6 +264,25 @@ def test_upload_bucket_comes_from_the_serverless_stack_parameter(synth):
         "Description": "SSM parameter with the upload bucket name (published by the serverless stack)",
     }
     assert "Fn::ImportValue" not in json.dumps(synth.web.to_json())
+
+
+def test_results_table_comes_from_the_serverless_stack_parameter(synth, synth_custom):
+    parameter = synth.web.to_json()["Parameters"]["ResultsTableName"]
+    assert parameter == {
+        "Type": "AWS::SSM::Parameter::Value<String>",
+        "Default": "/firewatch/dev/results-table-name",
+        "Description": "SSM parameter with the results table name (published by the serverless stack)",
+    }
+    assert synth_custom.web.to_json()["Parameters"]["ResultsTableName"]["Default"] == "/firewatch/prod/results-table-name"
+
+
+def test_the_web_servers_may_only_query_the_newest_index(synth):
+    """Least privilege for the results index: Query, on the index only: no Scan, GetItem or writes, not the table."""
+    statements = [s for s in _statements(synth.web) if any(a.startswith("dynamodb:") for a in s[0])]
+    assert len(statements) == 1
+    actions, resource, condition = statements[0]
+    assert actions == ("dynamodb:Query",) and condition == "null"
+    assert json.loads(resource)["Fn::Join"][1][-2:] == [{"Ref": "ResultsTableName"}, "/index/newest"]
 
 
 def test_log_groups_have_retention(synth):

@@ -86,14 +86,16 @@ def test_queues_tables_and_waf_are_priced_when_the_templates_have_them():
         "Queue": {"Type": "AWS::SQS::Queue", "Properties": {}},
         "Feed": {"Type": "AWS::Lambda::EventSourceMapping", "Properties": {"EventSourceArn": {"Fn::GetAtt": ["Queue", "Arn"]}}},
         "Results": {"Type": "AWS::DynamoDB::Table", "Properties": {"BillingMode": "PAY_PER_REQUEST",
-                    "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}}},
+                    "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                    "GlobalSecondaryIndexes": [{"IndexName": "newest"}]}},
         "Acl": {"Type": "AWS::WAFv2::WebACL", "Properties": {"Rules": [{"Name": "a"}, {"Name": "b"}, {"Name": "c"}]}},
     }  # fmt: skip
     report = cost.estimate({"s": _serverless(**extra)})
     by_item = {line["item"]: line["usd"] for line in report["monthly"] + report["per_million_images"]}
     assert by_item["WAF web ACLs"] == 5.00 and by_item["WAF rules"] == 3.00
     assert by_item["SQS requests (assumed 3 per image)"] == pytest.approx(3 * 0.40)
-    assert by_item["DynamoDB on-demand writes (1 per image)"] == pytest.approx(0.625)
+    # an item write is a write unit for the table and one for each index it lands in
+    assert by_item["DynamoDB on-demand write units (table + 1 index)"] == pytest.approx(2 * 0.625)
     assert any("point-in-time recovery" in note for note in report["notes"])
     plain = cost.estimate({"s": _serverless()})
     assert not any(line["item"].startswith(("SQS", "DynamoDB")) for line in plain["per_million_images"])

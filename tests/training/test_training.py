@@ -109,6 +109,8 @@ def test_smoke_training_run_writes_a_servable_model_into_a_new_run_folder(tmp_pa
     assert ModelCard.load(out / "fire_classifier.json").to_dict() == card, "what training writes reads back unchanged"
     assert {"held_out_sources", "credits"} <= set(card["training_data"]) and card["augmentation"]["mix_probability"] >= 0
     assert card["test_time_augmentation"].startswith("mean of the photo")
+    assert card["fire_map"]["grid"] == [3, 3], "the map output: 48 px / 16"
+    assert Classifier.load(out / "fire_classifier.tflite").map_grid == (3, 3)
     assert card["training"]["kept_epoch"] in (1, 2) and card["reports"]["folder"].endswith(f"{out.name}/reports")
     assert {"balanced_accuracy_ci95", "roc_auc_ci95"} <= set(card["metrics"]["validation"])
     # 24 photos barely teach anything: when the figures do not beat chance, the run says so loudly and so does the card.

@@ -156,7 +156,7 @@ def test_openapi_document_lists_every_route_and_error_status(client):
         "/api/v1/classify", "/api/v1/results", "/api/v1/model", "/api/v1/openapi.json", "/healthz"
     }
     statuses = set(document["paths"]["/api/v1/classify"]["post"]["responses"])
-    assert statuses == {"200", "400", "408", "413", "415", "422", "503"}
+    assert statuses == {"200", "400", "408", "409", "413", "415", "422", "503"}
 
 
 @pytest.mark.parametrize("path", ["/api/v1/nothing", "/api/v2/classify", "/api/"])
@@ -204,3 +204,52 @@ def test_the_cores_error_reaches_the_one_error_handler_with_its_contract_status(
 
     error = assert_error(app.test_client().get("/api/v1/raises"), http_status(code), code)
     assert error["message"] == "as the core said it"
+
+
+def test_map_parameter_adds_the_fire_map_and_leaves_the_verdict_alone(client, classifier, fire_photo):
+    data = fire_photo.read_bytes()
+    plain = upload(client, data).get_json()
+    response = client.post("/api/v1/classify?map=1", data={"image": (io.BytesIO(data), "photo.jpg")})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body == classifier.classify(data, with_map=True).to_dict("photo.jpg", with_certainty=True)
+    assert {key: body[key] for key in plain} == plain
+    assert body["fire_map_grid"] == [10, 10] and len(body["fire_map"]) == 10 and len(body["fire_map"][0]) == 10
+    for off in ("0", "false"):
+        answer = client.post(f"/api/v1/classify?map={off}", data={"image": (io.BytesIO(data), "photo.jpg")})
+        assert list(answer.get_json()) == list(plain)
+
+
+def test_a_map_value_that_is_not_a_flag_is_400(client, fire_photo):
+    response = client.post("/api/v1/classify?map=yes", data={"image": (io.BytesIO(fire_photo.read_bytes()), "photo.jpg")})
+    assert "map" in assert_error(response, 400, "bad_request")["message"]
+
+
+class ProbabilityOnly:
+    """A runtime without a map output (models exported before the map had none)."""
+
+    def predict(self, images):
+        import numpy as np
+
+        return np.full(len(images), 0.5)
+
+
+def test_map_from_a_model_without_one_is_409_and_the_verdict_still_works(classifier, fire_photo):
+    app = create_app(Classifier(classifier.card, ProbabilityOnly()))
+    client = app.test_client()
+    data = fire_photo.read_bytes()
+    response = client.post("/api/v1/classify?map=1", data={"image": (io.BytesIO(data), "photo.jpg")})
+    assert "fire map" in assert_error(response, 409, "map_unavailable")["message"]
+    assert upload(client, data).get_json()["fire_probability"] == 0.5
+    schema = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]["Classification"]
+    assert "none" in schema["properties"]["fire_map"]["description"]
+
+
+def test_openapi_documents_the_map_with_the_model_s_grid(client):
+    operation = client.get("/api/v1/openapi.json").get_json()["paths"]["/api/v1/classify"]["post"]
+    assert [p["name"] for p in operation["parameters"]] == ["map"]
+    assert "409" in operation["responses"] and "map_unavailable" in operation["responses"]["409"]["description"]
+    schema = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]["Classification"]
+    fire_map = schema["properties"]["fire_map"]
+    assert fire_map["minItems"] == fire_map["maxItems"] == 10 and fire_map["items"]["maxItems"] == 10
+    assert "fire_map" not in schema["required"] and "fire_map_grid" not in schema["required"], "only with ?map=1"

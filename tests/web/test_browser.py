@@ -283,3 +283,57 @@ def test_drag_and_drop_is_offered_only_to_a_mouse_on_a_wide_screen(browser, serv
         assert ("Choose photos to check" in text) == touch and ("Drag and drop photos here" in text) == (not touch)
     finally:
         context.close()
+
+
+# ---------------------------------------------------------------------------------------------------- fire map
+def _overlay_ink(result) -> int:
+    """How many overlay pixels are painted (alpha > 0)."""
+    return result.locator(".fire-map-overlay").evaluate(
+        "c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;"
+        " for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }")
+
+
+def test_show_where_toggles_the_fire_map_overlay(browser, served, fire_photo, nofire_photo):
+    from tests.conftest import _dataset_file
+
+    street = _dataset_file("fire-dataset/fire/fire.10.jpg")  # flames along the bottom of a forest, not all over the photo
+    for name, viewport in (("desktop", {"width": 1280, "height": 800}), ("phone", {"width": 390, "height": 844})):
+        context = browser.new_context(viewport=viewport, device_scale_factor=2 if name == "phone" else 1)
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        try:
+            page.goto(served.url + "/")
+            page.set_input_files("#image-input", [str(fire_photo), str(nofire_photo), str(street)])
+            wait_for_results(page, 3)
+            result = card(page, fire_photo.name)
+            toggle = result.get_by_role("button", name="Show where")
+            assert toggle.is_visible() and toggle.get_attribute("aria-pressed") == "false"
+            overlay = result.locator(".fire-map-overlay")
+            assert overlay.is_hidden() and result.locator(".map-caption").is_hidden()
+
+            toggle.focus()
+            page.keyboard.press("Enter")  # a real button: the keyboard works it
+            assert toggle.get_attribute("aria-pressed") == "true"
+            assert overlay.is_visible() and _overlay_ink(result) > 0
+            assert overlay.bounding_box() == result.locator(".thumb").bounding_box(), "drawn over the thumbnail"
+            assert "Fire evidence" in result.locator(".map-caption").inner_text()
+            assert result.locator(".thumb").bounding_box()["width"] > 150, "the thumbnail grows to show the map"
+
+            quiet = card(page, nofire_photo.name)
+            quiet.get_by_role("button", name="Show where").click()
+            assert "little fire evidence" in quiet.locator(".map-caption").inner_text()
+            house = card(page, street.name)
+            house.get_by_role("button", name="Show where").click()
+            assert "mostly the bottom" in house.locator(".map-caption").inner_text()
+
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"web-fire-map-{name}.png"), full_page=True)
+
+            toggle.focus()
+            page.keyboard.press("Space")
+            assert toggle.get_attribute("aria-pressed") == "false" and overlay.is_hidden()
+        finally:
+            context.close()
+        assert not problems, f"browser console errors (CSP violations show up here): {problems}"

@@ -191,3 +191,22 @@ def test_the_servers_own_errors_carry_hsts_when_configured(monkeypatch):
         write_error(ours, 431, "Request Header Fields Too Large", "")
         head = theirs.recv(65536).decode("latin-1").split("\r\n\r\n")[0]
     assert "Strict-Transport-Security: max-age=31536000" in head.splitlines()
+
+
+class ProbabilityOnly:
+    """A runtime without a map output (models exported before the map had none)."""
+
+    def predict(self, images):
+        import numpy as np
+
+        return np.full(len(images), 0.5)
+
+
+def test_the_page_asks_for_fire_maps_only_when_the_model_has_them(client, classifier):
+    html = client.get("/").get_data(as_text=True)
+    assert 'data-map-api="/api/v1/classify?map=1"' in html
+    assert re.search(r'<div class="fire-map-controls" hidden>\s*<button type="button" class="map-toggle" aria-pressed="false">'
+                     r"Show where</button>", html), "a real toggle button, hidden until a map arrives"
+    assert "firemap.js" in html
+    without = create_app(Classifier(classifier.card, ProbabilityOnly())).test_client().get("/").get_data(as_text=True)
+    assert "data-map-api" not in without and 'data-api="/api/v1/classify"' in without

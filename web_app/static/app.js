@@ -10,7 +10,7 @@
   const notice = document.getElementById("notice");
   const clearButton = document.getElementById("clear-results");
   const template = document.getElementById("result-template");
-  const apiUrl = form.dataset.api;
+  const apiUrl = form.dataset.mapApi || form.dataset.api;  // with ?map=1 when the model has a fire map
   const fireLabel = document.body.dataset.fireLabel;  // the model's positive label, from the shared contract
   const maxBytes = Number(form.dataset.maxBytes);
   const maxFiles = Number(form.dataset.maxFiles);
@@ -54,6 +54,7 @@
     let timing = "Took " + Math.round(elapsedMs) + " ms";
     if (serverMs !== null) timing += " (model and decoding " + Math.round(serverMs) + " ms)";
     card.querySelector(".timing").textContent = timing;
+    if (body.fire_map && window.FirewatchMap) window.FirewatchMap.attach(card, body.fire_map);
   }
 
   // Certainty (issue 13): the bar with the threshold marker, and the "borderline" note near the threshold. The API says

@@ -1,0 +1,123 @@
+"""The fire map export: its definition (a class activation map), the unchanged probability, and the re-export of a
+trained model without retraining."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from inference import Classifier, LiteRTModel, MapUnavailable  # noqa: E402
+from tests.conftest import MODEL_PATH  # noqa: E402
+from training import backbones, export  # noqa: E402
+from training.fire_map import MapUnsupported, grid_of, with_fire_map  # noqa: E402
+
+SIZE = 32
+
+
+def small_model(seed: int) -> keras.Model:
+    """A compact network at 32 px with random weights (and non-trivial batch-norm statistics), flip-averaged."""
+    keras.utils.set_random_seed(seed)
+    network = backbones.compact(SIZE, width=0.25)
+    for layer in network.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            rng = np.random.default_rng(seed)
+            layer.set_weights([gamma, rng.normal(0, 0.5, beta.shape), rng.normal(0, 0.5, mean.shape), variance])
+    return backbones.with_flip_averaging(network)
+
+
+def photos(count: int) -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 256, (count, SIZE, SIZE, 3)).astype(np.float32)
+
+
+def test_the_map_is_the_class_activation_map_and_the_probability_is_unchanged():
+    model = small_model(3)
+    served = with_fire_map(model)
+    images = photos(4)
+    out = served.predict(images, verbose=0)
+    assert np.max(np.abs(out["fire_probability"] - model.predict(images, verbose=0))) <= 1e-6
+    # By hand: the network's last feature map, the dense layer's weights per cell, mirror back, average, sigmoid.
+    network = model.layers[2]
+    pooling = next(layer for layer in network.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D))
+    features = keras.Model(network.inputs, pooling.input)
+    kernel, bias = network.layers[-1].get_weights()
+    plain = features.predict(images, verbose=0) @ kernel[:, 0] + bias[0]
+    mirrored = (features.predict(images[:, :, ::-1], verbose=0) @ kernel[:, 0] + bias[0])[:, :, ::-1]
+    expected = 1 / (1 + np.exp(-(plain + mirrored) / 2))
+    assert out["fire_map"].shape == expected.shape == (4, 2, 2)  # 32 px / 16
+    assert np.max(np.abs(out["fire_map"] - expected)) <= 1e-5
+    assert grid_of(served) == list(expected.shape[1:])
+
+
+def test_a_single_pass_model_gets_its_map_too():
+    network = small_model(4).layers[2]
+    served = with_fire_map(network)
+    out = served.predict(photos(2), verbose=0)
+    assert np.max(np.abs(out["fire_probability"] - network.predict(photos(2), verbose=0))) <= 1e-6
+    assert out["fire_map"].shape[0] == 2
+
+
+def test_a_head_without_pooling_and_one_sigmoid_unit_is_refused():
+    inputs = keras.Input((SIZE, SIZE, 3))
+    flat = keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(inputs))
+    with pytest.raises(MapUnsupported, match="GlobalAveragePooling2D"):
+        with_fire_map(keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(flat)))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    with pytest.raises(MapUnsupported, match="sigmoid"):
+        with_fire_map(keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(pooled)))
+
+
+def model_folder(tmp_path, keras_model: keras.Model, tflite_model: keras.Model):
+    """A model folder as training wrote it before the map: .keras, a single-output .tflite and the card."""
+    keras_model.save(tmp_path / "fire_classifier.keras")
+    (tmp_path / "fire_classifier.tflite").write_bytes(export.to_tflite(tflite_model))
+    card = json.loads(MODEL_PATH.with_suffix(".json").read_text())
+    card.pop("fire_map", None)
+    card["input"] |= {"width": SIZE, "height": SIZE}
+    (tmp_path / "fire_classifier.json").write_text(json.dumps(card))
+    return tmp_path / "fire_classifier.keras"
+
+
+def test_reexport_adds_the_map_without_changing_the_probabilities(tmp_path, fire_photos, nofire_photos):
+    model = small_model(5)
+    keras_path = model_folder(tmp_path, model, model)
+    tflite_path = keras_path.with_suffix(".tflite")
+    old = LiteRTModel(tflite_path)
+    assert old.map_grid is None, "a model exported before the map"
+    with pytest.raises(MapUnavailable):
+        old.predict_with_map(np.zeros((1, SIZE, SIZE, 3), np.uint8))
+    checks = tmp_path / "photos"
+    checks.mkdir()
+    for photo in fire_photos + nofire_photos:
+        shutil.copy(photo, checks / photo.name)
+    old_probabilities = old.predict(photos(6).astype(np.uint8))
+
+    report = export.reexport(keras_path, [checks], photos=16)
+
+    assert report["photos_checked"] == 16 and report["probability_max_abs_diff"] <= export.PROBABILITY_TOLERANCE
+    new = LiteRTModel(tflite_path)
+    assert new.map_grid == (2, 2) and np.max(np.abs(new.predict(photos(6).astype(np.uint8)) - old_probabilities)) <= 1e-6
+    card = json.loads(keras_path.with_suffix(".json").read_text())
+    assert card["fire_map"]["grid"] == [2, 2] and card["fire_map"]["output"] == "fire_map"
+    assert card["version"] == export.version_for(tflite_path.read_bytes(), card["date"]) == report["version"]
+    assert card["tflite_format"]["bytes"]["float32"] == tflite_path.stat().st_size
+    classifier = Classifier.load(tflite_path)
+    assert len(classifier.classify(fire_photos[0].read_bytes(), with_map=True).fire_map) == 2
+
+
+@pytest.mark.slow  # two more TFLite conversions (about 40 s here)
+def test_reexport_refuses_a_model_whose_probabilities_differ_and_writes_nothing(tmp_path, fire_photos):
+    keras_path = model_folder(tmp_path, small_model(6), small_model(7))  # the .tflite is another model's
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    checks = tmp_path / "photos"
+    checks.mkdir()
+    for photo in fire_photos:
+        shutil.copy(photo, checks / photo.name)
+    with pytest.raises(SystemExit, match="differ"):
+        export.reexport(keras_path, [checks], photos=8)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
