@@ -170,22 +170,3 @@ def _message(raw: dict) -> Message:
     return Message(raw["MessageId"], raw["ReceiptHandle"], raw["Body"],
                    int(raw.get("Attributes", {}).get("ApproximateReceiveCount", "1")), attributes)
 
-
-def redrive(sqs, from_url: str, to_url: str, limit: int = 100_000) -> int:
-    """Move every message of ``from_url`` (a dead-letter queue) back to ``to_url``; returns how many moved.
-
-    Each message is sent again before it is deleted, so a failure half-way duplicates at worst and never loses one
-    (the handler finds a finished upload's result and does nothing).
-    """
-    moved = 0
-    while moved < limit:
-        received = sqs.receive_message(QueueUrl=from_url, MaxNumberOfMessages=SQS_RECEIVE_MAX, WaitTimeSeconds=0,
-                                       VisibilityTimeout=30).get("Messages", [])
-        if not received:
-            return moved
-        sqs.send_message_batch(QueueUrl=to_url, Entries=[
-            {"Id": str(n), "MessageBody": raw["Body"]} for n, raw in enumerate(received)])
-        sqs.delete_message_batch(QueueUrl=from_url, Entries=[
-            {"Id": str(n), "ReceiptHandle": raw["ReceiptHandle"]} for n, raw in enumerate(received)])
-        moved += len(received)
-    return moved

@@ -10,7 +10,7 @@ import pytest
 from moto import mock_aws
 
 from demo.local_aws import create_resources
-from demo.poller import QueuePoller, failed_message_ids, redrive, sqs_event
+from demo.poller import QueuePoller, failed_message_ids, sqs_event
 
 BUCKET = "firewatch-poller-test"
 
@@ -171,14 +171,6 @@ def test_sqs_event_passes_attributes_on():
 
     event = sqs_event([Message("id", "rh", "body", 2, {"SentTimestamp": "1"})], "arn:aws:sqs:us-east-1:1:q", "us-east-1")
     assert event["Records"][0]["attributes"] == {"ApproximateReceiveCount": "2", "SentTimestamp": "1"}
-
-
-def test_redrive_moves_dead_letters_back(aws):
-    sqs, resources = aws
-    send(sqs, resources.dead_letter_queue_url, ["x", "y"])
-    assert redrive(sqs, resources.dead_letter_queue_url, resources.queue_url) == 2
-    assert counts(sqs, resources.dead_letter_queue_url) == (0, 0)
-    assert sorted(m["Body"] for m in drain(sqs, resources.queue_url)) == ["x", "y"]
 
 
 def test_uploads_are_notified_to_the_queue_and_results_are_public_only_locally(aws):

@@ -306,12 +306,6 @@ def test_poison_messages_end_in_the_dead_letter_queue_without_blocking_others(de
         s3.get_object(Bucket=BUCKET, Key="results/archived.jpg.json")
 
 
-def ops_has(command: str) -> bool:
-    from ops.__main__ import COMMANDS
-
-    return command in COMMANDS
-
-
 def run_ops(demo, *arguments: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
     done = subprocess.run([sys.executable, "-m", "ops", *arguments, "--endpoint-url", demo.s3_url], cwd=ROOT, env=env,
@@ -320,19 +314,10 @@ def run_ops(demo, *arguments: str) -> subprocess.CompletedProcess:
     return done
 
 
-def replay(demo) -> None:
-    if ops_has("replay"):
-        run_ops(demo, "replay", "--dlq-url", demo.queue_url(DEAD_LETTER_QUEUE))
-    else:  # until the operator command exists: the same move, with the demo's own function
-        from demo.poller import redrive
-
-        redrive(demo.client("sqs"), demo.queue_url(DEAD_LETTER_QUEUE), demo.queue_url(UPLOAD_QUEUE))
-
-
 def test_a_replay_after_the_cause_is_fixed_classifies_the_dead_letters(demo):
     s3 = demo.s3()
     s3.restore_object(Bucket=BUCKET, Key="uploads/archived.jpg", RestoreRequest={"Days": 1})
-    replay(demo)
+    run_ops(demo, "replay", "--dlq-url", demo.queue_url(DEAD_LETTER_QUEUE))
     result, _ = wait_for_object(s3, "results/archived.jpg.json", timeout=15)
     assert result["label"] == "fire"
     # The message that can never be processed is back where an operator can read it.
@@ -341,8 +326,6 @@ def test_a_replay_after_the_cause_is_fixed_classifies_the_dead_letters(demo):
 
 
 def test_a_backfill_classifies_what_was_there_before_the_notification(demo, fire_photos):
-    if not ops_has("backfill"):
-        pytest.skip("`python -m ops backfill` is not there yet")
     s3 = demo.s3()
     notification = s3.get_bucket_notification_configuration(Bucket=BUCKET)
     notification.pop("ResponseMetadata", None)
@@ -355,14 +338,7 @@ def test_a_backfill_classifies_what_was_there_before_the_notification(demo, fire
     wait_for_result_count(demo, "before", len(keys), timeout=30)
 
 
-def web_app_reads_the_table() -> bool:
-    return any("RESULTS_TABLE_ENV" in path.read_text() or "FIREWATCH_RESULTS_TABLE" in path.read_text()
-               for path in (ROOT / "web_app").glob("*.py"))
-
-
 def test_the_panel_reads_the_results_table(demo, nofire_photo):
-    if not web_app_reads_the_table():
-        pytest.skip("the web app does not read the results table yet")
     s3 = demo.s3()
     s3.put_object(Bucket=BUCKET, Key="uploads/indexed.jpg", Body=nofire_photo.read_bytes())
     wait_for_object(s3, "results/indexed.jpg.json")
