@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from inference.contract import results_table_definition
 from ops import prices  # the project's one price table: us-east-1, dated
 
 BATCH_SIZES = (1, 10)
@@ -66,13 +67,7 @@ def worker(photo_list: str, out_path: str) -> None:
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="bench")
         os.environ["ALERT_TOPIC_ARN"] = boto3.client("sns").create_topic(Name="alerts")["TopicArn"]
-        boto3.client("dynamodb").create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("key", "day", "classified_at")],
-            KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[{"IndexName": "newest", "Projection": {"ProjectionType": "ALL"}, "KeySchema": [
-                {"AttributeName": "day", "KeyType": "HASH"}, {"AttributeName": "classified_at", "KeyType": "RANGE"}]}],
-        )  # fmt: skip
+        boto3.client("dynamodb").create_table(**results_table_definition(TABLE))
         os.environ["FIREWATCH_RESULTS_TABLE"] = TABLE
         from lambda_image import handler as module
 

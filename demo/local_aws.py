@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from inference.contract import INDEX_KEY, NEWEST_INDEX, NEWEST_PARTITION, NEWEST_SORT, RESULT_PREFIX, UPLOAD_PREFIX
+from inference.contract import RESULT_PREFIX, UPLOAD_PREFIX, results_table_definition
 
 UPLOAD_QUEUE = "firewatch-uploads"
 DEAD_LETTER_QUEUE = "firewatch-uploads-dlq"
@@ -79,15 +79,4 @@ def results_readable_policy(bucket: str) -> dict:
 
 def create_results_table(dynamodb, name: str) -> None:
     """The results index: one item per upload key, and the ``newest`` index (day, classified_at)."""
-    dynamodb.create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": attribute, "AttributeType": "S"}
-                              for attribute in (INDEX_KEY, NEWEST_PARTITION, NEWEST_SORT)],
-        KeySchema=[{"AttributeName": INDEX_KEY, "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[{
-            "IndexName": NEWEST_INDEX,
-            "KeySchema": [{"AttributeName": NEWEST_PARTITION, "KeyType": "HASH"},
-                          {"AttributeName": NEWEST_SORT, "KeyType": "RANGE"}],
-            "Projection": {"ProjectionType": "ALL"},
-        }],
-    )
+    dynamodb.create_table(**results_table_definition(name))

@@ -174,6 +174,24 @@ NEWEST_SORT = "classified_at"
 INDEX_EXPIRES_AT = "expires_at"
 
 
+def results_table_definition(name: str) -> dict:
+    """``CreateTable`` arguments for the results index as the stack declares it (stacks/results_index.py): what the
+    local demo, the benchmarks and the tests create, so that none of them can drift from this contract."""
+    return {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": attribute, "AttributeType": "S"}
+                                 for attribute in (INDEX_KEY, NEWEST_PARTITION, NEWEST_SORT)],  # fmt: skip
+        "KeySchema": [{"AttributeName": INDEX_KEY, "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [{
+            "IndexName": NEWEST_INDEX,
+            "KeySchema": [{"AttributeName": NEWEST_PARTITION, "KeyType": "HASH"},
+                          {"AttributeName": NEWEST_SORT, "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "ALL"},
+        }],
+    }  # fmt: skip
+
+
 def index_day(classified_at: str) -> str:
     """The NEWEST_PARTITION value of a result: the UTC date part of its ``classified_at``."""
     return classified_at[:10]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 
 import boto3
 import pytest
@@ -114,20 +113,9 @@ def test_dry_run_only_counts(stubbed, capsys):
 
 
 @pytest.fixture
-def moto_server(monkeypatch):
-    """moto in server mode on a free loopback port, as `make demo` runs it."""
-    from moto.server import ThreadedMotoServer
-
+def moto_server(moto_endpoint, monkeypatch):
     aws_env(monkeypatch)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    return moto_endpoint
 
 
 def test_local_endpoint_moves_by_hand_send_before_delete(moto_server, capsys):

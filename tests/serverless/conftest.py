@@ -18,6 +18,8 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
+from inference.contract import results_table_definition
+
 from .function_role import FunctionRole
 
 BUCKET = "firewatch-uploads-test"
@@ -164,19 +166,7 @@ class Lab:
 
     def _create_results_table(self) -> None:
         """The results index as the stack declares it (inference/contract.py's key, index and attributes)."""
-        strings = ("key", "day", "classified_at")
-        self.dynamodb.create_table(
-            TableName=RESULTS_TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name in strings],
-            KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[{
-                "IndexName": "newest",
-                "KeySchema": [{"AttributeName": "day", "KeyType": "HASH"},
-                              {"AttributeName": "classified_at", "KeyType": "RANGE"}],
-                "Projection": {"ProjectionType": "ALL"},
-            }],
-        )  # fmt: skip
+        self.dynamodb.create_table(**results_table_definition(RESULTS_TABLE))
 
     def indexed(self, key: str) -> dict | None:
         """The results index's item for upload ``key`` (plain Python values; numbers as Decimal), or ``None``."""

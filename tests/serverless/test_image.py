@@ -19,7 +19,6 @@ import platform
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
@@ -322,26 +321,11 @@ def test_every_copy_source_exists():
     assert missing == []
 
 
-@pytest.fixture
-def moto_server():
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 def _tree_mb(root: Path) -> float:
     return sum(path.stat().st_size for path in root.rglob("*") if path.is_file()) / 1e6
 
 
-def test_handler_runs_from_the_image_layout(image_python, task_root, moto_server, fire_photo, tmp_path, monkeypatch):
+def test_handler_runs_from_the_image_layout(image_python, task_root, moto_endpoint, fire_photo, tmp_path, monkeypatch):
     from .conftest import s3_event, s3_record
 
     size_mb = _tree_mb(task_root)
@@ -352,9 +336,9 @@ def test_handler_runs_from_the_image_layout(image_python, task_root, moto_server
     aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     for name, value in aws.items():
         monkeypatch.setenv(name, value)
-    s3 = boto3.client("s3", endpoint_url=moto_server)
-    sns = boto3.client("sns", endpoint_url=moto_server)
-    sqs = boto3.client("sqs", endpoint_url=moto_server)
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint)
+    sns = boto3.client("sns", endpoint_url=moto_endpoint)
+    sqs = boto3.client("sqs", endpoint_url=moto_endpoint)
     bucket = f"image-check-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
     topic_arn = sns.create_topic(Name="alerts")["TopicArn"]
@@ -370,7 +354,7 @@ def test_handler_runs_from_the_image_layout(image_python, task_root, moto_server
     environment = {
         **aws,
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_ENDPOINT_URL": moto_endpoint,
         "ALERT_TOPIC_ARN": topic_arn,
         "POWERTOOLS_SERVICE_NAME": "firewatch",
         "POWERTOOLS_METRICS_NAMESPACE": "Firewatch",

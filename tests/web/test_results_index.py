@@ -12,7 +12,9 @@ import jsonschema
 import pytest
 from moto import mock_aws
 
-from inference.contract import INDEX_KEY, NEWEST_INDEX, NEWEST_PARTITION, NEWEST_SORT, index_day, result_key_for
+from inference.contract import (
+    INDEX_KEY, NEWEST_INDEX, NEWEST_PARTITION, NEWEST_SORT, index_day, result_key_for, results_table_definition,
+)  # fmt: skip
 from web_app import create_app
 from web_app.results_index import IndexReader, decode_cursor, encode_cursor
 
@@ -29,19 +31,7 @@ def dynamodb(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"}
-                                  for name in (INDEX_KEY, NEWEST_PARTITION, NEWEST_SORT)],  # fmt: skip
-            KeySchema=[{"AttributeName": INDEX_KEY, "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[{
-                "IndexName": NEWEST_INDEX,
-                "KeySchema": [{"AttributeName": NEWEST_PARTITION, "KeyType": "HASH"},
-                              {"AttributeName": NEWEST_SORT, "KeyType": "RANGE"}],
-                "Projection": {"ProjectionType": "ALL"},
-            }],
-        )  # fmt: skip
+        client.create_table(**results_table_definition(TABLE))
         yield client
 
 
