@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 from collections import Counter
+from typing import Callable
 
 import boto3
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -28,7 +29,9 @@ from inference import Classifier
 from .alerts import ALERT_TOPIC_ENV, publish_fire_alert
 from .batch_operations import handle_batch_operations, is_batch_operations
 from .events import IGNORED, MALFORMED, REFUSED, Skipped, Upload, configured_bucket, parse_event, parse_message_body
-from .pipeline import ALERT_RETRIED, CLASSIFIED, DUPLICATE, GONE, INVALID, STALE, Job, Publish, process_uploads
+from .pipeline import (
+    ALERT_RETRIED, CLASSIFIED, DUPLICATE, GONE, INVALID, STALE, Job, OutOfTime, Publish, process_uploads,
+)  # fmt: skip
 from .results_index import ResultsIndex
 from .storage import Bucket
 from .telemetry import count_batch_failures, count_rejected, logger, metrics
@@ -40,6 +43,9 @@ _SKIP_STATUS = {IGNORED: SKIPPED, REFUSED: REFUSED, MALFORMED: MALFORMED}
 # Standard retry mode backs off on throttling and 5xx before an error reaches Lambda's own retries; short socket
 # timeouts (botocore's default is 60 s) keep a stuck call well inside the function's timeout.
 _AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=15)
+# Time a queue batch keeps back once it stops starting decodes: the costliest photo within the limits takes about
+# 3-5 s to decode at 1,024 MB (README, costly inputs), then come the model call and up to 10 results' writes.
+TIME_RESERVE_MS = 10_000
 
 
 class UploadsFailed(RuntimeError):
@@ -136,7 +142,7 @@ def handle_queue_batch(event: dict, clf: Classifier, context=None) -> dict:
             else:
                 uploads.append(item)
                 owners.append(message.message_id)
-    for owner, (upload, failure) in zip(owners, _process(uploads, clf, counts)):
+    for owner, (upload, failure) in zip(owners, _process(uploads, clf, counts, _time_guard(context))):
         if failure:
             reasons[owner].append(f"{upload.uri}: {failure}")
 
@@ -155,14 +161,30 @@ def handle_queue_batch(event: dict, clf: Classifier, context=None) -> dict:
     return response
 
 
-def _process(uploads: list[Upload], clf: Classifier, counts: Counter[str]) -> list[tuple[Upload, str | None]]:
+def _time_guard(context) -> Callable[[], bool] | None:
+    """Whether the batch should start no more decodes: a third of the time left at its start (at most
+    TIME_RESERVE_MS) is kept for the decode under way, the model call and the writes of the results."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    reserve_ms = min(TIME_RESERVE_MS, remaining() / 3)
+    return lambda: remaining() < reserve_ms
+
+
+def _process(
+    uploads: list[Upload], clf: Classifier, counts: Counter[str], out_of_time: Callable[[], bool] | None = None
+) -> list[tuple[Upload, str | None]]:
     """Process ``uploads`` together; each with ``None`` or what failed it (also counted and logged)."""
     jobs = [Job(upload, Bucket(_s3(), upload.bucket)) for upload in uploads]
     index = ResultsIndex.from_env(_dynamodb)
     failures: list[tuple[Upload, str | None]] = []
-    for upload, ending in zip(uploads, process_uploads(jobs, clf, _publisher(), index)):
+    for upload, ending in zip(uploads, process_uploads(jobs, clf, _publisher(), index, out_of_time)):
         if isinstance(ending, Exception):
-            logger.error("Upload failed; it will be retried", exc_info=ending, extra={"bucket": upload.bucket, "key": upload.key})
+            where = {"bucket": upload.bucket, "key": upload.key}
+            if isinstance(ending, OutOfTime):  # not an error: the redelivery classifies it
+                logger.warning("Upload left to a redelivery: the invocation ran short of time", extra=where)
+            else:
+                logger.error("Upload failed; it will be retried", exc_info=ending, extra=where)
             counts[FAILED] += 1
             failures.append((upload, f"{type(ending).__name__}: {ending}"))
         else:

@@ -52,6 +52,10 @@ MAX_WRITE_ATTEMPTS = 4
 Publish = Callable[[dict], str]  # an alert message -> its SNS message id
 
 
+class OutOfTime(RuntimeError):
+    """The invocation ran short of time before this upload's turn: it is left, untouched, to a redelivery."""
+
+
 class ResultConflict(RuntimeError):
     """The result kept changing under our conditional writes; raised so that Lambda retries the event."""
 
@@ -86,9 +90,15 @@ def process_upload(upload: Upload, clf: Classifier, bucket: Bucket, publish: Pub
 
 
 def process_uploads(
-    jobs: Sequence[Job], clf: Classifier, publish: Publish | None, index: ResultsIndex | None = None
+    jobs: Sequence[Job], clf: Classifier, publish: Publish | None, index: ResultsIndex | None = None,
+    out_of_time: Callable[[], bool] | None = None,
 ) -> list[Ending]:
-    """Each job's ending, in order, or the exception that failed it; the images are classified in one model call."""
+    """Each job's ending, in order, or the exception that failed it; the images are classified in one model call.
+
+    ``out_of_time`` is asked before each decode after the first: once it says yes, the uploads not yet decoded end
+    with :class:`OutOfTime`, having written nothing, so that a batch of costly photos finishes what it started
+    within the function's timeout instead of timing out as a whole (and failing its good neighbours with it).
+    """  # fmt: skip
     endings: list[Ending | None] = [None] * len(jobs)
     opened: list[tuple[int, _Opened]] = []
     for slot, job in enumerate(jobs):
@@ -102,7 +112,7 @@ def process_uploads(
         else:
             endings[slot] = step
     try:
-        outcomes = _classify_all([step for _, step in opened], clf)
+        outcomes = _classify_all([step for _, step in opened], clf, out_of_time)
     except Exception as error:  # noqa: BLE001  the model itself failed: every upload waiting for it fails
         outcomes = [(error, None)] * len(opened)
     for (slot, step), (outcome, latency_ms) in zip(opened, outcomes):
@@ -254,7 +264,7 @@ def _result_uri(upload: Upload) -> str:
 
 
 def _classify_all(
-    steps: Sequence[_Opened], clf: Classifier
+    steps: Sequence[_Opened], clf: Classifier, out_of_time: Callable[[], bool] | None = None
 ) -> list[tuple[Prediction | InvalidImage | Exception, float | None]]:
     """The core's verdict on every opened upload, in one model call; each with its inference latency (ms).
 
@@ -272,10 +282,15 @@ def _classify_all(
         except InvalidImage as error:
             outcomes[slot] = error
     read_s = 0.0
+    decoded: list[int] = []  # the slots handed to the core, in order
 
     def bodies():
         nonlocal read_s
         for slot in to_read:
+            if decoded and out_of_time is not None and out_of_time():
+                outcomes[slot] = OutOfTime("the invocation ran short of time before this upload's turn")
+                continue
+            decoded.append(slot)
             began = time.perf_counter()
             try:
                 data = steps[slot].opened.body.read()
@@ -293,7 +308,7 @@ def _classify_all(
         for step in steps:
             step.opened.close()
     latency_ms = (time.perf_counter() - started - read_s) * 1000.0 / max(1, len(to_read))
-    for slot, verdict in zip(to_read, verdicts):
+    for slot, verdict in zip(decoded, verdicts):
         if outcomes[slot] is None:  # not a read error
             outcomes[slot] = verdict
     return [(outcome, latency_ms if isinstance(outcome, Prediction) else None) for outcome in outcomes]  # type: ignore[misc]

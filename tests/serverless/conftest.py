@@ -206,16 +206,19 @@ class Lab:
                 found.append({"subject": envelope.get("Subject"), **json.loads(envelope["Message"])})
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
-    def invoke(self, event: dict) -> Invocation:
+    def invoke(self, event: dict, context=None) -> Invocation:
+        """Run the handler on ``event`` (with ``context``, else a fresh invocation's 30 s) and capture its output."""
         from lambda_image.handler import handler, logger
+
+        context = context or LambdaContext()
 
         logger.registered_handler.stream = sys.stdout  # logs and metrics on one stdout, as in Lambda
         self.capsys.readouterr()
         self.handler_client("s3")  # created now, so that S3's key limit applies to it from the first call
         if self.role is not None:  # every AWS call of the handler is authorized against the role's policy
-            response = self.as_function(handler, event, LambdaContext())
+            response = self.as_function(handler, event, context)
         else:
-            response = handler(event, LambdaContext())
+            response = handler(event, context)
         return self.split_output(response)
 
     def as_function(self, call, *args, **kwargs):

@@ -10,7 +10,7 @@ import pytest
 
 from lambda_image.results_index import ResultsIndex
 
-from .conftest import BUCKET, RESULTS_TABLE, failed_ids, s3_event, sqs_batch, sqs_message
+from .conftest import BUCKET, RESULTS_TABLE, LambdaContext, failed_ids, s3_event, sqs_batch, sqs_message
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -253,3 +253,41 @@ def test_index_item_has_the_contract_fields_and_error_records_fit(index):
     assert item["expires_at"] == 1796083199  # 2026-11-30T23:59:59Z
     assert index.put(error, "results/k.jpg.json")
     assert json.dumps(item)  # plain values; DynamoDB types are made only when written
+
+
+class ShortOfTime(LambdaContext):
+    """An invocation whose clock runs down by ``step_ms`` each time the handler looks at it."""
+
+    def __init__(self, start_ms: int, step_ms: int) -> None:
+        self.left_ms, self.step_ms = start_ms, step_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        left, self.left_ms = self.left_ms, self.left_ms - self.step_ms
+        return left
+
+
+def test_a_batch_short_of_time_finishes_what_it_started_and_leaves_the_rest_to_a_redelivery(iam_lab, nofire_bytes):
+    """A batch of costly photos must not run into the function's timeout: that would fail every message of the
+    batch, good neighbours included, and send them all to the dead-letter queue after three tries. Under the stack's
+    policy: the uploads decoded in time get their results; the others are untouched and come back."""
+    messages = [_message(iam_lab.upload(f"uploads/slow-{i}.jpg", nofire_bytes)) for i in range(4)]
+    # 30 s at the start (10 s kept back), 12 s gone at each look after: the 2nd upload starts with 18 s left, the
+    # 3rd would with 6 s.
+    run = iam_lab.invoke(sqs_batch(*messages), ShortOfTime(30_000, 12_000))
+
+    assert failed_ids(run.response) == [messages[2]["messageId"], messages[3]["messageId"]]
+    assert iam_lab.keys("results/") == ["results/slow-0.jpg.json", "results/slow-1.jpg.json"]
+    assert iam_lab.indexed("uploads/slow-2.jpg") is None
+    assert any(log["message"].startswith("Upload left to a redelivery") for log in run.logs)
+
+    again = iam_lab.invoke(sqs_batch(messages[2], messages[3]))  # the redelivery, with time to spare
+    assert again.response == {"batchItemFailures": []}
+    assert iam_lab.keys("results/") == [f"results/slow-{i}.jpg.json" for i in range(4)]
+
+
+def test_the_first_upload_is_decoded_however_little_time_is_left(lab, nofire_bytes):
+    """Deferring every upload would make no progress at all: the first one always gets its turn."""
+    messages = [_message(lab.upload(f"uploads/late-{i}.jpg", nofire_bytes)) for i in range(2)]
+    run = lab.invoke(sqs_batch(*messages), ShortOfTime(1_000, 1_000))
+    assert failed_ids(run.response) == [messages[1]["messageId"]]
+    assert lab.keys("results/") == ["results/late-0.jpg.json"]
