@@ -1,7 +1,9 @@
 """``python -m ops <command>``: one entry point for the operator commands.
 
 Each command is a module of this package with ``add_arguments(parser)`` and ``run(args) -> int`` (the exit status).
-Modules are imported only when their command runs, so ``--help`` stays fast.
+Modules are imported only when their command runs, so ``--help`` stays fast. A command raises
+:class:`ops.aws.OperatorError` for what the operator can fix (exit status 2) and lets AWS's errors through (exit
+status 1): both are printed here, as one line naming the command.
 """
 
 from __future__ import annotations
@@ -31,7 +33,24 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == name:
             importlib.import_module(module_name).add_arguments(sub)
     args = parser.parse_args(argv)
-    return importlib.import_module(COMMANDS[args.command][0]).run(args)
+    from .aws import OperatorError
+
+    try:
+        return importlib.import_module(COMMANDS[args.command][0]).run(args)
+    except OperatorError as error:
+        print(f"{args.command}: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        if not _is_aws_error(error):
+            raise
+        print(f"{args.command}: {error}", file=sys.stderr)
+        return 1
+
+
+def _is_aws_error(error: Exception) -> bool:
+    """An error of an AWS call (botocore's), without importing botocore for commands that never load it."""
+    botocore = sys.modules.get("botocore.exceptions")
+    return botocore is not None and isinstance(error, (botocore.BotoCoreError, botocore.ClientError))
 
 
 if __name__ == "__main__":

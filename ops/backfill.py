@@ -23,7 +23,7 @@ from urllib.parse import quote_plus
 
 from inference.contract import UPLOAD_PREFIX, UPLOAD_QUEUE_ENV, result_key_for
 
-from .aws import UPLOAD_BUCKET_OUTPUT, UPLOAD_QUEUE_OUTPUT, Aws, OperatorError, add_aws_arguments
+from .aws import UPLOAD_BUCKET_OUTPUT, UPLOAD_QUEUE_OUTPUT, Aws, add_aws_arguments
 
 PAGE_SIZE = 1000  # keys per LIST request (S3's most)
 BATCH_SIZE = 10  # entries per SendMessageBatch (SQS's most)
@@ -73,20 +73,15 @@ class Progress:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        aws = Aws(args)
-        bucket = aws.name(args.bucket, UPLOAD_BUCKET_OUTPUT, "--bucket")
-        if args.batch_operations:
-            from .batch_job import run_batch_operations
+    aws = Aws(args)
+    bucket = aws.name(args.bucket, UPLOAD_BUCKET_OUTPUT, "--bucket")
+    if args.batch_operations:
+        from .batch_job import run_batch_operations
 
-            return run_batch_operations(args, aws, bucket)
-        queue_url = None if args.dry_run else aws.name(
-            args.queue_url, UPLOAD_QUEUE_OUTPUT, "--queue-url", UPLOAD_QUEUE_ENV,
-            find=lambda: aws.upload_queue_url(bucket),
-        )
-    except OperatorError as error:
-        print(f"backfill: {error}", file=sys.stderr)
-        return 2
+        return run_batch_operations(args, aws, bucket)
+    queue_url = None if args.dry_run else aws.name(
+        args.queue_url, UPLOAD_QUEUE_OUTPUT, "--queue-url", UPLOAD_QUEUE_ENV, find=lambda: aws.upload_queue_url(bucket)
+    )
     from botocore.exceptions import BotoCoreError, ClientError
 
     progress = Progress(last_key=args.start_after)

@@ -32,19 +32,6 @@ JOB_PRIORITY = 10
 
 
 def run_batch_operations(args: argparse.Namespace, aws: Aws, bucket: str) -> int:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        return _run(args, aws, bucket)
-    except OperatorError as error:
-        print(f"backfill: {error}", file=sys.stderr)
-        return 2
-    except (BotoCoreError, ClientError) as error:
-        print(f"backfill: {error}", file=sys.stderr)
-        return 1
-
-
-def _run(args: argparse.Namespace, aws: Aws, bucket: str) -> int:
     s3 = aws.client("s3")
     if args.dry_run and not args.inventory_manifest:
         count = sum(len(page) for page in list_uploads(s3, bucket, args.start_after, args.max_objects))

@@ -43,30 +43,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, sleep=time.sleep, clock=time.monotonic) -> int:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        aws = Aws(args)
-        sqs = aws.client("sqs")
-        dlq_url = aws.name(args.dlq_url, DEAD_LETTER_QUEUE_OUTPUT, "--dlq-url", find=lambda: _find_dead_letter_queue(aws, args))
-        before = waiting(sqs, dlq_url)
-        print(f"dead-letter queue: {before} message(s) waiting", file=sys.stderr)
-        if args.dry_run:
-            print(json.dumps({"waiting": before}))
-            return 0
-        if args.endpoint_url:
-            queue_url = args.queue_url or source_queue(sqs, dlq_url)
-            moved, refused = move_by_hand(sqs, dlq_url, queue_url, before)
-            status = "INCOMPLETE" if refused else "COMPLETED"
-        else:
-            moved, status = redrive(sqs, dlq_url, args.queue_url, args.max_per_second, args.timeout, sleep, clock)
-        after = waiting(sqs, dlq_url)
-    except OperatorError as error:
-        print(f"replay: {error}", file=sys.stderr)
-        return 2
-    except (BotoCoreError, ClientError) as error:
-        print(f"replay: {error}", file=sys.stderr)
-        return 1
+    aws = Aws(args)
+    sqs = aws.client("sqs")
+    dlq_url = aws.name(args.dlq_url, DEAD_LETTER_QUEUE_OUTPUT, "--dlq-url", find=lambda: _find_dead_letter_queue(aws, args))
+    before = waiting(sqs, dlq_url)
+    print(f"dead-letter queue: {before} message(s) waiting", file=sys.stderr)
+    if args.dry_run:
+        print(json.dumps({"waiting": before}))
+        return 0
+    if args.endpoint_url:
+        queue_url = args.queue_url or source_queue(sqs, dlq_url)
+        moved, refused = move_by_hand(sqs, dlq_url, queue_url, before)
+        status = "INCOMPLETE" if refused else "COMPLETED"
+    else:
+        moved, status = redrive(sqs, dlq_url, args.queue_url, args.max_per_second, args.timeout, sleep, clock)
+    after = waiting(sqs, dlq_url)
     print(f"dead-letter queue: {after} message(s) waiting (was {before})", file=sys.stderr)
     print(json.dumps({"before": before, "moved": moved, "after": after, "status": status}))
     return 0 if status == "COMPLETED" else 1
