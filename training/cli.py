@@ -9,8 +9,8 @@ import json
 import shlex
 import shutil
 import sys
-import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,14 @@ DATA_CREDITS = {
 }
 
 
+THRESHOLD_RULES = {
+    "validation": "maximises validation balanced accuracy averaged per source folder (hard negatives weigh as much as easy ones)",
+    "loso": "maximises balanced accuracy averaged per source folder over leave-one-source-out predictions: each photo scored by "
+            "a model of the same recipe that never saw its source (metrics.leave_one_source_out); metrics.validation_threshold "
+            "is what the validation split alone would choose",
+}
+
+LOSO_NAME = "leave_one_source_out.json"  # in reports/: the figures behind a --loso threshold
 _LOG_FILES: list = []  # the run's train.log, once the run folder exists
 
 
@@ -53,6 +61,8 @@ class Splits:
     train_y: np.ndarray
     val_x: np.ndarray
     val_y: np.ndarray
+    held_x: np.ndarray
+    held_y: np.ndarray
 
 
 @dataclass
@@ -62,6 +72,7 @@ class Trained:
     seconds: float
     mix_probability: float
     keras_path: Path
+    elsewhere: dict | None = None  # where and how the weights were fitted, when not in this run (--trained)
 
 
 @dataclass
@@ -81,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     roots = args.data or [DEFAULT_DATA / name for name in DEFAULT_SOURCES]
     samples, held_s = discover(args, roots)  # bad data folders fail before anything is loaded or written
+    args.loso_report = _loso(args)
     model, size = build_model(args)
     run = runs.Run.start(args.runs)
     with run_log(run.folder):
@@ -118,9 +130,12 @@ def report(args, argv, roots, size, splits: Splits, trained: Trained, exported: 
 
     reports = run.folder / runs.REPORTS
     sources = {"validation": exported.metrics["validation"]["per_source"]} | (
-        {"held out": exported.holdout_metrics} if exported.holdout_metrics else {})
+        {"held out": exported.holdout_metrics} if exported.holdout_metrics else {}) | (
+        {"unseen (out of fold)": args.loso_report["out_of_fold"]["per_source"]} if args.loso_report else {})
     plots = evaluate.plot_reports(reports, trained.history, splits.val_y, exported.litert_probs, exported.threshold, sources)
     (reports / "history.json").write_text(json.dumps(trained.history) + "\n", encoding="utf-8")
+    if args.loso_report:
+        (reports / LOSO_NAME).write_text(json.dumps(args.loso_report, indent=2) + "\n", encoding="utf-8")
     chance = intervals.chance_level_reasons(exported.metrics["validation"])
     if chance:
         exported.metrics["warnings"] = [f"NO BETTER THAN CHANCE: {reason}" for reason in chance]
@@ -177,11 +192,9 @@ def build_model(args: argparse.Namespace) -> tuple[Any, int]:
         model = backbones.build(args.backbone, size, _weights(args), width=args.width)
     except backbones.WeightsUnavailable as exc:
         raise SystemExit(f"error: {exc}") from None
-    model.compile(
-        optimizer=keras.optimizers.Adam(args.learning_rate),
-        loss=keras.losses.BinaryFocalCrossentropy(gamma=2.0) if args.loss == "focal" else "binary_crossentropy",
-        metrics=["accuracy", keras.metrics.AUC(name="auc")],
-    )
+    from . import fitting
+
+    fitting.compile_model(model, schedule_for(args))
     log(f"model {model.name}: {model.count_params():,} parameters")
     return model, size
 
@@ -198,50 +211,68 @@ def discover(args: argparse.Namespace, roots: list[Path]) -> tuple[list, list]:
 
 def load_splits(args: argparse.Namespace, samples: list, held_s: list, size: int) -> Splits:
     """Decode and split the data (by near-duplicate group, so no twin straddles the split)."""
-    log(f"decoding {len(samples) + len(held_s)} unique images at {size}x{size} through the inference core")
-    all_x, _, samples = data_mod.decode_all(samples, size)
-    groups = data_mod.near_duplicate_groups(samples, all_x)
-    log(f"{len(samples)} images in {len(set(groups.values()))} near-duplicate groups")
-    train_s, val_s = data_mod.split(samples, args.val_fraction, args.seed, groups)
-    row = {s.sha256: i for i, s in enumerate(samples)}
-    train_x, val_x = (all_x[[row[s.sha256] for s in part]] for part in (train_s, val_s))
-    train_y, val_y = (np.asarray([s.label for s in part], dtype=np.float32) for part in (train_s, val_s))
-    log(f"{len(train_s)} train, {len(val_s)} validation" + (f", {len(held_s)} held out ({', '.join(args.holdout)})" if held_s else ""))
+    decoded = data_mod.decode_and_split(samples, held_s, size, args.val_fraction, args.seed, log)
+    (train_x, train_y), (val_x, val_y), (held_x, held_y) = (decoded.arrays(p) for p in (decoded.train, decoded.val, decoded.held))
+    log(f"{len(decoded.train)} train, {len(decoded.val)} validation"
+        + (f", {len(decoded.held)} held out ({', '.join(args.holdout)})" if decoded.held else ""))
     if len(set(train_y)) < 2 or len(set(val_y)) < 2:
         raise SystemExit("error: both training and validation need fire and nofire images; add data or change --val-fraction")
-    return Splits(train_s, val_s, held_s, train_x, train_y, val_x, val_y)
+    return Splits(decoded.train, decoded.val, decoded.held, train_x, train_y, val_x, val_y, held_x, held_y)
+
+
+def schedule_for(args: argparse.Namespace):
+    from . import augment, fitting
+
+    mix = augment.MIX_PROBABILITY if args.mix_probability is None else args.mix_probability
+    return fitting.Schedule(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                            loss=args.loss, seed=args.seed,
+                            recipe=augment.Recipe(mix, args.white_balance_probability, args.white_balance_strength))
 
 
 def train(args: argparse.Namespace, model, splits: Splits, folder: Path) -> Trained:
-    """Fit with early stopping on validation AUC; keep the best epoch, add test-time flipping, save ``.keras``."""
-    import keras
+    """Fit (or take the weights fitted elsewhere, ``--trained``); keep the best epoch, add test-time flipping, save
+    ``.keras``."""
+    from . import backbones, fitting
 
-    from . import augment, backbones
-
-    positives = float(splits.train_y.sum())
-    total = len(splits.train_y)
-    class_weight = {0: total / (2 * (total - positives)), 1: total / (2 * positives)}
-    mix = augment.MIX_PROBABILITY if args.mix_probability is None else args.mix_probability
-    train_ds, val_ds = augment.datasets(splits.train_x, splits.train_y, splits.val_x, splits.val_y, args.batch_size, args.seed, mix,
-                                       args.white_balance_probability)
-    keras_path = folder / f"{args.name}.keras"
-    checkpoint = Path(tempfile.mkdtemp(prefix="firewatch-train-")) / "best.keras"
-    callbacks = [
-        EpochLog(args.epochs),
-        keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=args.patience, restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_auc", mode="max", save_best_only=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(2, args.patience // 3)),
-    ]
-    started = time.time()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, class_weight=class_weight, callbacks=callbacks, verbose=0)
-    seconds = time.time() - started
-    if checkpoint.exists():
-        model = keras.models.load_model(checkpoint)  # the best epoch, not the last
+    schedule = schedule_for(args)
+    if args.trained:
+        fitted, fitted_elsewhere = trained_elsewhere(args, model, splits)
+    else:
+        fitted, fitted_elsewhere = fitting.fit(model, splits.train_x, splits.train_y, splits.val_x, splits.val_y, schedule, log), None
+    model = fitted.model
     if args.tta == "flip":
         model = backbones.with_flip_averaging(model)
+    keras_path = folder / f"{args.name}.keras"
     model.save(keras_path)
-    shutil.rmtree(checkpoint.parent, ignore_errors=True)
-    return Trained(model, history.history, seconds, mix, keras_path)
+    return Trained(model, fitted.history, fitted.seconds, schedule.recipe.mix_probability, keras_path, fitted_elsewhere)
+
+
+def trained_elsewhere(args: argparse.Namespace, model, splits: Splits):
+    """The weights, history and record of ``python -m training.accelerated one``, checked against this run: same input
+    size, width, hold-outs and the very same training photos, or the validation figures would be a lie."""
+    from . import accelerated, fitting
+
+    folder = args.trained
+    try:
+        record = json.loads((folder / accelerated.RUN).read_text())
+        history = json.loads((folder / accelerated.HISTORY).read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: --trained {folder}: not a finished `python -m training.accelerated one` folder ({exc})") from None
+    settings = record["settings"]
+    ours = {"image size": (record["image_size"], model.input_shape[1]), "width": (settings["width"], args.width),
+            "held-out sources": (sorted(settings["holdout"]), sorted(args.holdout)),
+            "training photos": (record.get("train_digest"), accelerated.digest(s.sha256 for s in splits.train_s))}
+    differ = [f"{name}: {theirs} there, {mine} here" for name, (theirs, mine) in ours.items() if theirs != mine]
+    if differ:
+        raise SystemExit(f"error: --trained {folder} was fitted on something else: " + "; ".join(differ))
+    with warnings.catch_warnings():
+        # Files from before save_weights left the optimizer out carry Adam's moments too; serving needs none of them.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(folder / accelerated.WEIGHTS)
+    log(f"weights fitted on {record['device']} ({record['backend']}) in {record['fit_seconds']} s: {record['command']}")
+    elsewhere = {"device": record["device"], "backend": record["backend"], "command": record["command"],
+                 "settings": {k: v for k, v in settings.items() if k not in {"pack", "out", "workers"}}}
+    return fitting.Fitted(model, history, record["fit_seconds"]), elsewhere
 
 
 def export_and_evaluate(args: argparse.Namespace, model, size: int, splits: Splits, folder: Path) -> Exported:
@@ -250,7 +281,8 @@ def export_and_evaluate(args: argparse.Namespace, model, size: int, splits: Spli
 
     log("evaluating on the validation split")
     keras_probs = model.predict(splits.val_x.astype(np.float32), batch_size=64, verbose=0).reshape(-1)
-    threshold = evaluate.choose_threshold(splits.val_s, splits.val_y, keras_probs)
+    validation_threshold = evaluate.choose_threshold(splits.val_s, splits.val_y, keras_probs)
+    threshold = args.loso_report["out_of_fold"]["threshold"] if args.loso_report else validation_threshold
 
     log("exporting to TFLite, with the fire map as a second output")
     served = export.served_model(model)
@@ -260,10 +292,12 @@ def export_and_evaluate(args: argparse.Namespace, model, size: int, splits: Spli
     litert_probs = export.litert_probabilities(tflite_path, splits.val_x)
     metrics = evaluate.summary(splits.val_s, splits.val_y, litert_probs, threshold)
     metrics_block = {"validation": metrics, "litert_vs_keras_max_abs_diff": float(np.max(np.abs(litert_probs - keras_probs)))}
+    if args.loso_report:
+        metrics_block["validation_threshold"] = validation_threshold  # what validation alone would have chosen
+        metrics_block["leave_one_source_out"] = args.loso_report
     holdout_metrics, held_s = None, splits.held_s
     if held_s:
-        held_x, held_y, held_s = data_mod.decode_all(held_s, size)
-        holdout_metrics = evaluate.per_source(held_s, held_y, export.litert_probabilities(tflite_path, held_x), threshold)
+        holdout_metrics = evaluate.per_source(held_s, splits.held_y, export.litert_probabilities(tflite_path, splits.held_x), threshold)
         metrics_block["held_out_sources"] = holdout_metrics
     return Exported(tflite_path, tflite_bytes, format_report, threshold, litert_probs, metrics_block, holdout_metrics, held_s,
                     export.map_card_entry(served))
@@ -282,7 +316,7 @@ def write_file_manifest(args: argparse.Namespace, splits: Splits, held_s: list, 
 
 def model_card(args, argv, roots, size, splits: Splits, trained: Trained, exported: Exported, reports: Path,
                plots: list, manifest_name: str, manifest_hash: str) -> ModelCard:
-    from . import augment, evaluate, export
+    from . import evaluate, export
 
     today = dt.date.today().isoformat()
     history = trained.history
@@ -292,13 +326,13 @@ def model_card(args, argv, roots, size, splits: Splits, trained: Trained, export
         input={"width": size, "height": size, "channels": 3, "dtype": "float32", "value_range": [0, 255],
                "preprocessing": "inference.decode_image: EXIF orientation, RGB (alpha on white), bilinear resize to a square; normalisation is inside the model"},
         threshold=exported.threshold,
-        threshold_rule="maximises validation balanced accuracy averaged per source folder (hard negatives weigh as much as easy ones)",
+        threshold_rule=THRESHOLD_RULES["loso" if args.loso_report else "validation"],
         backbone=args.backbone,
         width=args.width,
         loss=args.loss,
         test_time_augmentation="mean of the photo and its mirror image, inside the model" if args.tta == "flip" else None,
         augmentation={"mix_probability": trained.mix_probability, "white_balance_probability": args.white_balance_probability,
-                      "white_balance_strength": augment.WHITE_BALANCE_STRENGTH},
+                      "white_balance_strength": args.white_balance_strength},
         pretrained_weights=_weights(args),
         parameters=int(trained.model.count_params()),
         training_data={
@@ -315,7 +349,8 @@ def model_card(args, argv, roots, size, splits: Splits, trained: Trained, export
         },
         metrics=exported.metrics,
         training={"epochs_run": len(history["loss"]), "seconds": round(trained.seconds, 1),
-                  "best_val_auc": round(float(max(history.get("val_auc", [0]))), 4), "kept_epoch": evaluate.best_epoch(history)},
+                  "best_val_auc": round(float(max(history.get("val_auc", [0]))), 4), "kept_epoch": evaluate.best_epoch(history),
+                  "batch_size": args.batch_size, **({"fitted_elsewhere": trained.elsewhere} if trained.elsewhere else {})},
         reports={"folder": display_path(reports), "plots": plots},
         date=today,
         training_command="python -m training " + shlex.join(_argv(argv)),
@@ -337,23 +372,17 @@ def log_summary(card: ModelCard, exported: Exported) -> None:
     log(f"kept epoch {card.training['kept_epoch']} of {card.training['epochs_run']}")
 
 
+def _loso(args: argparse.Namespace) -> dict | None:
+    if not args.loso:
+        return None
+    from . import loso
+
+    recipe, figures = loso.one_recipe(args.loso)
+    return {"recipe": recipe, "file": f"{runs.REPORTS}/{LOSO_NAME}", **figures}
+
+
 def _weights(args: argparse.Namespace) -> str | None:
     return None if args.weights == "none" else args.weights
-
-
-def EpochLog(total: int):
-    """One flushed progress line per epoch on stderr (Keras's own goes to a buffered stdout)."""
-    import keras
-
-    class _EpochLog(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.time()
-
-        def on_epoch_end(self, epoch, logs=None):
-            shown = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items() if k != "learning_rate")
-            log(f"epoch {epoch + 1}/{total} ({time.time() - self.started:.0f} s): {shown}")
-
-    return _EpochLog()
 
 
 def display_path(path: Path) -> str:

@@ -187,3 +187,33 @@ def describe(samples: list[Sample]) -> dict[str, dict[str, int]]:
     for (source, label), n in sorted(counts.items()):
         table[source][label] = n
     return dict(table)
+
+
+@dataclass
+class Decoded:
+    """Every decodable photo at one size, split: near-duplicate groups are found over all photos (held-out
+    sources too), so a held-out fold's split is the full run's split without that source."""
+
+    train: list[Sample]
+    val: list[Sample]
+    held: list[Sample]
+    images: dict[str, np.ndarray]  # by sha256
+
+    def arrays(self, part: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
+        size = next(iter(self.images.values())).shape if self.images else (0, 0, 3)
+        if not part:
+            return np.zeros((0, *size), np.uint8), np.zeros(0, np.float32)
+        return np.stack([self.images[s.sha256] for s in part]), np.asarray([s.label for s in part], dtype=np.float32)
+
+
+def decode_and_split(samples: list[Sample], held: list[Sample], size: int, val_fraction: float, seed: int,
+                     log=lambda message: None) -> Decoded:
+    log(f"decoding {len(samples) + len(held)} unique images at {size}x{size} through the inference core")
+    all_x, _, decoded = decode_all(samples + held, size)
+    groups = near_duplicate_groups(decoded, all_x)
+    log(f"{len(decoded)} images in {len(set(groups.values()))} near-duplicate groups")
+    held_hashes = {s.sha256 for s in held}
+    kept = [s for s in decoded if s.sha256 not in held_hashes]
+    train, val = split(kept, val_fraction, seed, groups)
+    return Decoded(train, val, [s for s in decoded if s.sha256 in held_hashes],
+                   {s.sha256: x for s, x in zip(decoded, all_x)})

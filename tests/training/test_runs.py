@@ -69,20 +69,23 @@ def test_a_complete_run_is_promoted_into_an_empty_folder(run, tmp_path, capsys):
 
 
 def test_a_better_run_replaces_the_current_model_and_the_table_shows_both(run, models, capsys):
-    edit_card(run, balanced_accuracy=0.99, roc_auc=0.999)
+    served = json.loads((models / "fire_classifier.json").read_text())["metrics"]["validation"]
+    edit_card(run, balanced_accuracy=0.999, roc_auc=0.9999)
     assert promote.main([str(run), "--models", str(models)]) == 0
     out = capsys.readouterr().out
-    assert "| balanced accuracy" in out and "0.9792" in out and "0.99 " in out, out
-    assert "houses/nofire" in out and "false alarms 0.0063 of 639" in out
-    assert json.loads((models / "fire_classifier.json").read_text())["metrics"]["validation"]["balanced_accuracy"] == 0.99
+    assert "| balanced accuracy" in out and f"{served['balanced_accuracy']}" in out and "0.999 " in out, out
+    houses = served["per_source"]["houses/nofire"]
+    assert f"false alarms {houses['false_alarm_rate']:.4f} of {houses['images']}" in out
+    assert json.loads((models / "fire_classifier.json").read_text())["metrics"]["validation"]["balanced_accuracy"] == 0.999
 
 
 @pytest.mark.parametrize("change, reason", [
-    ({"balanced_accuracy": 0.95}, "balanced accuracy 0.95 is worse than the current model's 0.9792"),
-    ({"roc_auc": 0.99}, "ROC AUC 0.99 is worse than the current model's 0.9973"),
+    ({"balanced_accuracy": 0.95}, "balanced accuracy 0.95 is worse than the current model's {balanced_accuracy}"),
+    ({"roc_auc": 0.99}, "ROC AUC 0.99 is worse than the current model's {roc_auc}"),
     (CHANCE, "no better than chance"),
 ])
 def test_a_worse_or_chance_level_run_is_refused_and_models_stay_as_they_were(run, models, capsys, change, reason):
+    reason = reason.format(**json.loads((models / "fire_classifier.json").read_text())["metrics"]["validation"])
     edit_card(run, **change)
     before = snapshot(models)
     assert promote.main([str(run), "--models", str(models)]) == 1

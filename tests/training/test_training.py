@@ -73,7 +73,7 @@ def test_smoke_training_run_writes_a_servable_model_into_a_new_run_folder(tmp_pa
     root = make_dataset(tmp_path / "data", datasets, per_class=12)
     served = snapshot(ROOT / "models")
     done = run_training(root / "forest", root / "weather", "--epochs", "2", "--image-size", "48", "--val-fraction", "0.4",
-                        "--runs", tmp_path / "runs")
+                        "--width", "1.0", "--tta", "flip", "--runs", tmp_path / "runs")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "epoch 1/2" in done.stderr and "epoch 2/2" in done.stderr, "progress per epoch"
     (out,) = (tmp_path / "runs").iterdir()
@@ -179,31 +179,53 @@ def test_hold_out_sets_whole_sources_aside_and_names_unknown_ones(tmp_path, data
 
 
 def test_scene_mixing_pastes_a_feathered_patch_and_labels_fire_if_either_photo_shows_fire():
-    import tensorflow as tf
-
     from training import augment
 
-    tf.random.set_seed(3)
-    scene, other = tf.zeros((64, 64, 3)), tf.fill((64, 64, 3), 200.0)
+    rng = np.random.default_rng(3)
+    scene, other = np.zeros((64, 64, 3), np.uint8), np.full((64, 64, 3), 200, np.uint8)
     for scene_label, other_label in ((0.0, 1.0), (1.0, 0.0), (0.0, 0.0)):
-        mixed, label = augment.paste(scene, tf.constant(scene_label), other, tf.constant(other_label))
-        covered = float(tf.reduce_mean(tf.cast(mixed[:, :, 0] > 0, tf.float32)))
+        mixed, label = augment.paste(scene, scene_label, other, other_label, rng)
+        covered = float((mixed[:, :, 0] > 0).mean())
         assert 0.3**2 * 0.5 < covered <= 0.6**2 + 1e-6, "the patch covers 30-60 % of each side"
-        assert float(label) == max(scene_label, other_label)
-        values = mixed.numpy()[:, :, 0]
+        assert label == max(scene_label, other_label)
+        values = mixed[:, :, 0]
         assert ((values > 0) & (values < 200)).any(), "feathered edges, no hard seam"
+    assert not scene.any(), "the scene itself is left untouched"
 
 
 def test_white_balance_shifts_red_against_blue_within_range():
-    import tensorflow as tf
-
     from training import augment
 
-    grey = tf.fill((8, 8, 3), 128.0)
-    shifted = [augment.white_balance(grey).numpy()[0, 0] for _ in range(40)]
-    red_minus_blue = [r - b for r, _, b in shifted]
-    assert min(red_minus_blue) < -10 and max(red_minus_blue) > 10, "both warmer and cooler"
-    assert all(0 <= v <= 255 for pixel in shifted for v in pixel)
+    rng = np.random.default_rng(0)
+    gains = np.array([augment.white_balance_gains(rng) for _ in range(40)])
+    red_minus_blue = (gains[:, 0] - gains[:, 2]) * 128
+    assert red_minus_blue.min() < -10 and red_minus_blue.max() > 10, "both warmer and cooler"
+    assert (np.abs(gains - 1) <= augment.WHITE_BALANCE_STRENGTH + 1e-6).all()
+
+
+def test_an_augmented_batch_is_float_0_to_255_and_repeatable_for_a_seed():
+    from training import augment
+
+    photos = np.random.default_rng(1).integers(0, 256, (6, 48, 48, 3), dtype=np.uint8)
+    labels = np.array([0, 1, 0, 1, 0, 0], np.float32)
+    first = augment.augment_batch(photos, labels, photos[::-1], labels[::-1], np.random.default_rng(7))
+    again = augment.augment_batch(photos, labels, photos[::-1], labels[::-1], np.random.default_rng(7))
+    x, y = first
+    assert x.shape == photos.shape and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 255
+    assert np.array_equal(x, again[0]) and np.array_equal(y, again[1])
+    assert (y >= labels).all(), "mixing can only turn a photo into fire, never a fire into no fire"
+    assert not np.array_equal(x, augment.augment_batch(photos, labels, photos, labels, np.random.default_rng(8))[0])
+
+
+def test_no_recipe_means_only_crops_flips_and_light_noise():
+    """With mixing and white balance off, every channel keeps its relation: a grey photo stays grey."""
+    from training import augment
+
+    grey = np.full((4, 32, 32, 3), 100, np.uint8)
+    x, y = augment.augment_batch(grey, np.zeros(4), grey, np.ones(4), np.random.default_rng(0),
+                                 augment.Recipe(mix_probability=0.0, white_balance_probability=0.0))
+    assert not y.any(), "nothing pasted, so no label changes"
+    assert np.allclose(x[..., 0], x[..., 1]) and np.allclose(x[..., 1], x[..., 2])
 
 
 def test_smoke_run_with_a_held_out_source_reports_it_apart_and_output_still_installs(tmp_path, datasets):

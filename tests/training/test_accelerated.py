@@ -1,0 +1,119 @@
+"""Training elsewhere: the pack, a fit from it (``training.accelerated``), finishing the run here (``--trained``), the
+leave-one-source-out report (``training.loso``) and its threshold (``--loso``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+from tests.training.test_training import make_dataset, run_training
+from training import accelerated, fitting, loso, pack
+
+
+def run_module(module: str, *args, timeout=300):
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_training_batches_are_full_weighted_by_class_and_repeatable():
+    photos = np.random.default_rng(0).integers(0, 256, (10, 24, 24, 3), dtype=np.uint8)
+    labels = np.array([1, 0, 0, 0, 0, 0, 0, 0, 1, 0], np.float32)
+    schedule = fitting.Schedule(batch_size=4, seed=5, recipe=fitting.augment.Recipe(mix_probability=0.0))
+    batches = fitting.TrainingBatches(photos, labels, schedule)
+    assert len(batches) == 2, "the remainder waits for the next shuffle: no smaller batch to recompile for"
+    x, y, w = batches[0]
+    assert x.shape == (4, 24, 24, 3) and x.dtype == np.float32
+    weights = fitting.class_weights(labels)
+    assert weights[1] == pytest.approx(2.5) and weights[0] == pytest.approx(10 / 16)
+    assert np.allclose(w, np.where(y > 0.5, weights[1], weights[0]))
+    again = fitting.TrainingBatches(photos, labels, schedule)[0]
+    assert np.array_equal(x, again[0]), "batch i of epoch e is the same whatever the threads"
+    batches.on_epoch_end()
+    assert not np.array_equal(x, batches[0][0]), "a new shuffle and new augmentation each epoch"
+
+
+def test_a_pack_keeps_photos_labels_sources_and_the_split(tmp_path):
+    from training.data import Sample
+
+    rng = np.random.default_rng(2)
+    samples = [Sample(Path(f"{i}.jpg"), source, label, f"{i:064x}")
+               for i, (source, label) in enumerate([("forest/train", 1), ("forest/train", 0), ("weather", 0), ("houses", 0)])]
+    smooth = np.linspace(0, 255, 32 * 32 * 3).reshape(32, 32, 3)
+    images = {s.sha256: np.clip(smooth + rng.normal(0, 3, smooth.shape), 0, 255).astype(np.uint8) for s in samples}
+    path = tmp_path / "t.pack.npz"
+    pack.write(path, {"size": 32, "seed": 1}, {"train": samples[:3], "val": samples[3:]}, images, quality=90)
+    read = pack.read(path)
+    assert read.meta["size"] == 32 and read.meta["count"] == 4
+    assert read.labels.tolist() == [1, 0, 0, 0] and read.splits.tolist() == ["train", "train", "train", "val"]
+    assert np.abs(read.images.astype(float) - np.stack([images[s.sha256] for s in samples])).mean() < 4, "WebP q90: a few levels"
+    fold = read.fold(["forest"])
+    assert fold["held"].tolist() == [True, True, False, False], "a source holds its sub-sources"
+    assert fold["train"].tolist() == [False, False, True, False] and fold["val"].tolist() == [False, False, False, True]
+    with pytest.raises(SystemExit, match="no source named kitchens.*forest/train, houses, weather"):
+        read.fold(["kitchens"])
+
+
+def test_a_pack_must_be_named_so_the_repository_ignores_it(tmp_path):
+    done = run_module("training.pack", tmp_path / "photos.npz")
+    assert done.returncode == 2 and ".pack.npz" in done.stderr
+    assert subprocess.run(["git", "check-ignore", "-q", "any.pack.npz"], cwd=ROOT).returncode == 0
+
+
+@pytest.mark.timeout(600)
+def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_path, datasets):
+    """The whole way a lent GPU is used, on a CPU: pack, fit from it (two folds), the LOSO report, then the served run."""
+    root = make_dataset(tmp_path / "data", datasets, per_class=12)
+    folders = [root / "forest", root / "weather"]
+    packed = tmp_path / "d.pack.npz"
+    done = run_module("training.pack", packed, *folders, "--image-size", "48", "--val-fraction", "0.4")
+    assert done.returncode == 0, done.stderr[-2000:]
+    grid = run_module("training.accelerated", "grid", packed, "--out", tmp_path / "fits", "--variant", "small:--width 1.0 --epochs 1 --batch-size 8",
+                      "--folds", "all", "weather", "--parallel", "2")
+    assert grid.returncode == 0, grid.stderr[-2000:] + "".join(p.read_text() for p in (tmp_path / "fits").glob("*/fit.log"))
+    full, fold = tmp_path / "fits" / "small-all", tmp_path / "fits" / "small-weather"
+    for name in (accelerated.WEIGHTS, accelerated.HISTORY, accelerated.RUN, accelerated.SCORES):
+        assert (full / name).is_file() and (fold / name).is_file()
+    scores = json.loads((fold / accelerated.SCORES).read_text())
+    assert {row[3] for row in scores["rows"]} == {"val", "held"}
+    assert {row[1] for row in scores["rows"] if row[3] == "held"} == {"weather"}
+
+    report = tmp_path / "loso.json"
+    summary = run_module("training.loso", full, fold, "--json", report)
+    assert summary.returncode == 0, summary.stderr[-2000:]
+    assert "weather/nofire false alarms" in summary.stdout and "out of fold" in summary.stdout
+    recipe, figures = loso.one_recipe(report)
+    assert "width=1.0" in recipe and set(figures["folds"]) == {"weather"}
+
+    mismatch = run_training(*folders, "--image-size", "48", "--val-fraction", "0.4", "--width", "2.0", "--trained", full,
+                            "--runs", tmp_path / "runs")
+    assert mismatch.returncode != 0 and "fitted on something else: width: 1.0 there, 2.0 here" in mismatch.stderr
+    finished = run_training(*folders, "--image-size", "48", "--val-fraction", "0.4", "--width", "1.0", "--trained", full, "--loso", report,
+                            "--runs", tmp_path / "runs")
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    (run,) = [p for p in (tmp_path / "runs").iterdir() if not p.name.endswith("incomplete")]
+    card = json.loads((run / "fire_classifier.json").read_text())
+    assert card["threshold"] == figures["out_of_fold"]["threshold"], "the out-of-fold threshold, not validation's"
+    assert "leave-one-source-out" in card["threshold_rule"] and "validation_threshold" in card["metrics"]
+    assert card["metrics"]["leave_one_source_out"]["recipe"] == recipe
+    assert card["training"]["fitted_elsewhere"]["command"].startswith("python -m training.accelerated one")
+    assert (run / "reports" / "leave_one_source_out.json").is_file() and "per_source.png" in card["reports"]["plots"]
+
+
+def test_loso_refuses_folders_without_a_held_out_source(tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / accelerated.RUN).write_text(json.dumps({"settings": {"holdout": [], "width": 1.0}}))
+    (folder / accelerated.SCORES).write_text(json.dumps({"columns": ["sha256", "source", "label", "split", "probability", "flip_averaged"],
+                                                          "rows": []}))
+    done = run_module("training.loso", folder)
+    assert done.returncode == 1 and "no fold with a held-out source" in done.stderr
+    broken = run_module("training.loso", tmp_path / "missing")
+    assert broken.returncode == 1 and "not a finished fold folder" in broken.stderr
+    (tmp_path / "two.json").write_text(json.dumps({"a": {}, "b": {}}))
+    with pytest.raises(SystemExit, match="not a report of one recipe"):
+        loso.one_recipe(tmp_path / "two.json")

@@ -1,0 +1,178 @@
+"""``python -m training.accelerated``: fit models from a pack (``python -m training.pack``) wherever Keras runs,
+on any backend: made for a lent GPU machine, which has JAX but no TensorFlow.
+
+  one PACK --out DIR [--holdout SOURCE] [--width W] ...   fit one model; DIR gets model.weights.h5, history.json,
+                                                          run.json and scores.json (validation and held-out photos)
+  grid PACK --out DIR --variant NAME:ARGS ... --folds all SOURCE ...
+                                                          fit every variant on every fold (all: nothing held out)
+                                                          as parallel processes, each in DIR/NAME-FOLD/
+
+Then, here: ``python -m training --trained DIR ...`` (the same data, size, seed and hold-outs) chooses the threshold,
+exports the ``.tflite`` and evaluates it on the exact decoded photos, and writes the usual run folder and card.
+Augmentation, loss, schedule and early stopping are the very code ``python -m training`` uses (``training.fitting``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+WEIGHTS, HISTORY, RUN, SCORES = "model.weights.h5", "history.json", "run.json", "scores.json"
+
+
+def _fit_options(p: argparse.ArgumentParser) -> None:
+    from . import augment
+
+    p.add_argument("--holdout", action="append", default=[], metavar="SOURCE")
+    p.add_argument("--width", type=float, default=2.0)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=2e-3)
+    p.add_argument("--loss", choices=("focal", "crossentropy"), default="focal")
+    p.add_argument("--mix-probability", type=float, default=augment.MIX_PROBABILITY)
+    p.add_argument("--white-balance-probability", type=float, default=augment.WHITE_BALANCE_PROBABILITY)
+    p.add_argument("--white-balance-strength", type=float, default=augment.WHITE_BALANCE_STRENGTH)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--workers", type=int, default=2, help="threads preparing batches (default 2)")
+    p.add_argument("--deadline", type=float, help="a Unix time after which no new epoch starts")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.accelerated", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = p.add_subparsers(dest="command", required=True)
+    one = commands.add_parser("one", help="fit one model")
+    one.add_argument("pack", type=Path)
+    one.add_argument("--out", type=Path, required=True)
+    _fit_options(one)
+    grid = commands.add_parser("grid", help="fit every variant on every fold, in parallel")
+    grid.add_argument("pack", type=Path)
+    grid.add_argument("--out", type=Path, required=True)
+    grid.add_argument("--variant", action="append", required=True, metavar="NAME:ARGS",
+                      help='a name and the options of "one" for it, e.g. "w2:--width 2.0"; repeatable')
+    grid.add_argument("--folds", nargs="+", default=["all"], help="all (nothing held out) and/or sources to hold out")
+    grid.add_argument("--parallel", type=int, default=4, help="processes at once (default 4)")
+    grid.add_argument("--minutes", type=float, default=30.0, help="no new epoch starts after this many minutes (default 30)")
+    return p
+
+
+def digest(hashes) -> str:
+    """One hash for a set of photos (their content hashes), to check that two runs trained on the same ones."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(map(str, hashes))).encode()).hexdigest()
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def fit_one(args: argparse.Namespace) -> int:
+    if "KERAS_BACKEND" not in os.environ and importlib.util.find_spec("tensorflow") is None:
+        os.environ["KERAS_BACKEND"] = "jax"  # a GPU machine without TensorFlow
+    import keras
+    import numpy as np
+
+    from . import augment, backbones, fitting, pack
+
+    started = time.time()
+    data = pack.read(args.pack)
+    rows = data.fold(args.holdout)
+    size = data.meta["size"]
+    log(f"{keras.backend.backend()} backend; pack {args.pack.name}: {rows['train'].sum()} train, {rows['val'].sum()} validation, "
+        f"{rows['held'].sum()} held out ({', '.join(args.holdout) or 'none'}), {size} px; read in {time.time() - started:.0f} s")
+    schedule = fitting.Schedule(
+        epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        loss=args.loss, seed=args.seed, workers=args.workers, deadline=args.deadline,
+        recipe=augment.Recipe(args.mix_probability, args.white_balance_probability, args.white_balance_strength))
+    keras.utils.set_random_seed(args.seed)
+    model = fitting.compile_model(backbones.compact(size, width=args.width), schedule)
+    fitted = fitting.fit(model, data.images[rows["train"]], data.labels[rows["train"]], data.images[rows["val"]],
+                         data.labels[rows["val"]], schedule, log)
+    args.out.mkdir(parents=True, exist_ok=True)
+    # The weights alone: an uncompiled copy, so the file carries no optimizer state (a third of the size).
+    served = backbones.compact(size, width=args.width)
+    served.set_weights(fitted.model.get_weights())
+    served.save_weights(args.out / WEIGHTS)
+    (args.out / HISTORY).write_text(json.dumps(fitted.history) + "\n")
+    scored = rows["val"] | rows["held"]
+    images = data.images[scored].astype(np.float32)
+    plain = fitted.model.predict(images, batch_size=256, verbose=0).reshape(-1)
+    mirrored = fitted.model.predict(images[:, :, ::-1], batch_size=256, verbose=0).reshape(-1)
+    (args.out / SCORES).write_text(json.dumps({
+        "columns": ["sha256", "source", "label", "split", "probability", "flip_averaged"],
+        "rows": [[str(h), str(s), int(y), "held" if held else "val", round(float(p), 6), round(float((p + m) / 2), 6)]
+                 for h, s, y, held, p, m in zip(data.sha256[scored], data.sources[scored], data.labels[scored],
+                                               rows["held"][scored], plain, mirrored)]}) + "\n")
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in {"command", "deadline", "argv"}}
+    (args.out / RUN).write_text(json.dumps({
+        "command": "python -m training.accelerated " + shlex.join(args.argv),
+        "settings": settings, "image_size": size, "backend": keras.backend.backend(), "device": _device(),
+        "pack": data.meta, "train_digest": digest(data.sha256[rows["train"]]), "parameters": int(fitted.model.count_params()), "fit_seconds": round(fitted.seconds, 1),
+        "epochs_run": len(fitted.history.get("loss", [])), "best_val_auc": round(max(fitted.history.get("val_auc", [0.0])), 4),
+    }, indent=2) + "\n")
+    log(f"done in {time.time() - started:.0f} s (fit {fitted.seconds:.0f} s): {args.out}")
+    return 0
+
+
+def _device() -> str:
+    try:
+        import jax
+
+        return ", ".join(sorted({d.device_kind for d in jax.devices()}))
+    except Exception:  # another backend: the CPU
+        return "cpu"
+
+
+def grid(args: argparse.Namespace) -> int:
+    """Every variant on every fold, ``--parallel`` processes at once; one failing job does not stop the others."""
+    deadline = time.time() + args.minutes * 60
+    jobs = []
+    for variant in args.variant:
+        name, _, options = variant.partition(":")
+        for fold in args.folds:
+            holdout = [] if fold == "all" else ["--holdout", fold]
+            out = args.out / f"{name}-{fold.replace('/', '_')}"
+            jobs.append((out, [sys.executable, "-m", "training.accelerated", "one", str(args.pack), "--out", str(out),
+                               *holdout, *shlex.split(options), "--deadline", str(deadline)]))
+    args.out.mkdir(parents=True, exist_ok=True)
+    running: list[tuple[Path, subprocess.Popen, float]] = []
+    results = {}
+    pending = list(jobs)
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            out, command = pending.pop(0)
+            out.mkdir(parents=True, exist_ok=True)
+            handle = (out / "fit.log").open("w")
+            running.append((out, subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT), time.time()))
+            log(f"started {out.name}")
+        time.sleep(2)
+        for job in list(running):
+            out, process, began = job
+            if process.poll() is not None:
+                running.remove(job)
+                results[out.name] = {"exit": process.returncode, "seconds": round(time.time() - began, 1)}
+                log(f"{out.name}: exit {process.returncode} after {time.time() - began:.0f} s")
+    (args.out / "grid.json").write_text(json.dumps(results, indent=2) + "\n")
+    failed = [name for name, result in results.items() if result["exit"]]
+    if failed:
+        log(f"failed: {', '.join(failed)} (see their fit.log)")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return fit_one(args) if args.command == "one" else grid(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

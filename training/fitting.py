@@ -1,0 +1,129 @@
+"""Fitting a model on decoded photos, on whichever Keras backend is installed: TensorFlow on a CPU (``python -m
+training``) or JAX on a lent GPU (``python -m training.accelerated``). Nothing here imports TensorFlow, so both
+ways run the same batches, augmentation, loss, schedule and early stopping."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+
+from . import augment
+
+
+@dataclass(frozen=True)
+class Schedule:
+    epochs: int = 60
+    patience: int = 10  # epochs without a better validation AUC before stopping
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    loss: str = "focal"
+    seed: int = 1337
+    recipe: augment.Recipe = field(default_factory=augment.Recipe)
+    workers: int = 1  # threads preparing batches beside the fit
+    deadline: float | None = None  # a time.time() after which no new epoch starts (the best epoch is kept)
+
+
+@dataclass
+class Fitted:
+    model: keras.Model
+    history: dict
+    seconds: float
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Weights that make both classes count equally, whatever their numbers."""
+    positives = float(labels.sum())
+    total = len(labels)
+    return {0: total / (2 * (total - positives)), 1: total / (2 * positives)}
+
+
+class TrainingBatches(keras.utils.PyDataset):
+    """Shuffled, augmented batches of the uint8 training photos, with sample weights by class.
+
+    Each photo is paired with one drawn from an independent shuffle, which scene mixing may paste in. Every batch is
+    full (the epoch's remainder waits for the next shuffle), so a compiled step is never rebuilt for a smaller
+    batch. The randomness of batch ``i`` of epoch ``e`` is seeded by ``(seed, e, i)``: the same data, whatever the
+    number of threads."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, schedule: Schedule):
+        super().__init__(workers=schedule.workers, use_multiprocessing=False)
+        self.images, self.labels, self.schedule = images, labels.astype(np.float32), schedule
+        self.weights = class_weights(self.labels)
+        self.batch_size = min(schedule.batch_size, len(images))
+        self.epoch = 0
+        self._shuffle()
+
+    def _shuffle(self) -> None:
+        rng = np.random.default_rng((self.schedule.seed, self.epoch))
+        self.order, self.partners = rng.permutation(len(self.images)), rng.permutation(len(self.images))
+
+    def __len__(self) -> int:
+        return max(1, len(self.images) // self.batch_size)
+
+    def __getitem__(self, index: int):
+        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        mine, theirs = self.order[rows], self.partners[rows]
+        rng = np.random.default_rng((self.schedule.seed, self.epoch, index))
+        x, y = augment.augment_batch(self.images[mine], self.labels[mine], self.images[theirs], self.labels[theirs],
+                                     rng, self.schedule.recipe)
+        w = np.where(y > 0.5, self.weights[1], self.weights[0]).astype(np.float32)
+        return x, y, w
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self._shuffle()
+
+
+def compile_model(model: keras.Model, schedule: Schedule) -> keras.Model:
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule.learning_rate),
+        loss=keras.losses.BinaryFocalCrossentropy(gamma=2.0) if schedule.loss == "focal" else "binary_crossentropy",
+        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+    )
+    return model
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One flushed progress line per epoch; stops the fit at the deadline, if any."""
+
+    def __init__(self, total: int, log: Callable[[str], None], deadline: float | None = None):
+        super().__init__()
+        self.total, self.log, self.deadline = total, log, deadline
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        shown = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items() if k != "learning_rate")
+        self.log(f"epoch {epoch + 1}/{self.total} ({time.time() - self.started:.0f} s): {shown}")
+        if self.deadline is not None and time.time() > self.deadline:
+            self.log("deadline reached: stopping, keeping the best epoch so far")
+            self.model.stop_training = True
+
+
+def fit(model: keras.Model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+        schedule: Schedule, log: Callable[[str], None] = print) -> Fitted:
+    """Fit with early stopping on validation AUC; return the best epoch's model, not the last one's."""
+    keras.utils.set_random_seed(schedule.seed)
+    checkpoint = Path(tempfile.mkdtemp(prefix="firewatch-train-")) / "best.weights.h5"
+    callbacks = [
+        EpochLog(schedule.epochs, log, schedule.deadline),
+        keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=schedule.patience),
+        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(2, schedule.patience // 3)),
+    ]
+    started = time.time()
+    history = model.fit(TrainingBatches(train_x, train_y, schedule), validation_data=(val_x.astype(np.float32), val_y),
+                        validation_batch_size=max(64, schedule.batch_size), epochs=schedule.epochs, callbacks=callbacks, verbose=0)
+    seconds = time.time() - started
+    if checkpoint.exists():
+        model.load_weights(checkpoint)  # the best epoch, not the last
+    shutil.rmtree(checkpoint.parent, ignore_errors=True)
+    return Fitted(model, {k: [float(v) for v in values] for k, values in history.history.items()}, seconds)

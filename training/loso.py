@@ -1,0 +1,141 @@
+"""``python -m training.loso``: leave-one-source-out figures from fold folders, to rank recipes and choose the threshold
+on what generalises to a source the model has never seen.
+
+Each fold folder is one ``python -m training.accelerated one`` fit with one source held out (its ``scores.json`` holds
+the fold's probabilities on its validation photos and on the whole held-out source). For each recipe it prints:
+
+- per fold, the held-out source's false alarms (and fire recall, where it has fires) at the threshold the fold chose on
+  its own validation photos: what a model trained without that source does on it;
+- pooled over folds (every photo scored by the fold that never saw its source: "out of fold"), the per-source table,
+  its macro balanced accuracy and ROC AUC, at one threshold chosen on those out-of-fold scores.
+
+  python -m training.loso FOLD_DIR... [--score flip_averaged|probability] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import accelerated
+
+
+@dataclass(frozen=True)
+class Scored:
+    source: str
+    label: int
+
+
+@dataclass
+class Fold:
+    recipe: str
+    held_out: list[str]
+    val: tuple[list[Scored], np.ndarray, np.ndarray]
+    held: tuple[list[Scored], np.ndarray, np.ndarray]
+
+
+def read_fold(folder: Path, score: str) -> Fold:
+    record = json.loads((folder / accelerated.RUN).read_text())
+    table = json.loads((folder / accelerated.SCORES).read_text())
+    column = table["columns"].index(score)
+    parts: dict[str, tuple[list, list, list]] = {"val": ([], [], []), "held": ([], [], [])}
+    for row in table["rows"]:
+        samples, labels, probs = parts[row[3]]
+        samples.append(Scored(row[1], int(row[2])))
+        labels.append(row[2])
+        probs.append(row[column])
+    settings = {k: v for k, v in record["settings"].items() if k not in {"pack", "out", "holdout", "workers", "seed"}}
+    recipe = " ".join(f"{k}={v}" for k, v in sorted(settings.items()))
+    as_arrays = {k: (s, np.asarray(y, np.float32), np.asarray(p, np.float32)) for k, (s, y, p) in parts.items()}
+    return Fold(recipe, record["settings"]["holdout"], as_arrays["val"], as_arrays["held"])
+
+
+def summarise(folds: list[Fold]) -> dict:
+    """The figures of one recipe's folds (see the module's docstring)."""
+    from sklearn import metrics as skm
+
+    from . import evaluate
+
+    per_fold = {}
+    pooled: tuple[list, list, list] = ([], [], [])
+    for fold in sorted(folds, key=lambda f: f.held_out):
+        threshold = evaluate.choose_threshold(*fold.val)
+        name = ",".join(fold.held_out)
+        per_fold[name] = {"threshold": threshold, **evaluate.per_source(*fold.held, threshold)}
+        for part, values in zip(pooled, fold.held):
+            part.extend(values)
+    samples, labels, probs = pooled[0], np.asarray(pooled[1]), np.asarray(pooled[2])
+    threshold = evaluate.choose_threshold(samples, labels, probs)
+    both = len(set(labels.tolist())) == 2
+    return {
+        "folds": per_fold,
+        "out_of_fold": {
+            "threshold": threshold,
+            "macro_balanced_accuracy": round(float(evaluate._macro_balanced_accuracy(samples, labels, probs, threshold)), 4),
+            "roc_auc": round(float(skm.roc_auc_score(labels, probs)), 4) if both else None,
+            "per_source": evaluate.per_source(samples, labels, probs, threshold),
+        },
+    }
+
+
+def render(recipe: str, figures: dict) -> str:
+    lines = [f"recipe: {recipe}", "  held out (at the fold's own validation threshold):"]
+    for name, table in figures["folds"].items():
+        cells = [f"{source} {_rate(v)}" for source, v in table.items() if source != "threshold"]
+        lines.append(f"    {name:<14} t={table['threshold']:.2f}  " + "; ".join(cells))
+    oof = figures["out_of_fold"]
+    lines.append(f"  out of fold, one threshold {oof['threshold']:.2f}: macro balanced accuracy {oof['macro_balanced_accuracy']:.4f}, "
+                 f"ROC AUC {oof['roc_auc']}")
+    lines += [f"    {source:<28} {_rate(v)}" for source, v in oof["per_source"].items()]
+    return "\n".join(lines)
+
+
+def _rate(v: dict) -> str:
+    if "fire_recall" in v:
+        return f"fires found {100 * v['fire_recall']:.1f} % of {v['images']}"
+    return f"false alarms {100 * v['false_alarm_rate']:.1f} % of {v['images']}"
+
+
+def one_recipe(path: Path) -> tuple[str, dict]:
+    """The recipe and figures of a ``--json`` report that holds exactly one recipe (``python -m training --loso``)."""
+    try:
+        report = json.loads(path.read_text())
+        (recipe, figures), = report.items()
+        figures["out_of_fold"]["threshold"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SystemExit(f"error: --loso {path}: not a report of one recipe from python -m training.loso --json ({exc})") from None
+    return recipe, figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.loso", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folds", nargs="+", type=Path, help="fold folders of python -m training.accelerated one (folds without a held-out source are skipped)")
+    p.add_argument("--score", choices=("flip_averaged", "probability"), default="flip_averaged",
+                   help="flip_averaged (default): the photo and its mirror image, as served with --tta flip; probability: one pass")
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    args = p.parse_args(argv)
+    recipes: dict[str, list[Fold]] = defaultdict(list)
+    for folder in args.folds:
+        try:
+            fold = read_fold(folder, args.score)
+        except (OSError, ValueError, KeyError) as exc:
+            raise SystemExit(f"error: {folder}: not a finished fold folder ({exc})") from None
+        if fold.held_out:
+            recipes[fold.recipe].append(fold)
+    if not recipes:
+        raise SystemExit("error: no fold with a held-out source among those folders")
+    report = {recipe: summarise(folds) for recipe, folds in recipes.items()}
+    print("\n\n".join(render(recipe, figures) for recipe, figures in report.items()))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
