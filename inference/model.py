@@ -72,6 +72,8 @@ class ModelCard:
     tflite_format: dict = field(default_factory=dict)
     # the second output: {"output", "grid": [rows, columns], "definition"}; None for models without it
     fire_map: dict | None = None
+    # what the model does outside what it was measured on (controlled flames, depicted fire, unseen kinds of scene)
+    limitations: list = field(default_factory=list)
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

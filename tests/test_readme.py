@@ -29,8 +29,10 @@ def test_every_python_module_command_answers_help(module):
 
 
 def test_training_help_lists_the_options_the_readme_uses():
-    helps = [subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-             for module in ("training", "training.score")]
+    commands = (["training"], ["training.score"], ["training.pack"], ["training.accelerated", "grid"],
+                ["training.accelerated", "one"], ["training.loso"])
+    helps = [subprocess.run([sys.executable, "-m", *command, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+             for command in commands]
     assert all(done.returncode == 0 for done in helps)
     for option in sorted(set(re.findall(r"--[a-z][a-z-]+", README[README.index("## Train the model"):README.index("## Deploy")]))):
         assert any(option in done.stdout for done in helps), option

@@ -39,6 +39,16 @@ THRESHOLD_RULES = {
             "is what the validation split alone would choose",
 }
 
+LIMITATIONS = [
+    "Controlled flames (candles, fireplaces, stoves) are not scored either way, since no source labels them apart, and "
+    "were not measured. The model is taught what flames look like, not where they burn: a flame that fills a fair part "
+    "of the photo is called fire wherever it is; a small candle in a large room (a few pixels at the input size) usually "
+    "is not.",
+    "Fire shown on a screen or in a painting looks like flames at the input size and is called fire; not measured.",
+    "Kinds of scene that no training source shows (night streets, string lights, red decor, red-lit interiors) raise "
+    "more false alarms: with one source held out, up to a quarter of that source's fire-free photos were called fire "
+    "(metrics.leave_one_source_out, when present). Add such photos as a nofire source when you have them.",
+]
 LOSO_NAME = "leave_one_source_out.json"  # in reports/: the figures behind a --loso threshold
 _LOG_FILES: list = []  # the run's train.log, once the run folder exists
 
@@ -357,6 +367,7 @@ def model_card(args, argv, roots, size, splits: Splits, trained: Trained, export
         files={"tflite": exported.tflite_path.name, "keras": trained.keras_path.name},
         tflite_format=exported.format_report,
         fire_map=exported.fire_map,
+        limitations=LIMITATIONS,
     )
 
 

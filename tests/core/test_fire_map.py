@@ -35,11 +35,18 @@ def test_map_and_probability_come_from_one_call_and_the_probability_is_unchanged
 
 
 def test_the_map_of_a_mirrored_photo_is_the_mirrored_map(runtime, classifier, fire_photos):
-    """Flip averaging mirrors the mirrored pass's map back before averaging, so the map follows the photo exactly."""
-    images = np.stack([classifier.preprocess(p.read_bytes()) for p in fire_photos[:4]])
+    """The map follows the photo: with flip averaging exactly (the mirrored pass's map is mirrored back before
+    averaging); with one pass, as closely as a network that was taught mirrored photos can (not exactly: a CNN is
+    not mirror-symmetric)."""
+    images = np.stack([classifier.preprocess(p.read_bytes()) for p in fire_photos])
     _, maps = runtime.predict_with_map(images)
     _, mirrored = runtime.predict_with_map(np.ascontiguousarray(images[:, :, ::-1]))
-    assert np.max(np.abs(mirrored[:, :, ::-1] - maps)) <= 1e-5
+    back = mirrored[:, :, ::-1]
+    if CARD.test_time_augmentation:
+        assert np.max(np.abs(back - maps)) <= 1e-5
+    else:
+        agreement = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(maps, back)]
+        assert min(agreement) > 0.2 and np.mean(agreement) > 0.5, agreement
     assert np.max(np.abs(maps - maps[:, :, ::-1])) > 0.05, "and the map is not merely symmetric"
 
 
