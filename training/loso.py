@@ -9,7 +9,7 @@ the fold's probabilities on its validation photos and on the whole held-out sour
 - pooled over folds (every photo scored by the fold that never saw its source: "out of fold"), the per-source table,
   its macro balanced accuracy and ROC AUC, at one threshold chosen on those out-of-fold scores.
 
-  python -m training.loso FOLD_DIR... [--score flip_averaged|probability] [--json OUT]
+  python -m training.loso FOLD_DIR... [--score probability|flip_averaged] [--json OUT]
 """
 
 from __future__ import annotations
@@ -116,8 +116,9 @@ def one_recipe(path: Path) -> tuple[str, dict]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.loso", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folds", nargs="+", type=Path, help="fold folders of python -m training.accelerated one (folds without a held-out source are skipped)")
-    p.add_argument("--score", choices=("flip_averaged", "probability"), default="flip_averaged",
-                   help="flip_averaged (default): the photo and its mirror image, as served with --tta flip; probability: one pass")
+    p.add_argument("--score", choices=("probability", "flip_averaged"), default="probability",
+                   help="probability (default): one pass, as served with --tta none; flip_averaged: the photo and its mirror "
+                        "image, as served with --tta flip")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     recipes: dict[str, list[Fold]] = defaultdict(list)
