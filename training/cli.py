@@ -278,7 +278,10 @@ def trained_elsewhere(args: argparse.Namespace, model, splits: Splits):
     with warnings.catch_warnings():
         # Files from before save_weights left the optimizer out carry Adam's moments too; serving needs none of them.
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        model.load_weights(folder / accelerated.WEIGHTS)
+        try:
+            model.load_weights(folder / accelerated.WEIGHTS)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"error: --trained {folder}: its {accelerated.WEIGHTS} does not fit this model ({exc})") from None
     log(f"weights fitted on {record['device']} ({record['backend']}) in {record['fit_seconds']} s: {record['command']}")
     elsewhere = {"device": record["device"], "backend": record["backend"], "command": record["command"],
                  "settings": {k: v for k, v in settings.items() if k not in {"pack", "out", "workers"}}}

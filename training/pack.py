@@ -14,6 +14,7 @@ import argparse
 import io
 import json
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,11 +69,15 @@ def write(path: Path, meta: dict, samples_by_split: dict[str, list], images: dic
 
 
 def read(path: Path) -> Pack:
-    with np.load(path, allow_pickle=False) as stored:
-        blob, offsets = stored["blob"], stored["offsets"]
-        images = np.stack([decode(blob[offsets[i]:offsets[i + 1]].tobytes()) for i in range(len(offsets) - 1)])
-        return Pack(json.loads(str(stored["meta"])), images, stored["labels"].astype(np.float32), stored["sources"],
-                    stored["splits"], stored["sha256"])
+    """The pack at ``path``, its photos decoded; a file that is not a whole pack is a clear error, not a traceback."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            blob, offsets = stored["blob"], stored["offsets"]
+            images = np.stack([decode(blob[offsets[i]:offsets[i + 1]].tobytes()) for i in range(len(offsets) - 1)])
+            return Pack(json.loads(str(stored["meta"])), images, stored["labels"].astype(np.float32), stored["sources"],
+                        stored["splits"], stored["sha256"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # Pillow's UnidentifiedImageError is an OSError
+        raise SystemExit(f"error: {path} is not a whole pack from python -m training.pack ({exc})") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ leave-one-source-out report (``training.loso``) and its threshold (``--loso``)."
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,14 @@ def test_a_pack_keeps_photos_labels_sources_and_the_split(tmp_path):
         read.fold(["kitchens"])
 
 
+def test_a_damaged_pack_is_a_clear_error(tmp_path):
+    (tmp_path / "cut.pack.npz").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(SystemExit, match="is not a whole pack"):
+        pack.read(tmp_path / "cut.pack.npz")
+    with pytest.raises(SystemExit, match="is not a whole pack"):
+        pack.read(tmp_path / "missing.pack.npz")
+
+
 def test_a_pack_must_be_named_so_the_repository_ignores_it(tmp_path):
     done = run_module("training.pack", tmp_path / "photos.npz")
     assert done.returncode == 2 and ".pack.npz" in done.stderr
@@ -92,6 +101,12 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     mismatch = run_training(*folders, "--image-size", "48", "--val-fraction", "0.4", "--width", "2.0", "--trained", full,
                             "--runs", tmp_path / "runs")
     assert mismatch.returncode != 0 and "fitted on something else: width: 1.0 there, 2.0 here" in mismatch.stderr
+    damaged = tmp_path / "damaged"
+    shutil.copytree(full, damaged)
+    (damaged / accelerated.WEIGHTS).write_bytes((full / accelerated.WEIGHTS).read_bytes()[:500])
+    broken = run_training(*folders, "--image-size", "48", "--val-fraction", "0.4", "--width", "1.0", "--trained", damaged,
+                          "--runs", tmp_path / "runs")
+    assert broken.returncode != 0 and "does not fit this model" in broken.stderr and "Traceback" not in broken.stderr
     finished = run_training(*folders, "--image-size", "48", "--val-fraction", "0.4", "--width", "1.0", "--trained", full, "--loso", report,
                             "--runs", tmp_path / "runs")
     assert finished.returncode == 0, finished.stderr[-3000:]
