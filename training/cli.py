@@ -259,19 +259,25 @@ def train(args: argparse.Namespace, model, splits: Splits, folder: Path) -> Trai
 
 def trained_elsewhere(args: argparse.Namespace, model, splits: Splits):
     """The weights, history and record of ``python -m training.accelerated one``, checked against this run: same input
-    size, width, hold-outs and the very same training photos, or the validation figures would be a lie."""
+    size, width, hold-outs, recipe and the very same training photos, or the card and its figures would be a lie."""
     from . import accelerated, fitting
 
     folder = args.trained
+    recipe = schedule_for(args).recipe
     try:
         record = json.loads((folder / accelerated.RUN).read_text())
         history = json.loads((folder / accelerated.HISTORY).read_text())
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"error: --trained {folder}: not a finished `python -m training.accelerated one` folder ({exc})") from None
-    settings = record["settings"]
-    ours = {"image size": (record["image_size"], model.input_shape[1]), "width": (settings["width"], args.width),
-            "held-out sources": (sorted(settings["holdout"]), sorted(args.holdout)),
-            "training photos": (record.get("train_digest"), accelerated.digest(s.sha256 for s in splits.train_s))}
+        settings = record["settings"]
+        ours = {"image size": (record["image_size"], model.input_shape[1]), "width": (settings["width"], args.width),
+                "held-out sources": (sorted(settings["holdout"]), sorted(args.holdout)),
+                "training photos": (record["train_digest"], accelerated.digest(s.sha256 for s in splits.train_s)),
+                # the card describes the recipe from this run's options, so they must be the fit's
+                "loss": (settings["loss"], args.loss), "batch size": (settings["batch_size"], args.batch_size),
+                "mix probability": (settings["mix_probability"], recipe.mix_probability),
+                "white-balance probability": (settings["white_balance_probability"], recipe.white_balance_probability),
+                "white-balance strength": (settings["white_balance_strength"], recipe.white_balance_strength)}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"error: --trained {folder}: not a finished `python -m training.accelerated one` folder ({exc!r})") from None
     differ = [f"{name}: {theirs} there, {mine} here" for name, (theirs, mine) in ours.items() if theirs != mine]
     if differ:
         raise SystemExit(f"error: --trained {folder} was fitted on something else: " + "; ".join(differ))

@@ -101,14 +101,15 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     mismatch = run_training(*folders, "--image-size", "48", "--val-fraction", "0.4", "--width", "2.0", "--trained", full,
                             "--runs", tmp_path / "runs")
     assert mismatch.returncode != 0 and "fitted on something else: width: 1.0 there, 2.0 here" in mismatch.stderr
+    same = ("--image-size", "48", "--val-fraction", "0.4", "--batch-size", "8", "--width", "1.0")
+    recipe_differs = run_training(*folders, *same, "--trained", full, "--white-balance-strength", "0.45", "--runs", tmp_path / "runs")
+    assert recipe_differs.returncode != 0 and "white-balance strength: 0.25 there, 0.45 here" in recipe_differs.stderr
     damaged = tmp_path / "damaged"
     shutil.copytree(full, damaged)
     (damaged / accelerated.WEIGHTS).write_bytes((full / accelerated.WEIGHTS).read_bytes()[:500])
-    broken = run_training(*folders, "--image-size", "48", "--val-fraction", "0.4", "--width", "1.0", "--trained", damaged,
-                          "--runs", tmp_path / "runs")
+    broken = run_training(*folders, *same, "--trained", damaged, "--runs", tmp_path / "runs")
     assert broken.returncode != 0 and "does not fit this model" in broken.stderr and "Traceback" not in broken.stderr
-    finished = run_training(*folders, "--image-size", "48", "--val-fraction", "0.4", "--width", "1.0", "--trained", full, "--loso", report,
-                            "--runs", tmp_path / "runs")
+    finished = run_training(*folders, *same, "--trained", full, "--loso", report, "--runs", tmp_path / "runs")
     assert finished.returncode == 0, finished.stderr[-3000:]
     (run,) = [p for p in (tmp_path / "runs").iterdir() if not p.name.endswith("incomplete")]
     card = json.loads((run / "fire_classifier.json").read_text())
