@@ -25,7 +25,7 @@ CERTAINTIES = (CLEAR, BORDERLINE)
 # A verdict is borderline when the model's odds of fire are within a factor of 3 of the threshold's odds:
 # |logit(p) - logit(threshold)| < ln 3. Measured in logits (log-odds), not in probability points, so the band is as
 # wide on either side of any threshold in the model's own units, and never reaches 0 or 1: with the threshold at
-# 0.57 it is 0.307 < p < 0.799, while 0.015 or 0.97 stay clear. A card may set its own ``borderline_logits``.
+# 0.67 it is 0.404 < p < 0.859, while 0.015 or 0.97 stay clear. A card may set its own ``borderline_logits``.
 DEFAULT_BORDERLINE_LOGITS = math.log(3)
 # Keeps logit() finite for a probability or threshold of exactly 0 or 1.
 _LOGIT_EPSILON = 1e-6
