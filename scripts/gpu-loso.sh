@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Step 2 of "Training on a GPU machine" (README), as one command for a machine lent for a few minutes: the served
+# recipe's leave-one-source-out folds and full fit from a pack, side by side, then one archive per fit for the trip
+# back. Run from the repository root on that machine:
+#
+#   scripts/gpu-loso.sh PACK OUT
+#
+# Settings (environment): PYTHON (python3), WHEELS (a folder of wheels to install first, e.g. keras, optree, namex),
+# VARIANTS ("w2:--width 2.0"; several separated by ";"), FOLDS ("all forest-fire fire-dataset weather houses"),
+# PARALLEL (5), MINUTES (20: no fit starts an epoch after that; each keeps its best epoch so far).
+set -uo pipefail
+if [ $# -ne 2 ]; then
+  echo "usage: scripts/gpu-loso.sh PACK OUT" >&2
+  exit 2
+fi
+PACK=$1 OUT=$2
+PYTHON=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 XLA_PYTHON_CLIENT_PREALLOCATE=false  # fits share one GPU
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+if [ -n "${WHEELS:-}" ]; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/firewatch-site "$WHEELS"/*.whl || exit 3
+  export PYTHONPATH=/tmp/firewatch-site:$PYTHONPATH
+fi
+mkdir -p "$OUT" || exit 2
+
+# Fail in seconds, not after the lease: Keras must import and fit one step on this machine's backend. Without
+# TensorFlow, JAX is tried first, then PyTorch.
+preflight() {
+  "$PYTHON" - <<'PY'
+import keras, numpy as np
+print("keras", keras.__version__, "backend", keras.backend.backend(), flush=True)
+m = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.DepthwiseConv2D(3), keras.layers.BatchNormalization(),
+                      keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1, activation="sigmoid")])
+m.compile("adam", "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
+m.fit(np.zeros((64, 32, 32, 3)), np.r_[np.zeros(32), np.ones(32)], batch_size=32, verbose=0)
+PY
+}
+if [ -z "${KERAS_BACKEND:-}" ] && ! "$PYTHON" -c "import tensorflow" 2>/dev/null; then
+  export KERAS_BACKEND=jax
+  preflight || { echo "JAX failed the preflight; trying PyTorch" >&2; export KERAS_BACKEND=torch; preflight || exit 4; }
+else
+  preflight || exit 4
+fi
+
+args=()
+IFS=';' read -ra variants <<< "${VARIANTS:-w2:--width 2.0}"
+for variant in "${variants[@]}"; do args+=(--variant "$variant"); done
+read -ra folds <<< "${FOLDS:-all forest-fire fire-dataset weather houses}"
+"$PYTHON" -m training.accelerated grid "$PACK" --out "$OUT/fits" "${args[@]}" --folds "${folds[@]}" \
+  --parallel "${PARALLEL:-5}" --minutes "${MINUTES:-20}"
+status=$?
+# One archive per fit (weights only: about 2.2 MB at width 2.0), so each stays small enough to copy back.
+for fit in "$OUT"/fits/*/; do
+  tar czf "$OUT/$(basename "$fit").tgz" -C "$OUT/fits" "$(basename "$fit")"
+done
+ls -la "$OUT"
+exit $status
