@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import socket
-import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote_plus
+
+from demo.child import READY, ChildDemo, DemoFailed
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = Path(os.environ.get("FIREWATCH_DATASETS", ROOT.parent / "shared" / "datasets"))
@@ -29,12 +27,6 @@ UPLOADS = int(os.environ.get("FIREWATCH_DRAIN_UPLOADS", "1000"))
 BUCKET = "firewatch-drain"
 CONFIGS = (("batches of 10 (as deployed)", 10), ("one message per invocation (before)", 1))
 TIMEOUT_SECONDS = 1200
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _photos() -> list[bytes]:
@@ -45,47 +37,15 @@ def _photos() -> list[bytes]:
     return [path.read_bytes() for path in paths[:: max(1, len(paths) // 200)]]
 
 
-class _Demo:
-    """``python -m demo`` in a process of its own, on free ports."""
-
-    def __init__(self, batch_size: int) -> None:
-        self.endpoint = None
-        port = _free_port()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "demo", "--web-port", str(_free_port()), "--s3-port", str(port), "--bucket", BUCKET,
-             "--batch-size", str(batch_size)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: [self.lines.put(line) for line in self.process.stdout], daemon=True).start()
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if "Ctrl-C stops everything" in self.lines.get(timeout=1):
-                    self.endpoint = f"http://127.0.0.1:{port}"
-                    return
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    break
-        self.stop()
-        raise RuntimeError("the demo did not start")
-
-    def client(self, service: str):
-        import boto3
-
-        return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id="test", aws_secret_access_key="test")
-
-    def stop(self) -> None:
-        import signal
-
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+def _start_demo(batch_size: int) -> ChildDemo:
+    """``python -m demo`` in a process of its own, on free ports, once its banner says everything is up."""
+    demo = ChildDemo("--bucket", BUCKET, "--batch-size", str(batch_size))
+    try:
+        demo.read_until(READY, timeout=180)
+    except DemoFailed:
+        demo.stop(timeout=60)
+        raise
+    return demo
 
 
 def _notification(key: str, size: int, etag: str) -> str:
@@ -99,7 +59,7 @@ def _notification(key: str, size: int, etag: str) -> str:
 
 
 def drain(batch_size: int, photos: list[bytes], count: int) -> dict:
-    demo = _Demo(batch_size)
+    demo = _start_demo(batch_size)
     try:
         s3, sqs = demo.client("s3"), demo.client("sqs")
         notification = s3.get_bucket_notification_configuration(Bucket=BUCKET)
@@ -129,7 +89,7 @@ def drain(batch_size: int, photos: list[bytes], count: int) -> dict:
         dead = int(sqs.get_queue_attributes(QueueUrl=sqs.get_queue_url(QueueName="firewatch-uploads-dlq")["QueueUrl"],
                                             AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"])
     finally:
-        demo.stop()
+        demo.stop(timeout=60)
     return {"uploads": count, "results": results, "dead_letters": dead, "enqueue_s": round(enqueued, 2),
             "drain_s": round(seconds, 2), "images_per_s": round(results / seconds, 1)}
 

@@ -23,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from inference.contract import RESULT_PREFIX, RESULTS_TABLE_ENV, UPLOAD_PREFIX, UPLOAD_QUEUE_ENV
 
+from .child import READY, stop_group
 from .local_aws import DEAD_LETTER_QUEUE, MAX_RECEIVES, RESULTS_TABLE, UPLOAD_QUEUE, VISIBILITY_TIMEOUT_SECONDS, create_resources
 from .poller import BATCH_SIZE, BATCHING_WINDOW_SECONDS, QueuePoller
 from .report import ResultReader, alert_line, batch_lines, is_test_event, upload_keys
@@ -254,7 +255,7 @@ class LocalSystem:
             f"  curl -T photo.jpg {endpoint}/{bucket}/{UPLOAD_PREFIX}photo.jpg   # no AWS CLI needed",
             f"  curl {endpoint}/{bucket}/{RESULT_PREFIX}photo.jpg.json   # the result, a second later",
             f"  aws s3 ls s3://{bucket}/{RESULT_PREFIX} --endpoint-url {endpoint}",
-            "Ctrl-C stops everything.",
+            f"{READY}.",
         ])
 
     def serve_forever(self) -> None:
@@ -290,20 +291,9 @@ class LocalSystem:
             self.sqs.delete_message(QueueUrl=self.resources.alert_printer_url, ReceiptHandle=message["ReceiptHandle"])
 
     def shutdown(self) -> None:
-        if self.web is not None and self.web.poll() is None:
-            os.killpg(self.web.pid, signal.SIGTERM)  # gunicorn shuts its workers down gracefully
-            try:
-                self.web.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.web.pid, signal.SIGKILL)
-                self.web.wait()
-        if self.aws_server is not None and self.aws_server.poll() is None:
-            os.killpg(self.aws_server.pid, signal.SIGTERM)
-            try:
-                self.aws_server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.aws_server.pid, signal.SIGKILL)
-                self.aws_server.wait()
+        for child in (self.web, self.aws_server):  # gunicorn shuts its workers down gracefully on SIGTERM
+            if child is not None:
+                stop_group(child, signal.SIGTERM, timeout=15)
         if self.function_log is not None:
             sys.stdout = sys.__stdout__
             self.function_log.close()

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import queue
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from .child import READY, ROOT, ChildDemo, DemoFailed
+
 DATASETS = Path(os.environ.get("FIREWATCH_DATASETS", ROOT.parent / "shared" / "datasets"))
 BUCKET = "firewatch-uploads"  # the demo's own default
 VIEWPORT = {"width": 1280, "height": 860}
@@ -52,12 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def photos(datasets: Path, chosen: list[tuple[str, str]]) -> list[tuple[Path, str]]:
     missing = [relative for relative, _ in chosen if not (datasets / relative).is_file()]
     if missing:
@@ -66,57 +56,20 @@ def photos(datasets: Path, chosen: list[tuple[str, str]]) -> list[tuple[Path, st
     return [(datasets / relative, name) for relative, name in chosen]
 
 
-class RunningDemo:
-    """``python -m demo`` in a process group of its own; stopped with Ctrl-C's signal."""
-
-    def __init__(self) -> None:
-        self.web_port, self.aws_port = _free_port(), _free_port()
-        self.web_url, self.endpoint = f"http://127.0.0.1:{self.web_port}", f"http://127.0.0.1:{self.aws_port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "demo", "--web-port", str(self.web_port), "--s3-port", str(self.aws_port)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: [self.lines.put(line) for line in self.process.stdout], daemon=True).start()
-
-    def wait_for(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.5)
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    raise ScreenshotError(f"the demo exited with status {self.process.returncode}") from None
-                continue
-            print(line, end="", flush=True)
-            if text in line:
-                return
-        raise ScreenshotError(f"the demo did not print {text!r} within {timeout:.0f} s")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-
-
 def take(output: Path, datasets: Path) -> None:
     bucket_photos, page_photos = photos(datasets, THROUGH_THE_BUCKET), photos(datasets, THROUGH_THE_PAGE)
     chromium = shutil.which("chromium")
     if chromium is None:
         raise ScreenshotError("chromium is not installed (sudo apt-get install -y chromium)")
-    import boto3
     from playwright.sync_api import sync_playwright
 
-    demo = RunningDemo()
+    demo = ChildDemo()
     try:
-        demo.wait_for("Ctrl-C stops everything", timeout=180)
-        s3 = boto3.client("s3", endpoint_url=demo.endpoint, region_name="us-east-1",
-                          aws_access_key_id="test", aws_secret_access_key="test")
+        demo.read_until(READY, timeout=180, echo=True)
+        s3 = demo.client("s3")
         for path, name in bucket_photos:
             s3.put_object(Bucket=BUCKET, Key=f"uploads/{name}", Body=path.read_bytes())
-            demo.wait_for(f"uploads/{name} ->", timeout=60)  # one at a time: the panel lists them newest first
+            demo.read_until(f"uploads/{name} ->", timeout=60, echo=True)  # one at a time: the panel lists them newest first
             time.sleep(1.1)  # S3 times objects to the second: keep them apart
         with sync_playwright() as playwright, tempfile.TemporaryDirectory() as folder:
             browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--headless"])
@@ -144,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         take(args.output, args.datasets)
-    except ScreenshotError as error:
+    except (ScreenshotError, DemoFailed) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -5,32 +5,25 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
+from demo.child import READY, ChildDemo, stop_group
 from inference import Classifier
 from tests.conftest import ARTIFACTS, CHROMIUM, ROOT
 from tests.page import VIEWPORT, card, wait_for_results
 
 BUCKET = "firewatch-e2e"
 RETRY_SECONDS = 1  # the demo's visibility timeout here: failed messages come back after a second
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def port_is_free(port: int) -> bool:
@@ -44,43 +37,12 @@ def port_is_free(port: int) -> bool:
             return False
 
 
-class Demo:
-    def __init__(self, web_port: int, s3_port: int) -> None:
-        self.web_port, self.s3_port = web_port, s3_port
-        self.web_url, self.s3_url = f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{s3_port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "demo", "--web-port", str(web_port), "--s3-port", str(s3_port), "--bucket", BUCKET,
-             "--visibility-timeout", str(RETRY_SECONDS)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )
-        self.lines: list[str] = []
-        # A thread owns the pipe: select() on it would miss lines already buffered inside the text wrapper.
-        self._incoming: queue.Queue[str] = queue.Queue()
-        self._ended = threading.Event()
-        threading.Thread(target=self._pump, daemon=True).start()
+class Demo(ChildDemo):
+    """The demo under test, with its bucket and a short retry time, and the queue helpers the tests need."""
 
-    def _pump(self) -> None:
-        for line in self.process.stdout:
-            self._incoming.put(line)
-        self._ended.set()
-
-    def read_until(self, text: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not (self._ended.is_set() and self._incoming.empty()):
-            try:
-                line = self._incoming.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            self.lines.append(line)
-            if text in line:
-                return line
-        raise AssertionError(f"{text!r} not printed within {timeout} s; output so far:\n{''.join(self.lines)}")
-
-    def client(self, service: str):
-        import boto3
-
-        return boto3.client(service, endpoint_url=self.s3_url, region_name="us-east-1",
-                            aws_access_key_id="test", aws_secret_access_key="test")
+    def __init__(self) -> None:
+        super().__init__("--bucket", BUCKET, "--visibility-timeout", str(RETRY_SECONDS))
+        self.s3_port, self.s3_url = self.aws_port, self.endpoint
 
     def s3(self):
         return self.client("s3")
@@ -95,13 +57,13 @@ class Demo:
 
 @pytest.fixture(scope="module")
 def demo():
-    system = Demo(free_port(), free_port())
+    system = Demo()
     try:
-        system.read_until("Ctrl-C stops everything", timeout=120)
+        system.read_until(READY, timeout=120)
         yield system
     finally:
         if system.process.poll() is None:
-            os.killpg(system.process.pid, signal.SIGKILL)
+            stop_group(system.process, signal.SIGKILL)
 
 
 def wait_for_object(s3, key: str, timeout: float = 10.0) -> tuple[dict, float]:
