@@ -88,3 +88,13 @@ def moto_endpoint():
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+def throwaway_aws(monkeypatch, region: str = "us-east-1") -> None:
+    """Credentials and a region that reach nothing real, and no profile or endpoint override from the environment
+    (``AWS_ENDPOINT_URL*``), so moto's in-process mock answers every call."""
+    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")] + ["AWS_PROFILE"]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", region)

@@ -13,6 +13,7 @@ import pytest
 from moto import mock_aws
 
 from ops.__main__ import main
+from tests.conftest import throwaway_aws
 
 # What `cdk deploy --all --outputs-file` writes for the default shape (names as CloudFormation makes them).
 SAMPLE_OUTPUTS = {
@@ -80,12 +81,8 @@ REGION = "us-east-1"
 
 
 def aws_env(monkeypatch) -> None:
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "AWS_PROFILE",
-                 "FIREWATCH_UPLOAD_QUEUE_URL"):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    throwaway_aws(monkeypatch, REGION)
+    monkeypatch.delenv("FIREWATCH_UPLOAD_QUEUE_URL", raising=False)
 
 
 class Account:

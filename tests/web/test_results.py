@@ -16,6 +16,7 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 
+from tests.conftest import throwaway_aws
 from web_app import create_app
 from web_app.results import MAX_OBJECT_BYTES, ResultsLoading, ResultsReader
 
@@ -27,11 +28,7 @@ PANEL_TITLE = "Latest from the serverless pipeline"
 @pytest.fixture
 def s3(monkeypatch):
     """moto's S3 with one bucket; throwaway credentials, and no endpoint override from the environment."""
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    throwaway_aws(monkeypatch)
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)

@@ -15,6 +15,7 @@ from moto import mock_aws
 from inference.contract import (
     INDEX_KEY, NEWEST_INDEX, NEWEST_PARTITION, NEWEST_SORT, index_day, result_key_for, results_table_definition,
 )  # fmt: skip
+from tests.conftest import throwaway_aws
 from web_app import create_app
 from web_app.results_index import IndexReader, decode_cursor, encode_cursor
 
@@ -24,11 +25,7 @@ TODAY = date(2026, 3, 10)
 
 @pytest.fixture
 def dynamodb(monkeypatch):
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    throwaway_aws(monkeypatch)
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         client.create_table(**results_table_definition(TABLE))
