@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.conftest import ARTIFACTS, CHROMIUM
-from tests.page import PHONE, VIEWPORT, card, wait_for_results
+from tests.page import PHONE, VIEWPORT, card, collect_problems, wait_for_results
 
 pytestmark = [
     pytest.mark.browser,
@@ -20,16 +20,7 @@ pytestmark = [
 def page(browser, served):
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
-    problems: list[str] = []
-
-    def on_console(message):
-        # The page's own API calls answered 4xx (the text file's 415) are expected, not problems.
-        expected = message.text.startswith("Failed to load resource: the server responded with a status of 4")
-        if message.type == "error" and not expected:
-            problems.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(str(error)))
+    problems = collect_problems(page, ignore_4xx=True)  # the text file's 415 is expected
     page.goto(served.url + "/")
     yield page
     context.close()
@@ -217,9 +208,7 @@ def test_pipeline_panel_shows_and_refreshes_results(browser, pipeline):
 
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
-    page.on("pageerror", lambda error: problems.append(str(error)))
+    problems = collect_problems(page)
     try:
         page.goto(server.url + "/")
         panel = page.get_by_role("complementary", name="Latest from the serverless pipeline")
@@ -300,9 +289,7 @@ def test_show_where_toggles_the_fire_map_overlay(browser, served, fire_photo, no
     for name, viewport in (("desktop", {"width": 1280, "height": 800}), ("phone", {"width": 390, "height": 844})):
         context = browser.new_context(viewport=viewport, device_scale_factor=2 if name == "phone" else 1)
         page = context.new_page()
-        problems: list[str] = []
-        page.on("console", lambda message: message.type == "error" and problems.append(message.text))
-        page.on("pageerror", lambda error: problems.append(str(error)))
+        problems = collect_problems(page)
         try:
             page.goto(served.url + "/")
             page.set_input_files("#image-input", [str(fire_photo), str(nofire_photo), str(street)])
