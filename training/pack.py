@@ -51,8 +51,13 @@ def encode(image: np.ndarray, quality: int) -> bytes:
     return buffer.getvalue()
 
 
-def decode(blob: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(blob)).convert("RGB"), dtype=np.uint8)
+def decode(blob: bytes, size: int) -> np.ndarray:
+    """One packed photo; its header must say ``size`` x ``size`` before a pixel is decoded, so a damaged or forged
+    pack cannot make a fit decode (and hold) photos of any other size."""
+    image = Image.open(io.BytesIO(blob))
+    if image.size != (size, size):
+        raise ValueError(f"a photo of {image.size[0]}x{image.size[1]} in a pack of {size}x{size} photos")
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
 def write(path: Path, meta: dict, samples_by_split: dict[str, list], images: dict[str, np.ndarray], quality: int) -> int:
@@ -72,9 +77,9 @@ def read(path: Path) -> Pack:
     """The pack at ``path``, its photos decoded; a file that is not a whole pack is a clear error, not a traceback."""
     try:
         with np.load(path, allow_pickle=False) as stored:
-            blob, offsets = stored["blob"], stored["offsets"]
-            images = np.stack([decode(blob[offsets[i]:offsets[i + 1]].tobytes()) for i in range(len(offsets) - 1)])
-            return Pack(json.loads(str(stored["meta"])), images, stored["labels"].astype(np.float32), stored["sources"],
+            blob, offsets, meta = stored["blob"], stored["offsets"], json.loads(str(stored["meta"]))
+            images = np.stack([decode(blob[offsets[i]:offsets[i + 1]].tobytes(), meta["size"]) for i in range(len(offsets) - 1)])
+            return Pack(meta, images, stored["labels"].astype(np.float32), stored["sources"],
                         stored["splits"], stored["sha256"])
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # Pillow's UnidentifiedImageError is an OSError
         raise SystemExit(f"error: {path} is not a whole pack from python -m training.pack ({exc})") from None

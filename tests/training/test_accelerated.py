@@ -60,6 +60,16 @@ def test_a_pack_keeps_photos_labels_sources_and_the_split(tmp_path):
         read.fold(["kitchens"])
 
 
+def test_a_pack_whose_photos_are_not_its_size_is_refused_before_decoding_them(tmp_path):
+    from training.data import Sample
+
+    sample = Sample(Path("big.jpg"), "weather", 0, "0" * 64)
+    path = tmp_path / "forged.pack.npz"
+    pack.write(path, {"size": 32}, {"train": [sample]}, {sample.sha256: np.zeros((48, 48, 3), np.uint8)}, quality=90)
+    with pytest.raises(SystemExit, match="a photo of 48x48 in a pack of 32x32 photos"):
+        pack.read(path)
+
+
 def test_a_damaged_pack_is_a_clear_error(tmp_path):
     (tmp_path / "cut.pack.npz").write_bytes(b"PK\x03\x04 cut short")
     with pytest.raises(SystemExit, match="is not a whole pack"):
