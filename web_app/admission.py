@@ -15,6 +15,7 @@ A photo that waits longer than ``wait_seconds`` for its turn is refused with 503
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import fcntl
 import functools
@@ -22,6 +23,7 @@ import io
 import logging
 import math
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -132,8 +134,11 @@ class Admission:
 
 @functools.cache
 def _process_lock_dir() -> str:
-    """Without gunicorn.conf.py's shared folder (Flask's test client, another server): slots for this process."""
-    return tempfile.mkdtemp(prefix="firewatch-decode-")
+    """Without gunicorn.conf.py's shared folder (Flask's test client, another server): slots for this process,
+    removed when it exits (or every test run and dev server would leave one behind)."""
+    folder = tempfile.mkdtemp(prefix="firewatch-decode-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import threading
@@ -128,3 +129,15 @@ def test_bad_admission_settings_are_refused(monkeypatch, value):
     monkeypatch.setenv("FIREWATCH_LARGE_DECODES", value)
     with pytest.raises(ValueError, match="FIREWATCH_LARGE_DECODES"):
         Admission.from_env()
+
+
+def test_a_process_without_gunicorns_folder_removes_its_own_slot_folder_on_exit(tmp_path):
+    """Flask's test client and other servers get a folder of their own; it must not outlive the process."""
+    script = ("import os; os.environ.pop('FIREWATCH_DECODE_LOCK_DIR', None)\n"
+              "from web_app.admission import Admission\n"
+              "a = Admission.from_env()\n"
+              "with a.decode(b'', (160, 160)): pass\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert not list(tmp_path.iterdir()), "the slot folder was removed when the process exited"
