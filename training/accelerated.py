@@ -15,6 +15,7 @@ Augmentation, loss, schedule and early stopping are the very code ``python -m tr
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import os
@@ -40,6 +41,10 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mix-probability", type=float, default=augment.MIX_PROBABILITY)
     p.add_argument("--white-balance-probability", type=float, default=augment.WHITE_BALANCE_PROBABILITY)
     p.add_argument("--white-balance-strength", type=float, default=augment.WHITE_BALANCE_STRENGTH)
+    p.add_argument("--decoy-probability", type=float, default=augment.DECOY_PROBABILITY)
+    p.add_argument("--init", type=Path, metavar="WEIGHTS",
+                   help="start from these weights (a model.weights.h5 of the same width and size) instead of from scratch: "
+                        "fine-tuning; the file's hash goes into run.json")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--workers", type=int, default=2, help="threads preparing batches (default 2)")
     p.add_argument("--deadline", type=float, help="a Unix time after which no new epoch starts")
@@ -66,8 +71,6 @@ def parser() -> argparse.ArgumentParser:
 
 def digest(hashes) -> str:
     """One hash for a set of photos (their content hashes), to check that two runs trained on the same ones."""
-    import hashlib
-
     return hashlib.sha256("\n".join(sorted(map(str, hashes))).encode()).hexdigest()
 
 
@@ -92,9 +95,18 @@ def fit_one(args: argparse.Namespace) -> int:
     schedule = fitting.Schedule(
         epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
         loss=args.loss, seed=args.seed, workers=args.workers, deadline=args.deadline,
-        recipe=augment.Recipe(args.mix_probability, args.white_balance_probability, args.white_balance_strength))
+        recipe=augment.Recipe(args.mix_probability, args.white_balance_probability, args.white_balance_strength,
+                              args.decoy_probability))
     keras.utils.set_random_seed(args.seed)
     model = fitting.compile_model(backbones.compact(size, width=args.width), schedule)
+    init = None
+    if args.init:
+        try:
+            model.load_weights(args.init)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"error: --init {args.init} does not fit a width-{args.width} model of {size} px ({exc})") from None
+        init = {"file": args.init.name, "sha256": hashlib.sha256(args.init.read_bytes()).hexdigest()}
+        log(f"starting from {args.init} (sha256 {init['sha256'][:12]})")
     fitted = fitting.fit(model, data.images[rows["train"]], data.labels[rows["train"]], data.images[rows["val"]],
                          data.labels[rows["val"]], schedule, log)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -112,11 +124,11 @@ def fit_one(args: argparse.Namespace) -> int:
         "rows": [[str(h), str(s), int(y), "held" if held else "val", round(float(p), 6), round(float((p + m) / 2), 6)]
                  for h, s, y, held, p, m in zip(data.sha256[scored], data.sources[scored], data.labels[scored],
                                                rows["held"][scored], plain, mirrored)]}) + "\n")
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in {"command", "deadline", "argv"}}
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in {"command", "deadline", "argv", "init"}}
     (args.out / RUN).write_text(json.dumps({
         "command": "python -m training.accelerated " + shlex.join(args.argv),
         "settings": settings, "image_size": size, "backend": keras.backend.backend(), "device": _device(),
-        "pack": data.meta, "train_digest": digest(data.sha256[rows["train"]]), "parameters": int(fitted.model.count_params()), "fit_seconds": round(fitted.seconds, 1),
+        "pack": data.meta, **({"init": init} if init else {}), "train_digest": digest(data.sha256[rows["train"]]), "parameters": int(fitted.model.count_params()), "fit_seconds": round(fitted.seconds, 1),
         "epochs_run": len(fitted.history.get("loss", [])), "best_val_auc": round(max(fitted.history.get("val_auc", [0.0])), 4),
     }, indent=2) + "\n")
     log(f"done in {time.time() - started:.0f} s (fit {fitted.seconds:.0f} s): {args.out}")

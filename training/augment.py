@@ -11,6 +11,13 @@ Two augmentations teach the model what a fire is, rather than what colour a fire
   outdoor-only fire data teaches; fire-free photos are pasted as often, so a pasted patch by itself is no
   evidence either way.
 
+- **Decoys** (off unless ``decoy_probability`` is set): fire's colours without fire, on *both* classes, so that
+  warm colour is not evidence. One of three, each a kind of false alarm seen on everyday photos:
+  a *warm object* (part of the photo repainted in a red-to-yellow hue, keeping its texture: a red sofa, a
+  fire engine, orange decor), a *warm light* (a red or orange glow falling off from a point: a lamp, a red-lit
+  room) and *night lights* (the scene dimmed, with small warm points of light: a street at night, string lights).
+  A fire photo given a decoy is still a fire; a fire-free one is still fire-free.
+
 Plus geometric and light photometric noise: flips, random crops, brightness and contrast. No hue
 rotation: an orange sky turned green is no longer a sunset. The crop comes first and the patch is pasted into
 the cropped scene, so a pasted fire is always wholly in view when the label says fire.
@@ -30,6 +37,11 @@ CROP_SCALE = (0.7, 1.0)  # a random crop covering 70-100 % of each side, resized
 PATCH_CROP = (0.6, 1.0)  # share of the other photo's side that is pasted, so a fire photo's flames come along
 PATCH_SIDE = (0.3, 0.6)  # the pasted patch's side, as a share of the scene's
 FEATHER = 0.15  # share of the patch's side over which its edges ramp to nothing
+DECOY_PROBABILITY = 0.0  # off by default; see the module docstring
+WARM_HUES = (0.0, 0.13)  # red to yellow-orange, as a share of the colour circle
+DECOY_PATCH_SIDE = (0.2, 0.6)
+NIGHT_DIMMING = (0.2, 0.55)
+NIGHT_LIGHTS = (8, 60)
 BRIGHTNESS = 0.1 * 255.0
 CONTRAST = (0.85, 1.15)
 
@@ -39,6 +51,7 @@ class Recipe:
     mix_probability: float = MIX_PROBABILITY
     white_balance_probability: float = WHITE_BALANCE_PROBABILITY
     white_balance_strength: float = WHITE_BALANCE_STRENGTH
+    decoy_probability: float = DECOY_PROBABILITY
 
 
 def white_balance_gains(rng: np.random.Generator, strength: float = WHITE_BALANCE_STRENGTH) -> np.ndarray:
@@ -84,6 +97,60 @@ def paste(scene: np.ndarray, label: float, other: np.ndarray, other_label: float
     return mixed, max(label, other_label)
 
 
+def warm_tint(rng: np.random.Generator) -> np.ndarray:
+    """RGB (0-1) of a random saturated red, orange or amber: the colours of flame, and of much that is not."""
+    hue = rng.uniform(*WARM_HUES) * 6.0  # within the first sextant of HSV: red rising to yellow
+    saturation = rng.uniform(0.55, 1.0)
+    return np.array([1.0, 1.0 - saturation * (1.0 - hue), 1.0 - saturation], dtype=np.float32)
+
+
+def warm_object(scene: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Part of the scene repainted in a warm hue, keeping its light and texture, with feathered edges."""
+    size = scene.shape[0]
+    side = max(2, int(size * rng.uniform(*DECOY_PATCH_SIDE)))
+    top, left = (int(v) for v in rng.integers(0, size - side + 1, size=2))
+    window = scene[top:top + side, left:left + side].astype(np.float32)
+    luminance = window @ np.array([0.299, 0.587, 0.114], np.float32)
+    luminance *= rng.uniform(0.8, 1.4) * 255.0 / max(1.0, float(luminance.max()))  # a bright paint, never a black one
+    painted = luminance[:, :, None] * warm_tint(rng)
+    mask = feathered_mask(side)
+    out = scene.copy()
+    out[top:top + side, left:left + side] = np.rint(np.clip(window * (1.0 - mask) + painted * mask, 0, 255)).astype(np.uint8)
+    return out
+
+
+def warm_light(scene: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A red or orange light falling on the scene from a point, strongest there and fading with distance."""
+    size = scene.shape[0]
+    cy, cx = rng.uniform(0, size, size=2)
+    reach = rng.uniform(0.4, 1.2) * size
+    steps = np.arange(size, dtype=np.float32)
+    falloff = np.exp(-((steps[:, None] - cy) ** 2 + (steps[None, :] - cx) ** 2) / (2 * reach ** 2))[:, :, None]
+    strength = rng.uniform(0.5, 1.0)
+    gains = 1.0 + strength * falloff * (warm_tint(rng) * 1.6 - 1.0)  # up to 1.6 x on red, down on blue
+    return np.rint(np.clip(scene * gains, 0, 255)).astype(np.uint8)
+
+
+def night_lights(scene: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The scene dimmed as at night, with small warm points of light: street lamps, windows, string lights."""
+    size = scene.shape[0]
+    out = scene.astype(np.float32) * rng.uniform(*NIGHT_DIMMING)
+    for _ in range(int(rng.integers(*NIGHT_LIGHTS))):
+        sigma = rng.uniform(0.6, 2.5)
+        reach = int(np.ceil(3 * sigma))
+        cy, cx = (int(v) for v in rng.integers(0, size, size=2))
+        offsets = np.arange(-reach, reach + 1, dtype=np.float32)
+        spot = np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2 * sigma ** 2))[:, :, None]
+        colour = 255.0 * (warm_tint(rng) if rng.random() < 0.7 else np.ones(3, np.float32))
+        top, left = max(0, cy - reach), max(0, cx - reach)
+        bottom, right = min(size, cy + reach + 1), min(size, cx + reach + 1)
+        out[top:bottom, left:right] += 1.5 * colour * spot[top - cy + reach:bottom - cy + reach, left - cx + reach:right - cx + reach]
+    return np.rint(np.clip(out, 0, 255)).astype(np.uint8)
+
+
+DECOYS = (warm_object, warm_light, night_lights)
+
+
 def colour_transform(scene: np.ndarray, rng: np.random.Generator, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
     """White balance, brightness and contrast of one photo, folded into one gain and one offset per channel:
     contrast scales about the channel's mean after the shift, so ``out = x * gain + offset``."""
@@ -105,6 +172,8 @@ def augment(image: np.ndarray, label: float, other: np.ndarray, other_label: flo
         scene = scene[:, ::-1]
     if rng.random() < recipe.mix_probability:
         scene, label = paste(scene, label, other, other_label, rng)
+    if recipe.decoy_probability and rng.random() < recipe.decoy_probability:
+        scene = DECOYS[int(rng.integers(len(DECOYS)))](scene, rng)
     gain, offset = colour_transform(scene, rng, recipe)
     return scene, label, gain, offset
 

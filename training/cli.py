@@ -236,7 +236,8 @@ def schedule_for(args: argparse.Namespace):
     mix = augment.MIX_PROBABILITY if args.mix_probability is None else args.mix_probability
     return fitting.Schedule(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
                             loss=args.loss, seed=args.seed,
-                            recipe=augment.Recipe(mix, args.white_balance_probability, args.white_balance_strength))
+                            recipe=augment.Recipe(mix, args.white_balance_probability, args.white_balance_strength,
+                                                          args.decoy_probability))
 
 
 def train(args: argparse.Namespace, model, splits: Splits, folder: Path) -> Trained:
@@ -275,7 +276,8 @@ def trained_elsewhere(args: argparse.Namespace, model, splits: Splits):
                 "loss": (settings["loss"], args.loss), "batch size": (settings["batch_size"], args.batch_size),
                 "mix probability": (settings["mix_probability"], recipe.mix_probability),
                 "white-balance probability": (settings["white_balance_probability"], recipe.white_balance_probability),
-                "white-balance strength": (settings["white_balance_strength"], recipe.white_balance_strength)}
+                "white-balance strength": (settings["white_balance_strength"], recipe.white_balance_strength),
+                "decoy probability": (settings.get("decoy_probability", 0.0), recipe.decoy_probability)}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SystemExit(f"error: --trained {folder}: not a finished `python -m training.accelerated one` folder ({exc!r})") from None
     differ = [f"{name}: {theirs} there, {mine} here" for name, (theirs, mine) in ours.items() if theirs != mine]
@@ -290,6 +292,7 @@ def trained_elsewhere(args: argparse.Namespace, model, splits: Splits):
             raise SystemExit(f"error: --trained {folder}: its {accelerated.WEIGHTS} does not fit this model ({exc})") from None
     log(f"weights fitted on {record['device']} ({record['backend']}) in {record['fit_seconds']} s: {record['command']}")
     elsewhere = {"device": record["device"], "backend": record["backend"], "command": record["command"],
+                 **({"started_from": record["init"]} if "init" in record else {}),
                  "settings": {k: v for k, v in settings.items() if k not in {"pack", "out", "workers"}}}
     return fitting.Fitted(model, history, record["fit_seconds"]), elsewhere
 
@@ -351,7 +354,7 @@ def model_card(args, argv, roots, size, splits: Splits, trained: Trained, export
         loss=args.loss,
         test_time_augmentation="mean of the photo and its mirror image, inside the model" if args.tta == "flip" else None,
         augmentation={"mix_probability": trained.mix_probability, "white_balance_probability": args.white_balance_probability,
-                      "white_balance_strength": args.white_balance_strength},
+                      "white_balance_strength": args.white_balance_strength, "decoy_probability": args.decoy_probability},
         pretrained_weights=_weights(args),
         parameters=int(trained.model.count_params()),
         training_data={

@@ -51,6 +51,8 @@ def read_fold(folder: Path, score: str) -> Fold:
         labels.append(row[2])
         probs.append(row[column])
     settings = {k: v for k, v in record["settings"].items() if k not in {"pack", "out", "holdout", "workers", "seed"}}
+    if "init" in record:
+        settings["fine_tuned"] = True  # from each fold's own weights: not the same recipe as a fit from scratch
     recipe = " ".join(f"{k}={v}" for k, v in sorted(settings.items()))
     as_arrays = {k: (s, np.asarray(y, np.float32), np.asarray(p, np.float32)) for k, (s, y, p) in parts.items()}
     return Fold(recipe, record["settings"]["holdout"], as_arrays["val"], as_arrays["held"])

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest red/blue gain change of a white-balance shift (default 0.25: gains 0.75-1.25)")
     p.add_argument("--mix-probability", type=float, default=None,
                    help="share of training photos that get another photo pasted in (default 0.35; 0 turns scene mixing off)")
+    p.add_argument("--decoy-probability", type=float, default=0.0,
+                   help="share of training photos given a decoy: fire's colours without fire (a warm-painted object, a red "
+                        "or orange light, night lights), on both classes (default 0: off)")
     p.add_argument("--holdout", action="append", default=[], metavar="SOURCE",
                    help="set a whole source aside (e.g. houses): never trained on, never used for the threshold, reported "
                         "apart as an unseen source; repeatable")

@@ -3,6 +3,7 @@ leave-one-source-out report (``training.loso``) and its threshold (``--loso``)."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -125,6 +126,25 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     (damaged / accelerated.WEIGHTS).write_bytes((full / accelerated.WEIGHTS).read_bytes()[:500])
     broken = run_training(*folders, *same, "--trained", damaged, "--runs", tmp_path / "runs")
     assert broken.returncode != 0 and "does not fit this model" in broken.stderr and "Traceback" not in broken.stderr
+
+    # Fine-tuning: a fit that starts from another's weights records which, and its recipe must be this run's too.
+    tuned = tmp_path / "tuned"
+    small = ("--width", "1.0", "--epochs", "1", "--batch-size", "8", "--decoy-probability", "0.5")
+    done = run_module("training.accelerated", "one", packed, "--out", tuned, "--init", full / accelerated.WEIGHTS, *small)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads((tuned / accelerated.RUN).read_text())
+    assert record["init"]["sha256"] == hashlib.sha256((full / accelerated.WEIGHTS).read_bytes()).hexdigest()
+    assert record["settings"]["decoy_probability"] == 0.5
+    bad_init = run_module("training.accelerated", "one", packed, "--out", tmp_path / "x", "--init", damaged / accelerated.WEIGHTS, *small)
+    assert bad_init.returncode != 0 and "--init" in bad_init.stderr and "Traceback" not in bad_init.stderr
+    no_decoys = run_training(*folders, *same, "--trained", tuned, "--runs", tmp_path / "runs")
+    assert no_decoys.returncode != 0 and "decoy probability: 0.5 there, 0.0 here" in no_decoys.stderr
+    with_decoys = run_training(*folders, *same, "--trained", tuned, "--decoy-probability", "0.5", "--runs", tmp_path / "tuned-runs")
+    assert with_decoys.returncode == 0, with_decoys.stderr[-3000:]
+    (tuned_run,) = (tmp_path / "tuned-runs").iterdir()
+    tuned_card = json.loads((tuned_run / "fire_classifier.json").read_text())
+    assert tuned_card["training"]["fitted_elsewhere"]["started_from"] == record["init"]
+    assert tuned_card["augmentation"]["decoy_probability"] == 0.5
     finished = run_training(*folders, *same, "--trained", full, "--loso", report, "--runs", tmp_path / "runs")
     assert finished.returncode == 0, finished.stderr[-3000:]
     (run,) = [p for p in (tmp_path / "runs").iterdir() if not p.name.endswith("incomplete")]

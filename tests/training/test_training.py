@@ -203,6 +203,50 @@ def test_white_balance_shifts_red_against_blue_within_range():
     assert (np.abs(gains - 1) <= augment.WHITE_BALANCE_STRENGTH + 1e-6).all()
 
 
+def _warm(pixels: np.ndarray) -> np.ndarray:
+    """Pixels whose red is above green and green at least blue: red, orange, amber, yellow."""
+    r, g, b = (pixels[..., i].astype(int) for i in range(3))
+    return (r > g + 20) & (g >= b)
+
+
+def test_each_decoy_puts_fire_colours_into_a_scene_without_fire():
+    from training import augment
+
+    rng = np.random.default_rng(5)
+    grey = np.full((64, 64, 3), 120, np.uint8)  # no warm pixel at all
+    for decoy in augment.DECOYS:
+        for _ in range(5):
+            out = decoy(grey, rng)
+            assert out.shape == grey.shape and out.dtype == np.uint8
+            assert _warm(out).mean() > 0.002, f"{decoy.__name__} adds warm colour"
+    assert (grey == 120).all(), "the photo itself is left untouched"
+    painted = augment.warm_object(grey, np.random.default_rng(1))
+    changed = (painted != 120).any(axis=2)
+    rows, cols = np.nonzero(changed)
+    box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+    assert changed.sum() == box, "a warm object is one square patch"
+    assert 0.2**2 * 0.5 <= box / 64**2 <= 0.6**2 + 1e-6
+    dimmed = augment.night_lights(grey, np.random.default_rng(2))
+    assert np.median(dimmed) < 120 * 0.6, "night: the scene is dimmed"
+    assert dimmed.max() > 200, "with bright points of light"
+    lit = augment.warm_light(grey, np.random.default_rng(3)).astype(int)
+    assert (lit[..., 0] >= lit[..., 2]).all() and (lit[..., 0] - lit[..., 2]).max() > 60, "red up, blue down"
+
+
+def test_decoys_never_change_a_label_and_are_off_by_default():
+    from training import augment
+
+    photos = np.random.default_rng(1).integers(0, 256, (8, 40, 40, 3), dtype=np.uint8)
+    labels = np.array([0, 1] * 4, np.float32)
+    plain = augment.Recipe(mix_probability=0.0)
+    decoyed = augment.Recipe(mix_probability=0.0, decoy_probability=1.0)
+    x, y = augment.augment_batch(photos, labels, photos, labels, np.random.default_rng(4), decoyed)
+    assert np.array_equal(y, labels), "a fire with a decoy is still a fire, a room with one is still no fire"
+    base, _ = augment.augment_batch(photos, labels, photos, labels, np.random.default_rng(4), plain)
+    assert not np.array_equal(x, base)
+    assert augment.Recipe().decoy_probability == 0.0, "off unless asked for"
+
+
 def test_an_augmented_batch_is_float_0_to_255_and_repeatable_for_a_seed():
     from training import augment
 
