@@ -29,7 +29,7 @@ WEIGHTS, HISTORY, RUN, SCORES = "model.weights.h5", "history.json", "run.json", 
 
 
 def _fit_options(p: argparse.ArgumentParser) -> None:
-    from . import augment
+    from . import augment, options
 
     p.add_argument("--holdout", action="append", default=[], metavar="SOURCE")
     p.add_argument("--width", type=float, default=2.0)
@@ -38,10 +38,10 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=2e-3)
     p.add_argument("--loss", choices=("focal", "crossentropy"), default="focal")
-    p.add_argument("--mix-probability", type=float, default=augment.MIX_PROBABILITY)
-    p.add_argument("--white-balance-probability", type=float, default=augment.WHITE_BALANCE_PROBABILITY)
+    p.add_argument("--mix-probability", type=options.probability, default=augment.MIX_PROBABILITY)
+    p.add_argument("--white-balance-probability", type=options.probability, default=augment.WHITE_BALANCE_PROBABILITY)
     p.add_argument("--white-balance-strength", type=float, default=augment.WHITE_BALANCE_STRENGTH)
-    p.add_argument("--decoy-probability", type=float, default=augment.DECOY_PROBABILITY)
+    p.add_argument("--decoy-probability", type=options.probability, default=augment.DECOY_PROBABILITY)
     p.add_argument("--init", type=Path, metavar="WEIGHTS",
                    help="start from these weights (a model.weights.h5 of the same width and size) instead of from scratch: "
                         "fine-tuning; the file's hash goes into run.json")

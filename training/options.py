@@ -20,6 +20,17 @@ DEFAULT_SOURCES = ("forest-fire", "fire-dataset", "weather", "houses")
 DEFAULT_RUNS = ROOT / "runs"
 
 
+def probability(text: str) -> float:
+    """An ``argparse`` type for a share of photos: 0 to 1 (a typed 30 meaning 30 % would silently mean always)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a probability is between 0 and 1, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -38,13 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=2e-3)
     p.add_argument("--val-fraction", type=float, default=0.3, help="share of images held out for validation (default 0.3, as the original study)")
-    p.add_argument("--white-balance-probability", type=float, default=0.8,
+    p.add_argument("--white-balance-probability", type=probability, default=0.8,
                    help="share of training photos given a random warmer or cooler white balance (default 0.8; 0 turns it off)")
     p.add_argument("--white-balance-strength", type=float, default=0.25,
                    help="largest red/blue gain change of a white-balance shift (default 0.25: gains 0.75-1.25)")
-    p.add_argument("--mix-probability", type=float, default=None,
+    p.add_argument("--mix-probability", type=probability, default=None,
                    help="share of training photos that get another photo pasted in (default 0.35; 0 turns scene mixing off)")
-    p.add_argument("--decoy-probability", type=float, default=0.0,
+    p.add_argument("--decoy-probability", type=probability, default=0.0,
                    help="share of training photos given a decoy: fire's colours without fire (a warm-painted object, a red "
                         "or orange light, night lights), on both classes (default 0: off)")
     p.add_argument("--holdout", action="append", default=[], metavar="SOURCE",

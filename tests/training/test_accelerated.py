@@ -169,3 +169,11 @@ def test_loso_refuses_folders_without_a_held_out_source(tmp_path):
     (tmp_path / "two.json").write_text(json.dumps({"a": {}, "b": {}}))
     with pytest.raises(SystemExit, match="not a report of one recipe"):
         loso.one_recipe(tmp_path / "two.json")
+
+
+@pytest.mark.parametrize("command", [("training",), ("training.accelerated", "one", "x.pack.npz", "--out", "x")])
+@pytest.mark.parametrize("option", ["--mix-probability", "--white-balance-probability", "--decoy-probability"])
+def test_a_share_of_photos_outside_0_to_1_is_a_usage_error(command, option):
+    """``--decoy-probability 30`` (meant as 30 %) would otherwise give every photo a decoy without a word."""
+    done = run_module(*command, option, "30")
+    assert done.returncode == 2 and "a probability is between 0 and 1, got 30" in done.stderr
