@@ -2,7 +2,9 @@
 on what generalises to a source the model has never seen.
 
 Each fold folder is one ``python -m training.accelerated one`` fit with one source held out (its ``scores.json`` holds
-the fold's probabilities on its validation photos and on the whole held-out source). For each recipe it prints:
+the fold's probabilities on its validation photos and on the whole held-out source). A recipe is a fit's settings,
+seed included, so folds of two seeds are reported side by side, which shows how much the seed alone moves the
+figures. For each recipe it prints:
 
 - per fold, the held-out source's false alarms (and fire recall, where it has fires) at the threshold the fold chose on
   its own validation photos: what a model trained without that source does on it;
@@ -50,7 +52,8 @@ def read_fold(folder: Path, score: str) -> Fold:
         samples.append(Scored(row[1], int(row[2])))
         labels.append(row[2])
         probs.append(row[column])
-    settings = {k: v for k, v in record["settings"].items() if k not in {"pack", "out", "holdout", "workers", "seed"}}
+    # The seed is part of the recipe: two seeds' folds of the same settings are two results, not one pool.
+    settings = {k: v for k, v in record["settings"].items() if k not in {"pack", "out", "holdout", "workers"}}
     if "init" in record:
         settings["fine_tuned"] = True  # from each fold's own weights: not the same recipe as a fit from scratch
     recipe = " ".join(f"{k}={v}" for k, v in sorted(settings.items()))
@@ -129,8 +132,13 @@ def main(argv: list[str] | None = None) -> int:
             fold = read_fold(folder, args.score)
         except (OSError, ValueError, KeyError) as exc:
             raise SystemExit(f"error: {folder}: not a finished fold folder ({exc})") from None
-        if fold.held_out:
-            recipes[fold.recipe].append(fold)
+        if not fold.held_out:
+            continue
+        twin = next((f for f in recipes[fold.recipe] if sorted(f.held_out) == sorted(fold.held_out)), None)
+        if twin is not None:
+            raise SystemExit(f"error: {folder} holds out {', '.join(fold.held_out)} again, with the same recipe and seed as "
+                             "another folder: pass each fold once")
+        recipes[fold.recipe].append(fold)
     if not recipes:
         raise SystemExit("error: no fold with a held-out source among those folders")
     report = {recipe: summarise(folds) for recipe, folds in recipes.items()}

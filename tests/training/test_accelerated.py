@@ -177,3 +177,24 @@ def test_a_share_of_photos_outside_0_to_1_is_a_usage_error(command, option):
     """``--decoy-probability 30`` (meant as 30 %) would otherwise give every photo a decoy without a word."""
     done = run_module(*command, option, "30")
     assert done.returncode == 2 and "a probability is between 0 and 1, got 30" in done.stderr
+
+
+def _fake_fold(folder: Path, seed: int, held_out: str = "weather") -> Path:
+    folder.mkdir()
+    settings = {"holdout": [held_out], "width": 1.0, "seed": seed}
+    (folder / accelerated.RUN).write_text(json.dumps({"settings": settings}))
+    rows = [["a", "forest/fire", 1, "val", 0.9, 0.9], ["b", "forest/nofire", 0, "val", 0.1, 0.1],
+            ["c", f"{held_out}/nofire", 0, "held", 0.3, 0.3]]
+    (folder / accelerated.SCORES).write_text(json.dumps({"columns": ["sha256", "source", "label", "split", "probability",
+                                                                     "flip_averaged"], "rows": rows}))
+    return folder
+
+
+def test_loso_keeps_two_seeds_apart_and_refuses_the_same_fold_twice(tmp_path):
+    """Two seeds of one recipe are two results (pooled, the second fold would silently replace the first)."""
+    one, other = _fake_fold(tmp_path / "s1", seed=1), _fake_fold(tmp_path / "s2", seed=2)
+    done = run_module("training.loso", one, other, "--json", tmp_path / "r.json")
+    assert done.returncode == 0, done.stderr
+    assert sorted(recipe.split("seed=")[1].split()[0] for recipe in json.loads((tmp_path / "r.json").read_text())) == ["1", "2"]
+    twice = run_module("training.loso", one, _fake_fold(tmp_path / "copy", seed=1))
+    assert twice.returncode == 1 and "holds out weather again" in twice.stderr
