@@ -23,6 +23,7 @@ import shlex
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 WEIGHTS, HISTORY, RUN, SCORES = "model.weights.h5", "history.json", "run.json", "scores.json"
@@ -102,7 +103,9 @@ def fit_one(args: argparse.Namespace) -> int:
     init = None
     if args.init:
         try:
-            model.load_weights(args.init)
+            with warnings.catch_warnings():  # weights-only files carry no optimizer state, and need none
+                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+                model.load_weights(args.init)
         except (OSError, ValueError) as exc:
             raise SystemExit(f"error: --init {args.init} does not fit a width-{args.width} model of {size} px ({exc})") from None
         init = {"file": args.init.name, "sha256": hashlib.sha256(args.init.read_bytes()).hexdigest()}

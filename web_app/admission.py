@@ -137,8 +137,13 @@ def _process_lock_dir() -> str:
     """Without gunicorn.conf.py's shared folder (Flask's test client, another server): slots for this process,
     removed when it exits (or every test run and dev server would leave one behind)."""
     folder = tempfile.mkdtemp(prefix="firewatch-decode-")
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    atexit.register(_remove_if_ours, folder, os.getpid())
     return folder
+
+
+def _remove_if_ours(folder: str, owner: int) -> None:
+    if os.getpid() == owner:  # a forked child inherits the exit hook, not the folder: its exit must not pull it away
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager

@@ -141,3 +141,19 @@ def test_a_process_without_gunicorns_folder_removes_its_own_slot_folder_on_exit(
                           env={**os.environ, "TMPDIR": str(tmp_path)})
     assert done.returncode == 0, done.stderr
     assert not list(tmp_path.iterdir()), "the slot folder was removed when the process exited"
+
+
+def test_a_forked_child_leaves_its_parents_slot_folder_in_place(tmp_path):
+    script = ("import os, sys; os.environ.pop('FIREWATCH_DECODE_LOCK_DIR', None)\n"
+              "from web_app.admission import Admission\n"
+              "Admission.from_env()\n"
+              "child = os.fork()\n"
+              "if child == 0:\n"
+              "    sys.exit(0)\n"  # runs the inherited exit hooks
+              "os.waitpid(child, 0)\n"
+              "print(len(os.listdir(os.environ['TMPDIR'])))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1", "the parent's folder outlived the child's exit"
+    assert not list(tmp_path.iterdir()), "and went when the parent exited"
