@@ -7,7 +7,8 @@
 #
 # Settings (environment): PYTHON (python3), WHEELS (a folder of wheels to install first, e.g. keras, optree, namex),
 # VARIANTS ("w2:--width 2.0"; several separated by ";"), FOLDS ("all forest-fire fire-dataset weather houses"),
-# PARALLEL (5), MINUTES (20: no fit starts an epoch after that; each keeps its best epoch so far).
+# PARALLEL (5), MINUTES (20: no fit starts an epoch after that; each keeps its best epoch so far), SEEDS (none: each
+# variant's own seed; "1337 7" fits everything once per seed, in NAME-sSEED-FOLD).
 set -uo pipefail
 if [ $# -ne 2 ]; then
   echo "usage: scripts/gpu-loso.sh PACK OUT" >&2
@@ -46,6 +47,8 @@ args=()
 IFS=';' read -ra variants <<< "${VARIANTS:-w2:--width 2.0}"
 for variant in "${variants[@]}"; do args+=(--variant "$variant"); done
 read -ra folds <<< "${FOLDS:-all forest-fire fire-dataset weather houses}"
+read -ra seeds <<< "${SEEDS:-}"
+if [ ${#seeds[@]} -gt 0 ]; then args+=(--seeds "${seeds[@]}"); fi
 "$PYTHON" -m training.accelerated grid "$PACK" --out "$OUT/fits" "${args[@]}" --folds "${folds[@]}" \
   --parallel "${PARALLEL:-5}" --minutes "${MINUTES:-20}"
 status=$?

@@ -3,9 +3,10 @@ on any backend: made for a lent GPU machine, which has JAX but no TensorFlow.
 
   one PACK --out DIR [--holdout SOURCE] [--width W] ...   fit one model; DIR gets model.weights.h5, history.json,
                                                           run.json and scores.json (validation and held-out photos)
-  grid PACK --out DIR --variant NAME:ARGS ... --folds all SOURCE ...
+  grid PACK --out DIR --variant NAME:ARGS ... --folds all SOURCE ... [--seeds SEED ...]
                                                           fit every variant on every fold (all: nothing held out)
-                                                          as parallel processes, each in DIR/NAME-FOLD/
+                                                          as parallel processes, each in DIR/NAME-FOLD/ (with
+                                                          --seeds, each seed in DIR/NAME-sSEED-FOLD/)
 
 Then, here: ``python -m training --trained DIR ...`` (the same data, size, seed and hold-outs) chooses the threshold,
 exports the ``.tflite`` and evaluates it on the exact decoded photos, and writes the usual run folder and card.
@@ -65,6 +66,10 @@ def parser() -> argparse.ArgumentParser:
     grid.add_argument("--variant", action="append", required=True, metavar="NAME:ARGS",
                       help='a name and the options of "one" for it, e.g. "w2:--width 2.0"; repeatable')
     grid.add_argument("--folds", nargs="+", default=["all"], help="all (nothing held out) and/or sources to hold out")
+    grid.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
+                      help="fit every variant and fold with each of these seeds, in DIR/NAME-sSEED-FOLD/ (default: the "
+                           "variant's own seed, in DIR/NAME-FOLD/); one seed's figures can differ from another's by as "
+                           "much as two recipes do")
     grid.add_argument("--parallel", type=int, default=4, help="processes at once (default 4)")
     grid.add_argument("--minutes", type=float, default=30.0, help="no new epoch starts after this many minutes (default 30)")
     return p
@@ -151,13 +156,15 @@ def grid(args: argparse.Namespace) -> int:
     """Every variant on every fold, ``--parallel`` processes at once; one failing job does not stop the others."""
     deadline = time.time() + args.minutes * 60
     jobs = []
+    seeds = [(f"-s{seed}", ["--seed", str(seed)]) for seed in args.seeds] if args.seeds else [("", [])]
     for variant in args.variant:
         name, _, options = variant.partition(":")
         for fold in args.folds:
-            holdout = [] if fold == "all" else ["--holdout", fold]
-            out = args.out / f"{name}-{fold.replace('/', '_')}"
-            jobs.append((out, [sys.executable, "-m", "training.accelerated", "one", str(args.pack), "--out", str(out),
-                               *holdout, *shlex.split(options), "--deadline", str(deadline)]))
+            for tag, seed in seeds:
+                holdout = [] if fold == "all" else ["--holdout", fold]
+                out = args.out / f"{name}{tag}-{fold.replace('/', '_')}"
+                jobs.append((out, [sys.executable, "-m", "training.accelerated", "one", str(args.pack), "--out", str(out),
+                                   *holdout, *shlex.split(options), *seed, "--deadline", str(deadline)]))
     args.out.mkdir(parents=True, exist_ok=True)
     running: list[tuple[Path, subprocess.Popen, float]] = []
     results = {}

@@ -198,3 +198,19 @@ def test_loso_keeps_two_seeds_apart_and_refuses_the_same_fold_twice(tmp_path):
     assert sorted(recipe.split("seed=")[1].split()[0] for recipe in json.loads((tmp_path / "r.json").read_text())) == ["1", "2"]
     twice = run_module("training.loso", one, _fake_fold(tmp_path / "copy", seed=1))
     assert twice.returncode == 1 and "holds out weather again" in twice.stderr
+
+
+def test_a_grid_with_seeds_fits_each_seed_apart_and_loso_reports_them_side_by_side(tmp_path, datasets):
+    root = make_dataset(tmp_path / "data", datasets, per_class=8)
+    packed = tmp_path / "d.pack.npz"
+    done = run_module("training.pack", packed, root / "forest", root / "weather", "--image-size", "32", "--val-fraction", "0.4")
+    assert done.returncode == 0, done.stderr[-2000:]
+    fits = tmp_path / "fits"
+    grid = run_module("training.accelerated", "grid", packed, "--out", fits, "--variant", "t:--width 1.0 --epochs 1 --batch-size 8",
+                      "--folds", "weather", "--seeds", "1", "2", "--parallel", "2")
+    assert grid.returncode == 0, grid.stderr[-2000:] + "".join(p.read_text() for p in fits.glob("*/fit.log"))
+    assert sorted(p.name for p in fits.iterdir() if p.is_dir()) == ["t-s1-weather", "t-s2-weather"]
+    assert [json.loads((fits / f"t-s{s}-weather" / accelerated.RUN).read_text())["settings"]["seed"] for s in (1, 2)] == [1, 2]
+    report = tmp_path / "r.json"
+    assert run_module("training.loso", *fits.glob("t-*"), "--json", report).returncode == 0
+    assert len(json.loads(report.read_text())) == 2, "one result per seed"
