@@ -165,6 +165,10 @@ def grid(args: argparse.Namespace) -> int:
                 out = args.out / f"{name}{tag}-{fold.replace('/', '_')}"
                 jobs.append((out, [sys.executable, "-m", "training.accelerated", "one", str(args.pack), "--out", str(out),
                                    *holdout, *shlex.split(options), *seed, "--deadline", str(deadline)]))
+    folders = [out for out, _ in jobs]
+    if len(set(folders)) < len(folders):  # two fits writing one folder would leave neither readable
+        twice = sorted({out.name for out in folders if folders.count(out) > 1})
+        raise SystemExit(f"error: {', '.join(twice)} would be fitted twice: give each variant, fold and seed once")
     args.out.mkdir(parents=True, exist_ok=True)
     running: list[tuple[Path, subprocess.Popen, float]] = []
     results = {}

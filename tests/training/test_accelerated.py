@@ -214,3 +214,11 @@ def test_a_grid_with_seeds_fits_each_seed_apart_and_loso_reports_them_side_by_si
     report = tmp_path / "r.json"
     assert run_module("training.loso", *fits.glob("t-*"), "--json", report).returncode == 0
     assert len(json.loads(report.read_text())) == 2, "one result per seed"
+
+
+@pytest.mark.parametrize("twice", [("--seeds", "1", "1"), ("--folds", "weather", "weather")])
+def test_a_grid_that_would_fit_one_folder_twice_is_refused_before_it_starts(tmp_path, twice):
+    done = run_module("training.accelerated", "grid", tmp_path / "missing.pack.npz", "--out", tmp_path / "fits",
+                      "--variant", "t:--width 1.0", *twice)
+    assert done.returncode == 1 and "would be fitted twice" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "fits").exists()
