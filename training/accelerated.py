@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 WEIGHTS, HISTORY, RUN, SCORES = "model.weights.h5", "history.json", "run.json", "scores.json"
@@ -160,14 +161,13 @@ def grid(args: argparse.Namespace) -> int:
     for variant in args.variant:
         name, _, options = variant.partition(":")
         for fold in args.folds:
+            holdout = [] if fold == "all" else ["--holdout", fold]
             for tag, seed in seeds:
-                holdout = [] if fold == "all" else ["--holdout", fold]
                 out = args.out / f"{name}{tag}-{fold.replace('/', '_')}"
                 jobs.append((out, [sys.executable, "-m", "training.accelerated", "one", str(args.pack), "--out", str(out),
                                    *holdout, *shlex.split(options), *seed, "--deadline", str(deadline)]))
-    folders = [out for out, _ in jobs]
-    if len(set(folders)) < len(folders):  # two fits writing one folder would leave neither readable
-        twice = sorted({out.name for out in folders if folders.count(out) > 1})
+    twice = sorted(out.name for out, count in Counter(out for out, _ in jobs).items() if count > 1)
+    if twice:  # two fits writing one folder would leave neither readable
         raise SystemExit(f"error: {', '.join(twice)} would be fitted twice: give each variant, fold and seed once")
     args.out.mkdir(parents=True, exist_ok=True)
     running: list[tuple[Path, subprocess.Popen, float]] = []

@@ -237,7 +237,7 @@ def schedule_for(args: argparse.Namespace):
     return fitting.Schedule(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
                             loss=args.loss, seed=args.seed,
                             recipe=augment.Recipe(mix, args.white_balance_probability, args.white_balance_strength,
-                                                          args.decoy_probability))
+                                                  args.decoy_probability))
 
 
 def train(args: argparse.Namespace, model, splits: Splits, folder: Path) -> Trained:
