@@ -306,9 +306,11 @@ def export_and_evaluate(args: argparse.Namespace, model, size: int, splits: Spli
     validation_threshold = evaluate.choose_threshold(splits.val_s, splits.val_y, keras_probs)
     threshold = args.loso_report["out_of_fold"]["threshold"] if args.loso_report else validation_threshold
 
-    log("exporting to TFLite, with the fire map as a second output")
+    log(f"exporting to TFLite ({', '.join(export.FORMATS)}), with the fire map as a second output")
     served = export.served_model(model)
-    tflite_bytes, format_report = export.choose_tflite(served, size, folder / runs.LOG_NAME)
+    tflite_bytes, format_report = export.choose_tflite(served, size, splits.train_x, splits.val_x, keras_probs, folder / runs.LOG_NAME)
+    log(f"shipping {format_report['shipped']}: median ms per photo {format_report['median_ms_1_thread']}, "
+        f"largest validation difference from Keras {format_report['validation_max_abs_diff_vs_keras']}")
     tflite_path = folder / f"{args.name}.tflite"
     tflite_path.write_bytes(tflite_bytes)
     litert_probs = export.litert_probabilities(tflite_path, splits.val_x)

@@ -25,15 +25,41 @@ import tensorflow as tf  # noqa: E402  (after the quiet import above)
 PROBABILITY_TOLERANCE = 1e-5
 CHECK_SUFFIXES = (".jpg", ".jpeg", ".png")
 
+FORMATS = ("float32", "dynamic_range", "int8")
+# How far a format's probabilities may stray from Keras's on the validation photos (largest absolute difference) and
+# still be shipped. float32 differs by rounding only. Quantised formats round weights (and, int8, activations) to 8
+# bits: on the served model int8 moved probabilities by at most 0.025 over 1,756 validation photos and changed one
+# verdict, so it ships within twice that, and only when it is also faster.
+AGREEMENT = {"float32": 1e-4, "dynamic_range": 0.05, "int8": 0.05}
+# Training photos the int8 converter runs to learn each activation's range (spread evenly over the training split).
+CALIBRATION_PHOTOS = 200
 
-def to_tflite(model, quantised: bool = False, log: Path | None = None) -> bytes:
-    """The converter saves a SavedModel first, which prints every endpoint's tensor specs and logs from C++:
-    kept out of the run's output (appended to ``log`` when given)."""
+
+def to_tflite(model, tflite_format: str = "float32", calibration: np.ndarray | None = None, log: Path | None = None) -> bytes:
+    """``model`` as a ``.tflite`` file in ``tflite_format`` (one of :data:`FORMATS`); float input and output in all three.
+
+    int8 quantises weights and activations, which needs ``calibration`` photos (N, H, W, 3, values 0-255). The
+    converter saves a SavedModel first, which prints every endpoint's tensor specs and logs from C++: kept out of the
+    run's output (appended to ``log`` when given)."""
+    if tflite_format not in FORMATS:
+        raise ValueError(f"unknown .tflite format {tflite_format!r}; known: {', '.join(FORMATS)}")
+    if tflite_format == "int8" and (calibration is None or not len(calibration)):
+        raise ValueError("the int8 format needs calibration photos")
     with quiet.captured_output(log):
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        if quantised:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic-range: int8 weights, float activations
+        if tflite_format != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # alone: dynamic range (int8 weights, float activations)
+        if tflite_format == "int8":
+            # With a representative dataset the activations are int8 too; input and output stay float32, so serving
+            # feeds and reads every format alike.
+            converter.representative_dataset = lambda: ([image[None].astype(np.float32)] for image in calibration)
         return converter.convert()
+
+
+def calibration_sample(images: np.ndarray, count: int = CALIBRATION_PHOTOS) -> np.ndarray:
+    """Up to ``count`` images spread evenly over ``images`` (deterministic)."""
+    step = max(1, len(images) // count)
+    return images[::step][:count]
 
 
 def _median_latency_ms(tflite: bytes, size: int, repeats: int = 200) -> float:
@@ -69,12 +95,28 @@ def map_card_entry(served) -> dict:
     return {"output": MAP_OUTPUT, "grid": grid_of(served), "range": [0, 1], "definition": DEFINITION}
 
 
-def choose_tflite(model, size: int, log: Path | None = None) -> tuple[bytes, dict]:
-    """Float32, unless dynamic-range quantisation is faster here (on x86 CPUs it is usually slower)."""
-    candidates = {"float32": to_tflite(model, log=log), "dynamic_range": to_tflite(model, quantised=True, log=log)}
+def choose_tflite(model, size: int, train_x: np.ndarray, val_x: np.ndarray, keras_probs: np.ndarray,
+                  log: Path | None = None) -> tuple[bytes, dict]:
+    """The fastest format whose validation probabilities stay within :data:`AGREEMENT` of Keras's ``keras_probs``.
+
+    float32 is always a candidate; int8 calibrates on photos from ``train_x`` (never the validation photos it is
+    then judged on). On x86 CPUs dynamic range is usually slower than float32 and int8 faster."""
+    calibration = calibration_sample(train_x)
+    candidates = {name: to_tflite(model, name, calibration, log) for name in FORMATS}
     latency = {name: round(_median_latency_ms(data, size), 3) for name, data in candidates.items()}
-    chosen = "dynamic_range" if latency["dynamic_range"] < latency["float32"] else "float32"
-    report = {"shipped": chosen, "median_ms_1_thread": latency, "bytes": {k: len(v) for k, v in candidates.items()}}
+    difference = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, data in candidates.items():
+            path = Path(folder) / f"{name}.tflite"
+            path.write_bytes(data)
+            difference[name] = float(np.max(np.abs(litert_probabilities(path, val_x) - keras_probs)))
+    agreeing = [name for name in FORMATS if name == "float32" or difference[name] <= AGREEMENT[name]]
+    chosen = min(agreeing, key=latency.get)
+    report = {"shipped": chosen, "median_ms_1_thread": latency, "bytes": {k: len(v) for k, v in candidates.items()},
+              "validation_max_abs_diff_vs_keras": {k: float(f"{v:.3g}") for k, v in difference.items()},
+              "agreement_required": {k: AGREEMENT[k] for k in FORMATS}}
+    if chosen == "int8":
+        report["calibration"] = f"{len(calibration)} training photos, evenly spaced"
     return candidates[chosen], report
 
 
@@ -122,6 +164,29 @@ def compare_probabilities(old_path: Path, new_path: Path, photos: list[Path], si
     return float(np.max(np.abs(litert_probabilities(old_path, batch) - litert_probabilities(new_path, batch))))
 
 
+def training_photos(manifest: Path, size: tuple[int, int], count: int = CALIBRATION_PHOTOS) -> np.ndarray:
+    """The calibration sample of a model's training photos, from its file list (as :func:`choose_tflite` takes it
+    from the training split), decoded as served."""
+    from inference import InvalidImage, decode_image
+
+    root = Path(__file__).resolve().parent.parent  # the file list's paths are relative to the repository
+    try:
+        rows = [line.split("  ", 2) for line in manifest.read_text(encoding="utf-8").splitlines()]
+    except OSError as exc:
+        raise SystemExit(f"error: an int8 model is calibrated on its training photos, and its file list cannot be read ({exc})") from None
+    images = []
+    for _, split, path in (row for row in rows if len(row) == 3):
+        file = root / path
+        if split == "train" and file.is_file():
+            try:
+                images.append(decode_image(file.read_bytes(), size))
+            except InvalidImage:
+                continue
+    if not images:
+        raise SystemExit(f"error: an int8 model is calibrated on its training photos, and none listed in {manifest} is here")
+    return calibration_sample(np.stack(images), count)
+
+
 def reexport(keras_path: Path, check_folders: list[Path], photos: int = 400) -> dict:
     """Re-export ``keras_path`` (and its card) beside it with the fire map; returns what was done.
 
@@ -138,7 +203,9 @@ def reexport(keras_path: Path, check_folders: list[Path], photos: int = 400) -> 
     card = ModelCard.load(card_path)
     served = served_model(keras.models.load_model(keras_path))
     shipped = (card.tflite_format or {}).get("shipped", "float32")
-    data = to_tflite(served, quantised=shipped == "dynamic_range")
+    calibration = training_photos(card_path.parent / (card.training_data.get("file_hashes") or "-"), card.input_size) \
+        if shipped == "int8" else None
+    data = to_tflite(served, shipped, calibration)
     checked = sample_photos(check_folders, photos)
     with tempfile.TemporaryDirectory() as folder:
         candidate = Path(folder) / tflite_path.name

@@ -82,7 +82,11 @@ def test_litert_and_keras_agree_on_real_photos(datasets, card, classifier):
     assert len(images) >= 20
     keras_probs = keras.models.load_model(KERAS_PATH).predict(images.astype(np.float32), verbose=0).reshape(-1)
     litert_probs = classifier.predictor.predict(images)
-    assert np.max(np.abs(keras_probs - litert_probs)) <= 1e-4
+    # float32 agrees to rounding; a quantised file within the bound its export was held to (recorded in the card).
+    shipped = card["tflite_format"]["shipped"]
+    bound = card["tflite_format"].get("agreement_required", {}).get(shipped, 1e-4)
+    assert bound <= (1e-4 if shipped == "float32" else 0.05)
+    assert np.max(np.abs(keras_probs - litert_probs)) <= bound
 
 
 @pytest.mark.parametrize("source, minimum", [("forest-fire", 0.95), ("fire-dataset", 0.85), ("weather", 0.90)])

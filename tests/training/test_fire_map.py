@@ -11,7 +11,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from inference import Classifier, LiteRTModel, MapUnavailable  # noqa: E402
+from inference import Classifier, LiteRTModel, MapUnavailable, decode_image  # noqa: E402
 from tests.conftest import MODEL_PATH  # noqa: E402
 from training import backbones, export  # noqa: E402
 from training.fire_map import MapUnsupported, grid_of, with_fire_map  # noqa: E402
@@ -73,12 +73,13 @@ def test_a_head_without_pooling_and_one_sigmoid_unit_is_refused():
 
 
 def model_folder(tmp_path, keras_model: keras.Model, tflite_model: keras.Model):
-    """A model folder as training wrote it before the map: .keras, a single-output .tflite and the card."""
+    """A model folder as training wrote it before the map: .keras, a single-output float32 .tflite and the card."""
     keras_model.save(tmp_path / "fire_classifier.keras")
     (tmp_path / "fire_classifier.tflite").write_bytes(export.to_tflite(tflite_model))
     card = json.loads(MODEL_PATH.with_suffix(".json").read_text())
     card.pop("fire_map", None)
     card["input"] |= {"width": SIZE, "height": SIZE}
+    card["tflite_format"] = {"shipped": "float32", "bytes": {"float32": 0}}
     (tmp_path / "fire_classifier.json").write_text(json.dumps(card))
     return tmp_path / "fire_classifier.keras"
 
@@ -121,3 +122,85 @@ def test_reexport_refuses_a_model_whose_probabilities_differ_and_writes_nothing(
     with pytest.raises(SystemExit, match="differ"):
         export.reexport(keras_path, [checks], photos=8)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def int8_model_folder(tmp_path, photos: list) -> Path:
+    """A served int8 model folder whose file list names ``photos`` as its training photos."""
+    keras_path = model_folder(tmp_path, small_model(8), small_model(8))
+    calibration = np.stack([decode_image(photo.read_bytes(), (SIZE, SIZE)) for photo in photos])
+    served = export.served_model(keras.models.load_model(keras_path))
+    keras_path.with_suffix(".tflite").write_bytes(export.to_tflite(served, "int8", calibration))
+    (tmp_path / "fire_classifier.files.sha256").write_text("".join(f"{'0' * 64}  train  {photo}\n" for photo in photos))
+    card_path = keras_path.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card["tflite_format"] = {"shipped": "int8", "bytes": {"int8": 0}}
+    card["training_data"]["file_hashes"] = "fire_classifier.files.sha256"
+    card_path.write_text(json.dumps(card))
+    return keras_path
+
+
+def test_an_int8_file_is_served_like_a_float_one(tmp_path, fire_photos, nofire_photos):
+    keras_path = int8_model_folder(tmp_path, fire_photos + nofire_photos)
+    tflite_path = keras_path.with_suffix(".tflite")
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tflite_path))
+    assert interpreter.get_input_details()[0]["dtype"] == np.float32, "float in: serving feeds every format alike"
+    assert {detail["dtype"] for detail in interpreter.get_output_details()} == {np.float32}
+    assert any(detail["dtype"] == np.int8 for detail in interpreter.get_tensor_details()), "activations are int8"
+    images = np.stack([decode_image(photo.read_bytes(), (SIZE, SIZE)) for photo in fire_photos + nofire_photos])
+    reference = keras.models.load_model(keras_path).predict(images.astype(np.float32), verbose=0).reshape(-1)
+    probabilities = LiteRTModel(tflite_path).predict(images)
+    assert np.max(np.abs(probabilities - reference)) <= export.AGREEMENT["int8"]
+    outcome = Classifier.load(tflite_path).classify(fire_photos[0].read_bytes(), with_map=True)
+    assert 0 <= outcome.fire_probability <= 1 and len(outcome.fire_map) == 2
+
+
+def test_reexport_of_an_int8_model_calibrates_on_its_training_photos_again(tmp_path, fire_photos, nofire_photos):
+    keras_path = int8_model_folder(tmp_path, fire_photos + nofire_photos)
+    tflite_path = keras_path.with_suffix(".tflite")
+    checks = tmp_path / "photos"
+    checks.mkdir()
+    for photo in fire_photos + nofire_photos:
+        shutil.copy(photo, checks / photo.name)
+    report = export.reexport(keras_path, [checks], photos=8)
+    assert report["probability_max_abs_diff"] <= export.PROBABILITY_TOLERANCE, "same weights, same calibration"
+    assert json.loads(keras_path.with_suffix(".json").read_text())["tflite_format"] == {"shipped": "int8", "bytes": {"int8": tflite_path.stat().st_size}}
+
+
+def test_reexport_of_an_int8_model_without_its_training_photos_is_refused(tmp_path, fire_photos):
+    keras_path = int8_model_folder(tmp_path, fire_photos)
+    (tmp_path / "fire_classifier.files.sha256").write_text(f"{'0' * 64}  train  {tmp_path / 'gone.jpg'}\n")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(SystemExit, match="calibrated on its training photos, and none listed"):
+        export.reexport(keras_path, [fire_photos[0].parent], photos=4)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_int8_needs_calibration_photos_and_unknown_formats_are_refused():
+    with pytest.raises(ValueError, match="calibration"):
+        export.to_tflite(small_model(9), "int8")
+    with pytest.raises(ValueError, match="unknown .tflite format 'int4'"):
+        export.to_tflite(small_model(9), "int4")
+
+
+def test_a_faster_format_that_disagrees_with_keras_is_not_shipped(monkeypatch, fire_photos, nofire_photos):
+    served = export.served_model(small_model(10))
+    images = np.stack([decode_image(photo.read_bytes(), (SIZE, SIZE)) for photo in fire_photos + nofire_photos])
+    keras_probs = served.predict(images.astype(np.float32), verbose=0)["fire_probability"].reshape(-1)
+    speed = {"float32": 3.0, "dynamic_range": 2.0, "int8": 1.0}
+    monkeypatch.setattr(export, "_median_latency_ms", lambda data, size: speed[formats[data]])
+    formats = {}
+    real = export.to_tflite
+
+    def remembered(model, name="float32", calibration=None, log=None):
+        data = real(model, name, calibration, log)
+        formats[data] = name
+        return data
+
+    monkeypatch.setattr(export, "to_tflite", remembered)
+    data, report = export.choose_tflite(served, SIZE, images, images, keras_probs)
+    assert report["shipped"] == "int8" and formats[data] == "int8", report
+    assert report["calibration"] == f"{len(images)} training photos, evenly spaced"
+    _, report = export.choose_tflite(served, SIZE, images, images, keras_probs + 0.2)  # every format is 0.2 off
+    assert report["shipped"] == "float32" and report["validation_max_abs_diff_vs_keras"]["int8"] > 0.1, report
