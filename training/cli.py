@@ -308,7 +308,9 @@ def export_and_evaluate(args: argparse.Namespace, model, size: int, splits: Spli
 
     log(f"exporting to TFLite ({', '.join(export.FORMATS)}), with the fire map as a second output")
     served = export.served_model(model)
-    tflite_bytes, format_report = export.choose_tflite(served, size, splits.train_x, splits.val_x, keras_probs, folder / runs.LOG_NAME)
+    by_path = sorted(range(len(splits.train_s)), key=lambda i: splits.train_s[i].path)  # the file list's order
+    calibration = splits.train_x[[by_path[i] for i in export.calibration_picks(len(by_path))]]
+    tflite_bytes, format_report = export.choose_tflite(served, size, calibration, splits.val_x, keras_probs, folder / runs.LOG_NAME)
     log(f"shipping {format_report['shipped']}: median ms per photo {format_report['median_ms_1_thread']}, "
         f"largest validation difference from Keras {format_report['validation_max_abs_diff_vs_keras']}")
     tflite_path = folder / f"{args.name}.tflite"

@@ -12,6 +12,7 @@ import hashlib
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -56,10 +57,10 @@ def to_tflite(model, tflite_format: str = "float32", calibration: np.ndarray | N
         return converter.convert()
 
 
-def calibration_sample(images: np.ndarray, count: int = CALIBRATION_PHOTOS) -> np.ndarray:
-    """Up to ``count`` images spread evenly over ``images`` (deterministic)."""
-    step = max(1, len(images) // count)
-    return images[::step][:count]
+def calibration_picks(available: int, count: int = CALIBRATION_PHOTOS) -> range:
+    """Which training photos int8 calibrates on, as positions in the file list's order (sorted by path): up to
+    ``count``, evenly spread. Training and re-export pick alike, so a re-exported int8 file comes out the same."""
+    return range(0, available, max(1, available // count))[:count]
 
 
 def _median_latency_ms(tflite: bytes, size: int, repeats: int = 200) -> float:
@@ -95,13 +96,13 @@ def map_card_entry(served) -> dict:
     return {"output": MAP_OUTPUT, "grid": grid_of(served), "range": [0, 1], "definition": DEFINITION}
 
 
-def choose_tflite(model, size: int, train_x: np.ndarray, val_x: np.ndarray, keras_probs: np.ndarray,
+def choose_tflite(model, size: int, calibration: np.ndarray, val_x: np.ndarray, keras_probs: np.ndarray,
                   log: Path | None = None) -> tuple[bytes, dict]:
     """The fastest format whose validation probabilities stay within :data:`AGREEMENT` of Keras's ``keras_probs``.
 
-    float32 is always a candidate; int8 calibrates on photos from ``train_x`` (never the validation photos it is
-    then judged on). On x86 CPUs dynamic range is usually slower than float32 and int8 faster."""
-    calibration = calibration_sample(train_x)
+    float32 always qualifies; int8 calibrates on ``calibration`` (training photos picked by
+    :func:`calibration_picks`, never the validation photos it is then judged on). On x86 CPUs dynamic range is
+    usually slower than float32, and int8 faster."""
     candidates = {name: to_tflite(model, name, calibration, log) for name in FORMATS}
     latency = {name: round(_median_latency_ms(data, size), 3) for name, data in candidates.items()}
     difference = {}
@@ -116,7 +117,7 @@ def choose_tflite(model, size: int, train_x: np.ndarray, val_x: np.ndarray, kera
               "validation_max_abs_diff_vs_keras": {k: float(f"{v:.3g}") for k, v in difference.items()},
               "agreement_required": {k: AGREEMENT[k] for k in FORMATS}}
     if chosen == "int8":
-        report["calibration"] = f"{len(calibration)} training photos, evenly spaced"
+        report["calibration"] = f"{len(calibration)} training photos, evenly spaced in the file list"
     return candidates[chosen], report
 
 
@@ -164,9 +165,8 @@ def compare_probabilities(old_path: Path, new_path: Path, photos: list[Path], si
     return float(np.max(np.abs(litert_probabilities(old_path, batch) - litert_probabilities(new_path, batch))))
 
 
-def training_photos(manifest: Path, size: tuple[int, int], count: int = CALIBRATION_PHOTOS) -> np.ndarray:
-    """The calibration sample of a model's training photos, from its file list (as :func:`choose_tflite` takes it
-    from the training split), decoded as served."""
+def training_photos(manifest: Path, size: tuple[int, int]) -> np.ndarray:
+    """The photos an int8 model was calibrated on, found again from its file list and decoded as served."""
     from inference import InvalidImage, decode_image
 
     root = Path(__file__).resolve().parent.parent  # the file list's paths are relative to the repository
@@ -174,17 +174,18 @@ def training_photos(manifest: Path, size: tuple[int, int], count: int = CALIBRAT
         rows = [line.split("  ", 2) for line in manifest.read_text(encoding="utf-8").splitlines()]
     except OSError as exc:
         raise SystemExit(f"error: an int8 model is calibrated on its training photos, and its file list cannot be read ({exc})") from None
+    listed = [path for _, split, path in (row for row in rows if len(row) == 3) if split == "train"]
+    picked = [root / listed[i] for i in calibration_picks(len(listed))]
+    if not picked:
+        raise SystemExit(f"error: an int8 model is calibrated on its training photos, and {manifest} lists none")
     images = []
-    for _, split, path in (row for row in rows if len(row) == 3):
-        file = root / path
-        if split == "train" and file.is_file():
-            try:
-                images.append(decode_image(file.read_bytes(), size))
-            except InvalidImage:
-                continue
-    if not images:
-        raise SystemExit(f"error: an int8 model is calibrated on its training photos, and none listed in {manifest} is here")
-    return calibration_sample(np.stack(images), count)
+    for file in picked:
+        try:
+            images.append(decode_image(file.read_bytes(), size))
+        except (OSError, InvalidImage) as exc:
+            raise SystemExit(f"error: an int8 model is calibrated on its training photos, and {file} (listed in {manifest}) "
+                             f"cannot be read here ({exc}); nothing was written") from None
+    return np.stack(images)
 
 
 def reexport(keras_path: Path, check_folders: list[Path], photos: int = 400) -> dict:
@@ -201,7 +202,10 @@ def reexport(keras_path: Path, check_folders: list[Path], photos: int = 400) -> 
 
     tflite_path, card_path = keras_path.with_suffix(".tflite"), keras_path.with_suffix(".json")
     card = ModelCard.load(card_path)
-    served = served_model(keras.models.load_model(keras_path))
+    with warnings.catch_warnings():
+        # A .keras file saved with its optimizer carries Adam's moments too; exporting needs none of them.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        served = served_model(keras.models.load_model(keras_path))
     shipped = (card.tflite_format or {}).get("shipped", "float32")
     calibration = training_photos(card_path.parent / (card.training_data.get("file_hashes") or "-"), card.input_size) \
         if shipped == "int8" else None

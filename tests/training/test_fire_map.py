@@ -172,7 +172,7 @@ def test_reexport_of_an_int8_model_without_its_training_photos_is_refused(tmp_pa
     keras_path = int8_model_folder(tmp_path, fire_photos)
     (tmp_path / "fire_classifier.files.sha256").write_text(f"{'0' * 64}  train  {tmp_path / 'gone.jpg'}\n")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    with pytest.raises(SystemExit, match="calibrated on its training photos, and none listed"):
+    with pytest.raises(SystemExit, match="calibrated on its training photos, and .*gone.jpg .*cannot be read here"):
         export.reexport(keras_path, [fire_photos[0].parent], photos=4)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
@@ -201,6 +201,13 @@ def test_a_faster_format_that_disagrees_with_keras_is_not_shipped(monkeypatch, f
     monkeypatch.setattr(export, "to_tflite", remembered)
     data, report = export.choose_tflite(served, SIZE, images, images, keras_probs)
     assert report["shipped"] == "int8" and formats[data] == "int8", report
-    assert report["calibration"] == f"{len(images)} training photos, evenly spaced"
+    assert report["calibration"] == f"{len(images)} training photos, evenly spaced in the file list"
     _, report = export.choose_tflite(served, SIZE, images, images, keras_probs + 0.2)  # every format is 0.2 off
     assert report["shipped"] == "float32" and report["validation_max_abs_diff_vs_keras"]["int8"] > 0.1, report
+
+
+def test_calibration_picks_at_most_200_photos_spread_over_the_list():
+    assert list(export.calibration_picks(5)) == [0, 1, 2, 3, 4]
+    picks = export.calibration_picks(3943)
+    assert len(picks) == 200 and picks[0] == 0 and picks[-1] == 199 * 19
+    assert list(export.calibration_picks(0)) == []
