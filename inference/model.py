@@ -161,6 +161,12 @@ class LiteRTModel:
         self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
         self._input = self._interpreter.get_input_details()[0]
         self._output, self._map = self._named_outputs()
+        for role, detail in (("input", self._input), ("output", self._output), ("fire map output", self._map)):
+            # A fully quantised file (int8 or uint8 input and output) would take 0-255 pixels and give 0-255 scores
+            # on another scale, silently: refused. Training exports every format with float32 ends.
+            if detail is not None and np.dtype(detail["dtype"]) != np.float32:
+                raise ValueError(f"the model's {role} is {np.dtype(detail['dtype'])}, not float32; export it with "
+                                 "float input and output (as `python -m training` does for every format)")
         self.map_grid = tuple(int(n) for n in self._map["shape_signature"][1:3]) if self._map else None
         self._batch = 0
         self._lock = threading.Lock()

@@ -211,3 +211,20 @@ def test_calibration_picks_at_most_200_photos_spread_over_the_list():
     picks = export.calibration_picks(3943)
     assert len(picks) == 200 and picks[0] == 0 and picks[-1] == 199 * 19
     assert list(export.calibration_picks(0)) == []
+
+
+def test_a_fully_quantised_file_with_integer_ends_is_refused_with_a_clear_error(tmp_path, fire_photos):
+    """int8 or uint8 input and output would take pixels and give scores on another scale, silently."""
+    import tensorflow as tf
+
+    model = small_model(11)
+    calibration = np.stack([decode_image(photo.read_bytes(), (SIZE, SIZE)) for photo in fire_photos]).astype(np.float32)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([image[None]] for image in calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.uint8
+    path = tmp_path / "fire_classifier.tflite"
+    path.write_bytes(converter.convert())
+    with pytest.raises(ValueError, match="the model's input is uint8, not float32; export it with float input and output"):
+        LiteRTModel(path)
