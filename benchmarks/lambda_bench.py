@@ -273,7 +273,7 @@ def served_format() -> tuple[str, float]:
     (float32 differs by rounding only; a quantised file by up to the bound its export was held to)."""
     tflite_format = json.loads((ROOT / "models" / "fire_classifier.json").read_text())["tflite_format"]
     shipped = tflite_format.get("shipped", "float32")
-    return shipped, 1e-3 if shipped == "float32" else tflite_format["agreement_required"][shipped]
+    return shipped, 1e-3 if shipped == "float32" else tflite_format.get("agreement_required", {}).get(shipped, 0.05)
 
 
 def markdown(rows: list[dict]) -> str:
