@@ -7,7 +7,8 @@
   reading the body, a closed connection when the head never arrived.
 - gunicorn's own error responses (400, 414, 431... sent before the app sees a request) carry the security headers
   and the API's JSON error form, instead of gunicorn's bare HTML page.
-- A worker accepts connections only while one of its threads is free, so that the other workers take them.
+- A worker accepts connections only while one of its threads is free, so that the other workers take them, and
+  only while it holds no more connections than the others (least connections, web_app/balance.py).
 - No ``Server`` banner on any response.
 """
 
@@ -25,7 +26,11 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from inference.contract import BAD_REQUEST, INTERNAL_ERROR, SERVER_ERROR_CODES
 
+from .balance import RECHECK_SECONDS, ConnectionTable
 from .security import security_headers
+
+# Made when the master imports this worker class, before it forks the workers: they all share it.
+CONNECTIONS = ConnectionTable()
 
 READ_GRACE_ENV = "FIREWATCH_READ_GRACE_SECONDS"
 READ_MIN_RATE_ENV = "FIREWATCH_READ_MIN_RATE"
@@ -131,6 +136,7 @@ class FirewatchWorker(ThreadWorker):
         super().__init__(*args, **kwargs)
         self.busy_threads = 0  # connections handed to the thread pool and not finished; main thread only
         self.read_settings = ReadDeadline.settings_from_env()
+        self.held_back = False  # not accepting only because another worker holds fewer connections
 
     def enqueue_req(self, conn):
         self.busy_threads += 1
@@ -145,8 +151,19 @@ class FirewatchWorker(ThreadWorker):
     def set_accept_enabled(self, enabled):
         """Accept connections only while a thread is free: a worker whose threads all wait on slow clients leaves
         new connections to the other workers, instead of queueing them behind those clients. (gthread accepts up
-        to ``worker_connections`` whatever its threads are doing; its main loop calls this on every turn.)"""
-        super().set_accept_enabled(enabled and self.busy_threads < self.cfg.threads)
+        to ``worker_connections`` whatever its threads are doing.) And only while no other worker holds fewer
+        connections: a keep-alive connection stays where it was accepted, so the split is what balances the load."""
+        able = enabled and self.busy_threads < self.cfg.threads
+        CONNECTIONS.publish(self.age, self.nr_conns if able else None)
+        self.held_back = able and not CONNECTIONS.may_accept(self.age, self.nr_conns)
+        super().set_accept_enabled(able and not self.held_back)
+
+    def wait_for_and_dispatch_events(self, timeout):
+        """Every turn of the event loop: publish this worker's count and decide again (gthread's loop only asks when
+        its own limit changes); a worker held back looks again soon, as the others' counts change without waking it."""
+        if self.alive:
+            self.set_accept_enabled(self.nr_conns < self.worker_connections)
+        super().wait_for_and_dispatch_events(min(timeout, RECHECK_SECONDS) if self.held_back else timeout)
 
     def handle(self, conn):
         """One request on ``conn`` (a thread of the pool): its reads keep the deadline rule from here on."""
