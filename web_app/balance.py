@@ -9,9 +9,9 @@ worker holds.
 - The table is anonymous shared memory, mapped when the master imports the worker class, before it forks: every
   worker sees it, and there is nothing on disk to clean up.
 - A worker that cannot accept (every thread busy, or shutting down) publishes no count, so it holds no one back.
-- An entry not refreshed for :data:`STALE_SECONDS` is ignored: a worker that died without a word (killed, out of
-  memory) holds no one back either. Workers refresh their entry on every turn of their event loop (at least once a
-  second).
+- A worker that died without a word (killed, out of memory) holds no one back either: its entry is ignored once its
+  process is gone, and once it has not been refreshed for :data:`STALE_SECONDS` (workers refresh theirs on every
+  turn of their event loop, at least once a second).
 - It is a heuristic, and it fails open: two workers reading at the same moment may both accept, which costs one
   connection of balance; the worker that holds the fewest always accepts.
 """
@@ -46,12 +46,25 @@ class ConnectionTable:
 
     def fewest_elsewhere(self, slot: int) -> int | None:
         """The fewest connections a fresh, accepting worker other than ``slot``'s holds; None when there is none."""
-        now, own, values = self._clock(), slot % self.slots, self._table.unpack_from(self._memory)
-        counts = [count for index, (pid, count, stamp) in enumerate(zip(values[0::3], values[1::3], values[2::3]))
-                  if index != own and pid and count != _NOT_ACCEPTING and now - stamp <= STALE_SECONDS]
-        return min(counts, default=None)
+        return min((count for count, _ in self._others(slot)), default=None)
 
     def may_accept(self, slot: int, connections: int) -> bool:
-        """Whether ``slot``'s worker, holding ``connections``, holds no more than the fewest elsewhere."""
-        fewest = self.fewest_elsewhere(slot)
-        return fewest is None or connections <= fewest
+        """Whether ``slot``'s worker, holding ``connections``, holds no more than every other worker. An entry whose
+        process is gone (killed before it could say so, within the last seconds) is ignored."""
+        return not any(count < connections and _alive(pid) for count, pid in self._others(slot))
+
+    def _others(self, slot: int) -> list[tuple[int, int]]:
+        """(connections, pid) of every fresh, accepting entry but ``slot``'s."""
+        now, own, values = self._clock(), slot % self.slots, self._table.unpack_from(self._memory)
+        return [(count, pid) for index, (pid, count, stamp) in enumerate(zip(values[0::3], values[1::3], values[2::3]))
+                if index != own and pid and count != _NOT_ACCEPTING and now - stamp <= STALE_SECONDS]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -47,14 +47,17 @@ def test_workers_that_cannot_accept_or_went_silent_hold_no_one_back():
     assert table.fewest_elsewhere(0) is None and table.may_accept(0, 9)
 
 
-def test_the_table_is_shared_with_processes_forked_after_it_was_made():
+def test_the_table_is_shared_with_processes_forked_after_it_was_made_and_a_dead_worker_holds_no_one_back():
     table = ConnectionTable(slots=4)
     child = os.fork()
-    if child == 0:  # the worker: publish and leave at once
-        table.publish(2, 7)
+    if child == 0:  # a worker: publishes, then dies without a word
+        table.publish(2, 0)
         os._exit(0)
     os.waitpid(child, 0)
-    assert table.fewest_elsewhere(0) == 7
+    assert table.fewest_elsewhere(0) == 0, "the child's entry is seen, and still fresh"
+    assert table.may_accept(0, 5), "but its process is gone: it holds no one back"
+    table.publish(1, 0)  # a live worker (this process) holding none
+    assert not table.may_accept(0, 5)
 
 
 def _sockets(pid: int) -> int:
