@@ -23,7 +23,9 @@ import os
 import struct
 import time
 
-SLOTS = 64  # workers are numbered by gunicorn's spawn count (age) modulo this
+# Workers are numbered by gunicorn's spawn count (age) modulo SLOTS: room for several generations of one worker per
+# core. Two live workers that share a slot (far more workers than cores) only see less of each other: it fails open.
+SLOTS = max(64, 4 * (os.cpu_count() or 1))
 STALE_SECONDS = 3.0
 RECHECK_SECONDS = 0.05  # how soon a worker held back by the balance looks again (instead of its loop's 1 s)
 _ENTRY = struct.Struct("=qqd")  # pid, connections held (-1: not accepting), time.monotonic() of the update
