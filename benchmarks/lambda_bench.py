@@ -271,7 +271,9 @@ def run() -> list[dict]:
 def served_format() -> tuple[str, float]:
     """The served ``.tflite`` file's format and how far its probabilities may stray from Keras's, from its card
     (float32 differs by rounding only; a quantised file by up to the bound its export was held to)."""
-    tflite_format = json.loads((ROOT / "models" / "fire_classifier.json").read_text())["tflite_format"]
+    from inference import ModelCard
+
+    tflite_format = ModelCard.load(ROOT / "models" / "fire_classifier.json").tflite_format  # the workers' model
     shipped = tflite_format.get("shipped", "float32")
     return shipped, 1e-3 if shipped == "float32" else tflite_format.get("agreement_required", {}).get(shipped, 0.05)
 

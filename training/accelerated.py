@@ -24,7 +24,6 @@ import shlex
 import subprocess
 import sys
 import time
-import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -91,7 +90,7 @@ def fit_one(args: argparse.Namespace) -> int:
     import keras
     import numpy as np
 
-    from . import augment, backbones, fitting, pack
+    from . import augment, backbones, fitting, pack, quiet
 
     started = time.time()
     data = pack.read(args.pack)
@@ -109,8 +108,7 @@ def fit_one(args: argparse.Namespace) -> int:
     init = None
     if args.init:
         try:
-            with warnings.catch_warnings():  # weights-only files carry no optimizer state, and need none
-                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            with quiet.optimizer_state_ignored():
                 model.load_weights(args.init)
         except (OSError, ValueError) as exc:
             raise SystemExit(f"error: --init {args.init} does not fit a width-{args.width} model of {size} px ({exc})") from None

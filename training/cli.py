@@ -10,7 +10,6 @@ import shlex
 import shutil
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -261,7 +260,7 @@ def train(args: argparse.Namespace, model, splits: Splits, folder: Path) -> Trai
 def trained_elsewhere(args: argparse.Namespace, model, splits: Splits):
     """The weights, history and record of ``python -m training.accelerated one``, checked against this run: same input
     size, width, hold-outs, recipe and the very same training photos, or the card and its figures would be a lie."""
-    from . import accelerated, fitting
+    from . import accelerated, fitting, quiet
 
     folder = args.trained
     recipe = schedule_for(args).recipe
@@ -283,9 +282,7 @@ def trained_elsewhere(args: argparse.Namespace, model, splits: Splits):
     differ = [f"{name}: {theirs} there, {mine} here" for name, (theirs, mine) in ours.items() if theirs != mine]
     if differ:
         raise SystemExit(f"error: --trained {folder} was fitted on something else: " + "; ".join(differ))
-    with warnings.catch_warnings():
-        # Files from before save_weights left the optimizer out carry Adam's moments too; serving needs none of them.
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+    with quiet.optimizer_state_ignored():  # files from before save_weights left the optimizer out carry Adam's moments
         try:
             model.load_weights(folder / accelerated.WEIGHTS)
         except (OSError, ValueError) as exc:

@@ -12,7 +12,6 @@ import hashlib
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -64,22 +63,19 @@ def calibration_picks(available: int, count: int = CALIBRATION_PHOTOS) -> range:
     return range(0, available, max(1, available // count))[:count]
 
 
-def _median_latency_ms(tflite: bytes, size: int, repeats: int = 200) -> float:
+def _median_latency_ms(tflite_path: Path, size: int, repeats: int = 200) -> float:
     from inference import LiteRTModel
 
-    with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:
-        handle.write(tflite)
-        handle.flush()
-        image = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
-        with quiet.captured_output():  # LiteRT announces its XNNPACK delegate on the first call
-            runner = LiteRTModel(Path(handle.name), threads=1)
-            for _ in range(10):
-                runner.predict(image)
-        samples = []
-        for _ in range(repeats):
-            started = time.perf_counter()
+    image = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+    with quiet.captured_output():  # LiteRT announces its XNNPACK delegate on the first call
+        runner = LiteRTModel(tflite_path, threads=1)
+        for _ in range(10):
             runner.predict(image)
-            samples.append((time.perf_counter() - started) * 1000)
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        runner.predict(image)
+        samples.append((time.perf_counter() - started) * 1000)
     return float(np.median(samples))
 
 
@@ -105,12 +101,12 @@ def choose_tflite(model, size: int, calibration: np.ndarray, val_x: np.ndarray, 
     :func:`calibration_picks`, never the validation photos it is then judged on). On x86 CPUs dynamic range is
     usually slower than float32, and int8 faster."""
     candidates = {name: to_tflite(model, name, calibration, log) for name in FORMATS}
-    latency = {name: round(_median_latency_ms(data, size), 3) for name, data in candidates.items()}
-    difference = {}
+    latency, difference = {}, {}
     with tempfile.TemporaryDirectory() as folder:
         for name, data in candidates.items():
             path = Path(folder) / f"{name}.tflite"
             path.write_bytes(data)
+            latency[name] = round(_median_latency_ms(path, size), 3)
             difference[name] = float(np.max(np.abs(litert_probabilities(path, val_x) - keras_probs)))
     agreeing = [name for name in FORMATS if name == "float32" or difference[name] <= AGREEMENT[name]]
     chosen = min(agreeing, key=latency.get)
@@ -170,17 +166,19 @@ def training_photos(manifest: Path, size: tuple[int, int]) -> np.ndarray:
     """The photos an int8 model was calibrated on, found again from its file list and decoded as served."""
     from inference import InvalidImage, decode_image
 
+    from .runs import read_file_list
+
     root = Path(__file__).resolve().parent.parent  # the file list's paths are relative to the repository
     try:
-        rows = [line.split("  ", 2) for line in manifest.read_text(encoding="utf-8").splitlines()]
+        rows = read_file_list(manifest)
     except OSError as exc:
         raise SystemExit(f"error: an int8 model is calibrated on its training photos, and its file list cannot be read ({exc})") from None
-    listed = [path for _, split, path in (row for row in rows if len(row) == 3) if split == "train"]
-    picked = [root / listed[i] for i in calibration_picks(len(listed))]
+    listed = [(sha, root / path) for sha, split, path in rows if split == "train"]
+    picked = [listed[i] for i in calibration_picks(len(listed))]
     if not picked:
         raise SystemExit(f"error: an int8 model is calibrated on its training photos, and {manifest} lists none")
     images = []
-    for file in picked:
+    for sha, file in picked:
         try:
             images.append(decode_image(file.read_bytes(), size))
         except (OSError, InvalidImage) as exc:
@@ -203,9 +201,7 @@ def reexport(keras_path: Path, check_folders: list[Path], photos: int = 400) -> 
 
     tflite_path, card_path = keras_path.with_suffix(".tflite"), keras_path.with_suffix(".json")
     card = ModelCard.load(card_path)
-    with warnings.catch_warnings():
-        # A .keras file saved with its optimizer carries Adam's moments too; exporting needs none of them.
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+    with quiet.optimizer_state_ignored():
         served = served_model(keras.models.load_model(keras_path))
     shipped = (card.tflite_format or {}).get("shipped", "float32")
     calibration = training_photos(card_path.parent / (card.training_data.get("file_hashes") or "-"), card.input_size) \

@@ -121,7 +121,6 @@ def _split_note(current: ModelCard | None, new: ModelCard, models: Path, run: Pa
 def _validation_hashes(manifest: Path) -> set[str] | None:
     if not manifest.is_file():
         return None
-    rows = (line.split() for line in manifest.read_text(encoding="utf-8").splitlines())
-    return {row[0] for row in rows if len(row) >= 2 and row[1] == "val"}
+    return {sha for sha, split, _ in runs.read_file_list(manifest) if split == "val"}
 
 

@@ -15,6 +15,15 @@ import warnings
 from pathlib import Path
 
 
+@contextlib.contextmanager
+def optimizer_state_ignored():
+    """Loading weights into a model whose optimizer state differs from the file's (weights-only files, or Adam's
+    moments saved with a .keras file) warns per file; serving, exporting and fine-tuning need none of that state."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        yield
+
+
 def import_tensorflow() -> None:
     """Import TensorFlow and Keras quietly, once; training modules call this before their own imports.
 

@@ -58,6 +58,13 @@ class Run:
         return final
 
 
+def read_file_list(path: Path) -> list[tuple[str, str, str]]:
+    """A model's file list (``*.files.sha256``, written by training): (sha256, split, path) per file, the path as
+    written (relative to the repository when inside or beside it). Raises OSError when it cannot be read."""
+    rows = (line.split("  ", 2) for line in path.read_text(encoding="utf-8").splitlines())
+    return [(row[0], row[1], row[2]) for row in rows if len(row) == 3]
+
+
 def find_card(run: Path) -> Path:
     cards = sorted(p for p in run.glob("*.json") if p.is_file())
     if len(cards) != 1:

@@ -21,7 +21,7 @@ import numpy as np
 from inference import Classifier, Settings
 
 from . import data as data_mod
-from . import evaluate
+from . import evaluate, runs
 from .options import DEFAULT_DATA, DEFAULT_SOURCES
 
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {exc}") from None
     if args.split != "all":
         manifest = model_path.with_suffix(".files.sha256")
-        wanted = {line.split()[0] for line in manifest.read_text().splitlines() if line.split()[1] == args.split}
+        wanted = {sha for sha, split, _ in runs.read_file_list(manifest) if split == args.split}
         samples = [s for s in samples if s.sha256 in wanted]
     labels, probs, kept = score(classifier, samples)
     report = evaluate.summary(kept, labels, probs, classifier.threshold)

@@ -189,7 +189,7 @@ def test_a_faster_format_that_disagrees_with_keras_is_not_shipped(monkeypatch, f
     images = np.stack([decode_image(photo.read_bytes(), (SIZE, SIZE)) for photo in fire_photos + nofire_photos])
     keras_probs = served.predict(images.astype(np.float32), verbose=0)["fire_probability"].reshape(-1)
     speed = {"float32": 3.0, "dynamic_range": 2.0, "int8": 1.0}
-    monkeypatch.setattr(export, "_median_latency_ms", lambda data, size: speed[formats[data]])
+    monkeypatch.setattr(export, "_median_latency_ms", lambda path, size: speed[formats[path.read_bytes()]])
     formats = {}
     real = export.to_tflite
 
