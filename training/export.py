@@ -180,7 +180,11 @@ def training_photos(manifest: Path, size: tuple[int, int]) -> np.ndarray:
     images = []
     for sha, file in picked:
         try:
-            images.append(decode_image(file.read_bytes(), size))
+            data = file.read_bytes()
+            if hashlib.sha256(data).hexdigest() != sha:  # other pixels would calibrate another file
+                raise SystemExit(f"error: an int8 model is calibrated on its training photos, and {file} has changed since "
+                                 f"training (its SHA-256 is not the one {manifest} lists); nothing was written")
+            images.append(decode_image(data, size))
         except (OSError, InvalidImage) as exc:
             raise SystemExit(f"error: an int8 model is calibrated on its training photos, and {file} (listed in {manifest}) "
                              f"cannot be read here ({exc}); nothing was written") from None

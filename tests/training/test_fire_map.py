@@ -3,8 +3,10 @@ trained model without retraining."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,7 +132,8 @@ def int8_model_folder(tmp_path, photos: list) -> Path:
     calibration = np.stack([decode_image(photo.read_bytes(), (SIZE, SIZE)) for photo in photos])
     served = export.served_model(keras.models.load_model(keras_path))
     keras_path.with_suffix(".tflite").write_bytes(export.to_tflite(served, "int8", calibration))
-    (tmp_path / "fire_classifier.files.sha256").write_text("".join(f"{'0' * 64}  train  {photo}\n" for photo in photos))
+    (tmp_path / "fire_classifier.files.sha256").write_text(
+        "".join(f"{hashlib.sha256(photo.read_bytes()).hexdigest()}  train  {photo}\n" for photo in photos))
     card_path = keras_path.with_suffix(".json")
     card = json.loads(card_path.read_text())
     card["tflite_format"] = {"shipped": "int8", "bytes": {"int8": 0}}
@@ -175,6 +178,19 @@ def test_reexport_of_an_int8_model_without_its_training_photos_is_refused(tmp_pa
     with pytest.raises(SystemExit, match="calibrated on its training photos, and .*gone.jpg .*cannot be read here"):
         export.reexport(keras_path, [fire_photos[0].parent], photos=4)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_reexport_of_an_int8_model_whose_training_photo_changed_is_refused(tmp_path, fire_photos, nofire_photos):
+    """Calibrating on other pixels would make another file: say which photo changed, and write nothing."""
+    photos = tmp_path / "train"
+    photos.mkdir()
+    copies = [Path(shutil.copy(photo, photos / photo.name)) for photo in fire_photos + nofire_photos]
+    keras_path = int8_model_folder(tmp_path, copies)
+    copies[3].write_bytes(nofire_photos[-1].read_bytes())  # the same name, other pixels
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(SystemExit, match=f"{copies[3].name} .*has changed since training"):
+        export.reexport(keras_path, [photos], photos=4)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
 def test_int8_needs_calibration_photos_and_unknown_formats_are_refused():
