@@ -7,8 +7,13 @@
 #
 # Settings (environment): PYTHON (python3), WHEELS (a folder of wheels to install first, e.g. keras, optree, namex),
 # VARIANTS ("w2:--width 2.0"; several separated by ";"), FOLDS ("all forest-fire fire-dataset weather houses"),
-# PARALLEL (5), MINUTES (20: no fit starts an epoch after that; each keeps its best epoch so far), SEEDS (none: each
-# variant's own seed; "1337 7" fits everything once per seed, in NAME-sSEED-FOLD).
+# PARALLEL (5), MINUTES (7: no fit starts an epoch after that; each keeps its best epoch so far; 7 leaves a 15-minute
+# lease time to start, install and send the results back), SEEDS (none: each variant's own seed; "1337 7" fits
+# everything once per seed, in NAME-sSEED-FOLD), WEIGHTS ("all": the folds whose weights come back; "every" for all
+# fits; each weighs about 2 MB packed at width 2.0, its scores 0.2 MB).
+#
+# What comes back is OUT/NAME.tgz, one archive per variant: every fit's scores, history, settings and log, and the
+# weights of the WEIGHTS folds. Few files, each small, because a lent machine returns only a few (8 of at most 16 MiB).
 set -uo pipefail
 if [ $# -ne 2 ]; then
   echo "usage: scripts/gpu-loso.sh PACK OUT" >&2
@@ -50,11 +55,25 @@ read -ra folds <<< "${FOLDS:-all forest-fire fire-dataset weather houses}"
 read -ra seeds <<< "${SEEDS:-}"
 if [ ${#seeds[@]} -gt 0 ]; then args+=(--seeds "${seeds[@]}"); fi
 "$PYTHON" -m training.accelerated grid "$PACK" --out "$OUT/fits" "${args[@]}" --folds "${folds[@]}" \
-  --parallel "${PARALLEL:-5}" --minutes "${MINUTES:-20}"
+  --parallel "${PARALLEL:-5}" --minutes "${MINUTES:-7}"
 status=$?
-# One archive per fit (weights only: about 2.2 MB at width 2.0), so each stays small enough to copy back.
-for fit in "$OUT"/fits/*/; do
-  tar czf "$OUT/$(basename "$fit").tgz" -C "$OUT/fits" "$(basename "$fit")"
+# One archive per variant, weights only for the WEIGHTS folds (the fold scores are what leave-one-source-out needs).
+read -ra keep <<< "${WEIGHTS:-all}"
+tags=(""); if [ ${#seeds[@]} -gt 0 ]; then tags=(); for seed in "${seeds[@]}"; do tags+=("-s$seed"); done; fi
+for variant in "${variants[@]}"; do
+  name=${variant%%:*} fits=() skip=()
+  for fold in "${folds[@]}"; do
+    for tag in "${tags[@]}"; do
+      fit=$name$tag-${fold//\//_}  # the folder name the grid gives this fit
+      [ -d "$OUT/fits/$fit" ] || continue
+      fits+=("$fit")
+      wanted=no
+      for k in "${keep[@]}"; do if [ "$k" = every ] || [ "$k" = "$fold" ]; then wanted=yes; fi; done
+      [ $wanted = yes ] || skip+=(--exclude "$fit/model.weights.h5")
+    done
+  done
+  [ ${#fits[@]} -gt 0 ] || continue
+  tar czf "$OUT/$name.tgz" -C "$OUT/fits" "${skip[@]}" "${fits[@]}" || status=5
 done
 ls -la "$OUT"
 exit $status

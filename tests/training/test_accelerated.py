@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -93,15 +94,21 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     packed = tmp_path / "d.pack.npz"
     done = run_module("training.pack", packed, *folders, "--image-size", "48", "--val-fraction", "0.4")
     assert done.returncode == 0, done.stderr[-2000:]
-    # Step 2 as a lent machine runs it: the script's preflight, the grid, one archive per fit.
+    # Step 2 as a lent machine runs it: the script's preflight, the grid, one archive per variant for the trip back.
     settings = {"PYTHON": sys.executable, "VARIANTS": "small:--width 1.0 --epochs 1 --batch-size 8", "FOLDS": "all weather",
-                "PARALLEL": "2"}
+                "PARALLEL": "2", "SEEDS": "1 2"}
     grid = subprocess.run(["scripts/gpu-loso.sh", str(packed), str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env={**os.environ, **settings})
     fits = tmp_path / "out" / "fits"
     assert grid.returncode == 0, grid.stderr[-2000:] + "".join(p.read_text() for p in fits.glob("*/fit.log"))
-    assert sorted(p.name for p in (tmp_path / "out").glob("*.tgz")) == ["small-all.tgz", "small-weather.tgz"]
-    full, fold = fits / "small-all", fits / "small-weather"
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.tgz")) == ["small.tgz"], "a lent machine returns few files"
+    with tarfile.open(tmp_path / "out" / "small.tgz") as archive:
+        packed_files = set(archive.getnames())
+    for seed in (1, 2):
+        assert {f"small-s{seed}-{fold}/{accelerated.SCORES}" for fold in ("all", "weather")} <= packed_files
+        assert f"small-s{seed}-all/{accelerated.WEIGHTS}" in packed_files, "the full fits' weights, to finish and serve"
+        assert f"small-s{seed}-weather/{accelerated.WEIGHTS}" not in packed_files, "a fold's scores are enough"
+    full, fold = fits / "small-s1-all", fits / "small-s1-weather"
     for name in (accelerated.WEIGHTS, accelerated.HISTORY, accelerated.RUN, accelerated.SCORES):
         assert (full / name).is_file() and (fold / name).is_file()
     scores = json.loads((fold / accelerated.SCORES).read_text())
