@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Step 2 of "Training on a GPU machine" (README), as one command for a machine lent for a few minutes: the served
-# recipe's leave-one-source-out folds and full fit from a pack, side by side, then one archive per fit for the trip
-# back. Run from the repository root on that machine:
+# recipe's leave-one-source-out folds and full fit from a pack, side by side, then one archive per variant for the
+# trip back. Run from the repository root on that machine:
 #
 #   scripts/gpu-loso.sh PACK OUT
 #
-# Settings (environment): PYTHON (python3), WHEELS (a folder of wheels to install first, e.g. keras, optree, namex),
-# VARIANTS ("w2:--width 2.0"; several separated by ";"), FOLDS ("all forest-fire fire-dataset weather houses"),
-# PARALLEL (5), MINUTES (7: no fit starts an epoch after that; each keeps its best epoch so far; 7 leaves a 15-minute
-# lease time to start, install and send the results back), SEEDS (none: each variant's own seed; "1337 7" fits
-# everything once per seed, in NAME-sSEED-FOLD), WEIGHTS ("all": the folds whose weights come back; "every" for all
-# fits; each weighs about 2 MB packed at width 2.0, its scores 0.2 MB).
+# Settings (environment):
+#   PYTHON    python3
+#   WHEELS    a folder of wheels to install first (keras, optree, namex)
+#   VARIANTS  "w2:--width 2.0"; several separated by ";"
+#   FOLDS     "all forest-fire fire-dataset weather houses"
+#   SEEDS     none: each variant's own seed; "1337 7" fits everything once per seed, in NAME-sSEED-FOLD
+#   PARALLEL  every fit of the grid at once
+#   MINUTES   7: no fit starts an epoch after that, and each keeps its best epoch so far; 7 leaves a 15-minute lease
+#             time to start, install and send the results back
+#   WEIGHTS   "all": the folds whose weights come back ("every" for all fits); a width-2.0 fit's weights pack to
+#             about 2 MB, its scores to 0.2 MB
 #
 # What comes back is OUT/NAME.tgz, one archive per variant: every fit's scores, history, settings and log, and the
 # weights of the WEIGHTS folds. Few files, each small, because a lent machine returns only a few (8 of at most 16 MiB).
@@ -54,8 +59,10 @@ for variant in "${variants[@]}"; do args+=(--variant "$variant"); done
 read -ra folds <<< "${FOLDS:-all forest-fire fire-dataset weather houses}"
 read -ra seeds <<< "${SEEDS:-}"
 if [ ${#seeds[@]} -gt 0 ]; then args+=(--seeds "${seeds[@]}"); fi
+# Every fit at once by default: under a deadline, a fit left waiting for a place would start too late to count.
+fits_in_grid=$(( ${#variants[@]} * ${#folds[@]} * (${#seeds[@]} > 0 ? ${#seeds[@]} : 1) ))
 "$PYTHON" -m training.accelerated grid "$PACK" --out "$OUT/fits" "${args[@]}" --folds "${folds[@]}" \
-  --parallel "${PARALLEL:-5}" --minutes "${MINUTES:-7}"
+  --parallel "${PARALLEL:-$fits_in_grid}" --minutes "${MINUTES:-7}"
 status=$?
 # One archive per variant, weights only for the WEIGHTS folds (the fold scores are what leave-one-source-out needs).
 read -ra keep <<< "${WEIGHTS:-all}"

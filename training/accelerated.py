@@ -168,12 +168,19 @@ def grid(args: argparse.Namespace) -> int:
     if twice:  # two fits writing one folder would leave neither readable
         raise SystemExit(f"error: {', '.join(twice)} would be fitted twice: give each variant, fold and seed once")
     args.out.mkdir(parents=True, exist_ok=True)
+    if len(jobs) > args.parallel:
+        log(f"{len(jobs)} fits, {args.parallel} at a time: the others wait for a free place, and one that has not "
+            f"started within {args.minutes:g} minutes is skipped (give --parallel {len(jobs)} to run them all at once)")
     running: list[tuple[Path, subprocess.Popen, float]] = []
     results = {}
     pending = list(jobs)
     while pending or running:
         while pending and len(running) < args.parallel:
             out, command = pending.pop(0)
+            if time.time() > deadline:  # it would stop after one epoch: a fit in name only
+                results[out.name] = {"exit": None, "skipped": "not started before the deadline"}
+                log(f"{out.name}: skipped, not started before the deadline")
+                continue
             out.mkdir(parents=True, exist_ok=True)
             handle = (out / "fit.log").open("w")
             running.append((out, subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT), time.time()))
@@ -187,9 +194,12 @@ def grid(args: argparse.Namespace) -> int:
                 log(f"{out.name}: exit {process.returncode} after {time.time() - began:.0f} s")
     (args.out / "grid.json").write_text(json.dumps(results, indent=2) + "\n")
     failed = [name for name, result in results.items() if result["exit"]]
+    skipped = [name for name, result in results.items() if "skipped" in result]
     if failed:
         log(f"failed: {', '.join(failed)} (see their fit.log)")
-    return 1 if failed else 0
+    if skipped:
+        log(f"not fitted, the deadline came first: {', '.join(skipped)}")
+    return 1 if failed or skipped else 0
 
 
 def main(argv: list[str] | None = None) -> int:

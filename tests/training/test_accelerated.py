@@ -229,3 +229,15 @@ def test_a_grid_that_would_fit_one_folder_twice_is_refused_before_it_starts(tmp_
                       "--variant", "t:--width 1.0", *twice)
     assert done.returncode == 1 and "would be fitted twice" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "fits").exists()
+
+
+def test_a_grid_skips_fits_that_could_not_start_before_its_deadline(tmp_path):
+    """A fit started after the deadline would stop after one epoch and look like a result: it is not started."""
+    fits = tmp_path / "fits"
+    done = run_module("training.accelerated", "grid", tmp_path / "missing.pack.npz", "--out", fits, "--variant",
+                      "t:--width 1.0", "--folds", "all", "weather", "--parallel", "1", "--minutes", "0")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "2 fits, 1 at a time" in done.stderr and "not fitted, the deadline came first: t-all, t-weather" in done.stderr
+    assert json.loads((fits / "grid.json").read_text()) == {
+        name: {"exit": None, "skipped": "not started before the deadline"} for name in ("t-all", "t-weather")}
+    assert not [p for p in fits.iterdir() if p.is_dir()], "no folder that looks like a fit"
