@@ -11,7 +11,10 @@ figures. For each recipe it prints:
 - pooled over folds (every photo scored by the fold that never saw its source: "out of fold"), the per-source table,
   its macro balanced accuracy and ROC AUC, at one threshold chosen on those out-of-fold scores.
 
-  python -m training.loso FOLD_DIR... [--score probability|flip_averaged] [--json OUT]
+With ``--seed-ensembles``, a recipe fitted with several seeds is also reported as their ensemble: each photo's
+probability is the mean of the seeds' fits, which is what serving those fits averaged would compute.
+
+  python -m training.loso FOLD_DIR... [--score probability|flip_averaged] [--seed-ensembles] [--json OUT]
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ class Fold:
     held_out: list[str]
     val: tuple[list[Scored], np.ndarray, np.ndarray]
     held: tuple[list[Scored], np.ndarray, np.ndarray]
+    seed: int | None = None
+    settings_but_seed: str = ""
+    photos: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # content hashes of val and held, in row order
 
 
 def read_fold(folder: Path, score: str) -> Fold:
@@ -47,8 +53,10 @@ def read_fold(folder: Path, score: str) -> Fold:
     table = json.loads((folder / accelerated.SCORES).read_text())
     column = table["columns"].index(score)
     parts: dict[str, tuple[list, list, list]] = {"val": ([], [], []), "held": ([], [], [])}
+    hashes: dict[str, list[str]] = {"val": [], "held": []}
     for row in table["rows"]:
         samples, labels, probs = parts[row[3]]
+        hashes[row[3]].append(row[0])
         samples.append(Scored(row[1], int(row[2])))
         labels.append(row[2])
         probs.append(row[column])
@@ -57,8 +65,38 @@ def read_fold(folder: Path, score: str) -> Fold:
     if "init" in record:
         settings["fine_tuned"] = True  # from each fold's own weights: not the same recipe as a fit from scratch
     recipe = " ".join(f"{k}={v}" for k, v in sorted(settings.items()))
+    but_seed = " ".join(f"{k}={v}" for k, v in sorted(settings.items()) if k != "seed")
     as_arrays = {k: (s, np.asarray(y, np.float32), np.asarray(p, np.float32)) for k, (s, y, p) in parts.items()}
-    return Fold(recipe, record["settings"]["holdout"], as_arrays["val"], as_arrays["held"])
+    return Fold(recipe, record["settings"]["holdout"], as_arrays["val"], as_arrays["held"], settings.get("seed"), but_seed,
+                (tuple(hashes["val"]), tuple(hashes["held"])))
+
+
+def seed_ensembles(folds: list[Fold]) -> dict[str, list[Fold]]:
+    """For each recipe fitted with several seeds on every one of its folds: folds whose probabilities are the mean of
+    those seeds' (the seeds every fold has). Every seed of a fold must have scored the same photos in the same order."""
+    by_recipe: dict[str, dict[tuple[str, ...], dict[int, Fold]]] = defaultdict(lambda: defaultdict(dict))
+    for fold in folds:
+        if fold.seed is not None:
+            by_recipe[fold.settings_but_seed][tuple(sorted(fold.held_out))][fold.seed] = fold
+    ensembles = {}
+    for settings, by_fold in by_recipe.items():
+        seeds = sorted(set.intersection(*(set(seeded) for seeded in by_fold.values())))
+        if len(seeds) < 2:
+            continue
+        recipe = f"{settings} seeds={'+'.join(map(str, seeds))} (mean of {len(seeds)} fits)"
+        ensembles[recipe] = [_mean_of([seeded[s] for s in seeds], recipe) for seeded in by_fold.values()]
+    return ensembles
+
+
+def _mean_of(members: list[Fold], recipe: str) -> Fold:
+    first = members[0]
+    for other in members[1:]:
+        if other.photos != first.photos:
+            raise ValueError(f"the folds holding out {', '.join(first.held_out)} with seeds {first.seed} and {other.seed} "
+                             "scored different photos (another pack or split?): their probabilities cannot be averaged")
+    val, held = ((part[0], part[1], np.mean([getattr(m, name)[2] for m in members], axis=0))
+                 for name, part in (("val", first.val), ("held", first.held)))
+    return Fold(recipe, first.held_out, val, held)
 
 
 def summarise(folds: list[Fold]) -> dict:
@@ -124,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--score", choices=("probability", "flip_averaged"), default="probability",
                    help="probability (default): one pass, as served with --tta none; flip_averaged: the photo and its mirror "
                         "image, as served with --tta flip")
+    p.add_argument("--seed-ensembles", action="store_true",
+                   help="also report each recipe fitted with several seeds as the mean of its seeds' probabilities")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     recipes: dict[str, list[Fold]] = defaultdict(list)
@@ -141,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
         recipes[fold.recipe].append(fold)
     if not recipes:
         raise SystemExit("error: no fold with a held-out source among those folders")
+    if args.seed_ensembles:
+        try:
+            recipes.update(seed_ensembles([fold for folds in list(recipes.values()) for fold in folds]))
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from None
     report = {recipe: summarise(folds) for recipe, folds in recipes.items()}
     print("\n\n".join(render(recipe, figures) for recipe, figures in report.items()))
     if args.json:

@@ -186,12 +186,12 @@ def test_a_share_of_photos_outside_0_to_1_is_a_usage_error(command, option):
     assert done.returncode == 2 and "a probability is between 0 and 1, got 30" in done.stderr
 
 
-def _fake_fold(folder: Path, seed: int, held_out: str = "weather") -> Path:
+def _fake_fold(folder: Path, seed: int, held_out: str = "weather", held: float = 0.3, photo: str = "c") -> Path:
     folder.mkdir()
     settings = {"holdout": [held_out], "width": 1.0, "seed": seed}
     (folder / accelerated.RUN).write_text(json.dumps({"settings": settings}))
     rows = [["a", "forest/fire", 1, "val", 0.9, 0.9], ["b", "forest/nofire", 0, "val", 0.1, 0.1],
-            ["c", f"{held_out}/nofire", 0, "held", 0.3, 0.3]]
+            [photo, f"{held_out}/nofire", 0, "held", held, held]]
     (folder / accelerated.SCORES).write_text(json.dumps({"columns": ["sha256", "source", "label", "split", "probability",
                                                                      "flip_averaged"], "rows": rows}))
     return folder
@@ -241,3 +241,25 @@ def test_a_grid_skips_fits_that_could_not_start_before_its_deadline(tmp_path):
     assert json.loads((fits / "grid.json").read_text()) == {
         name: {"exit": None, "skipped": "not started before the deadline"} for name in ("t-all", "t-weather")}
     assert not [p for p in fits.iterdir() if p.is_dir()], "no folder that looks like a fit"
+
+
+def test_loso_reports_several_seeds_as_their_ensemble_on_request(tmp_path):
+    """The mean of the seeds' probabilities, photo by photo: what serving those fits averaged would compute."""
+    folders = [_fake_fold(tmp_path / f"s{seed}-{source}", seed, source, held=held)
+               for seed, held in ((1, 0.2), (2, 0.6)) for source in ("weather", "houses")]
+    folds = [loso.read_fold(folder, "probability") for folder in folders]
+    (recipe, ensemble), = loso.seed_ensembles(folds).items()
+    assert recipe.endswith("seeds=1+2 (mean of 2 fits)") and "seed=" not in recipe
+    assert sorted(f.held_out[0] for f in ensemble) == ["houses", "weather"]
+    assert all(np.allclose(f.held[2], [0.4]) and np.allclose(f.val[2], [0.9, 0.1]) for f in ensemble)
+    assert loso.seed_ensembles(folds[:2]) == {}, "one seed is no ensemble"
+
+    done = run_module("training.loso", *folders, "--seed-ensembles", "--json", tmp_path / "r.json")
+    assert done.returncode == 0, done.stderr
+    assert "(mean of 2 fits)" in done.stdout and len(json.loads((tmp_path / "r.json").read_text())) == 3
+    assert "(mean of" not in run_module("training.loso", *folders).stdout, "only on request"
+
+    other_photos = _fake_fold(tmp_path / "s3-weather", 3, "weather", photo="d")
+    only_weather = [folders[0], folders[2], other_photos]
+    mismatch = run_module("training.loso", *only_weather, "--seed-ensembles")
+    assert mismatch.returncode == 1 and "scored different photos" in mismatch.stderr and "Traceback" not in mismatch.stderr
