@@ -32,6 +32,15 @@ def with_flip_averaging(model: keras.Model) -> keras.Model:
     return keras.Model(inputs, outputs, name=f"{model.name}_flip_averaged")
 
 
+def ensemble(members: list[keras.Model]) -> keras.Model:
+    """The mean of several networks' verdicts on the same photo (networks of one recipe fitted with different seeds),
+    as one model: serving stays one call of one file, and the threshold is chosen on exactly what it computes."""
+    inputs = keras.Input(members[0].input_shape[1:], name="image")
+    verdicts = [keras.Model(m.inputs, m.output, name=f"member_{i}")(inputs) for i, m in enumerate(members)]  # unique names
+    outputs = layers.Average(name="fire_probability")(verdicts)
+    return keras.Model(inputs, outputs, name=f"{members[0].name}_ensemble_of_{len(members)}")
+
+
 def _separable_block(x, filters: int, stride: int):
     """Depthwise 3x3 + pointwise 1x1, MobileNet style: cheap on a CPU, enough for colour and texture."""
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)

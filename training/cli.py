@@ -246,7 +246,8 @@ def train(args: argparse.Namespace, model, splits: Splits, folder: Path) -> Trai
 
     schedule = schedule_for(args)
     if args.trained:
-        fitted, fitted_elsewhere = trained_elsewhere(args, model, splits)
+        fitted, fitted_elsewhere = trained_ensemble(args, model, splits) if len(args.trained) > 1 else \
+            trained_elsewhere(args, model, splits, args.trained[0])
     else:
         fitted, fitted_elsewhere = fitting.fit(model, splits.train_x, splits.train_y, splits.val_x, splits.val_y, schedule, log), None
     model = fitted.model
@@ -257,12 +258,30 @@ def train(args: argparse.Namespace, model, splits: Splits, folder: Path) -> Trai
     return Trained(model, fitted.history, fitted.seconds, schedule.recipe.mix_probability, keras_path, fitted_elsewhere)
 
 
-def trained_elsewhere(args: argparse.Namespace, model, splits: Splits):
+def trained_ensemble(args: argparse.Namespace, model, splits: Splits):
+    """Several fits of this recipe with other seeds, each checked as :func:`trained_elsewhere` does, served as the mean of
+    their verdicts. The training curves and kept epoch reported are the first member's; the card lists every member."""
+    import keras
+
+    from . import backbones, fitting
+
+    fits = [trained_elsewhere(args, model if i == 0 else keras.models.clone_model(model), splits, folder)
+            for i, folder in enumerate(args.trained)]
+    seeds = [elsewhere["settings"].get("seed") for _, elsewhere in fits]
+    if len(set(seeds)) < len(seeds):
+        raise SystemExit(f"error: --trained: the fits' seeds are {', '.join(map(str, seeds))}: an ensemble of one seed "
+                         "twice is one model at twice the cost; give fits of other seeds")
+    log(f"serving the mean of {len(fits)} fits (seeds {', '.join(map(str, seeds))})")
+    ensemble = backbones.ensemble([fitted.model for fitted, _ in fits])
+    elsewhere = {"ensemble_of": len(fits), "history": "the first member's", "members": [e for _, e in fits]}
+    return fitting.Fitted(ensemble, fits[0][0].history, sum(fitted.seconds for fitted, _ in fits)), elsewhere
+
+
+def trained_elsewhere(args: argparse.Namespace, model, splits: Splits, folder: Path):
     """The weights, history and record of ``python -m training.accelerated one``, checked against this run: same input
     size, width, hold-outs, recipe and the very same training photos, or the card and its figures would be a lie."""
     from . import accelerated, fitting, quiet
 
-    folder = args.trained
     recipe = schedule_for(args).recipe
     try:
         record = json.loads((folder / accelerated.RUN).read_text())
@@ -402,7 +421,15 @@ def _loso(args: argparse.Namespace) -> dict | None:
     from . import loso
 
     recipe, figures = loso.one_recipe(args.loso)
+    fits, measured = len(args.trained or [None]), loso.fits_averaged(recipe)
+    if fits != measured:
+        raise SystemExit(f"error: --loso {args.loso} measured {_fits(measured)}, but this run serves {_fits(fits)}: its "
+                         "threshold was chosen for another model (python -m training.loso --seeds mean reports ensembles)")
     return {"recipe": recipe, "file": f"{runs.REPORTS}/{LOSO_NAME}", **figures}
+
+
+def _fits(count: int) -> str:
+    return "one fit" if count == 1 else f"the mean of {count} fits"
 
 
 def _weights(args: argparse.Namespace) -> str | None:

@@ -7,7 +7,8 @@ the same forward pass as the verdict. The networks here end in global average po
 
 where f_ij is the last feature map's vector at cell (i, j). So ``z_ij = b + w . f_ij`` is each cell's share of the
 fire logit (their mean *is* the logit), and ``sigmoid(z_ij)`` reads as 0..1 fire evidence per cell. With flip
-averaging, the mirrored pass's cell logits are mirrored back before the two passes' logits are averaged.
+averaging, the mirrored pass's cell logits are mirrored back before the two passes' logits are averaged; for an
+ensemble (several networks, their verdicts averaged), each network's cell logits are averaged.
 
 The probability output is built from the very layers (and weights) of the trained model, so it stays what the
 single-output model computed; nothing is retrained.
@@ -27,7 +28,8 @@ DEFINITION = (
     "sigmoid(b + w . f_ij) per cell of the last feature map, where w, b are the final dense layer's weights and bias "
     "for the fire logit and f_ij is the feature vector of cell (i, j), before global average pooling (the mean of "
     "the cell logits is the photo's logit); with flip averaging, the mirrored pass's cell logits are mirrored back "
-    "and the two passes' logits averaged before the sigmoid. Row 0 is the top of the photo, column 0 its left."
+    "and the two passes' logits averaged before the sigmoid; for an ensemble, the networks' cell logits are averaged "
+    "before the sigmoid. Row 0 is the top of the photo, column 0 its left."
 )
 
 
@@ -35,13 +37,16 @@ class MapUnsupported(ValueError):
     """The network does not end in global average pooling and one sigmoid unit, so it has no class activation map."""
 
 
-def _split_flip_averaging(model: keras.Model) -> tuple[keras.Model, bool]:
-    """The single-pass network inside ``model``, and whether ``model`` averages it over the photo and its mirror."""
-    flips = [layer for layer in model.layers if isinstance(layer, HorizontalFlip)]
+def _passes(model: keras.Model) -> list[tuple[keras.Model, bool]]:
+    """The single-pass networks whose verdicts ``model`` averages, each with whether it sees the mirrored photo:
+    one network (plain), one network twice (flip averaging), or several networks once each (an ensemble)."""
     nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    if flips and len(nested) == 1 and isinstance(model.layers[-1], layers.Average):
-        return nested[0], True
-    return model, False
+    averaged = isinstance(model.layers[-1], layers.Average)
+    if averaged and any(isinstance(layer, HorizontalFlip) for layer in model.layers) and len(nested) == 1:
+        return [(nested[0], False), (nested[0], True)]
+    if averaged and len(nested) > 1 and len(model.layers) == len(nested) + 2:  # input, members, mean
+        return [(network, False) for network in nested]
+    return [(model, False)]
 
 
 def _head(network: keras.Model) -> tuple[layers.GlobalAveragePooling2D, layers.Dense]:
@@ -64,31 +69,55 @@ def with_fire_map(model: keras.Model) -> keras.Model:
     ``fire_probability`` is (n, 1) as before; ``fire_map`` is (n, rows, columns), rows and columns those of the last
     feature map (10 x 10 for the compact network at 160 px). Raises :class:`MapUnsupported` for other heads.
     """
-    network, flip_averaged = _split_flip_averaging(model)
-    pooling, dense = _head(network)
-    features = keras.Model(network.inputs, pooling.input, name="features")
-    kernel, bias = dense.get_weights()
-    # The dense layer applied to each cell: a 1x1 convolution with its weights, without the sigmoid.
-    cell_logits = layers.Conv2D(1, 1, name="cell_logits")
-    rows, columns = features.output.shape[1:3]
-
+    passes = _passes(model)
     inputs = keras.Input(model.input_shape[1:], name="image")
-    passes = [features(inputs)]
-    if flip_averaged:
-        passes.append(features(HorizontalFlip(name="mirror")(inputs)))
-    probabilities = [dense(pooling(f)) for f in passes]
-    logits = [cell_logits(f) for f in passes]
-    if flip_averaged:
+    networks = list(dict.fromkeys(network for network, _ in passes))  # flip averaging runs one network twice
+    heads = {network: _Head(network, i if len(networks) > 1 else None) for i, network in enumerate(networks)}
+    probabilities, logits = [], []
+    for network, mirrored in passes:
+        head = heads[network]
+        probability, cell = head(HorizontalFlip(name=f"mirror{head.suffix}")(inputs) if mirrored else inputs)
+        probabilities.append(probability)
+        logits.append(HorizontalFlip(name=f"unmirror{head.suffix}")(cell) if mirrored else cell)
+    for head in heads.values():
+        head.set_cell_weights()
+    rows, columns = logits[0].shape[1:3]
+    if len(passes) > 1:
         probability = layers.Average(name="mean_probability")(probabilities)
-        logit_map = layers.Average(name="mean_cell_logits")([logits[0], HorizontalFlip(name="unmirror")(logits[1])])
+        logit_map = layers.Average(name="mean_cell_logits")(logits)
     else:
-        probability = probabilities[0]
-        logit_map = logits[0]
+        probability, logit_map = probabilities[0], logits[0]
     evidence = layers.Activation("sigmoid", name="cell_evidence")(logit_map)
     fire_map = layers.Reshape((rows, columns), name="map_grid")(evidence)
-    cell_logits.set_weights([kernel.reshape(1, 1, -1, 1), np.asarray(bias).reshape(1)])
     # The outputs are named by their keys (the network's own dense layer already bears the name fire_probability).
     return keras.Model(inputs, {PROBABILITY_OUTPUT: probability, MAP_OUTPUT: fire_map}, name=f"{model.name}_with_map")
+
+
+class _Head:
+    """One network's probability and cell logits from one pass. A single network's own pooling and dense layers sit in
+    the served graph, under the names they always had; an ensemble's networks are each one nested model
+    (``member_i``), since their layers share names."""
+
+    def __init__(self, network: keras.Model, index: int | None):
+        self.suffix = "" if index is None else f"_{index}"
+        self.pooling, self.dense = _head(network)
+        self.member = index is not None
+        outputs = [network.output, self.pooling.input] if self.member else self.pooling.input
+        self.features = keras.Model(network.inputs, outputs, name=f"member_{index}" if self.member else "features")
+        # The dense layer applied to each cell: a 1x1 convolution with its weights, without the sigmoid.
+        self.cell_logits = layers.Conv2D(1, 1, name=f"cell_logits{self.suffix}")
+
+    def __call__(self, images):
+        if self.member:
+            probability, seen = self.features(images)
+        else:
+            seen = self.features(images)
+            probability = self.dense(self.pooling(seen))
+        return probability, self.cell_logits(seen)
+
+    def set_cell_weights(self) -> None:
+        kernel, bias = self.dense.get_weights()
+        self.cell_logits.set_weights([kernel.reshape(1, 1, -1, 1), np.asarray(bias).reshape(1)])
 
 
 def grid_of(model: keras.Model) -> list[int]:

@@ -11,10 +11,11 @@ figures. For each recipe it prints:
 - pooled over folds (every photo scored by the fold that never saw its source: "out of fold"), the per-source table,
   its macro balanced accuracy and ROC AUC, at one threshold chosen on those out-of-fold scores.
 
-With ``--seed-ensembles``, a recipe fitted with several seeds is also reported as their ensemble: each photo's
-probability is the mean of the seeds' fits, which is what serving those fits averaged would compute.
+With ``--seeds mean`` (or ``both``), a recipe fitted with several seeds is reported as their ensemble: each photo's
+probability is the mean of the seeds' fits, which is what serving those fits as one model computes
+(``python -m training --trained DIR DIR ...``).
 
-  python -m training.loso FOLD_DIR... [--score probability|flip_averaged] [--seed-ensembles] [--json OUT]
+  python -m training.loso FOLD_DIR... [--score probability|flip_averaged] [--seeds apart|mean|both] [--json OUT]
 """
 
 from __future__ import annotations
@@ -71,6 +72,16 @@ def read_fold(folder: Path, score: str) -> Fold:
                 (tuple(hashes["val"]), tuple(hashes["held"])))
 
 
+ENSEMBLE = "(mean of {} fits)"  # ends the recipe of a seed ensemble
+
+
+def fits_averaged(recipe: str) -> int:
+    """How many fits a recipe's probabilities are the mean of: 1, or N for a :func:`seed_ensembles` recipe."""
+    head, _, tail = recipe.rpartition("(mean of ")
+    count = tail.removesuffix(" fits)")
+    return int(count) if head and tail.endswith(" fits)") and count.isdigit() else 1
+
+
 def seed_ensembles(folds: list[Fold]) -> dict[str, list[Fold]]:
     """For each recipe fitted with several seeds on every one of its folds: folds whose probabilities are the mean of
     those seeds' (the seeds every fold has). Every seed of a fold must have scored the same photos in the same order."""
@@ -83,7 +94,7 @@ def seed_ensembles(folds: list[Fold]) -> dict[str, list[Fold]]:
         seeds = sorted(set.intersection(*(set(seeded) for seeded in by_fold.values())))
         if len(seeds) < 2:
             continue
-        recipe = f"{settings} seeds={'+'.join(map(str, seeds))} (mean of {len(seeds)} fits)"
+        recipe = f"{settings} seeds={'+'.join(map(str, seeds))} {ENSEMBLE.format(len(seeds))}"
         ensembles[recipe] = [_mean_of([seeded[s] for s in seeds], recipe) for seeded in by_fold.values()]
     return ensembles
 
@@ -96,7 +107,7 @@ def _mean_of(members: list[Fold], recipe: str) -> Fold:
                              "scored different photos (another pack or split?): their probabilities cannot be averaged")
     val, held = ((part[0], part[1], np.mean([getattr(m, name)[2] for m in members], axis=0))
                  for name, part in (("val", first.val), ("held", first.held)))
-    return Fold(recipe, first.held_out, val, held)
+    return Fold(recipe, first.held_out, val, held, None, first.settings_but_seed, first.photos)
 
 
 def summarise(folds: list[Fold]) -> dict:
@@ -162,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--score", choices=("probability", "flip_averaged"), default="probability",
                    help="probability (default): one pass, as served with --tta none; flip_averaged: the photo and its mirror "
                         "image, as served with --tta flip")
-    p.add_argument("--seed-ensembles", action="store_true",
-                   help="also report each recipe fitted with several seeds as the mean of its seeds' probabilities")
+    p.add_argument("--seeds", choices=("apart", "mean", "both"), default="apart",
+                   help="apart (default): each seed's folds are a result of their own; mean: a recipe fitted with several "
+                        "seeds on every fold is reported only as the mean of those seeds' probabilities (an ensemble), a "
+                        "recipe of one seed as it is; both: each seed and the mean")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     recipes: dict[str, list[Fold]] = defaultdict(list)
@@ -181,11 +194,15 @@ def main(argv: list[str] | None = None) -> int:
         recipes[fold.recipe].append(fold)
     if not recipes:
         raise SystemExit("error: no fold with a held-out source among those folders")
-    if args.seed_ensembles:
+    if args.seeds != "apart":
         try:
-            recipes.update(seed_ensembles([fold for folds in list(recipes.values()) for fold in folds]))
+            ensembles = seed_ensembles([fold for folds in recipes.values() for fold in folds])
         except ValueError as exc:
             raise SystemExit(f"error: {exc}") from None
+        if args.seeds == "mean":  # a recipe's seeds are then reported only as their ensemble
+            averaged = {fold.settings_but_seed for folds in ensembles.values() for fold in folds}
+            recipes = {recipe: folds for recipe, folds in recipes.items() if folds[0].settings_but_seed not in averaged}
+        recipes.update(ensembles)
     report = {recipe: summarise(folds) for recipe, folds in recipes.items()}
     print("\n\n".join(render(recipe, figures) for recipe, figures in report.items()))
     if args.json:

@@ -69,9 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loso", type=Path, metavar="REPORT",
                    help="a `python -m training.loso --json` report of this recipe's leave-one-source-out folds: its out-of-fold "
                         "threshold replaces the one validation would choose, and its figures go into the card and plots")
-    p.add_argument("--trained", type=Path, metavar="DIR",
+    p.add_argument("--trained", type=Path, nargs="+", metavar="DIR",
                    help="take the weights fitted by `python -m training.accelerated one` into DIR (on a GPU machine, from a "
-                        "pack of the same data) instead of fitting here; everything else runs as usual")
+                        "pack of the same data) instead of fitting here; everything else runs as usual. Several DIRs (one "
+                        "recipe, other seeds) are served as one model, the mean of their verdicts: an ensemble")
     p.add_argument("--limit-per-class", type=int, help="use at most N images from each class folder (smoke runs)")
     p.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="where run folders go (default: runs/)")
     p.add_argument("--output", type=Path,
@@ -87,4 +88,6 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     if not 0.05 <= args.val_fraction <= 0.5:
         raise SystemExit("error: --val-fraction must be between 0.05 and 0.5")
+    if args.trained and len(args.trained) > 1 and args.tta == "flip":
+        raise SystemExit("error: --tta flip with several --trained fits: an ensemble is served without flip averaging")
     return args

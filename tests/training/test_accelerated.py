@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inference import LiteRTModel
 from tests.conftest import ROOT
 from tests.training.test_training import make_dataset, run_training
 from training import accelerated, fitting, loso, pack
@@ -162,6 +163,24 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     assert card["training"]["fitted_elsewhere"]["command"].startswith("python -m training.accelerated one")
     assert (run / "reports" / "leave_one_source_out.json").is_file() and "per_source.png" in card["reports"]["plots"]
 
+    # The two seeds' fits served as one model, the mean of both, at the threshold their mean chose out of fold.
+    both = (full, fits / "small-s2-all")
+    assert run_module("training.loso", fold, fits / "small-s2-weather", "--seeds", "mean", "--json", tmp_path / "mean.json").returncode == 0
+    wrong_threshold = run_training(*folders, *same, "--trained", *both, "--loso", report, "--runs", tmp_path / "runs")
+    assert wrong_threshold.returncode != 0 and "measured one fit, but this run serves the mean of 2 fits" in wrong_threshold.stderr
+    one_seed_twice = run_training(*folders, *same, "--trained", full, full, "--runs", tmp_path / "runs")
+    assert one_seed_twice.returncode != 0 and "an ensemble of one seed twice" in one_seed_twice.stderr
+    ensemble = run_training(*folders, *same, "--trained", *both, "--loso", tmp_path / "mean.json", "--runs", tmp_path / "ensemble")
+    assert ensemble.returncode == 0, ensemble.stderr[-3000:]
+    (ensemble_run,) = (tmp_path / "ensemble").iterdir()
+    ensemble_card = json.loads((ensemble_run / "fire_classifier.json").read_text())
+    members = ensemble_card["training"]["fitted_elsewhere"]
+    assert members["ensemble_of"] == 2 and [m["settings"]["seed"] for m in members["members"]] == [1, 2]
+    assert ensemble_card["parameters"] == 2 * card["parameters"]
+    assert ensemble_card["metrics"]["leave_one_source_out"]["recipe"].endswith("(mean of 2 fits)")
+    served = LiteRTModel(ensemble_run / "fire_classifier.tflite")
+    assert list(served.map_grid) == ensemble_card["fire_map"]["grid"], "the ensemble serves its fire map too"
+
 
 def test_loso_refuses_folders_without_a_held_out_source(tmp_path):
     folder = tmp_path / "f"
@@ -254,12 +273,16 @@ def test_loso_reports_several_seeds_as_their_ensemble_on_request(tmp_path):
     assert all(np.allclose(f.held[2], [0.4]) and np.allclose(f.val[2], [0.9, 0.1]) for f in ensemble)
     assert loso.seed_ensembles(folds[:2]) == {}, "one seed is no ensemble"
 
-    done = run_module("training.loso", *folders, "--seed-ensembles", "--json", tmp_path / "r.json")
+    assert loso.fits_averaged(recipe) == 2 and loso.fits_averaged(folds[0].recipe) == 1
+
+    done = run_module("training.loso", *folders, "--seeds", "both", "--json", tmp_path / "r.json")
     assert done.returncode == 0, done.stderr
     assert "(mean of 2 fits)" in done.stdout and len(json.loads((tmp_path / "r.json").read_text())) == 3
     assert "(mean of" not in run_module("training.loso", *folders).stdout, "only on request"
+    mean = run_module("training.loso", *folders, "--seeds", "mean", "--json", tmp_path / "m.json")
+    assert mean.returncode == 0 and list(json.loads((tmp_path / "m.json").read_text())) == [recipe], "one report for --loso"
 
     other_photos = _fake_fold(tmp_path / "s3-weather", 3, "weather", photo="d")
     only_weather = [folders[0], folders[2], other_photos]
-    mismatch = run_module("training.loso", *only_weather, "--seed-ensembles")
+    mismatch = run_module("training.loso", *only_weather, "--seeds", "mean")
     assert mismatch.returncode == 1 and "scored different photos" in mismatch.stderr and "Traceback" not in mismatch.stderr

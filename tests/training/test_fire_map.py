@@ -64,6 +64,25 @@ def test_a_single_pass_model_gets_its_map_too():
     assert out["fire_map"].shape[0] == 2
 
 
+def test_an_ensemble_serves_the_mean_of_its_networks_and_of_their_maps(tmp_path):
+    networks = [small_model(seed).layers[2] for seed in (4, 5)]
+    ensemble = backbones.ensemble(networks)
+    ensemble.save(tmp_path / "ensemble.keras")
+    reloaded = keras.models.load_model(tmp_path / "ensemble.keras")  # what a re-export starts from
+    images = photos(3)
+    expected = np.mean([n.predict(images, verbose=0) for n in networks], axis=0)
+    assert np.max(np.abs(reloaded.predict(images, verbose=0) - expected)) <= 1e-6
+    out = with_fire_map(reloaded).predict(images, verbose=0)
+    assert np.max(np.abs(out["fire_probability"] - expected)) <= 1e-6
+    logits = []
+    for network in networks:
+        pooling = next(layer for layer in network.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D))
+        kernel, bias = network.layers[-1].get_weights()
+        logits.append(keras.Model(network.inputs, pooling.input).predict(images, verbose=0) @ kernel[:, 0] + bias[0])
+    assert np.max(np.abs(out["fire_map"] - 1 / (1 + np.exp(-np.mean(logits, axis=0))))) <= 1e-5
+    assert ensemble.count_params() == sum(n.count_params() for n in networks)
+
+
 def test_a_head_without_pooling_and_one_sigmoid_unit_is_refused():
     inputs = keras.Input((SIZE, SIZE, 3))
     flat = keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(inputs))
