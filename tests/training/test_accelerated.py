@@ -286,3 +286,9 @@ def test_loso_reports_several_seeds_as_their_ensemble_on_request(tmp_path):
     only_weather = [folders[0], folders[2], other_photos]
     mismatch = run_module("training.loso", *only_weather, "--seeds", "mean")
     assert mismatch.returncode == 1 and "scored different photos" in mismatch.stderr and "Traceback" not in mismatch.stderr
+
+
+def test_an_ensemble_with_flip_averaging_is_a_usage_error(tmp_path):
+    done = run_module("training", "--trained", tmp_path / "a", tmp_path / "b", "--tta", "flip", "--runs", tmp_path / "runs")
+    assert done.returncode == 1 and "an ensemble is served without flip averaging" in done.stderr
+    assert not (tmp_path / "runs").exists(), "refused before anything is written"
