@@ -16,7 +16,6 @@ SUITES = [
     ("benchmarks.web_hardening_bench", "Web target under slow clients and worst-case uploads: as shipped vs the previous settings"),
     ("benchmarks.costly_bench", "Costly inputs: decoding before and after bounded decoding, each in a fresh process"),
     ("benchmarks.demo_drain_bench", "Local system (make demo): draining a backlog of uploads through the queue"),
-    ("benchmarks.augment_bench", "Training augmentation: photos one CPU core prepares per second, shipped vs previous"),
 ]
 
 

@@ -26,7 +26,6 @@ the cropped scene, so a pasted fire is always wholly in view when the label says
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,33 +72,29 @@ def feathered_mask(side: int, feather: float = FEATHER) -> np.ndarray:
     return (ramp[:, None] * ramp[None, :])[:, :, None]
 
 
-@functools.lru_cache(maxsize=512)
-def _feathered_alpha(side: int) -> Image.Image:
-    """:func:`feathered_mask` as an 8-bit alpha image, for Pillow's compositing (a few dozen sides recur)."""
-    return Image.fromarray(np.rint(feathered_mask(side)[:, :, 0] * 255.0).astype(np.uint8), mode="L")
-
-
 def _crop_box(rng: np.random.Generator, size: int, scale: tuple[float, float]) -> tuple[int, int, int, int]:
     crop = max(1, int(size * rng.uniform(*scale)))
     top, left = rng.integers(0, size - crop + 1, size=2)
     return int(left), int(top), int(left) + crop, int(top) + crop
 
 
-def crop_resize(image: Image.Image, box: tuple[int, int, int, int], side: int) -> Image.Image:
-    """The ``box`` (left, top, right, bottom) of an image, resized bilinearly to ``side`` x ``side``."""
-    return image.resize((side, side), Image.Resampling.BILINEAR, box=box)
+def crop_resize(image: np.ndarray, box: tuple[int, int, int, int], side: int) -> np.ndarray:
+    """The ``box`` (left, top, right, bottom) of a uint8 image, resized bilinearly to ``side`` x ``side`` (uint8)."""
+    return np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.BILINEAR, box=box))
 
 
-def paste(scene: Image.Image, label: float, other: Image.Image, other_label: float,
-          rng: np.random.Generator) -> tuple[Image.Image, float]:
-    """A copy of ``scene`` with most of ``other``, shrunk to 30-60 % of the scene's side, pasted at a random place
-    with feathered edges. Fire if either photo shows fire."""
-    size = scene.width
+def paste(scene: np.ndarray, label: float, other: np.ndarray, other_label: float,
+          rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Most of ``other``, shrunk to 30-60 % of the scene's side, pasted at a random place with feathered edges
+    (uint8 in and out). Fire if either photo shows fire."""
+    size = scene.shape[0]
     side = max(2, int(size * rng.uniform(*PATCH_SIDE)))
-    patch = crop_resize(other, _crop_box(rng, other.width, PATCH_CROP), side)
+    patch = crop_resize(other, _crop_box(rng, other.shape[0], PATCH_CROP), side).astype(np.float32)
     top, left = (int(v) for v in rng.integers(0, size - side + 1, size=2))
+    mask = feathered_mask(side)
     mixed = scene.copy()
-    mixed.paste(patch, (left, top), _feathered_alpha(side))
+    window = mixed[top:top + side, left:left + side]
+    window[:] = np.rint(window * (1.0 - mask) + patch * mask).astype(np.uint8)
     return mixed, max(label, other_label)
 
 
@@ -168,33 +163,29 @@ def colour_transform(scene: np.ndarray, rng: np.random.Generator, recipe: Recipe
     return gains * contrast, ((brightness - mean) * contrast + mean).astype(np.float32)
 
 
-def colour_table(gain: np.ndarray, offset: np.ndarray) -> list[int]:
-    """``x * gain + offset`` per channel as Pillow's lookup table (256 entries per channel), rounded and clipped
-    to 0-255: the photo stays whole pixel values, as serving's decoded photos are, and one pass applies it."""
-    values = np.arange(256, dtype=np.float32)[None, :] * gain[:, None] + offset[:, None]
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8).reshape(-1).tolist()
-
-
 def augment(image: np.ndarray, label: float, other: np.ndarray, other_label: float, rng: np.random.Generator,
-            recipe: Recipe = Recipe()) -> tuple[np.ndarray, float]:
-    """One training photo (uint8, square), cropped, flipped, perhaps given a pasted photo (``other``) and a decoy,
-    and recoloured (see :func:`colour_transform`); uint8 in and out. Pillow does the pixel work, in C."""
+            recipe: Recipe = Recipe()) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """One training photo (uint8, square), cropped, flipped and perhaps given a pasted photo (``other``), still
+    uint8; with the gain and offset per channel its colours get (see :func:`colour_transform`)."""
     size = image.shape[0]
-    scene = crop_resize(Image.fromarray(image), _crop_box(rng, size, CROP_SCALE), size)
+    scene = crop_resize(image, _crop_box(rng, size, CROP_SCALE), size)
     if rng.random() < 0.5:
-        scene = scene.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        scene = scene[:, ::-1]
     if rng.random() < recipe.mix_probability:
-        scene, label = paste(scene, label, Image.fromarray(other), other_label, rng)
-    pixels = np.asarray(scene)
+        scene, label = paste(scene, label, other, other_label, rng)
     if recipe.decoy_probability and rng.random() < recipe.decoy_probability:
-        pixels = DECOYS[int(rng.integers(len(DECOYS)))](pixels, rng)
-        scene = Image.fromarray(pixels)
-    gain, offset = colour_transform(pixels, rng, recipe)
-    return np.asarray(scene.point(colour_table(gain, offset))), label
+        scene = DECOYS[int(rng.integers(len(DECOYS)))](scene, rng)
+    gain, offset = colour_transform(scene, rng, recipe)
+    return scene, label, gain, offset
 
 
 def augment_batch(images: np.ndarray, labels: np.ndarray, others: np.ndarray, other_labels: np.ndarray,
                   rng: np.random.Generator, recipe: Recipe = Recipe()) -> tuple[np.ndarray, np.ndarray]:
     """A batch of uint8 photos, each paired with another photo that may be pasted in; float32 0-255 out."""
     done = [augment(x, float(y), o, float(oy), rng, recipe) for x, y, o, oy in zip(images, labels, others, other_labels)]
-    return np.stack([d[0] for d in done]).astype(np.float32), np.asarray([d[1] for d in done], dtype=np.float32)
+    scenes = np.stack([d[0] for d in done]).astype(np.float32)
+    gains = np.stack([d[2] for d in done])[:, None, None, :]
+    offsets = np.stack([d[3] for d in done])[:, None, None, :]
+    scenes *= gains
+    scenes += offsets
+    return np.clip(scenes, 0.0, 255.0, out=scenes), np.asarray([d[1] for d in done], dtype=np.float32)
