@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -77,9 +78,8 @@ ENSEMBLE = "(mean of {} fits)"  # ends the recipe of a seed ensemble
 
 def fits_averaged(recipe: str) -> int:
     """How many fits a recipe's probabilities are the mean of: 1, or N for a :func:`seed_ensembles` recipe."""
-    head, _, tail = recipe.rpartition("(mean of ")
-    count = tail.removesuffix(" fits)")
-    return int(count) if head and tail.endswith(" fits)") and count.isdigit() else 1
+    ensemble = re.search(r"\(mean of (\d+) fits\)$", recipe)
+    return int(ensemble.group(1)) if ensemble else 1
 
 
 def seed_ensembles(folds: list[Fold]) -> dict[str, list[Fold]]:
@@ -105,9 +105,11 @@ def _mean_of(members: list[Fold], recipe: str) -> Fold:
         if other.photos != first.photos:
             raise ValueError(f"the folds holding out {', '.join(first.held_out)} with seeds {first.seed} and {other.seed} "
                              "scored different photos (another pack or split?): their probabilities cannot be averaged")
-    val, held = ((part[0], part[1], np.mean([getattr(m, name)[2] for m in members], axis=0))
-                 for name, part in (("val", first.val), ("held", first.held)))
-    return Fold(recipe, first.held_out, val, held, None, first.settings_but_seed, first.photos)
+    def mean(part: str) -> tuple:
+        samples, labels, _ = getattr(first, part)
+        return samples, labels, np.mean([getattr(member, part)[2] for member in members], axis=0)
+
+    return Fold(recipe, first.held_out, mean("val"), mean("held"), None, first.settings_but_seed, first.photos)
 
 
 def summarise(folds: list[Fold]) -> dict:
