@@ -19,6 +19,8 @@
 #
 # What comes back is OUT/NAME.tgz, one archive per variant: every fit's scores, history, settings and log, and the
 # weights of the WEIGHTS folds. Few files, each small, because a lent machine returns only a few (8 of at most 16 MiB).
+# The fits themselves stay in OUT/fits: where everything under a folder is sent back, give a working folder as OUT
+# and copy only OUT/*.tgz there (scripts/gpu-loso.sh PACK /tmp/grid && cp /tmp/grid/*.tgz "$BACK").
 set -uo pipefail
 if [ $# -ne 2 ]; then
   echo "usage: scripts/gpu-loso.sh PACK OUT" >&2
