@@ -418,13 +418,20 @@ def log_summary(card: ModelCard, exported: Exported) -> None:
 def _loso(args: argparse.Namespace) -> dict | None:
     if not args.loso:
         return None
-    from . import loso
+    from . import accelerated, loso
 
     recipe, figures = loso.one_recipe(args.loso)
     fits, measured = len(args.trained or [None]), loso.fits_averaged(recipe)
     if fits != measured:
         raise SystemExit(f"error: --loso {args.loso} measured {_fits(measured)}, but this run serves {_fits(fits)}: its "
                          "threshold was chosen for another model (python -m training.loso --seeds mean reports ensembles)")
+    for folder in args.trained or []:  # unreadable folders are refused with their reasons when their weights load
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            record = json.loads((folder / accelerated.RUN).read_text())
+            served = " ".join(f"{k}={v}" for k, v in sorted(loso.fit_settings(record).items()) if k != "seed")
+            if served != loso.recipe_but_seed(recipe):
+                raise SystemExit(f"error: --loso {args.loso} measured another recipe than --trained {folder}: "
+                                 f"{loso.recipe_but_seed(recipe)} there, {served} here")
     return {"recipe": recipe, "file": f"{runs.REPORTS}/{LOSO_NAME}", **figures}
 
 

@@ -50,6 +50,20 @@ class Fold:
     photos: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # content hashes of val and held, in row order
 
 
+def fit_settings(record: dict) -> dict:
+    """What makes a fit's recipe, from its ``run.json``: its settings but where it ran and what it held out."""
+    settings = {k: v for k, v in record["settings"].items() if k not in {"pack", "out", "holdout", "workers"}}
+    if "init" in record:
+        settings["fine_tuned"] = True  # from each fold's own weights: not the same recipe as a fit from scratch
+    return settings
+
+
+def recipe_but_seed(recipe: str) -> str:
+    """A reported recipe without its seed (or an ensemble's seeds and size): what fits of other seeds share."""
+    recipe = re.sub(r" \(mean of \d+ fits\)$", "", recipe)
+    return " ".join(token for token in recipe.split(" ") if not token.startswith(("seed=", "seeds=")))
+
+
 def read_fold(folder: Path, score: str) -> Fold:
     record = json.loads((folder / accelerated.RUN).read_text())
     table = json.loads((folder / accelerated.SCORES).read_text())
@@ -63,9 +77,7 @@ def read_fold(folder: Path, score: str) -> Fold:
         labels.append(row[2])
         probs.append(row[column])
     # The seed is part of the recipe: two seeds' folds of the same settings are two results, not one pool.
-    settings = {k: v for k, v in record["settings"].items() if k not in {"pack", "out", "holdout", "workers"}}
-    if "init" in record:
-        settings["fine_tuned"] = True  # from each fold's own weights: not the same recipe as a fit from scratch
+    settings = fit_settings(record)
     recipe = " ".join(f"{k}={v}" for k, v in sorted(settings.items()))
     but_seed = " ".join(f"{k}={v}" for k, v in sorted(settings.items()) if k != "seed")
     as_arrays = {k: (s, np.asarray(y, np.float32), np.asarray(p, np.float32)) for k, (s, y, p) in parts.items()}

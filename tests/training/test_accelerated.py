@@ -163,11 +163,17 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     assert card["training"]["fitted_elsewhere"]["command"].startswith("python -m training.accelerated one")
     assert (run / "reports" / "leave_one_source_out.json").is_file() and "per_source.png" in card["reports"]["plots"]
 
+    # A report of another recipe (another width here) chose its threshold for another model.
+    other = json.loads(report.read_text())
+    (tmp_path / "other.json").write_text(json.dumps({recipe.replace("width=1.0", "width=2.0"): figures for recipe, figures in other.items()}))
+
     # The two seeds' fits served as one model, the mean of both, at the threshold their mean chose out of fold.
     both = (full, fits / "small-s2-all")
     assert run_module("training.loso", fold, fits / "small-s2-weather", "--seeds", "mean", "--json", tmp_path / "mean.json").returncode == 0
     wrong_threshold = run_training(*folders, *same, "--trained", *both, "--loso", report, "--runs", tmp_path / "runs")
     assert wrong_threshold.returncode != 0 and "measured one fit, but this run serves the mean of 2 fits" in wrong_threshold.stderr
+    other_recipe = run_training(*folders, *same, "--trained", full, "--loso", tmp_path / "other.json", "--runs", tmp_path / "runs")
+    assert other_recipe.returncode != 0 and "measured another recipe than --trained" in other_recipe.stderr
     one_seed_twice = run_training(*folders, *same, "--trained", full, full, "--runs", tmp_path / "runs")
     assert one_seed_twice.returncode != 0 and "an ensemble of one seed twice" in one_seed_twice.stderr
     ensemble = run_training(*folders, *same, "--trained", *both, "--loso", tmp_path / "mean.json", "--runs", tmp_path / "ensemble")
