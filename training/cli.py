@@ -280,13 +280,12 @@ def trained_ensemble(args: argparse.Namespace, model, splits: Splits):
 def trained_elsewhere(args: argparse.Namespace, model, splits: Splits, folder: Path):
     """The weights, history and record of ``python -m training.accelerated one``, checked against this run: same input
     size, width, hold-outs, recipe and the very same training photos, or the card and its figures would be a lie."""
-    from . import accelerated, fitting, quiet
+    from . import accelerated, fitting, members
 
     recipe = schedule_for(args).recipe
     try:
-        record = json.loads((folder / accelerated.RUN).read_text())
-        history = json.loads((folder / accelerated.HISTORY).read_text())
-        settings = record["settings"]
+        fit = members.read(folder, args.name)
+        record, settings = fit.record, fit.record["settings"]
         ours = {"image size": (record["image_size"], model.input_shape[1]), "width": (settings["width"], args.width),
                 "held-out sources": (sorted(settings["holdout"]), sorted(args.holdout)),
                 "training photos": (record["train_digest"], accelerated.digest(s.sha256 for s in splits.train_s)),
@@ -296,21 +295,25 @@ def trained_elsewhere(args: argparse.Namespace, model, splits: Splits, folder: P
                 "white-balance probability": (settings["white_balance_probability"], recipe.white_balance_probability),
                 "white-balance strength": (settings["white_balance_strength"], recipe.white_balance_strength),
                 "decoy probability": (settings.get("decoy_probability", 0.0), recipe.decoy_probability)}
+    except members.NotOneFit as exc:
+        raise SystemExit(f"error: --trained {folder}: {exc}") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SystemExit(f"error: --trained {folder}: not a finished `python -m training.accelerated one` folder ({exc!r})") from None
+        raise SystemExit(f"error: --trained {folder}: neither a finished `python -m training.accelerated one` folder nor a run "
+                         f"folder of one such fit ({exc!r})") from None
     differ = [f"{name}: {theirs} there, {mine} here" for name, (theirs, mine) in ours.items() if theirs != mine]
     if differ:
         raise SystemExit(f"error: --trained {folder} was fitted on something else: " + "; ".join(differ))
-    with quiet.optimizer_state_ignored():  # files from before save_weights left the optimizer out carry Adam's moments
-        try:
-            model.load_weights(folder / accelerated.WEIGHTS)
-        except (OSError, ValueError) as exc:
-            raise SystemExit(f"error: --trained {folder}: its {accelerated.WEIGHTS} does not fit this model ({exc})") from None
-    log(f"weights fitted on {record['device']} ({record['backend']}) in {record['fit_seconds']} s: {record['command']}")
+    try:
+        fit.load_into(model)
+    except (OSError, ValueError) as exc:
+        weights = fit.keras_file.name if fit.keras_file else accelerated.WEIGHTS
+        raise SystemExit(f"error: --trained {folder}: its {weights} does not fit this model ({exc})") from None
+    log(f"weights fitted on {record['device']} ({record['backend']}) in {record['fit_seconds']} s: {record['command']}"
+        + (f" (from the run {folder})" if fit.keras_file else ""))
     elsewhere = {"device": record["device"], "backend": record["backend"], "command": record["command"],
                  **({"started_from": record["init"]} if "init" in record else {}),
                  "settings": {k: v for k, v in settings.items() if k not in {"pack", "out", "workers"}}}
-    return fitting.Fitted(model, history, record["fit_seconds"]), elsewhere
+    return fitting.Fitted(model, fit.history, record["fit_seconds"]), elsewhere
 
 
 def export_and_evaluate(args: argparse.Namespace, model, size: int, splits: Splits, folder: Path) -> Exported:
@@ -418,7 +421,7 @@ def log_summary(card: ModelCard, exported: Exported) -> None:
 def _loso(args: argparse.Namespace) -> dict | None:
     if not args.loso:
         return None
-    from . import accelerated, loso
+    from . import loso, members
 
     recipe, figures = loso.one_recipe(args.loso)
     fits, measured = len(args.trained or [None]), loso.fits_averaged(recipe)
@@ -427,7 +430,7 @@ def _loso(args: argparse.Namespace) -> dict | None:
                          "threshold was chosen for another model (python -m training.loso --seeds mean reports ensembles)")
     for folder in args.trained or []:  # unreadable folders are refused with their reasons when their weights load
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            record = json.loads((folder / accelerated.RUN).read_text())
+            record = members.read(folder, args.name).record
             served = " ".join(f"{k}={v}" for k, v in sorted(loso.fit_settings(record).items()) if k != "seed")
             if served != loso.recipe_but_seed(recipe):
                 raise SystemExit(f"error: --loso {args.loso} measured another recipe than --trained {folder}: "

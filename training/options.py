@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trained", type=Path, nargs="+", metavar="DIR",
                    help="take the weights fitted by `python -m training.accelerated one` into DIR (on a GPU machine, from a "
                         "pack of the same data) instead of fitting here; everything else runs as usual. Several DIRs (one "
-                        "recipe, other seeds) are served as one model, the mean of their verdicts: an ensemble")
+                        "recipe, other seeds) are served as one model, the mean of their verdicts: an ensemble. A DIR can also be a "
+                        "finished run folder (or models/) whose model is one such fit, so the served fit can join an ensemble")
     p.add_argument("--limit-per-class", type=int, help="use at most N images from each class folder (smoke runs)")
     p.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="where run folders go (default: runs/)")
     p.add_argument("--output", type=Path,

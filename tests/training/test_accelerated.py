@@ -167,25 +167,33 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     other = json.loads(report.read_text())
     (tmp_path / "other.json").write_text(json.dumps({recipe.replace("width=1.0", "width=2.0"): figures for recipe, figures in other.items()}))
 
-    # The two seeds' fits served as one model, the mean of both, at the threshold their mean chose out of fold.
-    both = (full, fits / "small-s2-all")
+    # The two seeds' fits served as one model, the mean of both, at the threshold their mean chose out of fold. The first
+    # is the run served above, as after its fit folder is gone: its card, .keras and manifest hold the fit.
+    both = (run, fits / "small-s2-all")
     assert run_module("training.loso", fold, fits / "small-s2-weather", "--seeds", "mean", "--json", tmp_path / "mean.json").returncode == 0
     wrong_threshold = run_training(*folders, *same, "--trained", *both, "--loso", report, "--runs", tmp_path / "runs")
     assert wrong_threshold.returncode != 0 and "measured one fit, but this run serves the mean of 2 fits" in wrong_threshold.stderr
     other_recipe = run_training(*folders, *same, "--trained", full, "--loso", tmp_path / "other.json", "--runs", tmp_path / "runs")
     assert other_recipe.returncode != 0 and "measured another recipe than --trained" in other_recipe.stderr
-    one_seed_twice = run_training(*folders, *same, "--trained", full, full, "--runs", tmp_path / "runs")
-    assert one_seed_twice.returncode != 0 and "an ensemble of one seed twice" in one_seed_twice.stderr
+    one_seed_twice = run_training(*folders, *same, "--trained", run, full, "--runs", tmp_path / "runs")
+    assert one_seed_twice.returncode != 0 and "an ensemble of one seed twice" in one_seed_twice.stderr, "a run is its fit"
+    fitted_here = shutil.copytree(run, tmp_path / "fitted-here")
+    (fitted_here / "fire_classifier.json").write_text(json.dumps({**card, "training": {"epochs_run": 1, "seconds": 1.0}}))
+    not_a_fit = run_training(*folders, *same, "--trained", fitted_here, "--runs", tmp_path / "runs")
+    assert not_a_fit.returncode != 0 and "fitted by `python -m training` itself" in not_a_fit.stderr
     ensemble = run_training(*folders, *same, "--trained", *both, "--loso", tmp_path / "mean.json", "--runs", tmp_path / "ensemble")
     assert ensemble.returncode == 0, ensemble.stderr[-3000:]
     (ensemble_run,) = (tmp_path / "ensemble").iterdir()
     ensemble_card = json.loads((ensemble_run / "fire_classifier.json").read_text())
     members = ensemble_card["training"]["fitted_elsewhere"]
     assert members["ensemble_of"] == 2 and [m["settings"]["seed"] for m in members["members"]] == [1, 2]
+    assert members["members"][0] == card["training"]["fitted_elsewhere"], "the served run lent its fit unchanged"
     assert ensemble_card["parameters"] == 2 * card["parameters"]
     assert ensemble_card["metrics"]["leave_one_source_out"]["recipe"].endswith("(mean of 2 fits)")
     served = LiteRTModel(ensemble_run / "fire_classifier.tflite")
     assert list(served.map_grid) == ensemble_card["fire_map"]["grid"], "the ensemble serves its fire map too"
+    nested = run_training(*folders, *same, "--trained", ensemble_run, fits / "small-s2-all", "--runs", tmp_path / "runs")
+    assert nested.returncode != 0 and "already the mean of 2 fits: give those fits' folders" in nested.stderr
 
 
 def test_loso_refuses_folders_without_a_held_out_source(tmp_path):

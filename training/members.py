@@ -1,0 +1,58 @@
+"""What ``python -m training --trained DIR`` takes from each DIR: one fit's record (the keys of the ``run.json`` that
+``training.accelerated one`` writes), its history and its weights.
+
+A DIR is the fit's own folder, or a finished run folder (or ``models/``) whose model is one such fit served alone: its
+card records the fit, its ``.keras`` file holds the weights and its file manifest names the training photos. So the
+served model can join a seed ensemble later, after its fit folder is gone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import accelerated, quiet, runs
+
+
+class NotOneFit(ValueError):
+    """A run folder whose model is not one fit of ``training.accelerated one``, so it has no fit to lend."""
+
+
+@dataclass(frozen=True)
+class Fit:
+    folder: Path
+    record: dict  # command, device, backend, settings, image_size, train_digest, fit_seconds and, if fine-tuned, init
+    history: dict
+    keras_file: Path | None = None  # a run folder's model; None: the fit folder's weights file
+
+    def load_into(self, model) -> None:
+        """Give ``model`` (the same network, freshly built) this fit's weights; OSError or ValueError if they do not fit."""
+        if self.keras_file is None:
+            with quiet.optimizer_state_ignored():  # files from before save_weights left the optimizer out carry Adam's moments
+                model.load_weights(self.folder / accelerated.WEIGHTS)
+            return
+        import keras
+
+        model.set_weights(keras.models.load_model(self.keras_file, compile=False).get_weights())
+
+
+def read(folder: Path, name: str = "fire_classifier") -> Fit:
+    """The fit in ``folder``; OSError, ValueError (NotOneFit among them), KeyError or TypeError when it holds none."""
+    if (folder / accelerated.RUN).is_file() or not (folder / f"{name}.json").is_file():
+        return Fit(folder, json.loads((folder / accelerated.RUN).read_text()),
+                   json.loads((folder / accelerated.HISTORY).read_text()))
+    card = json.loads((folder / f"{name}.json").read_text())
+    fit = card["training"].get("fitted_elsewhere")
+    if not fit:
+        raise NotOneFit("its model was fitted by `python -m training` itself, and only fits of "
+                        "`python -m training.accelerated one` record what an ensemble member needs")
+    if "ensemble_of" in fit:
+        raise NotOneFit(f"its model is already the mean of {fit['ensemble_of']} fits: give those fits' folders instead")
+    manifest = (folder / card["training_data"]["file_hashes"]).read_text().splitlines()
+    trained_on = [fields[0] for fields in (line.split(None, 2) for line in manifest) if fields[1] == "train"]
+    record = {"command": fit["command"], "device": fit["device"], "backend": fit["backend"], "settings": fit["settings"],
+              "image_size": card["input"]["width"], "train_digest": accelerated.digest(trained_on),
+              "fit_seconds": card["training"]["seconds"], **({"init": fit["started_from"]} if "started_from" in fit else {})}
+    history = json.loads((folder / runs.REPORTS / "history.json").read_text())
+    return Fit(folder, record, history, folder / card["files"]["keras"])
