@@ -297,7 +297,7 @@ def trained_elsewhere(args: argparse.Namespace, model, splits: Splits, folder: P
                 "decoy probability": (settings.get("decoy_probability", 0.0), recipe.decoy_probability)}
     except members.NotOneFit as exc:
         raise SystemExit(f"error: --trained {folder}: {exc}") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SystemExit(f"error: --trained {folder}: neither a finished `python -m training.accelerated one` folder nor a run "
                          f"folder of one such fit ({exc!r})") from None
     differ = [f"{name}: {theirs} there, {mine} here" for name, (theirs, mine) in ours.items() if theirs != mine]
@@ -429,7 +429,7 @@ def _loso(args: argparse.Namespace) -> dict | None:
         raise SystemExit(f"error: --loso {args.loso} measured {_fits(measured)}, but this run serves {_fits(fits)}: its "
                          "threshold was chosen for another model (python -m training.loso --seeds mean reports ensembles)")
     for folder in args.trained or []:  # unreadable folders are refused with their reasons when their weights load
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
             record = members.read(folder, args.name).record
             served = " ".join(f"{k}={v}" for k, v in sorted(loso.fit_settings(record).items()) if k != "seed")
             if served != loso.recipe_but_seed(recipe):

@@ -39,7 +39,8 @@ class Fit:
 
 
 def read(folder: Path, name: str = "fire_classifier") -> Fit:
-    """The fit in ``folder``; OSError, ValueError (NotOneFit among them), KeyError or TypeError when it holds none."""
+    """The fit in ``folder``; OSError, ValueError (NotOneFit among them), KeyError, TypeError or AttributeError when it
+    holds none (a damaged card or record)."""
     if (folder / accelerated.RUN).is_file() or not (folder / f"{name}.json").is_file():
         return Fit(folder, json.loads((folder / accelerated.RUN).read_text()),
                    json.loads((folder / accelerated.HISTORY).read_text()))

@@ -69,3 +69,10 @@ def test_blank_or_short_manifest_lines_are_no_training_photos(tmp_path):
 def test_a_folder_with_neither_is_an_error_that_names_the_missing_file(tmp_path):
     with pytest.raises(OSError):
         members.read(tmp_path)
+
+
+def test_a_damaged_card_is_an_error_the_training_run_reports(tmp_path):
+    run = _run_folder(tmp_path / "run")
+    (run / "fire_classifier.json").write_text(json.dumps({"training": ["not", "a", "record"]}))
+    with pytest.raises((KeyError, TypeError, AttributeError)):
+        members.read(run)
