@@ -431,7 +431,7 @@ def _loso(args: argparse.Namespace) -> dict | None:
     for folder in args.trained or []:  # unreadable folders are refused with their reasons when their weights load
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
             record = members.read(folder, args.name).record
-            served = " ".join(f"{k}={v}" for k, v in sorted(loso.fit_settings(record).items()) if k != "seed")
+            served = loso.settings_text(loso.fit_settings(record), seed=False)
             if served != loso.recipe_but_seed(recipe):
                 raise SystemExit(f"error: --loso {args.loso} measured another recipe than --trained {folder}: "
                                  f"{loso.recipe_but_seed(recipe)} there, {served} here")

@@ -59,6 +59,11 @@ def fit_settings(record: dict) -> dict:
     return settings
 
 
+def settings_text(settings: dict, seed: bool = True) -> str:
+    """A recipe as reports name it: its settings, sorted, as key=value (without the seed: what other seeds share)."""
+    return " ".join(f"{k}={v}" for k, v in sorted(settings.items()) if seed or k != "seed")
+
+
 def recipe_but_seed(recipe: str) -> str:
     """A reported recipe without its seed (or an ensemble's seeds and size): what fits of other seeds share."""
     recipe = re.sub(r" \(mean of \d+ fits\)$", "", recipe)
@@ -79,10 +84,9 @@ def read_fold(folder: Path, score: str) -> Fold:
         probs.append(row[column])
     # The seed is part of the recipe: two seeds' folds of the same settings are two results, not one pool.
     settings = fit_settings(record)
-    recipe = " ".join(f"{k}={v}" for k, v in sorted(settings.items()))
-    but_seed = " ".join(f"{k}={v}" for k, v in sorted(settings.items()) if k != "seed")
     as_arrays = {k: (s, np.asarray(y, np.float32), np.asarray(p, np.float32)) for k, (s, y, p) in parts.items()}
-    return Fold(recipe, record["settings"]["holdout"], as_arrays["val"], as_arrays["held"], settings.get("seed"), but_seed,
+    return Fold(settings_text(settings), record["settings"]["holdout"], as_arrays["val"], as_arrays["held"], settings.get("seed"),
+                settings_text(settings, seed=False),
                 (tuple(hashes["val"]), tuple(hashes["held"])))
 
 

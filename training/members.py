@@ -41,10 +41,11 @@ class Fit:
 def read(folder: Path, name: str = "fire_classifier") -> Fit:
     """The fit in ``folder``; OSError, ValueError (NotOneFit among them), KeyError, TypeError or AttributeError when it
     holds none (a damaged card or record)."""
-    if (folder / accelerated.RUN).is_file() or not (folder / f"{name}.json").is_file():
+    card_file = folder / f"{name}.json"
+    if not card_file.is_file() or (folder / accelerated.RUN).is_file():  # a fit folder (or nothing: its files are missing)
         return Fit(folder, json.loads((folder / accelerated.RUN).read_text()),
                    json.loads((folder / accelerated.HISTORY).read_text()))
-    card = json.loads((folder / f"{name}.json").read_text())
+    card = json.loads(card_file.read_text())
     fit = card["training"].get("fitted_elsewhere")
     if not fit:
         raise NotOneFit("its model was fitted by `python -m training` itself, and only fits of "
