@@ -415,7 +415,9 @@ def log_summary(card: ModelCard, exported: Exported) -> None:
         log(f"  {source}: {figures}")
     for source, figures in (exported.holdout_metrics or {}).items():
         log(f"  held out {source}: {figures}")
-    log(f"kept epoch {card.training['kept_epoch']} of {card.training['epochs_run']}")
+    members = (card.training.get("fitted_elsewhere") or {}).get("ensemble_of")
+    of_whom = f" (the first of {members} averaged fits)" if members else ""
+    log(f"kept epoch {card.training['kept_epoch']} of {card.training['epochs_run']}{of_whom}")
 
 
 def _loso(args: argparse.Namespace) -> dict | None:

@@ -183,6 +183,7 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     assert not_a_fit.returncode != 0 and "fitted by `python -m training` itself" in not_a_fit.stderr
     ensemble = run_training(*folders, *same, "--trained", *both, "--loso", tmp_path / "mean.json", "--runs", tmp_path / "ensemble")
     assert ensemble.returncode == 0, ensemble.stderr[-3000:]
+    assert "(the first of 2 averaged fits)" in ensemble.stderr, "the kept epoch is one member's, and says so"
     (ensemble_run,) = (tmp_path / "ensemble").iterdir()
     ensemble_card = json.loads((ensemble_run / "fire_classifier.json").read_text())
     members = ensemble_card["training"]["fitted_elsewhere"]
