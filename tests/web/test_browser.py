@@ -6,6 +6,7 @@ import base64
 import json
 
 import pytest
+from PIL import Image
 
 from tests.conftest import ARTIFACTS, CHROMIUM
 from tests.page import PHONE, VIEWPORT, card, collect_problems, wait_for_results
@@ -282,18 +283,28 @@ def _overlay_ink(result) -> int:
         " for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }")
 
 
-def test_show_where_toggles_the_fire_map_overlay(browser, served, fire_photo, nofire_photo):
+def _served_map(classifier, photo) -> list[list[float]]:
+    """The served model's map of this photo, as the API returns it."""
+    return [list(row) for row in classifier.classify(photo.read_bytes(), with_map=True).fire_map]
+
+
+def test_show_where_toggles_the_fire_map_overlay(browser, served, classifier, fire_photo, nofire_photo, tmp_path):
     from tests.conftest import _dataset_file
 
-    street = _dataset_file("fire-dataset/fire/fire.10.jpg")  # flames along the bottom of a forest, not all over the photo
+    # A caption's words follow the model's map of that photo, so real photos are checked against the words for the
+    # served model's map (a new model must not break the test), and the words themselves against made-up maps.
+    quiet_photo = tmp_path / "grey.png"  # a plain grey photo: no model worth serving sees fire evidence in it
+    Image.new("RGB", (250, 250), (128, 128, 128)).save(quiet_photo)
+
+    street = _dataset_file("fire-dataset/fire/fire.10.jpg")  # a second fire photo: flames along the bottom of a forest
     for name, viewport in (("desktop", {"width": 1280, "height": 800}), ("phone", {"width": 390, "height": 844})):
         context = browser.new_context(viewport=viewport, device_scale_factor=2 if name == "phone" else 1)
         page = context.new_page()
         problems = collect_problems(page)
         try:
             page.goto(served.url + "/")
-            page.set_input_files("#image-input", [str(fire_photo), str(nofire_photo), str(street)])
-            wait_for_results(page, 3)
+            page.set_input_files("#image-input", [str(fire_photo), str(nofire_photo), str(street), str(quiet_photo)])
+            wait_for_results(page, 4)
             result = card(page, fire_photo.name)
             toggle = result.get_by_role("button", name="Show where")
             assert toggle.is_visible() and toggle.get_attribute("aria-pressed") == "false"
@@ -308,12 +319,17 @@ def test_show_where_toggles_the_fire_map_overlay(browser, served, fire_photo, no
             assert "Fire evidence" in result.locator(".map-caption").inner_text()
             assert result.locator(".thumb").bounding_box()["width"] > 150, "the thumbnail grows to show the map"
 
-            quiet = card(page, nofire_photo.name)
+            describe = lambda fire_map: page.evaluate("m => FirewatchMap.describe(m)", fire_map)  # noqa: E731
+            bottom = [[0.1] * 10 for _ in range(8)] + [[0.9] * 10 for _ in range(2)]
+            assert describe(bottom) == "Fire evidence over about 20% of the photo, mostly the bottom (coarse 10 × 10 map)."
+            assert "nearly everywhere" in describe([[0.9] * 10 for _ in range(10)])
+            for photo in (nofire_photo, street):
+                other = card(page, photo.name)
+                other.get_by_role("button", name="Show where").click()
+                assert other.locator(".map-caption").inner_text().strip() == describe(_served_map(classifier, photo))
+            quiet = card(page, quiet_photo.name)
             quiet.get_by_role("button", name="Show where").click()
             assert "little fire evidence" in quiet.locator(".map-caption").inner_text()
-            house = card(page, street.name)
-            house.get_by_role("button", name="Show where").click()
-            assert "mostly the bottom" in house.locator(".map-caption").inner_text()
 
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / f"web-fire-map-{name}.png"), full_page=True)

@@ -98,5 +98,5 @@
     show(false);
   }
 
-  window.FirewatchMap = { attach: attach };
+  window.FirewatchMap = { attach: attach, describe: describe };
 })();
