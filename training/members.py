@@ -8,7 +8,6 @@ served model can join a seed ensemble later, after its fit folder is gone.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,11 +51,10 @@ def read(folder: Path, name: str = "fire_classifier") -> Fit:
                         "`python -m training.accelerated one` record what an ensemble member needs")
     if "ensemble_of" in fit:
         raise NotOneFit(f"its model is already the mean of {fit['ensemble_of']} fits: give those fits' folders instead")
-    manifest = (folder / card["training_data"]["file_hashes"]).read_bytes()
-    if hashlib.sha256(manifest).hexdigest() != card["training_data"]["file_hashes_sha256"]:
+    if not runs.manifest_matches(folder, card["training_data"]):
         raise ValueError("its file manifest is not the one its card names (another hash): the training photos are unknown")
-    rows = (line.split(None, 2) for line in manifest.decode().splitlines())
-    trained_on = [fields[0] for fields in rows if fields[1:2] == ["train"]]
+    manifest = runs.read_file_list(folder / card["training_data"]["file_hashes"])
+    trained_on = [sha256 for sha256, split, _ in manifest if split == "train"]
     record = {"command": fit["command"], "device": fit["device"], "backend": fit["backend"], "settings": fit["settings"],
               "image_size": card["input"]["width"], "train_digest": accelerated.digest(trained_on),
               "fit_seconds": card["training"]["seconds"], **({"init": fit["started_from"]} if "started_from" in fit else {})}

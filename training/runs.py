@@ -65,6 +65,13 @@ def read_file_list(path: Path) -> list[tuple[str, str, str]]:
     return [(row[0], row[1], row[2]) for row in rows if len(row) == 3]
 
 
+def manifest_matches(folder: Path, training_data: dict) -> bool:
+    """Whether the file list a card's ``training_data`` names, in ``folder``, has the SHA-256 the card records (so the
+    training photos it lists are the ones the model was fitted on). Raises OSError when the file cannot be read."""
+    manifest = (folder / training_data["file_hashes"]).read_bytes()
+    return hashlib.sha256(manifest).hexdigest() == training_data.get("file_hashes_sha256")
+
+
 def find_card(run: Path) -> Path:
     cards = sorted(p for p in run.glob("*.json") if p.is_file())
     if len(cards) != 1:
@@ -102,7 +109,7 @@ def check_complete(run: Path) -> ModelCard:
     if not card.version.endswith(hashlib.sha256(tflite).hexdigest()[:8]):
         raise RunError(f"{run}: {card.files['tflite']} is not the model the card describes (version {card.version})")
     manifest = card.training_data.get("file_hashes")
-    if manifest and hashlib.sha256((run / manifest).read_bytes()).hexdigest() != card.training_data.get("file_hashes_sha256"):
+    if manifest and not manifest_matches(run, card.training_data):
         raise RunError(f"{run}: {manifest} does not match the hash in the card")
     try:
         LiteRTModel(run / card.files["tflite"])
