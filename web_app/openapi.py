@@ -164,7 +164,11 @@ def openapi_document(classifier: Classifier, reader=None) -> dict:
                             ),
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Classification"}}},
                         },
-                        "400": _error_response("No file, not a multipart form, or `map` is not 1 or 0.", _codes_for(400)),
+                        "400": _error_response(
+                            "No file, not a multipart form (or its boundary is not RFC 2046's 1 to 70 characters), "
+                            "or `map` is not 1 or 0.",
+                            _codes_for(400),
+                        ),
                         "408": _error_response("The upload arrived too slowly.", _codes_for(408)),
                         "413": _error_response(
                             "The upload is larger than the byte limit, or the form has too many parts.", _codes_for(413)

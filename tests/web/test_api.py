@@ -253,3 +253,43 @@ def test_openapi_documents_the_map_with_the_model_s_grid(client):
     fire_map = schema["properties"]["fire_map"]
     assert fire_map["minItems"] == fire_map["maxItems"] == 10 and fire_map["items"]["maxItems"] == 10
     assert "fire_map" not in schema["required"] and "fire_map_grid" not in schema["required"], "only with ?map=1"
+
+
+def multipart(boundary: str, data: bytes, field: str = "image") -> bytes:
+    """One file part framed by ``boundary``, written by hand: the test client always picks its own boundary."""
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="photo.jpg"\r\n\r\n'
+    return head.encode() + data + f"\r\n--{boundary}--\r\n".encode()
+
+
+def post_with_boundary(client, boundary: str, data: bytes):
+    content_type = f'multipart/form-data; boundary="{boundary}"'
+    return client.post("/api/v1/classify", data=multipart(boundary, data), content_type=content_type)
+
+
+@pytest.mark.parametrize("boundary", [
+    "----WebKitFormBoundary7MA4YWxkTrZu0gW",  # Chrome, Safari, Edge
+    "----geckoformboundary" + "9f" * 16,  # Firefox
+    "-" * 24 + "4d2f9a1c0b7e5d3a8c6f10",  # curl
+    "7a3f" * 8,  # requests, urllib3
+    "=" * 15 + "7123456789012345678==",  # Python's email package
+    "a1" * 30,  # Go's mime/multipart
+    "'()+_,-./:=? " * 5 + "aZ09x",  # every character RFC 2046 allows, 70 of them, a space inside
+], ids=["chrome", "firefox", "curl", "requests", "python-email", "go", "rfc-2046-longest"])
+def test_every_common_client_s_multipart_boundary_is_read(client, classifier, fire_photo, boundary):
+    response = post_with_boundary(client, boundary, fire_photo.read_bytes())
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["fire_probability"] == classifier.classify(fire_photo.read_bytes()).fire_probability
+
+
+@pytest.mark.parametrize("boundary", ["b" * 71, "b" * 8000, "caf\u00e9", "ends-in-a-space "],
+                         ids=["71-chars", "8000-chars", "not-ascii", "trailing-space"])
+def test_a_multipart_boundary_outside_rfc_2046_is_400_before_the_form_is_read(client, fire_photo, boundary):
+    # Werkzeug compiles two regular expressions from each request's boundary, at a cost that grows with its length
+    # (an 8 KB boundary costs more CPU than classifying the photo): refused before the form is parsed.
+    error = assert_error(post_with_boundary(client, boundary, fire_photo.read_bytes()), 400, "bad_request")
+    assert "boundary" in error["message"] and "70" in error["message"]
+
+
+def test_a_multipart_form_without_a_boundary_is_400(client):
+    response = client.post("/api/v1/classify", data=b"--x\r\n\r\n--x--\r\n", content_type="multipart/form-data")
+    assert "boundary" in assert_error(response, 400, "bad_request")["message"]
