@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -q -c requirements/constraints.txt
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install install-serving demo test test-all bench train synth lint clean help bootstrap deploy destroy cost backfill replay
+.PHONY: install install-serving demo test test-all bench train synth clean help bootstrap deploy destroy cost backfill replay
 
 help:
 	@echo "make demo      run the whole system locally (web app :8080, local S3 :4566, Lambda handler)"
