@@ -15,7 +15,11 @@ With ``--seeds mean`` (or ``both``), a recipe fitted with several seeds is repor
 probability is the mean of the seeds' fits, which is what serving those fits as one model computes
 (``python -m training --trained DIR DIR ...``).
 
-  python -m training.loso FOLD_DIR... [--score probability|flip_averaged] [--seeds apart|mean|both] [--json OUT]
+With ``--cascade`` (and ``--seeds mean`` or ``both``), an ensemble of two seeds is also reported as a cascade would
+serve it: the first fit alone where it is clear, the mean of both where the first is near the threshold. For each
+order and margin: the share of photos the second fit scores, and how many verdicts differ from the mean's.
+
+  python -m training.loso FOLD_DIR... [--score probability|flip_averaged] [--seeds apart|mean|both] [--cascade] [--json OUT]
 """
 
 from __future__ import annotations
@@ -99,21 +103,70 @@ def fits_averaged(recipe: str) -> int:
     return int(ensemble.group(1)) if ensemble else 1
 
 
-def seed_ensembles(folds: list[Fold]) -> dict[str, list[Fold]]:
-    """For each recipe fitted with several seeds on every one of its folds: folds whose probabilities are the mean of
-    those seeds' (the seeds every fold has). Every seed of a fold must have scored the same photos in the same order."""
+def seeded_folds(folds: list[Fold]) -> dict[str, tuple[list[int], list[dict[int, Fold]]]]:
+    """For each recipe fitted with several seeds on every one of its folds: the ensemble's recipe, its seeds (those
+    every fold has) and, per fold, each seed's fold."""
     by_recipe: dict[str, dict[tuple[str, ...], dict[int, Fold]]] = defaultdict(lambda: defaultdict(dict))
     for fold in folds:
         if fold.seed is not None:
             by_recipe[fold.settings_but_seed][tuple(sorted(fold.held_out))][fold.seed] = fold
-    ensembles = {}
+    found = {}
     for settings, by_fold in by_recipe.items():
         seeds = sorted(set.intersection(*(set(seeded) for seeded in by_fold.values())))
-        if len(seeds) < 2:
-            continue
-        recipe = f"{settings} seeds={'+'.join(map(str, seeds))} {ENSEMBLE.format(len(seeds))}"
-        ensembles[recipe] = [_mean_of([seeded[s] for s in seeds], recipe) for seeded in by_fold.values()]
-    return ensembles
+        if len(seeds) >= 2:
+            found[f"{settings} seeds={'+'.join(map(str, seeds))} {ENSEMBLE.format(len(seeds))}"] = (seeds, list(by_fold.values()))
+    return found
+
+
+def seed_ensembles(folds: list[Fold]) -> dict[str, list[Fold]]:
+    """For each recipe fitted with several seeds on every one of its folds: folds whose probabilities are the mean of
+    those seeds' (the seeds every fold has). Every seed of a fold must have scored the same photos in the same order."""
+    return {recipe: [_mean_of([seeded[s] for s in seeds], recipe) for seeded in by_fold]
+            for recipe, (seeds, by_fold) in seeded_folds(folds).items()}
+
+
+CASCADE_MARGINS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+
+
+def cascade(seeds: list[int], by_fold: list[dict[int, Fold]], threshold: float,
+            margins: tuple[float, ...] = CASCADE_MARGINS) -> list[dict]:
+    """A cascade of two seeds' fits, out of fold: each photo is scored by the first fit, and by the mean of both only
+    when the first is within ``margin`` of ``threshold``. What serving that way would save, and what it would change
+    against serving the mean, for each order of the two seeds and each margin."""
+    from sklearn import metrics as skm
+
+    from . import evaluate
+
+    if len(seeds) != 2:
+        return []
+    first_seed, second_seed = seeds
+    samples = [s for seeded in by_fold for s in seeded[first_seed].held[0]]
+    labels = np.concatenate([seeded[first_seed].held[1] for seeded in by_fold])
+    probs = {seed: np.concatenate([seeded[seed].held[2] for seeded in by_fold]) for seed in seeds}
+    mean = (probs[first_seed] + probs[second_seed]) / 2
+    rows = []
+    for first, second in ((first_seed, second_seed), (second_seed, first_seed)):
+        for margin in margins:
+            both = np.abs(probs[first] - threshold) < margin
+            score = np.where(both, mean, probs[first])
+            rows.append({
+                "first": first, "second": second, "margin": margin,
+                "second_fit_share": round(float(both.mean()), 4),
+                "verdicts_unlike_the_mean": int(((score >= threshold) != (mean >= threshold)).sum()),
+                "photos": len(score),
+                "macro_balanced_accuracy": round(float(evaluate._macro_balanced_accuracy(samples, labels, score, threshold)), 4),
+                "roc_auc": round(float(skm.roc_auc_score(labels, score)), 4) if len(set(labels.tolist())) == 2 else None,
+            })
+    return rows
+
+
+def render_cascade(rows: list[dict], threshold: float) -> str:
+    lines = [f"  cascade, out of fold at {threshold:.2f}: the first seed's fit alone, the mean of both when the first is "
+             "within the margin of the threshold"]
+    lines += [f"    seed {r['first']} first, margin {r['margin']:.2f}: second fit on {100 * r['second_fit_share']:.1f} %, "
+              f"{r['verdicts_unlike_the_mean']} of {r['photos']} verdicts unlike the mean's, macro balanced accuracy "
+              f"{r['macro_balanced_accuracy']:.4f}, ROC AUC {r['roc_auc']}" for r in rows]
+    return "\n".join(lines)
 
 
 def _mean_of(members: list[Fold], recipe: str) -> Fold:
@@ -196,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="apart (default): each seed's folds are a result of their own; mean: a recipe fitted with several "
                         "seeds on every fold is reported only as the mean of those seeds' probabilities (an ensemble), a "
                         "recipe of one seed as it is; both: each seed and the mean")
+    p.add_argument("--cascade", action="store_true",
+                   help="with --seeds mean or both, for an ensemble of two seeds: what serving it as a cascade would "
+                        "give (the first fit alone on clear photos, both near the threshold), out of fold")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     recipes: dict[str, list[Fold]] = defaultdict(list)
@@ -213,8 +269,12 @@ def main(argv: list[str] | None = None) -> int:
         recipes[fold.recipe].append(fold)
     if not recipes:
         raise SystemExit("error: no fold with a held-out source among those folders")
+    if args.cascade and args.seeds == "apart":
+        p.error("--cascade needs --seeds mean or both: it compares a cascade with the seeds' mean")
+    seeded = {}
     if args.seeds != "apart":
         try:
+            seeded = seeded_folds([fold for folds in recipes.values() for fold in folds])
             ensembles = seed_ensembles([fold for folds in recipes.values() for fold in folds])
         except ValueError as exc:
             raise SystemExit(f"error: {exc}") from None
@@ -223,7 +283,12 @@ def main(argv: list[str] | None = None) -> int:
             recipes = {recipe: folds for recipe, folds in recipes.items() if folds[0].settings_but_seed not in averaged}
         recipes.update(ensembles)
     report = {recipe: summarise(folds) for recipe, folds in recipes.items()}
-    print("\n\n".join(render(recipe, figures) for recipe, figures in report.items()))
+    if args.cascade:
+        for recipe, (seeds, by_fold) in seeded.items():
+            report[recipe]["cascade"] = cascade(seeds, by_fold, report[recipe]["out_of_fold"]["threshold"])
+    print("\n\n".join(render(recipe, figures) + ("\n" + render_cascade(figures["cascade"], figures["out_of_fold"]["threshold"])
+                                                 if figures.get("cascade") else "")
+                       for recipe, figures in report.items()))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0

@@ -307,3 +307,36 @@ def test_an_ensemble_with_flip_averaging_is_a_usage_error(tmp_path):
     done = run_module("training", "--trained", tmp_path / "a", tmp_path / "b", "--tta", "flip", "--runs", tmp_path / "runs")
     assert done.returncode == 1 and "an ensemble is served without flip averaging" in done.stderr
     assert not (tmp_path / "runs").exists(), "refused before anything is written"
+
+
+def _held_fold(seed: int, probs: list[float], labels: list[int]) -> loso.Fold:
+    samples = [loso.Scored("weather/nofire" if not y else "forest/fire", y) for y in labels]
+    return loso.Fold("r", ["weather"], ([], np.zeros(0), np.zeros(0)), (samples, np.asarray(labels, np.float32),
+                     np.asarray(probs, np.float32)), seed)
+
+
+def test_a_cascade_runs_the_second_fit_only_near_the_threshold_and_counts_what_that_changes():
+    labels = [1, 0, 0, 1]
+    by_fold = [{1: _held_fold(1, [0.9, 0.55, 0.1, 0.45], labels), 2: _held_fold(2, [0.8, 0.2, 0.1, 0.9], labels)}]
+    rows = {(r["first"], r["margin"]): r for r in loso.cascade([1, 2], by_fold, 0.5, margins=(0.05, 0.1))}
+    # Seed 1 first: within 0.1 of 0.5 are 0.55 and 0.45, scored by the mean (0.375, 0.675): the mean's verdicts.
+    assert rows[(1, 0.1)]["second_fit_share"] == 0.5 and rows[(1, 0.1)]["verdicts_unlike_the_mean"] == 0
+    assert rows[(1, 0.1)]["macro_balanced_accuracy"] == 1.0
+    # Within 0.05, none: seed 1 alone calls 0.55 fire and 0.45 not, unlike the mean both times.
+    assert rows[(1, 0.05)]["second_fit_share"] == 0 and rows[(1, 0.05)]["verdicts_unlike_the_mean"] == 2
+    assert rows[(1, 0.05)]["macro_balanced_accuracy"] == 0.5 and rows[(1, 0.05)]["photos"] == 4
+    # Seed 2 first is clear on every photo and agrees with the mean without the second fit.
+    assert rows[(2, 0.1)]["second_fit_share"] == 0 and rows[(2, 0.1)]["verdicts_unlike_the_mean"] == 0
+    assert loso.cascade([1, 2, 3], by_fold, 0.5) == [], "a cascade of two fits only"
+
+
+def test_loso_reports_a_cascade_only_for_an_ensemble(tmp_path):
+    folders = [_fake_fold(tmp_path / f"s{seed}-{source}", seed, source, held=held)
+               for seed, held in ((1, 0.2), (2, 0.6)) for source in ("weather", "houses")]
+    done = run_module("training.loso", *folders, "--seeds", "mean", "--cascade", "--json", tmp_path / "r.json")
+    assert done.returncode == 0, done.stderr
+    assert "seed 1 first, margin 0.20: second fit on" in done.stdout and "seed 2 first" in done.stdout
+    (figures,) = json.loads((tmp_path / "r.json").read_text()).values()
+    assert len(figures["cascade"]) == 2 * len(loso.CASCADE_MARGINS)
+    apart = run_module("training.loso", *folders, "--cascade")
+    assert apart.returncode == 2 and "--cascade needs --seeds mean or both" in apart.stderr
