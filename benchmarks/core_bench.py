@@ -81,6 +81,7 @@ def run(repeats: int = 5) -> list[dict]:
     rows.append({"metric": "  model only, 1 image (ms) [keras: predict_on_batch]",
                  "litert": _median_ms(lambda: ours.predict_arrays(array), 200),
                  "keras": _median_ms(lambda: keras_runtime.predict_on_batch(array), 50), "target": "", "ok": None})
+    rows.extend(cascade_rows(ours, keras_model))
     rows.extend(map_rows(ours, keras_model, photo, array))
     rows.append({"metric": "12-megapixel JPEG end to end, 1 thread (ms)",
                  "litert": _median_ms(lambda: ours.classify(big), 15, warmup=1),
@@ -93,6 +94,27 @@ def run(repeats: int = 5) -> list[dict]:
     rows.append({"metric": "throughput, batches of 32 250x250 JPEGs, 1 thread (images/s)",
                  "litert": 32_000 / ours_batch_ms, "keras": 32_000 / keras_batch_ms, "target": "", "ok": None})
     return rows
+
+
+def cascade_rows(ours: Classifier, keras_model: Classifier) -> list[dict]:
+    """A cascade (inference.cascade) runs one fit on a clear photo and both on one near the threshold: the model time
+    of each, on the first photo of each kind in forest-fire's training photos (the benchmark's photo is either)."""
+    from inference import FIRST_FIT, Cascade
+
+    if not isinstance(ours.predictor, Cascade):
+        return []
+    cascade = ours.predictor
+    kinds: dict[str, np.ndarray] = {}
+    for path in sorted(PHOTO.parent.parent.glob("*/*.jpg")):
+        image = ours.preprocess(path.read_bytes())[np.newaxis]
+        first = cascade.model.run_signature(FIRST_FIT, image)["fire_probability"].reshape(-1)
+        kinds.setdefault("both fits" if cascade.second_fit_needed(first).size else "one fit", image)
+        if len(kinds) == 2:
+            break
+    return [{"metric": f"  model only, a photo the cascade gives {kind} (ms)",
+             "litert": _median_ms(lambda: ours.predict_arrays(image), 200),
+             "keras": _median_ms(lambda: keras_model.predict_arrays(image), 30), "target": "", "ok": None}
+            for kind, image in sorted(kinds.items(), reverse=True)]
 
 
 def _paired_medians_ms(first, second, repeats: int, warmup: int = 3) -> tuple[float, float]:

@@ -6,17 +6,22 @@ Depends on numpy, Pillow and LiteRT only: no AWS SDK, no web framework, no Tenso
 from .classifier import (
     BORDERLINE, CERTAINTIES, CLEAR, Classifier, Prediction, certainty_of, error_record, outcome_record, validate_threshold,
 )
+from .cascade import CELL_LOGITS_OUTPUT, FIRST_FIT, SECOND_FIT, Cascade
 from .decoding import IMAGE_SUFFIXES, decode_image, sniff_format
 from .errors import ERROR_CODES, InvalidImage
-from .model import LiteRTModel, MapUnavailable, ModelCard, ModelNotFound, Predictor
+from .model import DEFAULT_SIGNATURE, PROBABILITY_OUTPUT, LiteRTModel, MapUnavailable, ModelCard, ModelNotFound, Predictor
 from .settings import Limits, Settings, positive_int
 
 __all__ = [
     "BORDERLINE",
+    "CELL_LOGITS_OUTPUT",
     "CERTAINTIES",
     "CLEAR",
+    "Cascade",
     "Classifier",
+    "DEFAULT_SIGNATURE",
     "ERROR_CODES",
+    "FIRST_FIT",
     "IMAGE_SUFFIXES",
     "InvalidImage",
     "Limits",
@@ -24,8 +29,10 @@ __all__ = [
     "MapUnavailable",
     "ModelCard",
     "ModelNotFound",
+    "PROBABILITY_OUTPUT",
     "Prediction",
     "Predictor",
+    "SECOND_FIT",
     "Settings",
     "certainty_of",
     "decode_image",

@@ -9,6 +9,7 @@ from typing import Iterable
 
 import numpy as np
 
+from .cascade import Cascade
 from .decoding import decode_image
 from .errors import InvalidImage
 from .model import NEGATIVE_LABEL, POSITIVE_LABEL, LiteRTModel, MapUnavailable, ModelCard, Predictor, card_path_for
@@ -140,7 +141,10 @@ class Classifier:
         settings = settings or Settings.from_env()
         path = Path(model_path) if model_path else settings.model_path
         card = ModelCard.load(card_path_for(path))
-        predictor = LiteRTModel(path, threads=threads or settings.threads)
+        predictor: Predictor = LiteRTModel(path, threads=threads or settings.threads)
+        if card.cascade:  # around the threshold verdicts are made at, the card's or the one given
+            resolved = validate_threshold(card.threshold if threshold is None else threshold)
+            predictor = Cascade(predictor, card.cascade.get("margin"), resolved)  # type: ignore[arg-type]
         return cls(card, predictor, limits=limits or settings.limits, threshold=threshold)
 
     @property

@@ -26,6 +26,8 @@ class MapUnavailable(RuntimeError):
 # probability; the map is then unavailable.
 PROBABILITY_OUTPUT = "fire_probability"
 MAP_OUTPUT = "fire_map"
+# A file with several signatures (a cascade's, inference.cascade) serves the whole model under this one.
+DEFAULT_SIGNATURE = "serving_default"
 
 
 OUTPUT_DESCRIPTION = "probability of fire (sigmoid); label is fire when probability >= threshold"
@@ -72,6 +74,9 @@ class ModelCard:
     tflite_format: dict = field(default_factory=dict)
     # the second output: {"output", "grid": [rows, columns], "definition"}; None for models without it
     fire_map: dict | None = None
+    # an ensemble of two fits served as a cascade (inference.cascade): {"margin", "first", "second", ...}; None: the
+    # whole model scores every photo
+    cascade: dict | None = None
     # what the model does outside what it was measured on (controlled flames, depicted fire, unseen kinds of scene)
     limitations: list = field(default_factory=list)
     raw: dict = field(default_factory=dict, compare=False, repr=False)
@@ -159,6 +164,10 @@ class LiteRTModel:
         if not path.is_file():
             raise ModelNotFound(f"model file not found: {path}")
         self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self.signatures = tuple(self._interpreter.get_signature_list())
+        self._runners: dict = {}
+        # With several signatures, the whole model is the default one, run through its signature runner.
+        self._default = self._runner(DEFAULT_SIGNATURE) if len(self.signatures) > 1 else None
         self._input = self._interpreter.get_input_details()[0]
         self._output, self._map = self._named_outputs()
         for role, detail in (("input", self._input), ("output", self._output), ("fire map output", self._map)):
@@ -174,6 +183,9 @@ class LiteRTModel:
     def _named_outputs(self) -> tuple[dict, dict | None]:
         """The probability and map outputs' details, by signature name; a model with one output (exported before
         the map existed, whatever its name) has only the probability."""
+        if self._default is not None:
+            outputs = self._default.get_output_details()
+            return outputs[PROBABILITY_OUTPUT], outputs.get(MAP_OUTPUT)
         signatures = self._interpreter.get_signature_list()
         outputs = self._interpreter.get_signature_runner().get_output_details() if len(signatures) == 1 else {}
         if PROBABILITY_OUTPUT in outputs:
@@ -199,8 +211,28 @@ class LiteRTModel:
             raise MapUnavailable("this model has no fire map output; re-export it with `python -m training.export`")
         return self._run(images, with_map=True)  # type: ignore[return-value]
 
+    def _runner(self, name: str):
+        if name not in self.signatures:
+            raise ValueError(f"the model has no signature {name!r} (it has {', '.join(self.signatures) or 'none'})")
+        runner = self._interpreter.get_signature_runner(name)
+        (image_input,) = runner.get_input_details()
+        self._runners[name] = (runner, image_input)
+        return runner
+
+    def run_signature(self, name: str, images: np.ndarray) -> dict[str, np.ndarray]:
+        """All outputs of signature ``name`` on ``images`` (n, height, width, 3), by output name."""
+        if name not in self._runners:
+            self._runner(name)
+        runner, image_input = self._runners[name]
+        with self._lock:
+            return runner(**{image_input: images.astype(np.float32, copy=False)})
+
     def _run(self, images: np.ndarray, with_map: bool) -> tuple[np.ndarray, np.ndarray | None]:
         batch, height, width, _ = images.shape
+        if self._default is not None:
+            outputs = self.run_signature(DEFAULT_SIGNATURE, images)
+            scores = outputs[PROBABILITY_OUTPUT]
+            return np.asarray(scores, dtype=np.float64).reshape(batch), outputs[MAP_OUTPUT] if with_map else None
         with self._lock:
             self._ensure_batch(batch, height, width)
             self._interpreter.set_tensor(self._input["index"], images.astype(self._input["dtype"], copy=False))

@@ -31,6 +31,9 @@ DATA_CREDITS = {
 }
 
 
+CASCADE_RULE = ("the first fit alone where its probability is at least `margin` from the threshold, the mean of both fits "
+                "(probability, and cell logits for the map) elsewhere; the margin is the one that ran the second fit least "
+                "among those at which no out-of-fold verdict differed from the mean's (python -m training.loso --cascade)")
 THRESHOLD_RULES = {
     "validation": "maximises validation balanced accuracy averaged per source folder (hard negatives weigh as much as easy ones)",
     "loso": "maximises balanced accuracy averaged per source folder over leave-one-source-out predictions: each photo scored by "
@@ -95,6 +98,7 @@ class Exported:
     holdout_metrics: dict | None
     held_s: list  # the held-out samples that could be decoded
     fire_map: dict  # the card's description of the map output
+    cascade: dict | None = None  # the card's cascade block, when the ensemble is served as one
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"run folder {run.folder}: python -m training {shlex.join(_argv(argv))}")
         splits = load_splits(args, samples, held_s, size)
         trained = train(args, model, splits, run.folder)
-        exported = export_and_evaluate(args, trained.model, size, splits, run.folder)
+        exported = export_and_evaluate(args, trained.model, size, splits, run.folder, cascade_plan(args, trained))
         card = report(args, argv, roots, size, splits, trained, exported, run)
     folder = run.finish(card.version)
     log(f"run complete: {folder}")
@@ -316,7 +320,33 @@ def trained_elsewhere(args: argparse.Namespace, model, splits: Splits, folder: P
     return fitting.Fitted(model, fit.history, record["fit_seconds"]), elsewhere
 
 
-def export_and_evaluate(args: argparse.Namespace, model, size: int, splits: Splits, folder: Path) -> Exported:
+def cascade_plan(args: argparse.Namespace, trained: Trained) -> dict | None:
+    """How an ensemble of two fits is served as a cascade (inference.cascade), from the ``--loso`` report's cascade
+    rows (``python -m training.loso --seeds mean --cascade``); None without them, or when every margin changed a verdict."""
+    from . import loso
+
+    rows = (args.loso_report or {}).get("cascade")
+    members = (trained.elsewhere or {}).get("members", [])
+    if not rows or len(members) != 2:
+        return None
+    chosen = loso.cascade_choice(rows)
+    if chosen is None:
+        log("served as the mean of both fits: out of fold, a cascade changed some verdict at every margin")
+        return None
+    seeds = [member["settings"].get("seed") for member in members]
+    if sorted(seeds) != sorted((chosen["first"], chosen["second"])):
+        raise SystemExit(f"error: --loso {args.loso} measured a cascade of seeds {chosen['first']} and {chosen['second']}, "
+                         f"but this run serves seeds {' and '.join(map(str, seeds))}")
+    log(f"served as a cascade: seed {chosen['first']}'s fit alone, and the mean of both within {chosen['margin']} of the "
+        f"threshold (out of fold: the second fit on {100 * chosen['second_fit_share']:.1f} % of photos, every verdict the mean's)")
+    return {"margin": chosen["margin"],
+            "first": {"member": seeds.index(chosen["first"]), "seed": chosen["first"]},
+            "second": {"member": seeds.index(chosen["second"]), "seed": chosen["second"]},
+            "rule": CASCADE_RULE, "out_of_fold": chosen}
+
+
+def export_and_evaluate(args: argparse.Namespace, model, size: int, splits: Splits, folder: Path,
+                        cascade: dict | None = None) -> Exported:
     """Choose the threshold on Keras's validation probabilities, export ``.tflite``, and measure it as served."""
     from . import evaluate, export
 
@@ -329,23 +359,31 @@ def export_and_evaluate(args: argparse.Namespace, model, size: int, splits: Spli
     served = export.served_model(model)
     by_path = sorted(range(len(splits.train_s)), key=lambda i: splits.train_s[i].path)  # the file list's order
     calibration = splits.train_x[[by_path[i] for i in export.calibration_picks(len(by_path))]]
-    tflite_bytes, format_report = export.choose_tflite(served, size, calibration, splits.val_x, keras_probs, folder / runs.LOG_NAME)
+    tflite_bytes, format_report = export.choose_tflite(served, size, calibration, splits.val_x, keras_probs, folder / runs.LOG_NAME,
+                                                       export.cascade_fits(model, cascade))
     log(f"shipping {format_report['shipped']}: median ms per photo {format_report['median_ms_1_thread']}, "
         f"largest validation difference from Keras {format_report['validation_max_abs_diff_vs_keras']}")
     tflite_path = folder / f"{args.name}.tflite"
     tflite_path.write_bytes(tflite_bytes)
-    litert_probs = export.litert_probabilities(tflite_path, splits.val_x)
+    served_as = (cascade["margin"], threshold) if cascade else None
+    litert_probs = export.litert_probabilities(tflite_path, splits.val_x, served_as)
+    whole = export.litert_probabilities(tflite_path, splits.val_x) if cascade else litert_probs  # the mean of both fits
+    if cascade:
+        first = export.first_fit_probabilities(tflite_path, splits.val_x)
+        cascade = {**cascade, "validation_second_fit_share": round(float(np.mean(np.abs(first - threshold) < cascade["margin"])), 4),
+                   "validation_verdicts_unlike_the_mean": int(np.sum((litert_probs >= threshold) != (whole >= threshold)))}
     metrics = evaluate.summary(splits.val_s, splits.val_y, litert_probs, threshold)
-    metrics_block = {"validation": metrics, "litert_vs_keras_max_abs_diff": float(np.max(np.abs(litert_probs - keras_probs)))}
+    metrics_block = {"validation": metrics, "litert_vs_keras_max_abs_diff": float(np.max(np.abs(whole - keras_probs)))}
     if args.loso_report:
         metrics_block["validation_threshold"] = validation_threshold  # what validation alone would have chosen
         metrics_block["leave_one_source_out"] = args.loso_report
     holdout_metrics, held_s = None, splits.held_s
     if held_s:
-        holdout_metrics = evaluate.per_source(held_s, splits.held_y, export.litert_probabilities(tflite_path, splits.held_x), threshold)
+        holdout_metrics = evaluate.per_source(held_s, splits.held_y, export.litert_probabilities(tflite_path, splits.held_x, served_as),
+                                              threshold)
         metrics_block["held_out_sources"] = holdout_metrics
     return Exported(tflite_path, tflite_bytes, format_report, threshold, litert_probs, metrics_block, holdout_metrics, held_s,
-                    export.map_card_entry(served))
+                    export.map_card_entry(served), cascade)
 
 
 def write_file_manifest(args: argparse.Namespace, splits: Splits, held_s: list, folder: Path) -> tuple[str, str]:
@@ -402,6 +440,7 @@ def model_card(args, argv, roots, size, splits: Splits, trained: Trained, export
         files={"tflite": exported.tflite_path.name, "keras": trained.keras_path.name},
         tflite_format=exported.format_report,
         fire_map=exported.fire_map,
+        cascade=exported.cascade,
         limitations=LIMITATIONS,
     )
 
@@ -415,6 +454,9 @@ def log_summary(card: ModelCard, exported: Exported) -> None:
         log(f"  {source}: {figures}")
     for source, figures in (exported.holdout_metrics or {}).items():
         log(f"  held out {source}: {figures}")
+    if card.cascade:
+        log(f"cascade: the second fit scored {100 * card.cascade['validation_second_fit_share']:.1f} % of the validation photos; "
+            f"verdicts unlike the mean of both fits': {card.cascade['validation_verdicts_unlike_the_mean']}")
     members = (card.training.get("fitted_elsewhere") or {}).get("ensemble_of")
     of_whom = f" (the first of {members} averaged fits)" if members else ""
     log(f"kept epoch {card.training['kept_epoch']} of {card.training['epochs_run']}{of_whom}")

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from inference import DEFAULT_SIGNATURE, FIRST_FIT, PROBABILITY_OUTPUT, SECOND_FIT
+
 from . import quiet
 
 quiet.import_tensorflow()
@@ -36,25 +38,53 @@ AGREEMENT = {"float32": 1e-4, "dynamic_range": 0.05, "int8": 0.05}
 CALIBRATION_PHOTOS = 200
 
 
-def to_tflite(model, tflite_format: str = "float32", calibration: np.ndarray | None = None, log: Path | None = None) -> bytes:
+def to_tflite(model, tflite_format: str = "float32", calibration: np.ndarray | None = None, log: Path | None = None,
+              cascade: list | None = None) -> bytes:
     """``model`` as a ``.tflite`` file in ``tflite_format`` (one of :data:`FORMATS`); float input and output in all three.
 
     int8 quantises weights and activations, which needs ``calibration`` photos (N, H, W, 3, values 0-255). The
     converter saves a SavedModel first, which prints every endpoint's tensor specs and logs from C++: kept out of the
-    run's output (appended to ``log`` when given)."""
+    run's output (appended to ``log`` when given).
+
+    ``cascade``: the ensemble's two networks, first fit first (:func:`training.fire_map.with_cell_logits` models): the
+    file then also has a signature for each alone (inference.cascade), beside the whole model's ``serving_default``."""
     if tflite_format not in FORMATS:
         raise ValueError(f"unknown .tflite format {tflite_format!r}; known: {', '.join(FORMATS)}")
     if tflite_format == "int8" and (calibration is None or not len(calibration)):
         raise ValueError("the int8 format needs calibration photos")
     with quiet.captured_output(log):
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        signatures = {DEFAULT_SIGNATURE: model, FIRST_FIT: cascade[0], SECOND_FIT: cascade[1]} if cascade else None
+        converter = _with_signatures(signatures) if signatures else tf.lite.TFLiteConverter.from_keras_model(model)
         if tflite_format != "float32":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]  # alone: dynamic range (int8 weights, float activations)
         if tflite_format == "int8":
             # With a representative dataset the activations are int8 too; input and output stay float32, so serving
-            # feeds and reads every format alike.
-            converter.representative_dataset = lambda: ([image[None].astype(np.float32)] for image in calibration)
+            # feeds and reads every format alike. With several signatures, each is calibrated on the same photos.
+            photos = [image[None].astype(np.float32) for image in calibration]
+            converter.representative_dataset = (lambda: ([photo] for photo in photos)) if not signatures else \
+                (lambda: ((name, {"image": photo}) for name in signatures for photo in photos))
         return converter.convert()
+
+
+def _with_signatures(models: dict) -> "tf.lite.TFLiteConverter":
+    """A converter for one file with a signature per model. Each model's weights are frozen into constants first:
+    TensorFlow 2.21 keeps weights shared between signatures as variables, and then int8 calibration fails on a
+    ``READ_VARIABLE`` node."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    functions = []
+    for name, model in models.items():
+        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name="image")
+        frozen = convert_variables_to_constants_v2(tf.function(lambda image, m=model: m(image), input_signature=[spec])
+                                                   .get_concrete_function())
+        keys = sorted(model.output)  # a frozen function returns a dict's values flat, in the order of its sorted keys
+
+        def named(image, frozen=frozen, keys=keys):
+            return dict(zip(keys, frozen(image)))
+
+        named.__name__ = name  # the signature's name
+        functions.append(tf.function(named, input_signature=[spec]).get_concrete_function())
+    return tf.lite.TFLiteConverter.from_concrete_functions(functions, tf.Module())
 
 
 def calibration_picks(available: int, count: int = CALIBRATION_PHOTOS) -> range:
@@ -86,6 +116,19 @@ def served_model(model):
     return with_fire_map(model)
 
 
+def cascade_fits(model, plan: dict | None) -> list | None:
+    """The two networks of an ensemble ``model`` in a cascade ``plan``'s order (the card's ``cascade`` block: each of
+    ``first`` and ``second`` names its ``member``), each alone with its cell logits; None without a plan."""
+    if not plan:
+        return None
+    from .fire_map import ensemble_fits, with_cell_logits
+
+    fits = ensemble_fits(model)
+    if len(fits) != 2:
+        raise ValueError(f"a cascade serves an ensemble of two fits; this model has {len(fits) or 'no'} ensemble members")
+    return [with_cell_logits(fits[plan[step]["member"]]) for step in (FIRST_FIT, SECOND_FIT)]
+
+
 def map_card_entry(served) -> dict:
     """The model card's ``fire_map`` block for a :func:`served_model`."""
     from .fire_map import DEFINITION, MAP_OUTPUT, grid_of
@@ -94,13 +137,13 @@ def map_card_entry(served) -> dict:
 
 
 def choose_tflite(model, size: int, calibration: np.ndarray, val_x: np.ndarray, keras_probs: np.ndarray,
-                  log: Path | None = None) -> tuple[bytes, dict]:
+                  log: Path | None = None, cascade: list | None = None) -> tuple[bytes, dict]:
     """The fastest format whose validation probabilities stay within :data:`AGREEMENT` of Keras's ``keras_probs``.
 
     float32 always qualifies; int8 calibrates on ``calibration`` (training photos picked by
     :func:`calibration_picks`, never the validation photos it is then judged on). On x86 CPUs dynamic range is
     usually slower than float32, and int8 faster."""
-    candidates = {name: to_tflite(model, name, calibration, log) for name in FORMATS}
+    candidates = {name: to_tflite(model, name, calibration, log, cascade) for name in FORMATS}
     latency, difference = {}, {}
     with tempfile.TemporaryDirectory() as folder:
         for name, data in candidates.items():
@@ -118,14 +161,25 @@ def choose_tflite(model, size: int, calibration: np.ndarray, val_x: np.ndarray, 
     return candidates[chosen], report
 
 
-def litert_probabilities(tflite_path: Path, images: np.ndarray) -> np.ndarray:
-    """Run the exported file with LiteRT exactly as serving does."""
-    from inference import LiteRTModel
+def litert_probabilities(tflite_path: Path, images: np.ndarray, cascade: tuple[float, float] | None = None) -> np.ndarray:
+    """Run the exported file with LiteRT exactly as serving does; ``cascade``: (margin, threshold) of a cascade's."""
+    from inference import Cascade, LiteRTModel
 
     with quiet.captured_output():  # LiteRT announces its XNNPACK delegate on the first call
         runner = LiteRTModel(tflite_path, threads=2)
+        runner = Cascade(runner, *cascade) if cascade else runner
         first = runner.predict(images[:64])
     return np.concatenate([first] + [runner.predict(images[i : i + 64]) for i in range(64, len(images), 64)])
+
+
+def first_fit_probabilities(tflite_path: Path, images: np.ndarray) -> np.ndarray:
+    """A cascade file's first fit alone on ``images``: what decides where the cascade runs the second."""
+    from inference import LiteRTModel
+
+    with quiet.captured_output():
+        runner = LiteRTModel(tflite_path, threads=2)
+        return np.concatenate([runner.run_signature(FIRST_FIT, images[i : i + 64])[PROBABILITY_OUTPUT].reshape(-1)
+                               for i in range(0, len(images), 64)])
 
 
 def version_for(tflite: bytes, date: str) -> str:
@@ -206,11 +260,12 @@ def reexport(keras_path: Path, check_folders: list[Path], photos: int = 400) -> 
     tflite_path, card_path = keras_path.with_suffix(".tflite"), keras_path.with_suffix(".json")
     card = ModelCard.load(card_path)
     with quiet.optimizer_state_ignored():
-        served = served_model(keras.models.load_model(keras_path))
+        trained = keras.models.load_model(keras_path)
+    served = served_model(trained)
     shipped = (card.tflite_format or {}).get("shipped", "float32")
     calibration = training_photos(card_path.parent / (card.training_data.get("file_hashes") or "-"), card.input_size) \
         if shipped == "int8" else None
-    data = to_tflite(served, shipped, calibration)
+    data = to_tflite(served, shipped, calibration, cascade=cascade_fits(trained, card.cascade))
     checked = sample_photos(check_folders, photos)
     with tempfile.TemporaryDirectory() as folder:
         candidate = Path(folder) / tflite_path.name

@@ -20,6 +20,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from inference import CELL_LOGITS_OUTPUT
+
 from .backbones import HorizontalFlip
 
 PROBABILITY_OUTPUT = "fire_probability"
@@ -91,6 +93,24 @@ def with_fire_map(model: keras.Model) -> keras.Model:
     fire_map = layers.Reshape((rows, columns), name="map_grid")(evidence)
     # The outputs are named by their keys (the network's own dense layer already bears the name fire_probability).
     return keras.Model(inputs, {PROBABILITY_OUTPUT: probability, MAP_OUTPUT: fire_map}, name=f"{model.name}_with_map")
+
+
+def ensemble_fits(model: keras.Model) -> list[keras.Model]:
+    """The networks an ensemble averages, in order; [] for any other model (one network, flip averaging)."""
+    passes = _passes(model)
+    return [network for network, _ in passes] if len(passes) > 1 and not any(m for _, m in passes) else []
+
+
+def with_cell_logits(network: keras.Model) -> keras.Model:
+    """One network alone, as a cascade runs it (inference.cascade): its probability and its cell logits
+    (``fire_cell_logits``, (n, rows, columns): the fire map before the sigmoid, which a cascade averages over fits)."""
+    head = _Head(network, 0)
+    inputs = keras.Input(network.input_shape[1:], name="image")
+    probability, cells = head(inputs)
+    head.set_cell_weights()
+    rows, columns = cells.shape[1:3]
+    cell_logits = layers.Reshape((rows, columns), name="cell_grid")(cells)
+    return keras.Model(inputs, {PROBABILITY_OUTPUT: probability, CELL_LOGITS_OUTPUT: cell_logits}, name=f"{network.name}_alone")
 
 
 class _Head:

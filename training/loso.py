@@ -160,6 +160,13 @@ def cascade(seeds: list[int], by_fold: list[dict[int, Fold]], threshold: float,
     return rows
 
 
+def cascade_choice(rows: list[dict]) -> dict | None:
+    """The cascade to serve from :func:`cascade`'s rows: of those whose verdicts are all the mean's, the one that runs
+    the second fit least (then the smaller margin); None when every margin changed some verdict."""
+    same = [row for row in rows if row["verdicts_unlike_the_mean"] == 0]
+    return min(same, key=lambda row: (row["second_fit_share"], row["margin"])) if same else None
+
+
 def render_cascade(rows: list[dict], threshold: float) -> str:
     lines = [f"  cascade, out of fold at {threshold:.2f}: the first seed's fit alone, the mean of both when the first is "
              "within the margin of the threshold"]

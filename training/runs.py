@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from inference import LiteRTModel, ModelCard
+from inference import Cascade, LiteRTModel, ModelCard
 
 INCOMPLETE = "-incomplete"
 LOG_NAME = "train.log"
@@ -112,9 +112,14 @@ def check_complete(run: Path) -> ModelCard:
     if manifest and not manifest_matches(run, card.training_data):
         raise RunError(f"{run}: {manifest} does not match the hash in the card")
     try:
-        LiteRTModel(run / card.files["tflite"])
+        model = LiteRTModel(run / card.files["tflite"])
     except Exception as exc:  # LiteRT raises ValueError/RuntimeError for a damaged flatbuffer
         raise RunError(f"{run}: LiteRT cannot load {card.files['tflite']} ({exc})") from None
+    if card.cascade:
+        try:
+            Cascade(model, card.cascade.get("margin"), card.threshold)
+        except ValueError as exc:
+            raise RunError(f"{run}: {exc}") from None
     return card
 
 

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference import LiteRTModel
+from inference import Classifier, LiteRTModel
+from inference.cascade import Cascade
 from tests.conftest import ROOT
 from tests.training.test_training import make_dataset, run_training
-from training import accelerated, fitting, loso, pack
+from training import accelerated, fitting, loso, pack, runs
 
 
 def run_module(module: str, *args, timeout=300):
@@ -195,6 +196,32 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     assert list(served.map_grid) == ensemble_card["fire_map"]["grid"], "the ensemble serves its fire map too"
     nested = run_training(*folders, *same, "--trained", ensemble_run, fits / "small-s2-all", "--runs", tmp_path / "runs")
     assert nested.returncode != 0 and "already the mean of 2 fits: give those fits' folders" in nested.stderr
+    assert "cascade" not in ensemble_card or ensemble_card["cascade"] is None, "a cascade only from a report that measured one"
+
+    # The same two fits served as a cascade: the report's rows (as --cascade writes them) choose the order and margin.
+    (recipe_m, figures_m), = json.loads((tmp_path / "mean.json").read_text()).items()
+    row = {"photos": 9, "macro_balanced_accuracy": 1.0, "roc_auc": 1.0}
+    figures_m["cascade"] = [{**row, "first": 2, "second": 1, "margin": 0.25, "second_fit_share": 0.4, "verdicts_unlike_the_mean": 0},
+                            {**row, "first": 2, "second": 1, "margin": 0.1, "second_fit_share": 0.2, "verdicts_unlike_the_mean": 1},
+                            {**row, "first": 1, "second": 2, "margin": 0.3, "second_fit_share": 0.5, "verdicts_unlike_the_mean": 0}]
+    (tmp_path / "cascade.json").write_text(json.dumps({recipe_m: figures_m}))
+    cascaded = run_training(*folders, *same, "--trained", *both, "--loso", tmp_path / "cascade.json", "--runs", tmp_path / "cascaded")
+    assert cascaded.returncode == 0, cascaded.stderr[-3000:]
+    assert "served as a cascade: seed 2's fit alone, and the mean of both within 0.25" in cascaded.stderr
+    (cascade_run,) = (tmp_path / "cascaded").iterdir()
+    cascade_card = json.loads((cascade_run / "fire_classifier.json").read_text())
+    plan = cascade_card["cascade"]
+    assert plan["margin"] == 0.25 and plan["first"] == {"member": 1, "seed": 2} and plan["second"] == {"member": 0, "seed": 1}
+    assert 0 <= plan["validation_second_fit_share"] <= 1 and "no out-of-fold verdict differed" in plan["rule"]
+    classifier = Classifier.load(cascade_run / "fire_classifier.tflite")
+    assert isinstance(classifier.predictor, Cascade) and classifier.predictor.margin == 0.25
+    assert runs.check_complete(cascade_run).cascade == plan, "promote's checks read the cascade and find its signatures"
+    other_seeds = json.loads((tmp_path / "cascade.json").read_text())
+    for cascade_row in other_seeds[recipe_m]["cascade"]:
+        cascade_row["first"] = 3
+    (tmp_path / "other-seeds.json").write_text(json.dumps(other_seeds))
+    wrong_seeds = run_training(*folders, *same, "--trained", *both, "--loso", tmp_path / "other-seeds.json", "--runs", tmp_path / "runs")
+    assert wrong_seeds.returncode != 0 and "measured a cascade of seeds 3 and 1, but this run serves seeds 1 and 2" in wrong_seeds.stderr
 
 
 def test_loso_refuses_folders_without_a_held_out_source(tmp_path):

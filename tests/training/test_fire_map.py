@@ -99,6 +99,7 @@ def model_folder(tmp_path, keras_model: keras.Model, tflite_model: keras.Model):
     (tmp_path / "fire_classifier.tflite").write_bytes(export.to_tflite(tflite_model))
     card = json.loads(MODEL_PATH.with_suffix(".json").read_text())
     card.pop("fire_map", None)
+    card.pop("cascade", None)  # the served model's; these small models are one network or a plain ensemble
     card["input"] |= {"width": SIZE, "height": SIZE}
     card["tflite_format"] = {"shipped": "float32", "bytes": {"float32": 0}}
     (tmp_path / "fire_classifier.json").write_text(json.dumps(card))
@@ -228,8 +229,8 @@ def test_a_faster_format_that_disagrees_with_keras_is_not_shipped(monkeypatch, f
     formats = {}
     real = export.to_tflite
 
-    def remembered(model, name="float32", calibration=None, log=None):
-        data = real(model, name, calibration, log)
+    def remembered(model, name="float32", calibration=None, log=None, cascade=None):
+        data = real(model, name, calibration, log, cascade)
         formats[data] = name
         return data
 
@@ -263,3 +264,51 @@ def test_a_fully_quantised_file_with_integer_ends_is_refused_with_a_clear_error(
     path.write_bytes(converter.convert())
     with pytest.raises(ValueError, match="the model's input is uint8, not float32; export it with float input and output"):
         LiteRTModel(path)
+
+
+def test_a_cascade_file_holds_the_whole_ensemble_and_each_fit_alone_with_its_cell_logits(tmp_path):
+    from inference.cascade import CELL_LOGITS_OUTPUT, FIRST_FIT, SECOND_FIT, Cascade
+    from training.fire_map import ensemble_fits
+
+    networks = [small_model(seed).layers[2] for seed in (4, 5)]
+    ensemble = backbones.ensemble(networks)
+    assert ensemble_fits(ensemble) == [ensemble.layers[1], ensemble.layers[2]] and ensemble_fits(networks[0]) == []
+    plan = {FIRST_FIT: {"member": 1}, SECOND_FIT: {"member": 0}}  # the second network first
+    path = tmp_path / "cascade.tflite"
+    path.write_bytes(export.to_tflite(export.served_model(ensemble), cascade=export.cascade_fits(ensemble, plan)))
+    model = LiteRTModel(path)
+    assert sorted(model.signatures) == ["first", "second", "serving_default"]
+    images = photos(3)
+    # The whole model as before: what LiteRTModel.predict runs, and what Keras computes.
+    assert np.max(np.abs(model.predict(images) - ensemble.predict(images, verbose=0).reshape(-1))) <= 1e-5
+    for name, network in ((FIRST_FIT, networks[1]), (SECOND_FIT, networks[0])):
+        alone = model.run_signature(name, images)
+        assert np.max(np.abs(alone["fire_probability"] - network.predict(images, verbose=0))) <= 1e-5
+        pooling = next(layer for layer in network.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D))
+        kernel, bias = network.layers[-1].get_weights()
+        cells = keras.Model(network.inputs, pooling.input).predict(images, verbose=0) @ kernel[:, 0] + bias[0]
+        assert np.max(np.abs(alone[CELL_LOGITS_OUTPUT] - cells)) <= 1e-4
+    # A cascade whose margin takes in every photo is the whole model, map included.
+    everything = Cascade(model, margin=0.999, threshold=0.5)
+    probabilities, maps = everything.predict_with_map(images)
+    whole, whole_maps = model.predict_with_map(images)
+    assert np.max(np.abs(probabilities - whole)) <= 1e-5 and np.max(np.abs(maps - whole_maps)) <= 1e-5
+    with pytest.raises(ValueError, match="ensemble of two fits"):
+        export.cascade_fits(networks[0], plan)
+
+
+def test_reexport_of_a_cascade_keeps_its_signatures(tmp_path, fire_photos, nofire_photos):
+    networks = [small_model(seed).layers[2] for seed in (6, 7)]
+    ensemble = backbones.ensemble(networks)
+    plan = {"margin": 0.2, "first": {"member": 0}, "second": {"member": 1}}
+    keras_path = model_folder(tmp_path, ensemble, ensemble)
+    card = json.loads(keras_path.with_suffix(".json").read_text())
+    keras_path.with_suffix(".json").write_text(json.dumps({**card, "cascade": plan}))
+    checks = tmp_path / "photos"
+    checks.mkdir()
+    for photo in fire_photos + nofire_photos:
+        shutil.copy(photo, checks / photo.name)
+    export.reexport(keras_path, [checks], photos=4)
+    assert sorted(LiteRTModel(keras_path.with_suffix(".tflite")).signatures) == ["first", "second", "serving_default"]
+    classifier = Classifier.load(keras_path.with_suffix(".tflite"))
+    assert classifier.predictor.margin == 0.2 and classifier.classify(fire_photos[0].read_bytes()).label in ("fire", "nofire")
