@@ -98,7 +98,8 @@ def run(repeats: int = 5) -> list[dict]:
 
 def cascade_rows(ours: Classifier, keras_model: Classifier) -> list[dict]:
     """A cascade (inference.cascade) runs one fit on a clear photo and both on one near the threshold: the model time
-    of each, on the first photo of each kind in forest-fire's training photos (the benchmark's photo is either)."""
+    of each, on the first photo of each kind in forest-fire's training photos (the benchmark's photo is either). The
+    baseline serves the whole model (both fits) for each."""
     from inference import FIRST_FIT, Cascade
 
     if not isinstance(ours.predictor, Cascade):

@@ -60,29 +60,15 @@ class KerasPredictor:
         with self._lock:
             return np.asarray(self.model.predict_on_batch(images.astype(np.float32)), dtype=np.float64).reshape(-1)
 
-    def with_fits(self, plan: dict) -> "KerasPredictor":
-        """Each of a cascade's two fits alone, as the ``first`` and ``second`` signatures of its ``.tflite`` file
-        (``plan``: the card's ``cascade`` block), so that ``inference.cascade.Cascade`` runs on Keras too."""
-        from training.export import cascade_fits
-
-        self._fits = dict(zip(("first", "second"), cascade_fits(self.model, plan)))
-        self.signatures = ("serving_default", *self._fits)
-        return self
-
-    def run_signature(self, name: str, images: np.ndarray) -> dict[str, np.ndarray]:
-        with self._lock:
-            return self._fits[name].predict_on_batch(images.astype(np.float32))
-
 
 def keras_classifier(predictor: KerasPredictor | None = None, limits=None):
-    """The core's ``Classifier`` with Keras running the model (its card is the same ``.json`` file), served the way
-    the card says: a cascade's card runs its two fits as a cascade here too."""
-    from inference import Cascade, Classifier, ModelCard
+    """The core's ``Classifier`` with Keras running the model (its card is the same ``.json`` file). A cascade's card
+    (inference.cascade) is served here by the whole model, both fits for every photo, in one ``model.predict``: what
+    serving the ``.keras`` file would do."""
+    from inference import Classifier, ModelCard
 
     predictor = predictor or KerasPredictor()
-    card = ModelCard.load(predictor.path.with_suffix(".json"))
-    model = Cascade(predictor.with_fits(card.cascade), card.cascade["margin"], card.threshold) if card.cascade else predictor
-    return Classifier(card, model, limits=limits)
+    return Classifier(ModelCard.load(predictor.path.with_suffix(".json")), predictor, limits=limits)
 
 
 def main(argv: list[str]) -> int:

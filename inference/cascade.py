@@ -36,6 +36,13 @@ class Cascade:
         self.model, self.margin, self.threshold = model, float(margin), float(threshold)
         self.map_grid = model.map_grid
 
+    @classmethod
+    def from_card(cls, model: LiteRTModel, plan: object, threshold: float) -> "Cascade":
+        """The cascade a card's ``cascade`` block describes; ValueError for a block that is not one."""
+        if not isinstance(plan, dict):
+            raise ValueError(f"the model card's cascade must be an object with a margin, got {plan!r}")
+        return cls(model, plan.get("margin"), threshold)  # type: ignore[arg-type]
+
     def predict(self, images: np.ndarray) -> np.ndarray:
         return self._run(images)[0]
 

@@ -144,7 +144,7 @@ class Classifier:
         predictor: Predictor = LiteRTModel(path, threads=threads or settings.threads)
         if card.cascade:  # around the threshold verdicts are made at, the card's or the one given
             resolved = validate_threshold(card.threshold if threshold is None else threshold)
-            predictor = Cascade(predictor, card.cascade.get("margin"), resolved)  # type: ignore[arg-type]
+            predictor = Cascade.from_card(predictor, card.cascade, resolved)  # type: ignore[arg-type]
         return cls(card, predictor, limits=limits or settings.limits, threshold=threshold)
 
     @property

@@ -117,7 +117,7 @@ def check_complete(run: Path) -> ModelCard:
         raise RunError(f"{run}: LiteRT cannot load {card.files['tflite']} ({exc})") from None
     if card.cascade:
         try:
-            Cascade(model, card.cascade.get("margin"), card.threshold)
+            Cascade.from_card(model, card.cascade, card.threshold)
         except ValueError as exc:
             raise RunError(f"{run}: {exc}") from None
     return card

@@ -107,8 +107,17 @@ def test_the_served_cascade_gives_the_first_fit_or_the_mean_of_both_as_its_card_
     assert np.max(np.abs(whole[near] - expected[near])) < 0.02
 
 
-def test_a_card_with_a_bad_cascade_fails_at_load_not_on_the_first_photo(tmp_path, served_card):
+@pytest.mark.parametrize("plan, message", [({"margin": 2}, "cascade margin"), ({"first": {}}, "cascade margin"),
+                                           ("0.2", "cascade must be an object"), ([0.2], "cascade must be an object")])
+def test_a_card_with_a_bad_cascade_fails_at_load_not_on_the_first_photo(tmp_path, served_card, plan, message):
     shutil.copy(MODEL_PATH, tmp_path / "m.tflite")
-    (tmp_path / "m.json").write_text(json.dumps({**served_card, "cascade": {"margin": 2}}))
-    with pytest.raises(ValueError, match="cascade margin"):
+    (tmp_path / "m.json").write_text(json.dumps({**served_card, "cascade": plan}))
+    with pytest.raises(ValueError, match=message):
         Classifier.load(tmp_path / "m.tflite")
+
+
+def test_the_cascade_runs_around_the_threshold_verdicts_are_made_at(served_card):
+    if not served_card.get("cascade"):
+        pytest.skip("the served model is not a cascade")
+    assert Classifier.load(MODEL_PATH).predictor.threshold == served_card["threshold"]
+    assert Classifier.load(MODEL_PATH, threshold=0.4).predictor.threshold == 0.4, "a threshold given overrides the card's"
