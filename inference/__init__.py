@@ -9,7 +9,7 @@ from .classifier import (
 from .cascade import CELL_LOGITS_OUTPUT, FIRST_FIT, SECOND_FIT, Cascade
 from .decoding import IMAGE_SUFFIXES, decode_image, sniff_format
 from .errors import ERROR_CODES, InvalidImage
-from .model import DEFAULT_SIGNATURE, PROBABILITY_OUTPUT, LiteRTModel, MapUnavailable, ModelCard, ModelNotFound, Predictor
+from .model import DEFAULT_SIGNATURE, MAP_OUTPUT, PROBABILITY_OUTPUT, LiteRTModel, MapUnavailable, ModelCard, ModelNotFound, Predictor
 from .settings import Limits, Settings, positive_int
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "InvalidImage",
     "Limits",
     "LiteRTModel",
+    "MAP_OUTPUT",
     "MapUnavailable",
     "ModelCard",
     "ModelNotFound",

@@ -141,11 +141,11 @@ class Classifier:
         settings = settings or Settings.from_env()
         path = Path(model_path) if model_path else settings.model_path
         card = ModelCard.load(card_path_for(path))
-        predictor: Predictor = LiteRTModel(path, threads=threads or settings.threads)
-        if card.cascade:  # around the threshold verdicts are made at, the card's or the one given
-            resolved = validate_threshold(card.threshold if threshold is None else threshold)
-            predictor = Cascade.from_card(predictor, card.cascade, resolved)  # type: ignore[arg-type]
-        return cls(card, predictor, limits=limits or settings.limits, threshold=threshold)
+        model = LiteRTModel(path, threads=threads or settings.threads)
+        classifier = cls(card, model, limits=limits or settings.limits, threshold=threshold)
+        if card.cascade:  # around the threshold verdicts are made at: the card's, or the one given
+            classifier.predictor = Cascade.from_card(model, card.cascade, classifier.threshold)
+        return classifier
 
     @property
     def version(self) -> str:

@@ -369,8 +369,8 @@ def export_and_evaluate(args: argparse.Namespace, model, size: int, splits: Spli
     litert_probs = export.litert_probabilities(tflite_path, splits.val_x, served_as)
     whole = export.litert_probabilities(tflite_path, splits.val_x) if cascade else litert_probs  # the mean of both fits
     if cascade:
-        first = export.first_fit_probabilities(tflite_path, splits.val_x)
-        cascade = {**cascade, "validation_second_fit_share": round(float(np.mean(np.abs(first - threshold) < cascade["margin"])), 4),
+        share = export.second_fit_share(tflite_path, splits.val_x, cascade["margin"], threshold)
+        cascade = {**cascade, "validation_second_fit_share": round(share, 4),
                    "validation_verdicts_unlike_the_mean": int(np.sum((litert_probs >= threshold) != (whole >= threshold)))}
     metrics = evaluate.summary(splits.val_s, splits.val_y, litert_probs, threshold)
     metrics_block = {"validation": metrics, "litert_vs_keras_max_abs_diff": float(np.max(np.abs(whole - keras_probs)))}

@@ -172,14 +172,15 @@ def litert_probabilities(tflite_path: Path, images: np.ndarray, cascade: tuple[f
     return np.concatenate([first] + [runner.predict(images[i : i + 64]) for i in range(64, len(images), 64)])
 
 
-def first_fit_probabilities(tflite_path: Path, images: np.ndarray) -> np.ndarray:
-    """A cascade file's first fit alone on ``images``: what decides where the cascade runs the second."""
-    from inference import LiteRTModel
+def second_fit_share(tflite_path: Path, images: np.ndarray, margin: float, threshold: float) -> float:
+    """The share of ``images`` a cascade file runs its second fit on, by the cascade's own rule."""
+    from inference import Cascade, LiteRTModel
 
     with quiet.captured_output():
-        runner = LiteRTModel(tflite_path, threads=2)
-        return np.concatenate([runner.run_signature(FIRST_FIT, images[i : i + 64])[PROBABILITY_OUTPUT].reshape(-1)
-                               for i in range(0, len(images), 64)])
+        cascade = Cascade(LiteRTModel(tflite_path, threads=2), margin, threshold)
+        near = sum(cascade.second_fit_needed(cascade.model.run_signature(FIRST_FIT, images[i : i + 64])[PROBABILITY_OUTPUT]
+                                             .reshape(-1)).size for i in range(0, len(images), 64))
+    return near / len(images)
 
 
 def version_for(tflite: bytes, date: str) -> str:

@@ -20,12 +20,9 @@ import keras
 import numpy as np
 from keras import layers
 
-from inference import CELL_LOGITS_OUTPUT
+from inference import CELL_LOGITS_OUTPUT, MAP_OUTPUT, PROBABILITY_OUTPUT
 
 from .backbones import HorizontalFlip
-
-PROBABILITY_OUTPUT = "fire_probability"
-MAP_OUTPUT = "fire_map"
 DEFINITION = (
     "sigmoid(b + w . f_ij) per cell of the last feature map, where w, b are the final dense layer's weights and bias "
     "for the fire logit and f_ij is the feature vector of cell (i, j), before global average pooling (the mean of "

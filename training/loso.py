@@ -118,11 +118,12 @@ def seeded_folds(folds: list[Fold]) -> dict[str, tuple[list[int], list[dict[int,
     return found
 
 
-def seed_ensembles(folds: list[Fold]) -> dict[str, list[Fold]]:
+def seed_ensembles(folds: list[Fold], seeded: dict | None = None) -> dict[str, list[Fold]]:
     """For each recipe fitted with several seeds on every one of its folds: folds whose probabilities are the mean of
-    those seeds' (the seeds every fold has). Every seed of a fold must have scored the same photos in the same order."""
-    return {recipe: [_mean_of([seeded[s] for s in seeds], recipe) for seeded in by_fold]
-            for recipe, (seeds, by_fold) in seeded_folds(folds).items()}
+    those seeds' (the seeds every fold has). Every seed of a fold must have scored the same photos in the same order.
+    ``seeded``: :func:`seeded_folds` of ``folds``, when the caller has it already."""
+    return {recipe: [_mean_of([by_seed[s] for s in seeds], recipe) for by_seed in by_fold]
+            for recipe, (seeds, by_fold) in (seeded if seeded is not None else seeded_folds(folds)).items()}
 
 
 CASCADE_MARGINS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
@@ -281,8 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     seeded = {}
     if args.seeds != "apart":
         try:
-            seeded = seeded_folds([fold for folds in recipes.values() for fold in folds])
-            ensembles = seed_ensembles([fold for folds in recipes.values() for fold in folds])
+            every_fold = [fold for folds in recipes.values() for fold in folds]
+            seeded = seeded_folds(every_fold)
+            ensembles = seed_ensembles(every_fold, seeded)
         except ValueError as exc:
             raise SystemExit(f"error: {exc}") from None
         if args.seeds == "mean":  # a recipe's seeds are then reported only as their ensemble
