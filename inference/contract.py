@@ -147,13 +147,16 @@ SERVICE_NAME = "firewatch"  # POWERTOOLS_SERVICE_NAME: the `service` dimension o
 METRICS_NAMESPACE = "Firewatch"  # POWERTOOLS_METRICS_NAMESPACE
 IMAGES_CLASSIFIED = "ImagesClassified"
 FIRE_DETECTED = "FireDetected"
+# Classified images whose verdict is borderline (Prediction.certainty): as a share of ImagesClassified, how often the
+# model is unsure. A rise means uploads unlike the photos it was trained on (a new camera, indoor scenes, night).
+BORDERLINE_VERDICTS = "BorderlineVerdicts"
 INVALID_IMAGES = "InvalidImages"
 INFERENCE_LATENCY = "InferenceLatency"  # milliseconds
 REFUSED_RECORDS = "RefusedRecords"  # event records from a bucket other than the upload bucket
 MALFORMED_RECORDS = "MalformedRecords"  # event records not shaped like an S3 notification
 BATCH_ITEM_FAILURES = "BatchItemFailures"  # upload queue messages reported failed (delivered again, then dead-lettered)
-CUSTOM_METRICS = (IMAGES_CLASSIFIED, FIRE_DETECTED, INVALID_IMAGES, INFERENCE_LATENCY, REFUSED_RECORDS, MALFORMED_RECORDS,
-                  BATCH_ITEM_FAILURES)
+CUSTOM_METRICS = (IMAGES_CLASSIFIED, FIRE_DETECTED, BORDERLINE_VERDICTS, INVALID_IMAGES, INFERENCE_LATENCY, REFUSED_RECORDS,
+                  MALFORMED_RECORDS, BATCH_ITEM_FAILURES)
 
 
 # ---------------------------------------------------------------------------------------------------- results index

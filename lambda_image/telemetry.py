@@ -7,9 +7,9 @@ import os
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from inference import InvalidImage, Prediction
+from inference import BORDERLINE, InvalidImage, Prediction
 from inference.contract import (
-    BATCH_ITEM_FAILURES, FIRE_DETECTED, IMAGES_CLASSIFIED, INFERENCE_LATENCY, INVALID_IMAGES, MALFORMED_RECORDS,
+    BATCH_ITEM_FAILURES, BORDERLINE_VERDICTS, FIRE_DETECTED, IMAGES_CLASSIFIED, INFERENCE_LATENCY, INVALID_IMAGES, MALFORMED_RECORDS,
     METRICS_NAMESPACE, REFUSED_RECORDS, SERVICE_NAME,
 )  # fmt: skip
 
@@ -30,6 +30,8 @@ def count_outcome(outcome: Prediction | InvalidImage, latency_ms: float | None) 
     metrics.add_metric(name=IMAGES_CLASSIFIED, unit=MetricUnit.Count, value=1)
     if outcome.is_fire:
         metrics.add_metric(name=FIRE_DETECTED, unit=MetricUnit.Count, value=1)
+    if outcome.certainty == BORDERLINE:
+        metrics.add_metric(name=BORDERLINE_VERDICTS, unit=MetricUnit.Count, value=1)
     if latency_ms is not None:
         metrics.add_metric(name=INFERENCE_LATENCY, unit=MetricUnit.Milliseconds, value=round(latency_ms, 3))
 

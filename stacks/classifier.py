@@ -17,8 +17,8 @@ from constructs import Construct
 
 from stacks.capability import Capability
 from stacks.config import (
-    BATCH_ITEM_FAILURES, METRICS_NAMESPACE, RESULTS_PREFIX, RESULTS_TABLE_ENV, RESULTS_TTL_DAYS_ENV, SERVICE_NAME,
-    UPLOADS_PREFIX, FirewatchConfig,
+    BATCH_ITEM_FAILURES, BORDERLINE_VERDICTS, METRICS_NAMESPACE, RESULTS_PREFIX, RESULTS_TABLE_ENV, RESULTS_TTL_DAYS_ENV,
+    SERVICE_NAME, UPLOADS_PREFIX, FirewatchConfig,
 )  # fmt: skip
 from stacks.image import FirewatchImage
 from stacks.logs import log_retention
@@ -245,6 +245,14 @@ class Classifier(Capability):
             label="Success rate (%)",
             period=FIVE_MINUTES,
         )
+        # How often the model is unsure: out of fold (sources it never saw) a third of verdicts are borderline; on
+        # photos like its training sources about 5 %; a rise means uploads unlike what it learned from.
+        borderline_share = cw.MathExpression(
+            expression="IF(classified > 0, 100 * FILL(borderline, 0) / classified)",
+            using_metrics={"classified": self._custom("ImagesClassified"), "borderline": self._custom(BORDERLINE_VERDICTS)},
+            label="Borderline verdicts (%)",
+            period=FIVE_MINUTES,
+        )
         percentiles = ("p50", "p90", "p99")
         return DashboardSection(
             "serverless classifier",
@@ -277,6 +285,7 @@ class Classifier(Capability):
                         width=12,
                     ),
                     graph("Inference latency (ms)", [self._custom("InferenceLatency", s) for s in percentiles], width=12),
+                    graph("Borderline verdicts (% of images classified)", [borderline_share], width=12),
                 ],
                 [self._log_query_recent(), self._log_query_cold_starts()],
             ],

@@ -185,6 +185,25 @@ def test_custom_metrics_carry_the_service_dimension(synth):
         assert line[2:4] == ["service", "firewatch"]
 
 
+def test_dashboard_borderline_share_is_of_the_metrics_the_handler_emits(synth):
+    from inference.contract import BORDERLINE_VERDICTS, IMAGES_CLASSIFIED
+
+    widget = _widget(_dashboard(synth), "Borderline verdicts (% of images classified)")
+    lines = widget["properties"]["metrics"]
+    assert lines[0][0]["expression"] == "IF(classified > 0, 100 * FILL(borderline, 0) / classified)"
+    used = {line[-1]["id"]: tuple(line[:4]) for line in lines[1:]}
+    assert used == {"classified": ("Firewatch", IMAGES_CLASSIFIED, "service", "firewatch"),
+                    "borderline": ("Firewatch", BORDERLINE_VERDICTS, "service", "firewatch")}  # fmt: skip
+
+
+def test_every_custom_metric_on_the_dashboard_is_one_the_handler_emits(synth):
+    from inference.contract import CUSTOM_METRICS
+
+    named = {line[1] for widget in _dashboard(synth)["widgets"] for line in widget["properties"].get("metrics", [])
+             if not isinstance(line[0], dict) and line[0] == "Firewatch"}  # fmt: skip
+    assert named and named <= set(CUSTOM_METRICS), named - set(CUSTOM_METRICS)
+
+
 def test_dashboard_success_rate_and_logs_insights(synth):
     dashboard = _dashboard(synth)
     success = _widget(dashboard, "Lambda success rate (%)")["properties"]["metrics"][0][0]

@@ -64,11 +64,35 @@ def test_event_with_several_records_writes_one_result_per_upload(lab, classifier
     assert run.metric("ImagesClassified") == 2
     assert run.metric("FireDetected") == 1
     assert run.metric("InvalidImages") == 0
+    assert run.metric("BorderlineVerdicts") == sum(classifier.classify(d).certainty == "borderline" for d in (fire_bytes, nofire_bytes))
     latencies = run.values("InferenceLatency")
     assert len(latencies) == 2 and all(0 < ms < 10_000 for ms in latencies)
     declared = {m["Name"]: m["Unit"] for doc in run.emf for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
     assert declared["InferenceLatency"] == "Milliseconds" and declared["ImagesClassified"] == "Count"
     assert {d["Namespace"] for doc in run.emf for d in doc["_aws"]["CloudWatchMetrics"]} == {"Firewatch"}
+
+
+def test_borderline_verdicts_are_counted(lab, monkeypatch, fire_photos, nofire_bytes):
+    """The dashboard's share of unsure verdicts: one photo judged at its own probability is borderline, one is not."""
+    import functools
+
+    from inference import BORDERLINE, CLEAR, Classifier
+    from lambda_image import handler
+    from tests.conftest import MODEL_PATH
+
+    served = Classifier.load(MODEL_PATH)
+    unsure = next(d for d in (p.read_bytes() for p in fire_photos) if 0.05 < served.classify(d).fire_probability < 0.95)
+    at_its_probability = Classifier.load(MODEL_PATH, threshold=served.classify(unsure).fire_probability)
+    assert at_its_probability.classify(unsure).certainty == BORDERLINE
+    assert at_its_probability.classify(nofire_bytes).certainty == CLEAR
+    monkeypatch.setattr(handler, "classifier", functools.cache(lambda: at_its_probability))
+
+    run = lab.invoke(s3_event(lab.upload("uploads/unsure.jpg", unsure), lab.upload("uploads/clear.jpg", nofire_bytes)))
+
+    assert run.response == summary(classified=2)
+    assert run.metric("ImagesClassified") == 2 and run.metric("BorderlineVerdicts") == 1
+    declared = {m["Name"]: m["Unit"] for doc in run.emf for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert declared["BorderlineVerdicts"] == "Count"
 
 
 def test_repeated_event_yields_the_same_result_and_no_second_alert(lab, fire_bytes):
