@@ -17,7 +17,8 @@ probability is the mean of the seeds' fits, which is what serving those fits as 
 
 With ``--cascade`` (and ``--seeds mean`` or ``both``), an ensemble of two seeds is also reported as a cascade would
 serve it: the first fit alone where it is clear, the mean of both where the first is near the threshold. For each
-order and margin: the share of photos the second fit scores, and how many verdicts differ from the mean's.
+order and margin: the share of photos the second fit scores, how many verdicts differ from the mean's, and how many
+wrong verdicts the core would call clear (against the mean's count).
 
   python -m training.loso FOLD_DIR... [--score probability|flip_averaged] [--seeds apart|mean|both] [--cascade] [--json OUT]
 """
@@ -33,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from inference import CLEAR, certainty_of
 
 from . import accelerated
 
@@ -145,6 +148,14 @@ def cascade(seeds: list[int], by_fold: list[dict[int, Fold]], threshold: float,
     labels = np.concatenate([seeded[first_seed].held[1] for seeded in by_fold])
     probs = {seed: np.concatenate([seeded[seed].held[2] for seeded in by_fold]) for seed in seeds}
     mean = (probs[first_seed] + probs[second_seed]) / 2
+
+    def clear_but_wrong(score: np.ndarray) -> int:
+        """Wrong verdicts the core would call clear (its certainty, at the default band): the cost of a cascade is
+        that a clear photo's probability is one fit's, further from the threshold than the mean of two."""
+        wrong = (score >= threshold) != (labels == 1)
+        return sum(certainty_of(float(p), threshold) == CLEAR for p in score[wrong])
+
+    mean_clear_but_wrong = clear_but_wrong(mean)
     rows = []
     for first, second in ((first_seed, second_seed), (second_seed, first_seed)):
         for margin in margins:
@@ -154,6 +165,7 @@ def cascade(seeds: list[int], by_fold: list[dict[int, Fold]], threshold: float,
                 "first": first, "second": second, "margin": margin,
                 "second_fit_share": round(float(both.mean()), 4),
                 "verdicts_unlike_the_mean": int(((score >= threshold) != (mean >= threshold)).sum()),
+                "clear_but_wrong": clear_but_wrong(score), "clear_but_wrong_as_the_mean": mean_clear_but_wrong,
                 "photos": len(score),
                 "macro_balanced_accuracy": round(float(evaluate._macro_balanced_accuracy(samples, labels, score, threshold)), 4),
                 "roc_auc": round(float(skm.roc_auc_score(labels, score)), 4) if len(set(labels.tolist())) == 2 else None,
@@ -173,7 +185,8 @@ def render_cascade(rows: list[dict], threshold: float) -> str:
              "within the margin of the threshold"]
     lines += [f"    seed {r['first']} first, margin {r['margin']:.2f}: second fit on {100 * r['second_fit_share']:.1f} %, "
               f"{r['verdicts_unlike_the_mean']} of {r['photos']} verdicts unlike the mean's, macro balanced accuracy "
-              f"{r['macro_balanced_accuracy']:.4f}, ROC AUC {r['roc_auc']}" for r in rows]
+              f"{r['macro_balanced_accuracy']:.4f}, ROC AUC {r['roc_auc']}, {r['clear_but_wrong']} wrong verdicts clear "
+              f"(the mean: {r['clear_but_wrong_as_the_mean']})" for r in rows]
     return "\n".join(lines)
 
 

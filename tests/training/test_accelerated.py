@@ -357,12 +357,24 @@ def test_a_cascade_runs_the_second_fit_only_near_the_threshold_and_counts_what_t
     assert loso.cascade([1, 2, 3], by_fold, 0.5) == [], "a cascade of two fits only"
 
 
+def test_a_cascade_counts_the_wrong_verdicts_it_makes_look_clear():
+    # A fire-free photo: one fit sure of fire (0.95), the other sure of none (0.1). Their mean, 0.525, is wrong but
+    # borderline; the first fit alone is just as wrong and looks clear. The band at 0.5 is 0.25 < p < 0.75.
+    labels = [0, 1]
+    by_fold = [{1: _held_fold(1, [0.95, 0.9], labels), 2: _held_fold(2, [0.1, 0.9], labels)}]
+    rows = {(r["first"], r["margin"]): r for r in loso.cascade([1, 2], by_fold, 0.5, margins=(0.1, 0.5))}
+    assert rows[(1, 0.1)]["clear_but_wrong"] == 1 and rows[(1, 0.1)]["clear_but_wrong_as_the_mean"] == 0
+    assert rows[(1, 0.5)]["clear_but_wrong"] == 0, "within the margin the mean scores it: wrong, but borderline"
+    assert rows[(2, 0.1)]["clear_but_wrong"] == 0 and rows[(2, 0.1)]["verdicts_unlike_the_mean"] == 1
+
+
 def test_loso_reports_a_cascade_only_for_an_ensemble(tmp_path):
     folders = [_fake_fold(tmp_path / f"s{seed}-{source}", seed, source, held=held)
                for seed, held in ((1, 0.2), (2, 0.6)) for source in ("weather", "houses")]
     done = run_module("training.loso", *folders, "--seeds", "mean", "--cascade", "--json", tmp_path / "r.json")
     assert done.returncode == 0, done.stderr
     assert "seed 1 first, margin 0.20: second fit on" in done.stdout and "seed 2 first" in done.stdout
+    assert "wrong verdicts clear (the mean: " in done.stdout
     (figures,) = json.loads((tmp_path / "r.json").read_text()).values()
     assert len(figures["cascade"]) == 2 * len(loso.CASCADE_MARGINS)
     apart = run_module("training.loso", *folders, "--cascade")
