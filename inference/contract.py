@@ -155,6 +155,9 @@ INFERENCE_LATENCY = "InferenceLatency"  # milliseconds
 REFUSED_RECORDS = "RefusedRecords"  # event records from a bucket other than the upload bucket
 MALFORMED_RECORDS = "MalformedRecords"  # event records not shaped like an S3 notification
 BATCH_ITEM_FAILURES = "BatchItemFailures"  # upload queue messages reported failed (delivered again, then dead-lettered)
+# The web app's counterpart: its access log line carries these counts for a request that classified photos, and
+# metric filters on its log group (stacks/web_servers.py) turn them into the WEB_* metrics.
+VERDICT_LOG_FIELDS = {"classified": "WebImagesClassified", "fire": "WebFireDetected", "borderline": "WebBorderlineVerdicts"}
 CUSTOM_METRICS = (IMAGES_CLASSIFIED, FIRE_DETECTED, BORDERLINE_VERDICTS, INVALID_IMAGES, INFERENCE_LATENCY, REFUSED_RECORDS,
                   MALFORMED_RECORDS, BATCH_ITEM_FAILURES)
 

@@ -278,3 +278,5 @@ RESULTS_TABLE_ENV = "FIREWATCH_RESULTS_TABLE"
 RESULTS_TTL_DAYS_ENV = "FIREWATCH_RESULTS_TTL_DAYS"
 BATCH_ITEM_FAILURES = "BatchItemFailures"
 BORDERLINE_VERDICTS = "BorderlineVerdicts"
+# The web app's access log fields and the metrics the web log group's filters make of them.
+VERDICT_LOG_FIELDS = {"classified": "WebImagesClassified", "fire": "WebFireDetected", "borderline": "WebBorderlineVerdicts"}

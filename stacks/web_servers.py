@@ -11,7 +11,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.capability import Capability
-from stacks.config import NEWEST_INDEX, FirewatchConfig
+from stacks.config import METRICS_NAMESPACE, NEWEST_INDEX, VERDICT_LOG_FIELDS, FirewatchConfig
 from stacks.image import FirewatchImage
 from stacks.logs import log_retention
 from stacks.nag import acknowledge
@@ -51,6 +51,18 @@ class WebServers(Capability):
         self.log_group = logs.LogGroup(
             self.scope, "WebServerLogs", retention=log_retention(config.log_retention_days), removal_policy=RemovalPolicy.DESTROY
         )
+        # A request that classified photos logs how many, how many were fire and how many borderline; these filters
+        # make metrics of them, as the function's EMF metrics do for the serverless path.
+        self.verdict_filters = {
+            field: self.log_group.add_metric_filter(
+                f"{metric}Filter",
+                filter_pattern=logs.FilterPattern.number_value("$.classified", ">", 0),
+                metric_namespace=METRICS_NAMESPACE,
+                metric_name=metric,
+                metric_value=f"$.{field}",
+            )
+            for field, metric in VERDICT_LOG_FIELDS.items()
+        }
         # The bucket's name only labels the page's results; they are read from the index, not the bucket.
         role = self._instance_role(image)
         self._grant_results_index(role, results_table_name)

@@ -72,6 +72,19 @@ class WebTier(Capability):
             period=FIVE_MINUTES,
         )
 
+    def _verdicts(self, field: str, label: str) -> cw.Metric:
+        return self.servers.verdict_filters[field].metric(statistic="Sum", period=FIVE_MINUTES, label=label)
+
+    def _borderline_percent(self) -> cw.MathExpression:
+        # How often the model is unsure of what people upload (see the classifier's graph of the same).
+        return cw.MathExpression(
+            expression="IF(classified > 0, 100 * FILL(borderline, 0) / classified)",
+            using_metrics={"classified": self._verdicts("classified", "classified"),
+                           "borderline": self._verdicts("borderline", "borderline")},  # fmt: skip
+            label="Borderline verdicts (%)",
+            period=FIVE_MINUTES,
+        )
+
     def alarm_specs(self) -> list[AlarmSpec]:
         targets = self.entry.target_group.metrics
         return [
@@ -143,6 +156,14 @@ class WebTier(Capability):
                         [self._asg_metric("NetworkPacketsIn", "Sum"), self._asg_metric("NetworkPacketsOut", "Sum")],
                         width=12,
                     ),
+                ],
+                [
+                    graph(
+                        "Web images classified / fire / borderline",
+                        [self._verdicts(field, field) for field in ("classified", "fire", "borderline")],
+                        width=12,
+                    ),
+                    graph("Web borderline verdicts (% of images classified)", [self._borderline_percent()], width=12),
                 ],
                 *firewall,
             ],

@@ -1,4 +1,8 @@
-"""Gunicorn's access log as JSON lines: one object per request, easy for CloudWatch Logs Insights."""
+"""Gunicorn's access log as JSON lines: one object per request, easy for CloudWatch Logs Insights.
+
+A request that classified photos adds how many (``classified``), how many were fire (``fire``) and how many of the
+verdicts were borderline (``borderline``); metric filters on the log group count them (README, "Monitoring").
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,19 @@ import json
 import time
 
 from gunicorn.glogging import Logger
+
+from inference import BORDERLINE, Prediction
+from inference.contract import VERDICT_LOG_FIELDS
+
+VERDICTS = "firewatch.verdicts"  # the request environ's key for its counts
+
+
+def count_verdict(environ: dict, prediction: Prediction) -> None:
+    """Counts ``prediction`` into the request's access log line."""
+    counts = environ.setdefault(VERDICTS, dict.fromkeys(VERDICT_LOG_FIELDS, 0))
+    counts["classified"] += 1
+    counts["fire"] += prediction.is_fire
+    counts["borderline"] += prediction.certainty == BORDERLINE
 
 
 class JsonAccessLogger(Logger):
@@ -24,6 +41,7 @@ class JsonAccessLogger(Logger):
             "request_bytes": int(environ.get("CONTENT_LENGTH") or 0),
             "duration_ms": round(request_time.total_seconds() * 1000, 2),
             "user_agent": environ.get("HTTP_USER_AGENT"),
+            **environ.get(VERDICTS, {}),
         }
         try:
             self.access_log.info(json.dumps(record))

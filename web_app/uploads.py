@@ -6,6 +6,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from flask import request
 from werkzeug.datastructures import FileStorage
 
 from inference import Classifier, InvalidImage, Prediction, error_record
@@ -14,6 +15,7 @@ from inference.contract import BAD_REQUEST, BUSY, MISSING_FILE
 from . import state
 from .admission import Busy
 from .errors import ApiError
+from .logs import count_verdict
 
 FIELD = "image"
 MAX_SOURCE_CHARS = 255
@@ -65,6 +67,7 @@ def classify_upload(classifier: Classifier, upload: FileStorage, with_map: bool 
             prediction = classifier.classify(data, with_map=True) if with_map else classifier.classify(data)
     except Busy:
         raise ApiError(BUSY, "The server is decoding other large photos; please try again in a few seconds.") from None
+    count_verdict(request.environ, prediction)
     return Classified(source_name(upload.filename), prediction, time.perf_counter() - started)
 
 

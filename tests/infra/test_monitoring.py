@@ -196,12 +196,37 @@ def test_dashboard_borderline_share_is_of_the_metrics_the_handler_emits(synth):
                     "borderline": ("Firewatch", BORDERLINE_VERDICTS, "service", "firewatch")}  # fmt: skip
 
 
-def test_every_custom_metric_on_the_dashboard_is_one_the_handler_emits(synth):
+def _web_verdict_filters(synth) -> dict[str, dict]:
+    filters = synth.web.to_json()["Resources"].values()
+    return {f["Properties"]["MetricTransformations"][0]["MetricName"]: f["Properties"]
+            for f in filters if f["Type"] == "AWS::Logs::MetricFilter"}  # fmt: skip
+
+
+def test_every_custom_metric_on_the_dashboard_is_one_the_handler_emits_or_the_web_log_filters_make(synth):
     from inference.contract import CUSTOM_METRICS
 
     named = {line[1] for widget in _dashboard(synth)["widgets"] for line in widget["properties"].get("metrics", [])
              if not isinstance(line[0], dict) and line[0] == "Firewatch"}  # fmt: skip
-    assert named and named <= set(CUSTOM_METRICS), named - set(CUSTOM_METRICS)
+    made = set(CUSTOM_METRICS) | set(_web_verdict_filters(synth))
+    assert named and named <= made, named - made
+    assert set(_web_verdict_filters(synth)) <= named, "every web verdict metric is graphed"
+
+
+def test_web_verdict_metrics_count_the_fields_the_access_log_writes(synth):
+    """The filters read the access log's own field names (web_app/logs.py), only on lines that classified photos."""
+    from inference.contract import VERDICT_LOG_FIELDS
+
+    filters = _web_verdict_filters(synth)
+    assert set(filters) == set(VERDICT_LOG_FIELDS.values())
+    for field, metric in VERDICT_LOG_FIELDS.items():
+        transformation = filters[metric]["MetricTransformations"][0]
+        assert transformation["MetricValue"] == f"$.{field}" and transformation["MetricNamespace"] == "Firewatch"
+        assert filters[metric]["FilterPattern"] == "{ $.classified > 0 }"
+        assert filters[metric]["LogGroupName"]["Ref"].startswith("WebServerLogs"), "the servers' log, not the VPC's"
+    share = _widget(_dashboard(synth), "Web borderline verdicts (% of images classified)")["properties"]["metrics"]
+    assert share[0][0]["expression"] == "IF(classified > 0, 100 * FILL(borderline, 0) / classified)"
+    assert {line[-1]["id"]: line[1] for line in share[1:]} == {
+        "classified": VERDICT_LOG_FIELDS["classified"], "borderline": VERDICT_LOG_FIELDS["borderline"]}
 
 
 def test_dashboard_success_rate_and_logs_insights(synth):

@@ -33,6 +33,8 @@ WEB = {"Resources": {
         "InstanceType": "t3.small", "BlockDeviceMappings": [{"Ebs": {"VolumeSize": 20, "VolumeType": "gp3"}}]}}},
     "Asg": {"Type": "AWS::AutoScaling::AutoScalingGroup",
             "Properties": {"MinSize": "2", "MaxSize": "4", "LaunchTemplate": {"LaunchTemplateId": {"Ref": "Lt"}}}},
+    "Verdicts": {"Type": "AWS::Logs::MetricFilter", "Properties": {}},
+    "Borderline": {"Type": "AWS::Logs::MetricFilter", "Properties": {}},
 }}  # fmt: skip
 
 
@@ -59,6 +61,8 @@ def test_always_on_arithmetic():
     assert _usd(lines, "EBS gp3") == pytest.approx(2 * 20 * 0.08)
     assert _usd(lines, "CloudWatch alarms") == pytest.approx(0.30)
     assert _usd(lines, "KMS") == 1.00 and _usd(lines, "CloudWatch dashboards") == 3.00
+    assert _usd(lines, "custom metrics: the web servers' log filters") == pytest.approx(2 * 0.30)  # one metric each
+    assert not [line for line in cost.monthly(cost.inventory({"s": _serverless()})) if "log filters" in line.item]
 
 
 def test_lambda_compute_follows_memory_architecture_and_the_assumed_duration():

@@ -53,17 +53,48 @@ def test_connections_are_kept_alive(served, nofire_photo):
         connection.close()
 
 
-def test_access_log_is_json_lines(served):
-    requests.get(served.url + "/healthz?probe=1", headers={"User-Agent": 'quote"agent'}, timeout=5)
-    deadline = time.monotonic() + 10  # the worker writes the line just after answering
+def _access_lines(served: Server, user_agent: str) -> list[dict]:
+    """The access log lines of the requests sent with ``user_agent`` (waiting, since the worker writes each line just
+    after answering)."""
+    deadline = time.monotonic() + 10
     while True:
         records = [json.loads(line) for line in served.log().splitlines() if line.startswith("{")]
-        probe = [r for r in records if r["path"] == "/healthz" and r["user_agent"] == 'quote"agent']
-        if probe or time.monotonic() > deadline:
-            break
+        found = [r for r in records if r["user_agent"] == user_agent]
+        if found or time.monotonic() > deadline:
+            assert found, served.log()
+            return found
         time.sleep(0.1)
-    assert probe, served.log()
+
+
+def test_access_log_is_json_lines(served):
+    requests.get(served.url + "/healthz?probe=1", headers={"User-Agent": 'quote"agent'}, timeout=5)
+    probe = _access_lines(served, 'quote"agent')
+    assert probe[-1]["path"] == "/healthz"
     assert probe[-1]["status"] == 200 and probe[-1]["method"] == "GET" and probe[-1]["duration_ms"] >= 0
+    assert "classified" not in probe[-1], "verdict counts only on requests that classified photos"
+
+
+def test_access_log_counts_the_verdicts_of_a_request(served, classifier, fire_photo, nofire_photo):
+    """What the web tier's metric filters count: per request, photos classified, fire verdicts, borderline verdicts."""
+    from inference import BORDERLINE
+
+    photos = [fire_photo.read_bytes(), nofire_photo.read_bytes()]
+    verdicts = [classifier.classify(data) for data in photos]
+    agent = {"User-Agent": "verdict-count-probe"}
+    requests.post(served.url + "/api/v1/classify", files={"image": ("a.jpg", photos[0])}, headers=agent, timeout=10)
+    form = [("image", ("a.jpg", photos[0])), ("image", ("b.jpg", photos[1])), ("image", ("c.jpg", b"not an image"))]
+    assert requests.post(served.url + "/", files=form, headers=agent, timeout=10).status_code == 200
+    requests.post(served.url + "/api/v1/classify", files={"image": ("c.jpg", b"not an image")}, headers=agent, timeout=10)
+
+    api, page, refused = _access_lines(served, "verdict-count-probe")[-3:]
+    assert (api["path"], page["path"], refused["path"]) == ("/api/v1/classify", "/", "/api/v1/classify")
+    first = verdicts[0]
+    assert {k: api[k] for k in ("classified", "fire", "borderline")} == {
+        "classified": 1, "fire": int(first.is_fire), "borderline": int(first.certainty == BORDERLINE)}
+    assert {k: page[k] for k in ("classified", "fire", "borderline")} == {
+        "classified": 2, "fire": sum(v.is_fire for v in verdicts),
+        "borderline": sum(v.certainty == BORDERLINE for v in verdicts)}, "the unreadable photo is not counted"
+    assert refused["status"] == 415 and "classified" not in refused
 
 
 def test_config_suits_the_load_balancer(monkeypatch):
