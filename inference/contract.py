@@ -10,6 +10,7 @@ module instead.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,6 +145,17 @@ def http_status(code: str) -> int:
 
 # ---------------------------------------------------------------------------------------------------- metrics
 SERVICE_NAME = "firewatch"  # POWERTOOLS_SERVICE_NAME: the `service` dimension of the custom metrics
+# The deployment's envName, the `environment` dimension of every custom metric: two deployments in one account and
+# region (dev and prod) must not count into each other's dashboards and alarms. Unset (a local run): "local".
+ENVIRONMENT_ENV = "FIREWATCH_ENVIRONMENT"
+ENVIRONMENT_DIMENSION = "environment"
+LOCAL_ENVIRONMENT = "local"
+
+
+def environment() -> str:
+    """This deployment's name, for the ``environment`` dimension (``FIREWATCH_ENVIRONMENT``, else ``local``)."""
+    return os.environ.get(ENVIRONMENT_ENV) or LOCAL_ENVIRONMENT
+
 METRICS_NAMESPACE = "Firewatch"  # POWERTOOLS_METRICS_NAMESPACE
 IMAGES_CLASSIFIED = "ImagesClassified"
 FIRE_DETECTED = "FireDetected"

@@ -9,15 +9,18 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from inference import BORDERLINE, InvalidImage, Prediction
 from inference.contract import (
-    BATCH_ITEM_FAILURES, BORDERLINE_VERDICTS, FIRE_DETECTED, IMAGES_CLASSIFIED, INFERENCE_LATENCY, INVALID_IMAGES, MALFORMED_RECORDS,
-    METRICS_NAMESPACE, REFUSED_RECORDS, SERVICE_NAME,
+    BATCH_ITEM_FAILURES, BORDERLINE_VERDICTS, ENVIRONMENT_DIMENSION, FIRE_DETECTED, IMAGES_CLASSIFIED, INFERENCE_LATENCY, INVALID_IMAGES, MALFORMED_RECORDS,
+    METRICS_NAMESPACE, REFUSED_RECORDS, SERVICE_NAME, environment,
 )  # fmt: skip
 
 from .events import MALFORMED, REFUSED
 
 # Named by POWERTOOLS_SERVICE_NAME and POWERTOOLS_METRICS_NAMESPACE where set (the function sets both); else these.
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or SERVICE_NAME)
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or METRICS_NAMESPACE)
+# Every metric carries service and environment: the dashboard and alarms of a deployment select by both.
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or SERVICE_NAME
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or METRICS_NAMESPACE, service=SERVICE)
+metrics.set_default_dimensions(**{ENVIRONMENT_DIMENSION: environment()})
 
 # Records passed over for a reason worth an alarm, by Skipped.kind.
 REJECTED_METRICS = {REFUSED: REFUSED_RECORDS, MALFORMED: MALFORMED_RECORDS}

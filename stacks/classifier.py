@@ -17,8 +17,8 @@ from constructs import Construct
 
 from stacks.capability import Capability
 from stacks.config import (
-    BATCH_ITEM_FAILURES, BORDERLINE_VERDICTS, METRICS_NAMESPACE, RESULTS_PREFIX, RESULTS_TABLE_ENV, RESULTS_TTL_DAYS_ENV,
-    SERVICE_NAME, UPLOADS_PREFIX, FirewatchConfig,
+    BATCH_ITEM_FAILURES, BORDERLINE_VERDICTS, ENVIRONMENT_DIMENSION, ENVIRONMENT_ENV, METRICS_NAMESPACE, RESULTS_PREFIX,
+    RESULTS_TABLE_ENV, RESULTS_TTL_DAYS_ENV, SERVICE_NAME, UPLOADS_PREFIX, FirewatchConfig,
 )  # fmt: skip
 from stacks.image import FirewatchImage
 from stacks.logs import log_retention
@@ -131,6 +131,7 @@ class Classifier(Capability):
                 "FIREWATCH_BUCKET": self.bucket.bucket_name,
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                ENVIRONMENT_ENV: config.env_name,
                 "FIREWATCH_THREADS": str(config.lambda_threads),
                 RESULTS_TABLE_ENV: self.results_table.table_name,
                 **({RESULTS_TTL_DAYS_ENV: str(config.results_ttl_days)} if config.results_ttl_days else {}),
@@ -181,11 +182,12 @@ class Classifier(Capability):
     # ---- monitoring ----------------------------------------------------------------------------------------------
 
     def _custom(self, name: str, statistic: str = "Sum") -> cw.Metric:
-        """A metric the handler emits through Powertools (namespace Firewatch, dimension service=firewatch)."""
+        """A metric the handler emits through Powertools (namespace Firewatch, dimensions service=firewatch and
+        environment=envName: another deployment in the account counts under its own)."""
         return cw.Metric(
             namespace=METRICS_NAMESPACE,
             metric_name=name,
-            dimensions_map={"service": SERVICE_NAME},
+            dimensions_map={"service": SERVICE_NAME, ENVIRONMENT_DIMENSION: self.config.env_name},
             statistic=statistic,
             period=FIVE_MINUTES,
         )

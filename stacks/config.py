@@ -264,6 +264,8 @@ def _cidr(get: Callable[[str], Any], key: str, default: str) -> str:
 # no runtime code, so these are copies, held equal to it by tests/infra/test_config.py.
 SERVICE_NAME = "firewatch"  # POWERTOOLS_SERVICE_NAME: the `service` dimension of the custom metrics
 METRICS_NAMESPACE = "Firewatch"  # POWERTOOLS_METRICS_NAMESPACE
+ENVIRONMENT_ENV = "FIREWATCH_ENVIRONMENT"  # envName, the `environment` dimension of the custom metrics
+ENVIRONMENT_DIMENSION = "environment"
 UPLOADS_PREFIX = "uploads/"
 RESULTS_PREFIX = "results/"
 APP_PORT = 8080

@@ -14,7 +14,7 @@ from aws_cdk import Stack
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 
-from stacks.config import APP_PORT, HEALTH_CHECK_PATH
+from stacks.config import APP_PORT, ENVIRONMENT_ENV, HEALTH_CHECK_PATH
 
 CONTAINER_NAME = "firewatch-web"
 # How long `docker stop` (and Docker's own shutdown) waits after SIGTERM before SIGKILL. Docker's default is 10 s;
@@ -40,9 +40,11 @@ CLOUDWATCH_AGENT_CONFIG_PATH = "/opt/aws/amazon-cloudwatch-agent/etc/amazon-clou
 
 
 def docker_run_command(
-    *, image_uri: str, region: str, results_bucket: str, results_table: str, log_group: str, hsts: bool = False
+    *, image_uri: str, region: str, results_bucket: str, results_table: str, log_group: str, environment: str,
+    hsts: bool = False,
 ) -> str:
     """The `docker run` line. The image's ENTRYPOINT is the Lambda runtime's, so the web server replaces it.
+    ``environment``: the deployment's envName (a checked shell-safe word), the app's metrics' dimension.
     ``hsts``: the site is served over HTTPS only (a certificate is set), so the app sends Strict-Transport-Security."""
     return " ".join(
         [
@@ -54,6 +56,7 @@ def docker_run_command(
             f"--publish {APP_PORT}:{APP_PORT}",
             f"--env FIREWATCH_RESULTS_BUCKET={results_bucket}",
             f"--env FIREWATCH_RESULTS_TABLE={results_table}",
+            f"--env {ENVIRONMENT_ENV}={environment}",
             *(["--env FIREWATCH_HSTS=1"] if hsts else []),
             f"--env AWS_REGION={region}",
             f"--env AWS_DEFAULT_REGION={region}",
@@ -72,7 +75,8 @@ IMDS = "http://169.254.169.254/latest"
 
 
 def web_server_user_data(
-    *, image_uri: str, region: str, results_bucket: str, results_table: str, log_group: str, hsts: bool = False
+    *, image_uri: str, region: str, results_bucket: str, results_table: str, log_group: str, environment: str,
+    hsts: bool = False,
 ) -> ec2.UserData:
     user_data = ec2.UserData.for_linux()
     agent_config = json.dumps(CLOUDWATCH_AGENT_CONFIG, indent=1)
@@ -92,7 +96,7 @@ def web_server_user_data(
         'docker pull "$IMAGE"',
         docker_run_command(
             image_uri="$IMAGE", region=region, results_bucket=results_bucket, results_table=results_table,
-            log_group=log_group, hsts=hsts,
+            log_group=log_group, environment=environment, hsts=hsts,
         ),  # fmt: skip
         f"for attempt in $(seq 1 60); do curl -fsS http://127.0.0.1:{APP_PORT}{HEALTH_CHECK_PATH} && exit 0; sleep 5; done",
         f'echo "the web server did not answer {HEALTH_CHECK_PATH} within 5 minutes" >&2',

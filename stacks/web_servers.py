@@ -11,7 +11,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.capability import Capability
-from stacks.config import METRICS_NAMESPACE, NEWEST_INDEX, VERDICT_LOG_FIELDS, FirewatchConfig
+from stacks.config import ENVIRONMENT_DIMENSION, METRICS_NAMESPACE, NEWEST_INDEX, VERDICT_LOG_FIELDS, FirewatchConfig
 from stacks.image import FirewatchImage
 from stacks.logs import log_retention
 from stacks.nag import acknowledge
@@ -60,6 +60,7 @@ class WebServers(Capability):
                 metric_namespace=METRICS_NAMESPACE,
                 metric_name=metric,
                 metric_value=f"$.{field}",
+                dimensions={ENVIRONMENT_DIMENSION: f"$.{ENVIRONMENT_DIMENSION}"},
             )
             for field, metric in VERDICT_LOG_FIELDS.items()
         }
@@ -72,6 +73,7 @@ class WebServers(Capability):
             results_bucket=results_bucket_name.value_as_string,
             results_table=results_table_name.value_as_string,
             log_group=self.log_group.log_group_name,
+            environment=config.env_name,
             hsts=config.certificate_arn is not None,
         )
         self.auto_scaling_group = self._auto_scaling_group(config, vpc, self._launch_template(config, role, user_data))

@@ -9,7 +9,7 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from constructs import Construct
 
 from stacks.capability import Capability
-from stacks.config import FirewatchConfig
+from stacks.config import ENVIRONMENT_DIMENSION, FirewatchConfig
 from stacks.image import FirewatchImage
 from stacks.load_balancer import PublicLoadBalancer
 from stacks.observability import FIVE_MINUTES, ONE_MINUTE, AlarmSpec, DashboardSection, graph
@@ -33,6 +33,7 @@ class WebTier(Capability):
         results_table_name: CfnParameter,
     ) -> None:
         super().__init__(scope)
+        self.env_name = config.env_name
         self.servers = WebServers(
             self.scope, config=config, vpc=vpc, image=image, results_bucket_name=results_bucket_name,
             results_table_name=results_table_name,
@@ -73,7 +74,9 @@ class WebTier(Capability):
         )
 
     def _verdicts(self, field: str, label: str) -> cw.Metric:
-        return self.servers.verdict_filters[field].metric(statistic="Sum", period=FIVE_MINUTES, label=label)
+        return self.servers.verdict_filters[field].metric(
+            statistic="Sum", period=FIVE_MINUTES, label=label, dimensions_map={ENVIRONMENT_DIMENSION: self.env_name}
+        )
 
     def _borderline_percent(self) -> cw.MathExpression:
         # How often the model is unsure of what people upload (see the classifier's graph of the same).

@@ -1,7 +1,8 @@
 """Gunicorn's access log as JSON lines: one object per request, easy for CloudWatch Logs Insights.
 
 A request that classified photos adds how many (``classified``), how many were fire (``fire``) and how many of the
-verdicts were borderline (``borderline``); metric filters on the log group count them (README, "Monitoring").
+verdicts were borderline (``borderline``), and the deployment's ``environment``; metric filters on the log group
+count them (README, "The web app and its API").
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import time
 from gunicorn.glogging import Logger
 
 from inference import BORDERLINE, Prediction
-from inference.contract import VERDICT_LOG_FIELDS
+from inference.contract import ENVIRONMENT_DIMENSION, VERDICT_LOG_FIELDS, environment
 
 VERDICTS = "firewatch.verdicts"  # the request environ's key for its counts
 
 
 def count_verdict(environ: dict, prediction: Prediction) -> None:
     """Counts ``prediction`` into the request's access log line."""
-    counts = environ.setdefault(VERDICTS, dict.fromkeys(VERDICT_LOG_FIELDS, 0))
+    # the environment is the metrics' dimension: the filters of each deployment count its own lines
+    counts = environ.setdefault(VERDICTS, {**dict.fromkeys(VERDICT_LOG_FIELDS, 0), ENVIRONMENT_DIMENSION: environment()})
     counts["classified"] += 1
     counts["fire"] += prediction.is_fire
     counts["borderline"] += prediction.certainty == BORDERLINE

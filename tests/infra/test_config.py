@@ -122,9 +122,10 @@ def test_the_stacks_copies_of_the_shared_names_equal_the_contract():
 
     copies = (stacks_config.UPLOADS_PREFIX, stacks_config.RESULTS_PREFIX, stacks_config.SERVICE_NAME,
               stacks_config.METRICS_NAMESPACE, stacks_config.BATCH_ITEM_FAILURES, stacks_config.BORDERLINE_VERDICTS,
-              stacks_config.VERDICT_LOG_FIELDS)  # fmt: skip
+              stacks_config.VERDICT_LOG_FIELDS, stacks_config.ENVIRONMENT_ENV, stacks_config.ENVIRONMENT_DIMENSION)  # fmt: skip
     assert copies == (contract.UPLOAD_PREFIX, contract.RESULT_PREFIX, contract.SERVICE_NAME, contract.METRICS_NAMESPACE,
-                      contract.BATCH_ITEM_FAILURES, contract.BORDERLINE_VERDICTS, contract.VERDICT_LOG_FIELDS)  # fmt: skip
+                      contract.BATCH_ITEM_FAILURES, contract.BORDERLINE_VERDICTS, contract.VERDICT_LOG_FIELDS,
+                      contract.ENVIRONMENT_ENV, contract.ENVIRONMENT_DIMENSION)  # fmt: skip
 
 
 def test_alarms_go_to_alarm_email_or_else_to_alert_email():

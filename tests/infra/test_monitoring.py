@@ -179,10 +179,32 @@ def test_dashboard_graphs(synth, title):
     assert set(_metrics_of(_widget(_dashboard(synth), title))) == DASHBOARD_METRICS[title]
 
 
-def test_custom_metrics_carry_the_service_dimension(synth):
-    widget = _widget(_dashboard(synth), "Images classified / fire / invalid")
-    for line in widget["properties"]["metrics"]:
-        assert line[2:4] == ["service", "firewatch"]
+def _firewatch_dimensions(synth) -> list[tuple[str, dict]]:
+    """(metric name, dimensions) of every Firewatch metric on the dashboard and in the alarms."""
+    lines = [line for widget in _dashboard(synth)["widgets"] for line in widget["properties"].get("metrics", [])
+             if not isinstance(line[0], dict) and line[0] == "Firewatch"]  # fmt: skip
+    found = [(line[1], dict(zip(line[2:-1:2], line[3:-1:2])) if isinstance(line[-1], dict) else dict(zip(line[2::2], line[3::2])))
+             for line in lines]  # fmt: skip
+    for alarm in _alarms(synth).values():
+        stats = [alarm] if "MetricName" in alarm else [m["MetricStat"]["Metric"] for m in alarm["Metrics"] if "MetricStat" in m]
+        found += [(s["MetricName"], {d["Name"]: d["Value"] for d in s.get("Dimensions", [])})
+                  for s in stats if s.get("Namespace") == "Firewatch"]  # fmt: skip
+    return found
+
+
+@pytest.mark.parametrize("fixture, env", [("synth", "dev"), ("synth_custom", "prod")])
+def test_custom_metrics_are_this_deployments_own(fixture, env, request):
+    """Two deployments in one account and region (dev and prod) share the Firewatch namespace: each dashboard and
+    alarm reads its own deployment's metrics only, by the environment dimension (the function's, and the web log
+    filters' from each access log line)."""
+    from inference.contract import CUSTOM_METRICS
+
+    found = _firewatch_dimensions(request.getfixturevalue(fixture))
+    assert {"RejectedEventRecords", "BatchItemFailures"} <= set(_alarms(request.getfixturevalue(fixture)))
+    assert len({name for name, _ in found}) >= 8
+    for name, dimensions in found:
+        expected = {"service": "firewatch", "environment": env} if name in CUSTOM_METRICS else {"environment": env}
+        assert dimensions == expected, name
 
 
 def test_dashboard_borderline_share_is_of_the_metrics_the_handler_emits(synth):
@@ -191,9 +213,8 @@ def test_dashboard_borderline_share_is_of_the_metrics_the_handler_emits(synth):
     widget = _widget(_dashboard(synth), "Borderline verdicts (% of images classified)")
     lines = widget["properties"]["metrics"]
     assert lines[0][0]["expression"] == "IF(classified > 0, 100 * FILL(borderline, 0) / classified)"
-    used = {line[-1]["id"]: tuple(line[:4]) for line in lines[1:]}
-    assert used == {"classified": ("Firewatch", IMAGES_CLASSIFIED, "service", "firewatch"),
-                    "borderline": ("Firewatch", BORDERLINE_VERDICTS, "service", "firewatch")}  # fmt: skip
+    used = {line[-1]["id"]: tuple(line[:2]) for line in lines[1:]}
+    assert used == {"classified": ("Firewatch", IMAGES_CLASSIFIED), "borderline": ("Firewatch", BORDERLINE_VERDICTS)}
 
 
 def _web_verdict_filters(synth) -> dict[str, dict]:

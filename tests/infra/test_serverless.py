@@ -121,6 +121,7 @@ def test_function_runs_the_image_asset_with_benchmarked_defaults(synth):
     env = props["Environment"]["Variables"]
     assert env["POWERTOOLS_SERVICE_NAME"] == "firewatch"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Firewatch"
+    assert env["FIREWATCH_ENVIRONMENT"] == "dev"  # the metrics' environment dimension
     assert env["FIREWATCH_THREADS"] == "1"
     topic = next(iter(resources(synth.serverless, "AWS::SNS::Topic")))
     assert env["ALERT_TOPIC_ARN"] == {"Ref": topic}

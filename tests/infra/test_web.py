@@ -302,6 +302,12 @@ def test_hsts_only_with_a_certificate(synth, synth_custom):
     assert "--env FIREWATCH_HSTS=1 " in _docker_run(synth_custom.web)
 
 
+def test_the_web_server_knows_its_deployment_for_its_metrics(synth, synth_custom):
+    """The access log's environment field is the web metrics' dimension (see test_monitoring)."""
+    assert "--env FIREWATCH_ENVIRONMENT=dev " in _docker_run(synth.web)
+    assert "--env FIREWATCH_ENVIRONMENT=prod " in _docker_run(synth_custom.web)
+
+
 # ---- WAF ----------------------------------------------------------------------------------------------------------
 
 

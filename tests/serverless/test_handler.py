@@ -70,6 +70,12 @@ def test_event_with_several_records_writes_one_result_per_upload(lab, classifier
     declared = {m["Name"]: m["Unit"] for doc in run.emf for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
     assert declared["InferenceLatency"] == "Milliseconds" and declared["ImagesClassified"] == "Count"
     assert {d["Namespace"] for doc in run.emf for d in doc["_aws"]["CloudWatchMetrics"]} == {"Firewatch"}
+    # The dashboard and alarms of one deployment read its metrics only: service and environment (here unset: local).
+    # (Powertools' own ColdStart metric carries function_name and service only.)
+    ours = [doc for doc in run.emf if "ColdStart" not in doc]
+    assert {frozenset(dims) for doc in ours for d in doc["_aws"]["CloudWatchMetrics"] for dims in d["Dimensions"]} == {
+        frozenset({"service", "environment"})}
+    assert {(doc["service"], doc["environment"]) for doc in ours} == {("firewatch", "local")}
 
 
 def test_borderline_verdicts_are_counted(lab, monkeypatch, fire_photos, nofire_bytes):

@@ -95,6 +95,20 @@ def test_access_log_counts_the_verdicts_of_a_request(served, classifier, fire_ph
         "classified": 2, "fire": sum(v.is_fire for v in verdicts),
         "borderline": sum(v.certainty == BORDERLINE for v in verdicts)}, "the unreadable photo is not counted"
     assert refused["status"] == 415 and "classified" not in refused
+    assert api["environment"] == page["environment"] == "local", "FIREWATCH_ENVIRONMENT unset: a local run"
+
+
+def test_the_verdict_counts_name_the_deployment(monkeypatch, classifier, fire_photo):
+    """The web metric filters take the environment dimension from the line: each deployment's dashboard its own."""
+    from web_app.logs import VERDICTS, count_verdict
+
+    monkeypatch.setenv("FIREWATCH_ENVIRONMENT", "prod")
+    environ: dict = {}
+    prediction = classifier.classify(fire_photo.read_bytes())
+    count_verdict(environ, prediction)
+    count_verdict(environ, prediction)
+    assert environ[VERDICTS] == {"classified": 2, "fire": 2 * prediction.is_fire,
+                                 "borderline": 2 * (prediction.certainty == "borderline"), "environment": "prod"}  # fmt: skip
 
 
 def test_config_suits_the_load_balancer(monkeypatch):
