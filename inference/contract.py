@@ -150,12 +150,6 @@ SERVICE_NAME = "firewatch"  # POWERTOOLS_SERVICE_NAME: the `service` dimension o
 ENVIRONMENT_ENV = "FIREWATCH_ENVIRONMENT"
 ENVIRONMENT_DIMENSION = "environment"
 LOCAL_ENVIRONMENT = "local"
-
-
-def environment() -> str:
-    """This deployment's name, for the ``environment`` dimension (``FIREWATCH_ENVIRONMENT``, else ``local``)."""
-    return os.environ.get(ENVIRONMENT_ENV) or LOCAL_ENVIRONMENT
-
 METRICS_NAMESPACE = "Firewatch"  # POWERTOOLS_METRICS_NAMESPACE
 IMAGES_CLASSIFIED = "ImagesClassified"
 FIRE_DETECTED = "FireDetected"
@@ -172,6 +166,11 @@ BATCH_ITEM_FAILURES = "BatchItemFailures"  # upload queue messages reported fail
 VERDICT_LOG_FIELDS = {"classified": "WebImagesClassified", "fire": "WebFireDetected", "borderline": "WebBorderlineVerdicts"}
 CUSTOM_METRICS = (IMAGES_CLASSIFIED, FIRE_DETECTED, BORDERLINE_VERDICTS, INVALID_IMAGES, INFERENCE_LATENCY, REFUSED_RECORDS,
                   MALFORMED_RECORDS, BATCH_ITEM_FAILURES)
+
+
+def environment() -> str:
+    """This deployment's name, for the ``environment`` dimension (``FIREWATCH_ENVIRONMENT``, else ``local``)."""
+    return os.environ.get(ENVIRONMENT_ENV) or LOCAL_ENVIRONMENT
 
 
 # ---------------------------------------------------------------------------------------------------- results index

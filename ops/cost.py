@@ -168,7 +168,7 @@ def monthly(found: Inventory) -> list[Line]:
         agent = AGENT_METRICS * (count + 1)  # per instance, and per group
         lines.append(Line("custom metrics: CloudWatch agent (memory, disk)", agent, "metric-month",
                           prices.CUSTOM_METRIC_MONTH, agent * prices.CUSTOM_METRIC_MONTH))  # fmt: skip
-    filtered = found.types["AWS::Logs::MetricFilter"]  # one metric each: they set no dimensions
+    filtered = found.types["AWS::Logs::MetricFilter"]  # one metric each: their one dimension is the deployment
     if filtered:
         lines.append(Line("custom metrics: the web servers' log filters", filtered, "metric-month",
                           prices.CUSTOM_METRIC_MONTH, filtered * prices.CUSTOM_METRIC_MONTH))  # fmt: skip

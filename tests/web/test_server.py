@@ -53,15 +53,15 @@ def test_connections_are_kept_alive(served, nofire_photo):
         connection.close()
 
 
-def _access_lines(served: Server, user_agent: str) -> list[dict]:
-    """The access log lines of the requests sent with ``user_agent`` (waiting, since the worker writes each line just
-    after answering)."""
+def _access_lines(served: Server, user_agent: str, count: int = 1) -> list[dict]:
+    """The access log lines of the ``count`` requests sent with ``user_agent`` (waiting, since the worker writes each
+    line just after answering)."""
     deadline = time.monotonic() + 10
     while True:
         records = [json.loads(line) for line in served.log().splitlines() if line.startswith("{")]
         found = [r for r in records if r["user_agent"] == user_agent]
-        if found or time.monotonic() > deadline:
-            assert found, served.log()
+        if len(found) >= count or time.monotonic() > deadline:
+            assert len(found) == count, served.log()
             return found
         time.sleep(0.1)
 
@@ -86,7 +86,7 @@ def test_access_log_counts_the_verdicts_of_a_request(served, classifier, fire_ph
     assert requests.post(served.url + "/", files=form, headers=agent, timeout=10).status_code == 200
     requests.post(served.url + "/api/v1/classify", files={"image": ("c.jpg", b"not an image")}, headers=agent, timeout=10)
 
-    api, page, refused = _access_lines(served, "verdict-count-probe")[-3:]
+    api, page, refused = _access_lines(served, "verdict-count-probe", count=3)
     assert (api["path"], page["path"], refused["path"]) == ("/api/v1/classify", "/", "/api/v1/classify")
     first = verdicts[0]
     assert {k: api[k] for k in ("classified", "fire", "borderline")} == {
