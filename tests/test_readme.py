@@ -61,6 +61,15 @@ def test_error_codes_match_the_core():
     assert set(re.findall(r"`([a-z_]+)`", table)) == set(ERROR_CODES)
 
 
+def test_the_api_status_table_is_the_contracts():
+    from inference.contract import HTTP_STATUS_BY_CODE
+
+    table = README[README.index("| status | codes"):README.index("`GET /api/v1/results` reads one of two sources")]
+    documented = {code: int(status) for status, codes in re.findall(r"^\| (\d{3}) \| (.*) \|$", table, re.M)
+                  for code in re.findall(r"`([a-z_]+)`", codes) if not code.startswith("api")}  # fmt: skip
+    assert documented == HTTP_STATUS_BY_CODE
+
+
 def test_routes_match_the_app():
     from web_app.app import create_app
 
