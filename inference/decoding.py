@@ -48,6 +48,9 @@ _ISO_MEDIA_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"msf1":
 # Real JPEGs have a few dozen marker segments (camera files with ICC and XMP blocks under a hundred);
 # Pillow reads them one by one in Python, so millions of empty ones would take seconds.
 MAX_JPEG_SEGMENTS = 1000
+# Bytes between segments that belong to no marker (damage, or fill bytes beyond need): decoders step over them,
+# Pillow one at a time in Python (about 0.2 us each); sound files have none or a few.
+MAX_JPEG_STRAY_BYTES = 64 * 1024
 # Likewise for PNG chunks (Pillow reads them in Python too): real files have a few thousand at most.
 MAX_PNG_CHUNKS = 50_000
 
@@ -141,7 +144,19 @@ def decode_image(data: bytes, size: tuple[int, int], limits: Limits | None = Non
 
 def _check_jpeg_layout(data: bytes, limits: Limits) -> int:
     """Refuse a JPEG with more scans or segments than any encoder writes; return its scan count."""
-    layout = jpeg_layout(data, limits.max_scans, MAX_JPEG_SEGMENTS)
+    layout = jpeg_layout(data, limits.max_scans, MAX_JPEG_SEGMENTS, MAX_JPEG_STRAY_BYTES)
+    if layout.stray_bytes > MAX_JPEG_STRAY_BYTES:
+        raise InvalidImage(
+            CORRUPT_IMAGE,
+            f"The JPEG is damaged: more than {MAX_JPEG_STRAY_BYTES:,} bytes between its segments belong to no marker."
+            " Save it again with an image editor.",
+        )
+    if layout.precision not in (None, 8):
+        raise InvalidImage(
+            UNSUPPORTED_FORMAT,
+            f"The JPEG has {layout.precision}-bit samples; this service reads 8-bit JPEGs, what cameras and editors"
+            " write. Save it again as an ordinary JPEG.",
+        )
     if layout.scans > limits.max_scans:
         raise InvalidImage(
             TOO_COMPLEX,

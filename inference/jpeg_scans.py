@@ -5,6 +5,11 @@ every block of the image per scan. Encoders write about ten; a crafted file can 
 a tiny scan thousands of times and keep a decoder busy for minutes. Likewise, millions
 of empty segments keep Pillow's marker loop (in Python) busy for seconds. Counting both
 here is cheap, stops early, and tells such files apart before anything decodes them.
+
+The walk reads markers as the decoders do, so that damage cannot hide what follows it: bytes
+between segments that are not a marker are skipped to the next 0xFF (libjpeg warns of
+"extraneous bytes", Pillow skips them one by one in Python, and both decode on), and a length
+field under 2 skips only itself. It also notes the sample precision of the frame header.
 """
 
 from __future__ import annotations
@@ -15,33 +20,48 @@ from dataclasses import dataclass
 _SOI, _EOI, _SOS = 0xD8, 0xD9, 0xDA
 # Markers without a length field: TEM and the restart markers RST0-RST7.
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}
+# Start-of-frame markers (SOF0-SOF15 but DHT, JPG and DAC): the frame header, whose first byte is the precision.
+_SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Inside entropy-coded data, 0xFF is followed by 0x00 (a stuffed byte) or a restart marker;
 # anything else (fill bytes 0xFF aside) starts the next marker.
 _NEXT_MARKER = re.compile(rb"\xff(?=[^\x00\xd0-\xd7\xff])")
+_FILL = re.compile(rb"\xff+")  # any number of 0xFF may pad the space before a marker
 
 
 @dataclass(frozen=True)
 class JpegLayout:
     scans: int  # SOS segments: 1 for a baseline JPEG, about 10 for a progressive one
     segments: int  # every marker segment, scans included
+    # bytes between segments that belong to no marker, fill bytes beyond the one a marker needs included: a sound
+    # file has none or a few, and Pillow steps over each in Python
+    stray_bytes: int = 0
+    precision: int | None = None  # bits per sample of the first frame header: 8 for ordinary JPEGs
 
 
-def jpeg_layout(data: bytes, max_scans: int, max_segments: int) -> JpegLayout:
-    """Scans and segments of the first image in ``data``, counting no further than one past either maximum.
+def jpeg_layout(data: bytes, max_scans: int, max_segments: int, max_stray_bytes: int = 2**16) -> JpegLayout:
+    """Scans, segments and stray bytes of the first image in ``data``, counting no further than past any maximum.
 
-    The walk never raises: on a damaged marker structure it returns what it counted so
-    far and leaves the verdict on the damage to the decoder.
+    The walk never raises: where the data runs out it returns what it counted so far and
+    leaves the verdict on the damage to the decoder.
     """
-    scans = segments = 0
+    scans = segments = stray = 0
+    precision = None
     pos, end = 2, len(data)
     if data[:2] != b"\xff\xd8":
         return JpegLayout(0, 0)
-    while pos + 1 < end and scans <= max_scans and segments <= max_segments:
+    while pos + 1 < end and scans <= max_scans and segments <= max_segments and stray <= max_stray_bytes:
         if data[pos] != 0xFF:
+            found_ff = data.find(b"\xff", pos)
+            found_ff = end if found_ff < 0 else found_ff
+            stray, pos = stray + found_ff - pos, found_ff
+            continue
+        fill_end = _FILL.match(data, pos).end()  # type: ignore[union-attr]  (data[pos] is 0xFF)
+        stray, pos = stray + fill_end - pos - 1, fill_end - 1
+        if pos + 1 >= end:
             break
         marker = data[pos + 1]
-        if marker == 0xFF:  # a fill byte before a marker
-            pos += 1
+        if marker == 0x00:  # an escaped 0xFF where no entropy-coded data is: skipped, as Pillow does
+            stray, pos = stray + 2, pos + 2
             continue
         if marker == _EOI:
             break
@@ -49,14 +69,16 @@ def jpeg_layout(data: bytes, max_scans: int, max_segments: int) -> JpegLayout:
         if marker in _STANDALONE or marker == _SOI:
             pos += 2
             continue
-        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if length < 2:
+        if pos + 4 > end:  # the length field itself is cut off
             break
-        pos += 2 + length
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker in _SOF and precision is None and pos + 4 < end:
+            precision = data[pos + 4]
+        pos += 2 + max(length, 2)  # a length under 2 covers only itself, for libjpeg and Pillow alike
         if marker == _SOS:
             scans += 1
             found = _NEXT_MARKER.search(data, pos)
             if found is None:
                 break
             pos = found.start()
-    return JpegLayout(scans, segments)
+    return JpegLayout(scans, segments, stray, precision)

@@ -279,6 +279,52 @@ def test_jpeg_marker_flood_is_refused_before_pillow_walks_it():
     assert error.value.code == "too_complex"
 
 
+def _before_first_scan(jpeg: bytes, extra: bytes) -> bytes:
+    sos = jpeg.index(b"\xff\xda")
+    return jpeg[:sos] + extra + jpeg[sos:]
+
+
+def test_damage_between_segments_hides_no_scans_or_segments():
+    """Decoders step over bytes that are no marker, and over a length field under 2, and decode on: the count must
+    too. One stray byte used to end the count, and the scan bomb behind it took 38 s to decode."""
+    with pytest.raises(InvalidImage) as error:
+        decode_image(_before_first_scan(progressive_scan_bomb(1000, size=(640, 480)), b"\x00"), (128, 128))
+    assert error.value.code == "too_complex" and "more than 64 scans" in error.value.message
+    photo = encode(solid(RED), "JPEG")
+    after_app0 = 4 + int.from_bytes(photo[4:6], "big")
+    empty_app0 = b"\xff\xe0\x00\x00"  # a length of 0: libjpeg and Pillow read on after the length field
+    for damage in (b"\x00", empty_app0, b"\xff\x00"):
+        flood = photo[:after_app0] + damage + b"\xff\xfe\x00\x02" * 2000 + photo[after_app0:]
+        with pytest.raises(InvalidImage) as error:
+            decode(flood)
+        assert error.value.code == "too_complex" and "marker segments" in error.value.message, damage
+    layout = jpeg_layout(_before_first_scan(encode(solid(RED), "JPEG", progressive=True), b"junk"), 1000, 1000)
+    assert (layout.scans, layout.stray_bytes, layout.precision) == (jpeg_layout(encode(solid(RED), "JPEG", progressive=True),
+                                                                                1000, 1000).scans, 4, 8)  # fmt: skip
+
+
+def test_a_few_stray_bytes_decode_and_a_flood_of_them_is_refused_at_once():
+    photo = encode(solid(RED), "JPEG")
+    assert_colour(decode(_before_first_scan(photo, b"\x00" * 100)), RED, tolerance=16)  # libjpeg warns, decodes
+    assert_colour(decode(_before_first_scan(photo, b"\xff" * 100)), RED, tolerance=16)  # fill bytes are legal
+    # Pillow steps over each stray byte in Python: 20 MB of them took seconds before a pixel was decoded.
+    for flood in (b"\x00" * 2_000_000, b"\xff" * 2_000_000, b"\x00\xff" * 1_000_000):
+        started = time.process_time()
+        with pytest.raises(InvalidImage) as error:
+            decode(_before_first_scan(photo, flood))
+        assert error.value.code == "corrupt_image" and "belong to no marker" in error.value.message
+        assert time.process_time() - started < 1
+
+
+def test_a_jpeg_of_other_than_8_bit_samples_is_unsupported_not_corrupt():
+    data = bytearray(encode(solid(RED), "JPEG"))
+    frame = data.index(b"\xff\xc0")
+    data[frame + 1], data[frame + 4] = 0xC1, 12  # extended sequential, 12-bit: valid, but not what Pillow reads
+    with pytest.raises(InvalidImage) as error:
+        decode(bytes(data))
+    assert error.value.code == "unsupported_format" and "12-bit" in error.value.message
+
+
 def test_png_chunk_flood_is_refused_before_pillow_walks_it():
     assert decode(png_chunk_flood(1000)).shape == (32, 32, 3)  # odd but harmless
     with pytest.raises(InvalidImage) as error:
