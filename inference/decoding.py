@@ -17,7 +17,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from .decode_memory import WEBP_BYTES_PER_PIXEL, decode_bytes
 from .errors import CORRUPT_IMAGE, EMPTY_FILE, TOO_COMPLEX, TOO_MANY_PIXELS, UNSUPPORTED_FORMAT, InvalidImage
 from .jpeg_scans import jpeg_layout
-from .png_chunks import count_png_chunks
+from .png_chunks import png_layout
 from .resizing import to_model_rgb
 from .settings import Limits
 
@@ -53,6 +53,8 @@ MAX_JPEG_SEGMENTS = 1000
 MAX_JPEG_STRAY_BYTES = 64 * 1024
 # Likewise for PNG chunks (Pillow reads them in Python too): real files have a few thousand at most.
 MAX_PNG_CHUNKS = 50_000
+# Colour profiles (iCCP) Pillow inflates, up to 1 MB each (about 1 ms): the format allows one.
+MAX_PNG_PROFILES = 16
 
 # Truncated files must fail, not be padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -173,10 +175,17 @@ def _check_jpeg_layout(data: bytes, limits: Limits) -> int:
 
 
 def _check_png_chunks(data: bytes) -> None:
-    if count_png_chunks(data, MAX_PNG_CHUNKS + 1) > MAX_PNG_CHUNKS:
+    layout = png_layout(data, MAX_PNG_CHUNKS + 1)
+    if layout.chunks > MAX_PNG_CHUNKS:
         raise InvalidImage(
             TOO_COMPLEX,
             f"The PNG has more than {MAX_PNG_CHUNKS:,} chunks; decoding it would take too long. Save it again with an image editor.",
+        )
+    if layout.colour_profiles > MAX_PNG_PROFILES:
+        raise InvalidImage(
+            TOO_COMPLEX,
+            f"The PNG has {layout.colour_profiles:,} colour profiles (iCCP chunks; the format allows one), each to be"
+            " inflated before decoding; that would take too long. Save it again with an image editor.",
         )
 
 

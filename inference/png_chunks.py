@@ -4,21 +4,37 @@ Pillow reads a PNG's chunks one by one in Python, about 10 microseconds each: a 
 empty chunks holds 1.6 million of them and keeps it busy for 15 seconds before (or after) a
 single pixel. Real encoders write image data in chunks of 8 kB or more, so a 20 MB PNG has a
 few thousand chunks at most.
+
+Colour profiles (iCCP chunks) are counted apart: Pillow inflates each one, up to 1 MB, wherever
+it stands in the file. The format allows one; twenty thousand 1 kB chunks that each inflate to
+1 MB took Pillow 20 seconds.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def count_png_chunks(data: bytes, stop_after: int) -> int:
-    """Chunks of ``data`` up to IEND, counting no further than ``stop_after``; never raises on damage."""
+@dataclass(frozen=True)
+class PngLayout:
+    chunks: int
+    colour_profiles: int  # iCCP chunks
+
+
+def png_layout(data: bytes, stop_after: int) -> PngLayout:
+    """Chunks and colour profiles of ``data`` up to IEND, counting no further than ``stop_after`` chunks; never raises
+    on damage."""
     if not data.startswith(_SIGNATURE):
-        return 0
-    chunks, pos, end = 0, len(_SIGNATURE), len(data)
+        return PngLayout(0, 0)
+    chunks = profiles = 0
+    pos, end = len(_SIGNATURE), len(data)
     while pos + 8 <= end and chunks < stop_after:
         chunks += 1
-        if data[pos + 4 : pos + 8] == b"IEND":
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"IEND":
             break
+        profiles += kind == b"iCCP"
         pos += 12 + int.from_bytes(data[pos : pos + 4], "big")  # length, type, body, CRC
-    return chunks
+    return PngLayout(chunks, profiles)

@@ -101,6 +101,15 @@ def png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
+def png_with_profiles(profiles: int, after_pixels: bool = False) -> bytes:
+    """A small valid PNG with ``profiles`` iCCP chunks, each about 1 kB that inflates to just under 1 MB (Pillow's
+    cap): Pillow inflates every one, before or after the pixels."""
+    data = encode(solid(), "PNG")
+    profile = png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(b"\x00" * (2**20 - 1), 9))
+    at = data.index(b"IEND") - 4 if after_pixels else 8 + 25
+    return data[:at] + profile * profiles + data[at:]
+
+
 def png_chunk_flood(chunks: int) -> bytes:
     """A small valid PNG with ``chunks`` empty private chunks after its header: Pillow reads each in Python."""
     data = encode(solid(), "PNG")

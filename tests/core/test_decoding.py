@@ -23,6 +23,7 @@ from .images import (
     palette_gif,
     png_chunk_flood,
     png_with_header_size,
+    png_with_profiles,
     png_zlib_bomb,
     progressive_scan_bomb,
     rgba_png,
@@ -330,6 +331,16 @@ def test_png_chunk_flood_is_refused_before_pillow_walks_it():
     with pytest.raises(InvalidImage) as error:
         decode(png_chunk_flood(60_000))  # 720 kB here; 1.6 M of them (20 MB) took Pillow 15 s
     assert error.value.code == "too_complex"
+
+
+@pytest.mark.parametrize("after_pixels", [False, True])
+def test_a_flood_of_colour_profiles_is_refused_before_pillow_inflates_them(after_pixels):
+    assert_colour(decode(png_with_profiles(1, after_pixels)), (220, 40, 20))  # one, as the format allows
+    started = time.process_time()
+    with pytest.raises(InvalidImage) as error:
+        decode(png_with_profiles(2000, after_pixels))  # 2 MB here; 20 MB of them took Pillow 20 s
+    assert error.value.code == "too_complex" and "colour profiles" in error.value.message
+    assert time.process_time() - started < 1
 
 
 def test_scan_count_skips_entropy_data_and_embedded_thumbnails():
