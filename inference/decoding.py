@@ -53,6 +53,12 @@ MAX_JPEG_SEGMENTS = 1000
 MAX_JPEG_STRAY_BYTES = 64 * 1024
 # Likewise for PNG chunks (Pillow reads them in Python too): real files have a few thousand at most.
 MAX_PNG_CHUNKS = 50_000
+# Run-length encoded BMPs (RLE8, RLE4) are decoded by Pillow in Python, a pixel or a padding byte at a time (about
+# 0.2 us a pixel: a 21 kB file of 40 MP took 6 s), and a run past the end of a row is read on to the end of the
+# file (10 M of them, 20 MB, took 7 s). RLE BMPs are icons and old Windows graphics: small in both.
+MAX_RLE_BMP_PIXELS = 2_000_000
+MAX_RLE_BMP_BYTES = 2 * 2**20
+_BMP_RLE = {1: "RLE8", 2: "RLE4"}  # the header's compression field
 # Colour profiles (iCCP) Pillow inflates, up to 1 MB each (about 1 ms): the format allows one.
 MAX_PNG_PROFILES = 16
 
@@ -129,6 +135,7 @@ def decode_image(data: bytes, size: tuple[int, int], limits: Limits | None = Non
         _check_png_chunks(data)
     image = _open(data, limits)
     full_size = image.size
+    _check_bmp_compression(image, len(data))
     try:
         if image.format in ("JPEG", "MPO"):
             # DCT scaling: decode a large photo at 1/2, 1/4 or 1/8 size, never below the target.
@@ -172,6 +179,18 @@ def _check_jpeg_layout(data: bytes, limits: Limits) -> int:
             " Save it again with an image editor.",
         )
     return layout.scans
+
+
+def _check_bmp_compression(image: Image.Image, size_bytes: int) -> None:
+    rle = _BMP_RLE.get(image.info.get("compression")) if image.format == "BMP" else None
+    width, height = image.size
+    if rle and (width * height > MAX_RLE_BMP_PIXELS or size_bytes > MAX_RLE_BMP_BYTES):
+        raise InvalidImage(
+            TOO_COMPLEX,
+            f"The BMP is run-length encoded ({rle}), {width}x{height} in {size_bytes:,} bytes; such BMPs are decoded"
+            f" slowly, so at most {MAX_RLE_BMP_PIXELS:,} pixels in {MAX_RLE_BMP_BYTES // 2**20} MB are accepted."
+            " Send a PNG or JPEG.",
+        )
 
 
 def _check_png_chunks(data: bytes) -> None:

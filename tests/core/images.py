@@ -110,6 +110,15 @@ def png_with_profiles(profiles: int, after_pixels: bool = False) -> bytes:
     return data[:at] + profile * profiles + data[at:]
 
 
+def rle8_bmp(width: int, height: int, runs: bytes) -> bytes:
+    """A BMP whose 8-bit pixels are run-length encoded (RLE8): ``runs`` is the pixel data, (count, index) pairs and
+    escapes; a grey ramp palette."""
+    palette = b"".join(bytes([i, i, i, 0]) for i in range(256))
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(runs), 2835, 2835, 256, 0)
+    offset = 14 + 40 + len(palette)
+    return b"BM" + struct.pack("<IHHI", offset + len(runs), 0, 0, offset) + info + palette + runs
+
+
 def png_chunk_flood(chunks: int) -> bytes:
     """A small valid PNG with ``chunks`` empty private chunks after its header: Pillow reads each in Python."""
     data = encode(solid(), "PNG")

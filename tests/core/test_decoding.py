@@ -27,6 +27,7 @@ from .images import (
     png_zlib_bomb,
     progressive_scan_bomb,
     rgba_png,
+    rle8_bmp,
     solid,
     with_exif_orientation,
 )
@@ -341,6 +342,21 @@ def test_a_flood_of_colour_profiles_is_refused_before_pillow_inflates_them(after
         decode(png_with_profiles(2000, after_pixels))  # 2 MB here; 20 MB of them took Pillow 20 s
     assert error.value.code == "too_complex" and "colour profiles" in error.value.message
     assert time.process_time() - started < 1
+
+
+def test_run_length_encoded_bmps_are_bounded_by_pixels_and_bytes():
+    """Pillow decodes RLE BMPs in Python: a pixel at a time, and a run past a row's end is read on to the file's."""
+    end_of_line, end_of_bitmap = b"\x00\x00", b"\x00\x01"
+    small = rle8_bmp(4, 2, (b"\x04\xc8" + end_of_line) * 2 + end_of_bitmap)
+    assert_colour(decode(small), (200, 200, 200))
+    one_pixel_rows = rle8_bmp(8000, 5000, (b"\x01\x05" + end_of_line) * 5000 + end_of_bitmap)  # 21 kB: took 6 s
+    long_overrun = rle8_bmp(100, 100, b"\x01\x05" * 1_500_000 + end_of_bitmap)  # 3 MB of runs past row 1
+    for data in (one_pixel_rows, long_overrun):
+        started = time.process_time()
+        with pytest.raises(InvalidImage) as error:
+            decode(data)
+        assert error.value.code == "too_complex" and "run-length encoded (RLE8)" in error.value.message
+        assert time.process_time() - started < 0.5
 
 
 def test_scan_count_skips_entropy_data_and_embedded_thumbnails():
