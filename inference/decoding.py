@@ -16,6 +16,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from .decode_memory import WEBP_BYTES_PER_PIXEL, decode_bytes
 from .errors import CORRUPT_IMAGE, EMPTY_FILE, TOO_COMPLEX, TOO_MANY_PIXELS, UNSUPPORTED_FORMAT, InvalidImage
+from .gif_blocks import gif_blocks_before_first_frame
 from .jpeg_scans import jpeg_layout
 from .png_chunks import png_layout
 from .resizing import to_model_rgb
@@ -59,6 +60,8 @@ MAX_PNG_CHUNKS = 50_000
 MAX_RLE_BMP_PIXELS = 2_000_000
 MAX_RLE_BMP_BYTES = 2 * 2**20
 _BMP_RLE = {1: "RLE8", 2: "RLE4"}  # the header's compression field
+# Extension sub-blocks (and stray bytes) before a GIF's first frame, which Pillow reads in Python: a few in real files.
+MAX_GIF_BLOCKS = 20_000
 # Colour profiles (iCCP) Pillow inflates, up to 1 MB each (about 1 ms): the format allows one.
 MAX_PNG_PROFILES = 16
 
@@ -133,6 +136,12 @@ def decode_image(data: bytes, size: tuple[int, int], limits: Limits | None = Non
     scans = _check_jpeg_layout(data, limits) if claimed == "JPEG" else 0
     if claimed == "PNG":
         _check_png_chunks(data)
+    if claimed == "GIF" and gif_blocks_before_first_frame(data, MAX_GIF_BLOCKS) > MAX_GIF_BLOCKS:
+        raise InvalidImage(
+            TOO_COMPLEX,
+            f"The GIF has more than {MAX_GIF_BLOCKS:,} extension blocks before its first frame; reading them would take"
+            " too long. Save it again with an image editor.",
+        )
     image = _open(data, limits)
     full_size = image.size
     _check_bmp_compression(image, len(data))

@@ -119,6 +119,19 @@ def rle8_bmp(width: int, height: int, runs: bytes) -> bytes:
     return b"BM" + struct.pack("<IHHI", offset + len(runs), 0, 0, offset) + info + palette + runs
 
 
+def gif_with_before_first_frame(extra: bytes) -> bytes:
+    """A small valid GIF (a solid red-ish frame) with ``extra`` bytes between its header and its first frame."""
+    data = encode(solid(), "GIF")
+    flags = data[10]
+    header = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    return data[:header] + extra + data[header:]
+
+
+def gif_comment(sub_blocks: int, size: int = 1) -> bytes:
+    """A comment extension of ``sub_blocks`` sub-blocks of ``size`` bytes each."""
+    return b"\x21\xfe" + (bytes([size]) + b"c" * size) * sub_blocks + b"\x00"
+
+
 def png_chunk_flood(chunks: int) -> bytes:
     """A small valid PNG with ``chunks`` empty private chunks after its header: Pillow reads each in Python."""
     data = encode(solid(), "PNG")

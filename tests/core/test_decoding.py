@@ -17,6 +17,8 @@ from inference.jpeg_scans import jpeg_layout
 from .images import (
     SIDE_40MP,
     encode,
+    gif_comment,
+    gif_with_before_first_frame,
     grey16_png,
     jpeg_with_header_size,
     lossless_webp,
@@ -356,6 +358,19 @@ def test_run_length_encoded_bmps_are_bounded_by_pixels_and_bytes():
         with pytest.raises(InvalidImage) as error:
             decode(data)
         assert error.value.code == "too_complex" and "run-length encoded (RLE8)" in error.value.message
+        assert time.process_time() - started < 0.5
+
+
+def test_gif_blocks_before_the_first_frame_are_bounded():
+    """Pillow reads a GIF's extensions in Python and keeps each comment sub-block as an object of its own: 10 M 1-byte
+    sub-blocks (20 MB) took a gigabyte; stray bytes between blocks it steps over one at a time."""
+    assert decode(gif_with_before_first_frame(gif_comment(40, size=255))).shape == (32, 32, 3)  # a 10 kB comment
+    floods = (gif_comment(30_000), b"\x21\xfe\x00" * 30_000, b"\x00" * 30_000)  # sub-blocks, empty comments, junk
+    for flood in floods:
+        started = time.process_time()
+        with pytest.raises(InvalidImage) as error:
+            decode(gif_with_before_first_frame(flood))
+        assert error.value.code == "too_complex" and "before its first frame" in error.value.message
         assert time.process_time() - started < 0.5
 
 
