@@ -53,6 +53,9 @@ def expand_paths(paths: list[str]) -> Iterator[str | tuple[str, InvalidImage]]:
     A folder that cannot be listed comes out in its place as ``(folder, InvalidImage)``.
     """
     for raw in paths:
+        if not raw:  # Path("") would be the current folder, walked whole
+            yield raw, InvalidImage(NOT_FOUND, "An empty path names no file.")
+            continue
         path = Path(raw)
         if not path.is_dir():
             yield raw

@@ -64,6 +64,14 @@ def test_output_keeps_input_order_and_reports_errors_in_place(tmp_path, fire_pho
     assert all(line["error"]["message"] for line in lines if "error" in line)
 
 
+def test_an_empty_path_is_not_found_not_the_current_folder(fire_photo):
+    # Path("") is "."; walking it would classify whatever lies under the working folder (here, the repository).
+    assert list(cli.expand_paths(["", str(fire_photo)]))[1] == str(fire_photo)
+    status, lines, _ = run_cli("", fire_photo)
+    assert status == 1 and [line["source"] for line in lines] == ["", str(fire_photo)]
+    assert lines[0]["error"]["code"] == "not_found" and "label" in lines[1]
+
+
 def test_byte_limit_is_checked_before_reading(tmp_path, fire_photo):
     env = {"FIREWATCH_MAX_BYTES": "1000", "PATH": "/usr/bin:/bin"}
     status, lines, _ = run_cli(fire_photo, env=env)
