@@ -25,6 +25,9 @@ SIZE = (160, 160)  # the served model's input size
 TIMEOUT_S = 300  # the scan bomb takes about a minute "before"
 FLOOD_SEGMENTS = 5_000_000  # empty JPEG comment segments: a 20 MB file
 FLOOD_CHUNKS = 1_600_000  # empty private PNG chunks: a 19 MB file
+FLOOD_BYTES = 20_000_000  # stray bytes in a JPEG: Pillow steps over each in Python
+FLOOD_PROFILES = 19_000  # iCCP chunks of about 1 kB that each inflate to 1 MB: a 20 MB file
+FLOOD_SUB_BLOCKS = 10_000_000  # 1-byte GIF comment sub-blocks: a 20 MB file
 
 
 def costly_inputs() -> dict[str, bytes]:
@@ -51,6 +54,13 @@ def costly_inputs() -> dict[str, bytes]:
         f"lossy WebP {webp_side}x{webp_side} (largest accepted)":
             images.encode(images.solid(size=(webp_side, webp_side)), "WEBP", quality=50, method=0),
         f"palette GIF {side}x{side}": images.palette_gif(side),
+        # Found by a hostile probe after bounded decoding: damage, metadata and old encodings Pillow reads in Python.
+        "progressive JPEG 12 MP, last scan x1,000, a stray byte before": images.jpeg_with_before_first_scan(
+            images.progressive_scan_bomb(1000), b"\x00"),
+        "JPEG with 20 MB of stray bytes": images.jpeg_with_before_first_scan(photo, b"\x00" * FLOOD_BYTES),
+        "PNG with 20 k colour profiles (iCCP)": images.png_with_profiles(FLOOD_PROFILES),
+        "RLE8 BMP 8000x5000, one pixel a row": images.rle8_bmp(8000, 5000, b"\x01\x05\x00\x00" * 5000 + b"\x00\x01"),
+        "GIF with a comment of 10 M 1-byte sub-blocks": images.gif_with_before_first_frame(images.gif_comment(FLOOD_SUB_BLOCKS)),
     }
 
 

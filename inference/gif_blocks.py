@@ -22,7 +22,8 @@ def gif_blocks_before_first_frame(data: bytes, stop_after: int) -> int:
     if not data.startswith((b"GIF87a", b"GIF89a")) or len(data) < 13:
         return 0
     flags = data[10]
-    pos, end = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0), len(data)
+    palette = 3 << ((flags & 7) + 1) if flags & 0x80 else 0  # the global colour table
+    pos, end = 13 + palette, len(data)
     count = 0
     while pos < end and count <= stop_after:
         kind = data[pos]

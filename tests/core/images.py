@@ -78,6 +78,12 @@ def progressive_scan_bomb(repeats: int, size=(4000, 3000), subsampling: int = 2)
     return data[:eoi] + data[last_sos:eoi] * repeats + data[eoi:]
 
 
+def jpeg_with_before_first_scan(jpeg: bytes, extra: bytes) -> bytes:
+    """``jpeg`` with ``extra`` bytes just before its first scan (SOS marker)."""
+    sos = jpeg.index(b"\xff\xda")
+    return jpeg[:sos] + extra + jpeg[sos:]
+
+
 def grey16_png(side: int = SIDE_40MP) -> bytes:
     """A 16-bit greyscale PNG (Pillow mode I;16): tiny when flat, 2 bytes per pixel once decoded."""
     return encode(Image.new("I;16", (side, side), 30000), "PNG")
@@ -123,7 +129,7 @@ def gif_with_before_first_frame(extra: bytes) -> bytes:
     """A small valid GIF (a solid red-ish frame) with ``extra`` bytes between its header and its first frame."""
     data = encode(solid(), "GIF")
     flags = data[10]
-    header = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    header = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)  # and the global colour table
     return data[:header] + extra + data[header:]
 
 

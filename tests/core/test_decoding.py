@@ -20,6 +20,7 @@ from .images import (
     gif_comment,
     gif_with_before_first_frame,
     grey16_png,
+    jpeg_with_before_first_scan,
     jpeg_with_header_size,
     lossless_webp,
     palette_gif,
@@ -283,16 +284,11 @@ def test_jpeg_marker_flood_is_refused_before_pillow_walks_it():
     assert error.value.code == "too_complex"
 
 
-def _before_first_scan(jpeg: bytes, extra: bytes) -> bytes:
-    sos = jpeg.index(b"\xff\xda")
-    return jpeg[:sos] + extra + jpeg[sos:]
-
-
 def test_damage_between_segments_hides_no_scans_or_segments():
     """Decoders step over bytes that are no marker, and over a length field under 2, and decode on: the count must
     too. One stray byte used to end the count, and the scan bomb behind it took 38 s to decode."""
     with pytest.raises(InvalidImage) as error:
-        decode_image(_before_first_scan(progressive_scan_bomb(1000, size=(640, 480)), b"\x00"), (128, 128))
+        decode_image(jpeg_with_before_first_scan(progressive_scan_bomb(1000, size=(640, 480)), b"\x00"), (128, 128))
     assert error.value.code == "too_complex" and "more than 64 scans" in error.value.message
     photo = encode(solid(RED), "JPEG")
     after_app0 = 4 + int.from_bytes(photo[4:6], "big")
@@ -302,20 +298,20 @@ def test_damage_between_segments_hides_no_scans_or_segments():
         with pytest.raises(InvalidImage) as error:
             decode(flood)
         assert error.value.code == "too_complex" and "marker segments" in error.value.message, damage
-    layout = jpeg_layout(_before_first_scan(encode(solid(RED), "JPEG", progressive=True), b"junk"), 1000, 1000)
+    layout = jpeg_layout(jpeg_with_before_first_scan(encode(solid(RED), "JPEG", progressive=True), b"junk"), 1000, 1000)
     assert (layout.scans, layout.stray_bytes, layout.precision) == (jpeg_layout(encode(solid(RED), "JPEG", progressive=True),
                                                                                 1000, 1000).scans, 4, 8)  # fmt: skip
 
 
 def test_a_few_stray_bytes_decode_and_a_flood_of_them_is_refused_at_once():
     photo = encode(solid(RED), "JPEG")
-    assert_colour(decode(_before_first_scan(photo, b"\x00" * 100)), RED, tolerance=16)  # libjpeg warns, decodes
-    assert_colour(decode(_before_first_scan(photo, b"\xff" * 100)), RED, tolerance=16)  # fill bytes are legal
+    assert_colour(decode(jpeg_with_before_first_scan(photo, b"\x00" * 100)), RED, tolerance=16)  # libjpeg warns, decodes
+    assert_colour(decode(jpeg_with_before_first_scan(photo, b"\xff" * 100)), RED, tolerance=16)  # fill bytes are legal
     # Pillow steps over each stray byte in Python: 20 MB of them took seconds before a pixel was decoded.
     for flood in (b"\x00" * 2_000_000, b"\xff" * 2_000_000, b"\x00\xff" * 1_000_000):
         started = time.process_time()
         with pytest.raises(InvalidImage) as error:
-            decode(_before_first_scan(photo, flood))
+            decode(jpeg_with_before_first_scan(photo, flood))
         assert error.value.code == "corrupt_image" and "belong to no marker" in error.value.message
         assert time.process_time() - started < 1
 
