@@ -20,6 +20,9 @@ from dataclasses import dataclass
 _SOI, _EOI, _SOS = 0xD8, 0xD9, 0xDA
 # Markers without a length field: TEM and the restart markers RST0-RST7.
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}
+# Metadata segments Pillow joins or parses in Python as it opens the file: Exif (APP1; each one is appended to the
+# ones before, so many of them copy quadratically) and Photoshop resources (APP13; parsed block by block).
+_METADATA = {0xE1: b"Exif\x00\x00", 0xED: b"Photoshop 3.0\x00"}
 # Start-of-frame markers (SOF0-SOF15 but DHT, JPG and DAC): the frame header, whose first byte is the precision.
 _SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Inside entropy-coded data, 0xFF is followed by 0x00 (a stuffed byte) or a restart marker;
@@ -36,6 +39,7 @@ class JpegLayout:
     # file has none or a few, and Pillow steps over each in Python
     stray_bytes: int = 0
     precision: int | None = None  # bits per sample of the first frame header: 8 for ordinary JPEGs
+    metadata_segments: int = 0  # Exif (APP1) and Photoshop (APP13) segments: cameras and editors write one of each
 
 
 def jpeg_layout(data: bytes, max_scans: int, max_segments: int, max_stray_bytes: int = 2**16) -> JpegLayout:
@@ -44,7 +48,7 @@ def jpeg_layout(data: bytes, max_scans: int, max_segments: int, max_stray_bytes:
     The walk never raises: where the data runs out it returns what it counted so far and
     leaves the verdict on the damage to the decoder.
     """
-    scans = segments = stray = 0
+    scans = segments = stray = metadata = 0
     precision = None
     pos, end = 2, len(data)
     if data[:2] != b"\xff\xd8":
@@ -74,6 +78,8 @@ def jpeg_layout(data: bytes, max_scans: int, max_segments: int, max_stray_bytes:
         length = int.from_bytes(data[pos + 2 : pos + 4], "big")
         if marker in _SOF and precision is None and pos + 4 < end:
             precision = data[pos + 4]
+        signature = _METADATA.get(marker)
+        metadata += signature is not None and data.startswith(signature, pos + 4)
         pos += 2 + max(length, 2)  # a length under 2 covers only itself, for libjpeg and Pillow alike
         if marker == _SOS:
             scans += 1
@@ -81,4 +87,4 @@ def jpeg_layout(data: bytes, max_scans: int, max_segments: int, max_stray_bytes:
             if found is None:
                 break
             pos = found.start()
-    return JpegLayout(scans, segments, stray, precision)
+    return JpegLayout(scans, segments, stray, precision, metadata)
