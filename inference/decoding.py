@@ -15,12 +15,10 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from .decode_memory import WEBP_BYTES_PER_PIXEL, decode_bytes
-from .errors import CORRUPT_IMAGE, EMPTY_FILE, TOO_COMPLEX, TOO_MANY_PIXELS, UNSUPPORTED_FORMAT, InvalidImage
-from .gif_blocks import gif_blocks_before_first_frame
-from .jpeg_scans import jpeg_layout
-from .png_chunks import png_layout
+from .errors import CORRUPT_IMAGE, EMPTY_FILE, TOO_MANY_PIXELS, UNSUPPORTED_FORMAT, InvalidImage
 from .resizing import to_model_rgb
 from .settings import Limits
+from .structure import check_opened_structure, check_structure
 
 # The JPEG opener also returns camera JPEGs with a multi-picture extension, as format "MPO".
 DECODERS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
@@ -45,28 +43,6 @@ _KNOWN_UNSUPPORTED = (
     (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
 )
 _ISO_MEDIA_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF"}
-
-# Real JPEGs have a few dozen marker segments (camera files with ICC and XMP blocks under a hundred);
-# Pillow reads them one by one in Python, so millions of empty ones would take seconds.
-MAX_JPEG_SEGMENTS = 1000
-# Bytes between segments that belong to no marker (damage, or fill bytes beyond need): decoders step over them,
-# Pillow one at a time in Python (about 0.2 us each); sound files have none or a few.
-MAX_JPEG_STRAY_BYTES = 64 * 1024
-# Exif and Photoshop segments, which Pillow joins (Exif, with a copy of all before each) or parses block by block
-# (Photoshop) in Python: 320 Exif segments of 64 kB took 2.6 s. Cameras and editors write one of each.
-MAX_JPEG_METADATA_SEGMENTS = 16
-# Likewise for PNG chunks (Pillow reads them in Python too): real files have a few thousand at most.
-MAX_PNG_CHUNKS = 50_000
-# Run-length encoded BMPs (RLE8, RLE4) are decoded by Pillow in Python, a pixel or a padding byte at a time (about
-# 0.2 us a pixel: a 21 kB file of 40 MP took 6 s), and a run past the end of a row is read on to the end of the
-# file (10 M of them, 20 MB, took 7 s). RLE BMPs are icons and old Windows graphics: small in both.
-MAX_RLE_BMP_PIXELS = 2_000_000
-MAX_RLE_BMP_BYTES = 2 * 2**20
-_BMP_RLE = {1: "RLE8", 2: "RLE4"}  # the header's compression field
-# Extension sub-blocks (and stray bytes) before a GIF's first frame, which Pillow reads in Python: a few in real files.
-MAX_GIF_BLOCKS = 20_000
-# Colour profiles (iCCP) Pillow inflates, up to 1 MB each (about 1 ms): the format allows one.
-MAX_PNG_PROFILES = 16
 
 # Truncated files must fail, not be padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -135,19 +111,10 @@ def decode_image(data: bytes, size: tuple[int, int], limits: Limits | None = Non
     if not data:
         raise InvalidImage(EMPTY_FILE, "The file is empty.")
     limits.check_size(len(data))
-    claimed = sniff_format(data)
-    scans = _check_jpeg_layout(data, limits) if claimed == "JPEG" else 0
-    if claimed == "PNG":
-        _check_png_chunks(data)
-    if claimed == "GIF" and gif_blocks_before_first_frame(data, MAX_GIF_BLOCKS) > MAX_GIF_BLOCKS:
-        raise InvalidImage(
-            TOO_COMPLEX,
-            f"The GIF has more than {MAX_GIF_BLOCKS:,} extension blocks before its first frame; reading them would take"
-            " too long. Save it again with an image editor.",
-        )
+    scans = check_structure(data, sniff_format(data), limits.max_scans)
     image = _open(data, limits)
     full_size = image.size
-    _check_bmp_compression(image, len(data))
+    check_opened_structure(image, len(data))
     try:
         if image.format in ("JPEG", "MPO"):
             # DCT scaling: decode a large photo at 1/2, 1/4 or 1/8 size, never below the target.
@@ -161,69 +128,6 @@ def decode_image(data: bytes, size: tuple[int, int], limits: Limits | None = Non
     except Exception as exc:  # Pillow's decoders raise many types for damaged data.
         raise InvalidImage(CORRUPT_IMAGE, f"The {image.format} image data is truncated or damaged{_detail(exc)}.") from None
     return np.asarray(to_model_rgb(image, size), dtype=np.uint8)
-
-
-def _check_jpeg_layout(data: bytes, limits: Limits) -> int:
-    """Refuse a JPEG with more scans or segments than any encoder writes; return its scan count."""
-    layout = jpeg_layout(data, limits.max_scans, MAX_JPEG_SEGMENTS, MAX_JPEG_STRAY_BYTES)
-    if layout.stray_bytes > MAX_JPEG_STRAY_BYTES:
-        raise InvalidImage(
-            CORRUPT_IMAGE,
-            f"The JPEG is damaged: more than {MAX_JPEG_STRAY_BYTES:,} bytes between its segments belong to no marker."
-            " Save it again with an image editor.",
-        )
-    if layout.metadata_segments > MAX_JPEG_METADATA_SEGMENTS:
-        raise InvalidImage(
-            TOO_COMPLEX,
-            f"The JPEG has {layout.metadata_segments:,} Exif or Photoshop metadata segments (cameras write one);"
-            " reading them would take too long. Save it again with an image editor.",
-        )
-    if layout.precision not in (None, 8):
-        raise InvalidImage(
-            UNSUPPORTED_FORMAT,
-            f"The JPEG has {layout.precision}-bit samples; this service reads 8-bit JPEGs, what cameras and editors"
-            " write. Save it again as an ordinary JPEG.",
-        )
-    if layout.scans > limits.max_scans:
-        raise InvalidImage(
-            TOO_COMPLEX,
-            f"The JPEG has more than {limits.max_scans} scans (progressive passes); decoding it would take too long."
-            " Save it again as a baseline or ordinary progressive JPEG.",
-        )
-    if layout.segments > MAX_JPEG_SEGMENTS:
-        raise InvalidImage(
-            TOO_COMPLEX,
-            f"The JPEG has more than {MAX_JPEG_SEGMENTS:,} marker segments; decoding it would take too long."
-            " Save it again with an image editor.",
-        )
-    return layout.scans
-
-
-def _check_bmp_compression(image: Image.Image, size_bytes: int) -> None:
-    rle = _BMP_RLE.get(image.info.get("compression")) if image.format == "BMP" else None
-    width, height = image.size
-    if rle and (width * height > MAX_RLE_BMP_PIXELS or size_bytes > MAX_RLE_BMP_BYTES):
-        raise InvalidImage(
-            TOO_COMPLEX,
-            f"The BMP is run-length encoded ({rle}), {width}x{height} in {size_bytes:,} bytes; such BMPs are decoded"
-            f" slowly, so at most {MAX_RLE_BMP_PIXELS:,} pixels in {MAX_RLE_BMP_BYTES // 2**20} MB are accepted."
-            " Send a PNG or JPEG.",
-        )
-
-
-def _check_png_chunks(data: bytes) -> None:
-    layout = png_layout(data, MAX_PNG_CHUNKS + 1)
-    if layout.chunks > MAX_PNG_CHUNKS:
-        raise InvalidImage(
-            TOO_COMPLEX,
-            f"The PNG has more than {MAX_PNG_CHUNKS:,} chunks; decoding it would take too long. Save it again with an image editor.",
-        )
-    if layout.colour_profiles > MAX_PNG_PROFILES:
-        raise InvalidImage(
-            TOO_COMPLEX,
-            f"The PNG has {layout.colour_profiles:,} colour profiles (iCCP chunks; the format allows one), each to be"
-            " inflated before decoding; that would take too long. Save it again with an image editor.",
-        )
 
 
 def _check_decode_memory(image: Image.Image, full_size: tuple[int, int], scans: int, limits: Limits) -> None:
