@@ -58,7 +58,7 @@ def costly_inputs() -> dict[str, bytes]:
         "progressive JPEG 12 MP, last scan x1,000, a stray byte before": images.jpeg_with_before_first_scan(
             images.progressive_scan_bomb(1000), b"\x00"),
         "JPEG with 20 MB of stray bytes": images.jpeg_with_before_first_scan(photo, b"\x00" * FLOOD_BYTES),
-        "PNG with 20 k colour profiles (iCCP)": images.png_with_profiles(FLOOD_PROFILES),
+        "PNG with 19 k colour profiles (iCCP)": images.png_with_compressed_metadata(FLOOD_PROFILES),
         "RLE8 BMP 8000x5000, one pixel a row": images.rle8_bmp(8000, 5000, b"\x01\x05\x00\x00" * 5000 + b"\x00\x01"),
         "GIF with a comment of 10 M 1-byte sub-blocks": images.gif_with_before_first_frame(images.gif_comment(FLOOD_SUB_BLOCKS)),
     }

@@ -25,10 +25,13 @@ MAX_JPEG_STRAY_BYTES = 64 * 1024
 # Exif and Photoshop segments, which Pillow joins (Exif, with a copy of all before each) or parses block by block
 # (Photoshop) in Python: 320 Exif segments of 64 kB took 2.6 s. Cameras and editors write one of each.
 MAX_JPEG_METADATA_SEGMENTS = 16
+# Quantization table segments, whose tables Pillow parses one by one into lists: 320 segments of a thousand tables
+# took 2 s. Encoders write one to four.
+MAX_JPEG_QUANTIZATION_SEGMENTS = 16
 # Likewise for PNG chunks (Pillow reads them in Python too): real files have a few thousand at most.
 MAX_PNG_CHUNKS = 50_000
-# Colour profiles (iCCP) Pillow inflates, up to 1 MB each (about 1 ms): the format allows one.
-MAX_PNG_PROFILES = 16
+# Colour profiles and compressed texts (iCCP, zTXt, iTXt) Pillow inflates, up to 1 MB each (1 to 2 ms).
+MAX_PNG_COMPRESSED_METADATA = 64
 # Run-length encoded BMPs (RLE8, RLE4) are decoded by Pillow in Python, a pixel or a padding byte at a time (about
 # 0.2 us a pixel: a 21 kB file of 40 MP took 6 s), and a run past the end of a row is read on to the end of the
 # file (10 M of them, 20 MB, took 7 s). RLE BMPs are icons and old Windows graphics: small in both.
@@ -72,6 +75,18 @@ def _check_jpeg(data: bytes, max_scans: int) -> int:
             f"The JPEG is damaged: more than {MAX_JPEG_STRAY_BYTES:,} bytes between its segments belong to no marker."
             " Save it again with an image editor.",
         )
+    if layout.frame_headers > 1:
+        # libjpeg refuses a second frame header; Pillow first adds every one's components to a list (7 M of them
+        # from 319 headers of 64 kB took 638 MB)
+        raise InvalidImage(
+            CORRUPT_IMAGE, f"The JPEG is damaged: it has {layout.frame_headers:,} frame headers (SOF) before its image data, not one."
+        )
+    if layout.quantization_segments > MAX_JPEG_QUANTIZATION_SEGMENTS:
+        raise InvalidImage(
+            TOO_COMPLEX,
+            f"The JPEG has {layout.quantization_segments:,} quantization table segments (encoders write one to four);"
+            " reading them would take too long. Save it again with an image editor.",
+        )
     if layout.metadata_segments > MAX_JPEG_METADATA_SEGMENTS:
         raise InvalidImage(
             TOO_COMPLEX,
@@ -106,11 +121,12 @@ def _check_png(data: bytes) -> None:
             TOO_COMPLEX,
             f"The PNG has more than {MAX_PNG_CHUNKS:,} chunks; decoding it would take too long. Save it again with an image editor.",
         )
-    if layout.colour_profiles > MAX_PNG_PROFILES:
+    if layout.compressed_metadata > MAX_PNG_COMPRESSED_METADATA:
         raise InvalidImage(
             TOO_COMPLEX,
-            f"The PNG has {layout.colour_profiles:,} colour profiles (iCCP chunks; the format allows one), each to be"
-            " inflated before decoding; that would take too long. Save it again with an image editor.",
+            f"The PNG has {layout.compressed_metadata:,} compressed metadata chunks (colour profiles and texts: iCCP,"
+            " zTXt, iTXt), each to be inflated before decoding; that would take too long. Save it again with an image"
+            " editor.",
         )
 
 

@@ -107,13 +107,22 @@ def png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
-def png_with_profiles(profiles: int, after_pixels: bool = False) -> bytes:
-    """A small valid PNG with ``profiles`` iCCP chunks, each about 1 kB that inflates to just under 1 MB (Pillow's
-    cap): Pillow inflates every one, before or after the pixels."""
+# Compressed metadata chunks of about 1 kB that inflate to just under 1 MB (Pillow's cap per chunk); the zTXt has
+# no keyword and the iTXt a language tag that is not UTF-8, which Pillow's 64 MB cap on text does not see.
+_MEGABYTE_OF_ZEROS = zlib.compress(b"\x00" * (2**20 - 1), 9)
+COMPRESSED_METADATA = {
+    b"iCCP": b"icc\x00\x00" + _MEGABYTE_OF_ZEROS,
+    b"zTXt": b"\x00\x00" + _MEGABYTE_OF_ZEROS,
+    b"iTXt": b"k\x00\x01\x00\xff\x00\x00" + _MEGABYTE_OF_ZEROS,
+}
+
+
+def png_with_compressed_metadata(count: int, kind: bytes = b"iCCP", after_pixels: bool = False) -> bytes:
+    """A small valid PNG with ``count`` compressed metadata chunks of ``kind`` (see COMPRESSED_METADATA): Pillow
+    inflates every one, before or after the pixels."""
     data = encode(solid(), "PNG")
-    profile = png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(b"\x00" * (2**20 - 1), 9))
     at = data.index(b"IEND") - 4 if after_pixels else 8 + 25
-    return data[:at] + profile * profiles + data[at:]
+    return data[:at] + png_chunk(kind, COMPRESSED_METADATA[kind]) * count + data[at:]
 
 
 def rle8_bmp(width: int, height: int, runs: bytes) -> bytes:

@@ -25,8 +25,8 @@ from .images import (
     lossless_webp,
     palette_gif,
     png_chunk_flood,
+    png_with_compressed_metadata,
     png_with_header_size,
-    png_with_profiles,
     png_zlib_bomb,
     progressive_scan_bomb,
     rgba_png,
@@ -303,6 +303,42 @@ def test_damage_between_segments_hides_no_scans_or_segments():
                                                                                 1000, 1000).scans, 4, 8)  # fmt: skip
 
 
+def _segment(marker: int, body: bytes) -> bytes:
+    return b"\xff" + bytes([marker]) + (len(body) + 2).to_bytes(2, "big") + body
+
+
+def test_the_walk_reads_what_pillow_reads_before_the_first_scan():
+    """Up to the first scan Pillow reads the file in Python: an EOI there does not stop it, and the markers it has no
+    handler for (JPG, JPG0-JPG13) carry no length. Both used to hide a segment flood from the count (14 s, 734 MB)."""
+    photo = encode(solid(RED), "JPEG")
+    flood = b"\xff\xe0\x00\x02" * 2000
+    behind_an_eoi = photo[:2] + b"\xff\xd9" + flood + photo[2:]
+    behind_jpg0 = photo[:2] + b"\xff\xf0\xff\xff" + flood + photo[2:]  # JPG0, then fill: read as a length, it hid 64 kB
+    for data in (behind_an_eoi, behind_jpg0):
+        with pytest.raises(InvalidImage) as error:
+            decode(data)
+        assert error.value.code == "too_complex" and "marker segments" in error.value.message
+    # After the first scan libjpeg reads, and an EOI ends the image: what follows is not counted.
+    assert jpeg_layout(photo + flood, 64, 1000).segments == jpeg_layout(photo, 64, 1000).segments
+
+
+def test_frame_headers_and_quantization_tables_are_bounded():
+    """Pillow adds every frame header's components to one list (319 headers of 64 kB: 7 M entries, 638 MB) and parses
+    every quantization table into a list (322 k tables: 2 s)."""
+    photo = encode(solid(RED), "JPEG")
+    frame = photo.index(b"\xff\xc0")
+    extra_frame = _segment(0xC0, b"\x08\x00\x10\x00\x10\x03" + b"\x01\x11\x00" * 21_000)
+    with pytest.raises(InvalidImage) as error:
+        decode(photo[:frame] + extra_frame * 30 + photo[frame:])
+    assert error.value.code == "corrupt_image" and "frame headers" in error.value.message
+    tables = _segment(0xDB, bytes(65) * 1000)
+    with pytest.raises(InvalidImage) as error:
+        decode(photo[:2] + tables * 30 + photo[2:])
+    assert error.value.code == "too_complex" and "quantization" in error.value.message
+    layout = jpeg_layout(encode(solid(RED), "JPEG", progressive=True), 64, 1000)
+    assert (layout.frame_headers, layout.precision) == (1, 8) and 1 <= layout.quantization_segments <= 4
+
+
 def test_a_few_stray_bytes_decode_and_a_flood_of_them_is_refused_at_once():
     photo = encode(solid(RED), "JPEG")
     assert_colour(decode(jpeg_with_before_first_scan(photo, b"\x00" * 100)), RED, tolerance=16)  # libjpeg warns, decodes
@@ -347,13 +383,14 @@ def test_png_chunk_flood_is_refused_before_pillow_walks_it():
     assert error.value.code == "too_complex"
 
 
+@pytest.mark.parametrize("kind", [b"iCCP", b"zTXt", b"iTXt"])
 @pytest.mark.parametrize("after_pixels", [False, True])
-def test_a_flood_of_colour_profiles_is_refused_before_pillow_inflates_them(after_pixels):
-    assert_colour(decode(png_with_profiles(1, after_pixels)), (220, 40, 20))  # one, as the format allows
+def test_a_flood_of_compressed_metadata_is_refused_before_pillow_inflates_it(kind, after_pixels):
+    assert_colour(decode(png_with_compressed_metadata(1, kind, after_pixels)), (220, 40, 20))
     started = time.process_time()
     with pytest.raises(InvalidImage) as error:
-        decode(png_with_profiles(2000, after_pixels))  # 2 MB here; 20 MB of them took Pillow 20 s
-    assert error.value.code == "too_complex" and "colour profiles" in error.value.message
+        decode(png_with_compressed_metadata(2000, kind, after_pixels))  # 2 MB here; 20 MB took Pillow 20 s or more
+    assert error.value.code == "too_complex" and "compressed metadata" in error.value.message
     assert time.process_time() - started < 1
 
 
