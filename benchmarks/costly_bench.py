@@ -28,6 +28,7 @@ FLOOD_CHUNKS = 1_600_000  # empty private PNG chunks: a 19 MB file
 FLOOD_BYTES = 20_000_000  # stray bytes in a JPEG: Pillow steps over each in Python
 FLOOD_PROFILES = 19_000  # iCCP chunks of about 1 kB that each inflate to 1 MB: a 20 MB file
 FLOOD_SUB_BLOCKS = 10_000_000  # 1-byte GIF comment sub-blocks: a 20 MB file
+FLOOD_RATIONALS = 2_400_000  # values of an EXIF orientation tag: a 19 MB file
 
 
 def costly_inputs() -> dict[str, bytes]:
@@ -42,6 +43,8 @@ def costly_inputs() -> dict[str, bytes]:
     max_scans = Limits().max_scans
     usual_scans = jpeg_layout(images.progressive_scan_bomb(0, (64, 64), subsampling=0), 1000, 1000).scans
     webp_side = math.isqrt(Limits().max_decode_bytes // WEBP_BYTES_PER_PIXEL)
+    frame_body = b"\x08\x00\x10\x00\x10\x03" + b"\x01\x11\x00" * 21_840  # 3 components declared, 21 k given
+    frame_header = b"\xff\xc0" + (len(frame_body) + 2).to_bytes(2, "big") + frame_body
     return {
         "progressive JPEG 12 MP, last scan x5,000": images.progressive_scan_bomb(5000),
         f"progressive JPEG 4:4:4 {side}x{side}, {max_scans} scans (most accepted)":
@@ -61,6 +64,11 @@ def costly_inputs() -> dict[str, bytes]:
         "PNG with 19 k colour profiles (iCCP)": images.png_with_compressed_metadata(FLOOD_PROFILES),
         "RLE8 BMP 8000x5000, one pixel a row": images.rle8_bmp(8000, 5000, b"\x01\x05\x00\x00" * 5000 + b"\x00\x01"),
         "GIF with a comment of 10 M 1-byte sub-blocks": images.gif_with_before_first_frame(images.gif_comment(FLOOD_SUB_BLOCKS)),
+        "JPEG with 5 M empty segments behind an early EOI": photo[:2] + b"\xff\xd9" + b"\xff\xe0\x00\x02" * FLOOD_SEGMENTS + photo[2:],
+        "JPEG with 300 frame headers of 64 kB": photo[:2] + frame_header * 300 + photo[2:],
+        "PNG with 19 k keyword-less zTXt chunks": images.png_with_compressed_metadata(FLOOD_PROFILES, b"zTXt"),
+        "PNG whose EXIF orientation is 2.4 M rationals": images.encode(
+            images.solid(), "PNG", exif=images.exif_with_long_orientation(FLOOD_RATIONALS)),
     }
 
 

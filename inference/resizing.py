@@ -37,6 +37,10 @@ _UPRIGHT = {
     8: Image.Transpose.ROTATE_90,
 }
 _SWAPS_AXES = {5, 6, 7, 8}
+# EXIF larger than this is not read for the orientation: Pillow decodes every value of the orientation tag, whatever
+# its type and count, in Python (a 20 MB PNG eXIf or WebP EXIF chunk with 2.5 M rational values took 11 s and
+# 800 MB). A JPEG's EXIF fits one 64 kB segment; cameras write a few kB. Such an image is classified as stored.
+MAX_EXIF_BYTES = 256 * 1024
 
 
 def to_model_rgb(image: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -94,6 +98,10 @@ def _resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 
 def _orientation(image: Image.Image) -> int:
+    exif = image.info.get("exif")
+    as_hex = image.info.get("Raw profile type exif")  # PNG's older form: hex digits in a text chunk
+    if (exif is not None and len(exif) > MAX_EXIF_BYTES) or (as_hex is not None and len(as_hex) > 2 * MAX_EXIF_BYTES):
+        return 1
     try:
         orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
     except Exception:  # A broken EXIF block should not cost the photo its verdict.

@@ -42,10 +42,17 @@ def jpeg_with_header_size(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-def with_exif_orientation(image: Image.Image, orientation: int) -> bytes:
+def with_exif_orientation(image: Image.Image, orientation: int, fmt: str = "JPEG") -> bytes:
     exif = Image.Exif()
     exif[0x0112] = orientation
-    return encode(image, "JPEG", exif=exif.tobytes(), quality=95)
+    return encode(image, fmt, exif=exif.tobytes(), **({"quality": 95} if fmt == "JPEG" else {}))
+
+
+def exif_with_long_orientation(values: int) -> bytes:
+    """An EXIF block whose orientation tag holds ``values`` rationals, not one short: Pillow decodes every one."""
+    header = b"MM\x00\x2a" + (8).to_bytes(4, "big")
+    entry = (0x0112).to_bytes(2, "big") + (5).to_bytes(2, "big") + values.to_bytes(4, "big") + (26).to_bytes(4, "big")
+    return header + (1).to_bytes(2, "big") + entry + bytes(4) + b"\x00\x00\x00\x06\x00\x00\x00\x01" * values
 
 
 # Costly inputs: small files within the byte and pixel limits that cost much time or memory to decode.
