@@ -121,13 +121,27 @@ def decode_image(data: bytes, size: tuple[int, int], limits: Limits | None = Non
             image.draft("RGB", size)
         _check_decode_memory(image, full_size, scans, limits)
         image.load()
+        _fit_transparency_to_palette(image)
+        # Inside the try too: Pillow checks some of what a header claims only when it converts the pixels.
+        return np.asarray(to_model_rgb(image, size), dtype=np.uint8)
     except InvalidImage:
         raise
     except Image.DecompressionBombError:
         raise InvalidImage(TOO_MANY_PIXELS, f"The image has more pixels than the limit of {limits.max_pixels:,}.") from None
     except Exception as exc:  # Pillow's decoders raise many types for damaged data.
         raise InvalidImage(CORRUPT_IMAGE, f"The {image.format} image data is truncated or damaged{_detail(exc)}.") from None
-    return np.asarray(to_model_rgb(image, size), dtype=np.uint8)
+
+
+def _fit_transparency_to_palette(image: Image.Image) -> None:
+    """A palette image's transparency (PNG tRNS) that names more entries than a palette has: libpng ignores the
+    excess, as here; Pillow keeps it and refuses to convert the image ("palette index out of range")."""
+    transparency = image.info.get("transparency")
+    if image.mode != "P" or transparency is None:
+        return
+    if isinstance(transparency, bytes) and len(transparency) > 256:
+        image.info["transparency"] = transparency[:256]
+    elif isinstance(transparency, int) and not 0 <= transparency < 256:
+        del image.info["transparency"]
 
 
 def _check_decode_memory(image: Image.Image, full_size: tuple[int, int], scans: int, limits: Limits) -> None:

@@ -92,6 +92,20 @@ def test_transparent_pixels_are_composited_on_white_not_black():
     assert_colour(decode(encode(half, "PNG")), expected, tolerance=3)
 
 
+@pytest.mark.parametrize("after_pixels", [False, True])
+def test_transparency_longer_than_the_palette_is_cut_to_it_as_libpng_does(after_pixels):
+    """Pillow keeps a tRNS naming 300 entries of a 256-entry palette and then refuses to convert the image; the
+    ValueError used to escape decode_image."""
+    from .images import png_chunk
+
+    palette = encode(Image.new("P", SIZE, 1), "PNG")  # Pillow's palette: entry 1 is (1, 1, 1)
+    at = palette.index(b"IEND") - 4 if after_pixels else palette.index(b"IDAT") - 4
+    too_long = palette[:at] + png_chunk(b"tRNS", b"\xff" * 300) + palette[at:]
+    assert_colour(decode(too_long), (1, 1, 1), tolerance=2)
+    index_past_the_palette = palette[:at] + png_chunk(b"tRNS", b"\xff" * 300 + b"\x00") + palette[at:]
+    assert_colour(decode(index_past_the_palette), (1, 1, 1), tolerance=2)
+
+
 def test_palette_transparency_is_composited_too():
     image = Image.new("P", (40, 40), 0)
     image.putpalette([0, 0, 0] + [255, 0, 0] * 255)
