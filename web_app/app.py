@@ -8,6 +8,7 @@ import os
 from typing import Any, Mapping
 
 from flask import Flask, Request, Response, request
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from inference import Classifier, InvalidImage
@@ -69,9 +70,15 @@ def create_app(classifier: Classifier | None = None, config: Mapping[str, Any] |
             response.headers.setdefault(name, value)
         if "Cache-Control" not in response.headers:
             response.headers["Cache-Control"] = "no-store"  # verdicts and pages are per request; static files set their own
+        if response.status_code >= 400 and _has_body(request):
+            errors.close_after_response()  # its body may be unread: see errors.CLOSE_AFTER_RESPONSE
         return response
 
     return app
+
+
+def _has_body(req: Request) -> bool:
+    return bool(req.content_length) or "chunked" in req.headers.get("Transfer-Encoding", "").lower()
 
 
 def _results_reader(config: Mapping[str, Any]) -> ResultsReader | IndexReader | None:
@@ -114,6 +121,12 @@ def _register_error_handlers(app: Flask) -> None:
             response.headers["Connection"] = "close"  # gunicorn closes it: the rest of the body never came
             return response
         return errors.error_response(BAD_REQUEST, "The upload ended before all of it arrived.")
+
+    @app.errorhandler(ParseException)
+    def body_malformed(_error: ParseException):
+        # gunicorn reads a chunked body as the form parser asks for it, and raises on a malformed one: a client's
+        # error, not the server's (it used to be a 500, which counts towards the load balancer's 5xx alarm).
+        return errors.error_response(BAD_REQUEST, "The request body is malformed (its chunked encoding or trailer).")
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

@@ -8,6 +8,10 @@ from flask import Response, jsonify, render_template, request
 from inference.contract import http_status
 
 API_PREFIX = "/api/"
+# Set on gunicorn's socket for web_app.worker: close the connection after this response. An error answered before
+# the request's body was read (or one whose body cannot be read) leaves the rest of it on the connection, and gunicorn
+# would either give up draining it after saying keep-alive, or read it as the next request and answer that too.
+CLOSE_AFTER_RESPONSE = "close_after_response"
 
 
 class ApiError(Exception):
@@ -27,6 +31,14 @@ class ApiError(Exception):
 
     def to_dict(self) -> dict:
         return {"code": self.code, "message": self.message}
+
+
+def close_after_response() -> None:
+    """Have the server close this request's connection once it has answered (no-op outside gunicorn)."""
+    try:
+        setattr(request.environ.get("gunicorn.socket"), CLOSE_AFTER_RESPONSE, True)
+    except AttributeError:  # not under gunicorn's worker (tests, the demo), or a socket that takes no attributes
+        pass
 
 
 def wants_json() -> bool:

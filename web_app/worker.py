@@ -27,6 +27,7 @@ from gunicorn.workers.gthread import ThreadWorker
 from inference.contract import BAD_REQUEST, INTERNAL_ERROR, SERVER_ERROR_CODES
 
 from .balance import RECHECK_SECONDS, ConnectionTable
+from .errors import CLOSE_AFTER_RESPONSE
 from .security import security_headers
 
 # Made when the master imports this worker class, before it forks the workers: they all share it.
@@ -122,13 +123,15 @@ class DeadlineSocket:
 
 class BannerlessResponse(gunicorn_wsgi.Response):
     """gunicorn's response without the ``Server: gunicorn`` line (the banner only helps an attacker pick exploits),
-    which says ``Connection: close`` when the request's reads timed out (the rest of its body may still come)."""
+    which says ``Connection: close`` when the request's reads timed out (the rest of its body may still come) or the
+    app asked for it (``errors.close_after_response``)."""
 
     def default_headers(self):
         return [line for line in super().default_headers() if not line.startswith("Server:")]
 
     def should_close(self):
-        return getattr(self.sock, "timed_out", False) or super().should_close()
+        closing = getattr(self.sock, "timed_out", False) or getattr(self.sock, CLOSE_AFTER_RESPONSE, False)
+        return closing or super().should_close()
 
 
 class FirewatchWorker(ThreadWorker):
@@ -171,6 +174,7 @@ class FirewatchWorker(ThreadWorker):
             conn.sock = DeadlineSocket(conn.sock, ReadDeadline(*self.read_settings))
         conn.sock.deadline.restart()
         conn.sock.timed_out = False
+        setattr(conn.sock, CLOSE_AFTER_RESPONSE, False)
         return super().handle(conn)
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import runpy
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -109,6 +110,49 @@ def test_the_verdict_counts_name_the_deployment(monkeypatch, classifier, fire_ph
     count_verdict(environ, prediction)
     assert environ[VERDICTS] == {"classified": 2, "fire": 2 * prediction.is_fire,
                                  "borderline": 2 * (prediction.certainty == "borderline"), "environment": "prod"}  # fmt: skip
+
+
+def _exchange(served: Server, request: bytes, then: bytes = b"") -> bytes:
+    """Everything the server sends back on one connection for ``request`` (and ``then``, sent after a pause)."""
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        sock.sendall(request)
+        if then:
+            time.sleep(0.5)
+            try:
+                sock.sendall(then)
+            except OSError:
+                pass  # already closed: the point of the test
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_a_malformed_chunked_body_is_a_client_error_answered_once(served):
+    """gunicorn raises on a malformed chunked body as the form parser reads it: that was a 500, counted towards the
+    load balancer's 5xx alarm by any client. And where the app answers without reading the body, gunicorn read the
+    rest as the next request and sent a second, unrequested 400, which a pipelining client took for its next answer."""
+    bad_chunks = b"5\r\nhelloXX0\r\n\r\n"
+    upload = (b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+              b"Transfer-Encoding: chunked\r\n\r\n" + bad_chunks)  # fmt: skip
+    answer = _exchange(served, upload)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b'"code": "bad_request"' in answer.replace(b'":"', b'": "')
+    assert b"Connection: close" in answer
+    unread = b"POST /api/v1/model HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + bad_chunks
+    answer = _exchange(served, unread, then=b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 ") == 1 and answer.startswith(b"HTTP/1.1 405 "), answer[:400]
+    assert b"Connection: close" in answer
+    assert "Traceback" not in served.log()
+
+
+def test_an_error_answered_before_a_large_body_is_read_closes_the_connection(served):
+    """gunicorn drains at most 64 kB of an unread body before it gives up on the connection: saying keep-alive and
+    then closing is what makes a load balancer answer the next request on it with a 502."""
+    body = b"x" * 200_000
+    answer = _exchange(served, b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n" + body)
+    assert answer.startswith(b"HTTP/1.1 404 ") and b"Connection: close" in answer
+    answer = _exchange(served, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 "), "an ordinary request on a fresh connection"
 
 
 def test_config_suits_the_load_balancer(monkeypatch):
