@@ -104,8 +104,8 @@ def decode_image(data: bytes, size: tuple[int, int], limits: Limits | None = Non
 
     Raises :class:`InvalidImage` with a contract error code for anything that is not
     a readable image within ``limits``; never another exception for bad input. Whatever is
-    costly to decode (too many pixels, too much memory for its format, too many JPEG scans
-    or segments, too many PNG chunks) is refused from the headers, before decoding.
+    costly to decode (too many pixels, too much memory for its format, a structure costly
+    to read: see ``inference.structure``) is refused from the headers, before decoding.
     """
     limits = limits or Limits()
     if not data:

@@ -116,10 +116,9 @@ def _register_error_handlers(app: Flask) -> None:
     def body_not_received(error: ClientDisconnected):
         # Werkzeug reports a failed body read as a disconnect; the worker's read deadline is one cause (408).
         if isinstance(error.__context__, TimeoutError):
+            # The connection is closed after it (the worker marks timed-out reads): the rest of the body never came.
             message = "The upload arrived too slowly; check the connection and try again."
-            response = app.make_response(errors.error_response(REQUEST_TIMEOUT, message))
-            response.headers["Connection"] = "close"  # gunicorn closes it: the rest of the body never came
-            return response
+            return errors.error_response(REQUEST_TIMEOUT, message)
         return errors.error_response(BAD_REQUEST, "The upload ended before all of it arrived.")
 
     @app.errorhandler(ParseException)
