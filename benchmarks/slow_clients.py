@@ -1,4 +1,4 @@
-"""Slow clients and health probes against a local server (loopback only, every loop bounded): used by the web
+"""Slow and silent clients and health probes against a local server (loopback only, every loop bounded): used by the web
 hardening benchmark and by the slow-client tests."""
 
 from __future__ import annotations
@@ -49,6 +49,68 @@ class Trickler(threading.Thread):
                 self._stop_event.wait(0.1)
 
 
+class HeadTrickler(threading.Thread):
+    """A keep-alive client whose every request head arrives a line every ``interval`` seconds (``lines`` header
+    lines, then the end of the head), answer read, next request on the same connection (a new one when the server
+    closes it), until ``stop()`` or ``lifetime`` seconds."""
+
+    def __init__(self, port: int, interval: float, lines: int, lifetime: float = 60.0) -> None:
+        super().__init__(daemon=True)
+        self.port, self.interval, self.lines, self.lifetime = port, interval, lines, lifetime
+        self.answered = 0  # requests answered
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        ends = time.monotonic() + self.lifetime
+        while not self._stop_event.is_set() and time.monotonic() < ends:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=15) as sock:
+                    while not self._stop_event.is_set() and time.monotonic() < ends:
+                        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                        for _ in range(self.lines):
+                            if self._stop_event.wait(self.interval):
+                                return
+                            sock.sendall(b"X-Slow: 1\r\n")
+                        sock.sendall(b"\r\n")
+                        if not read_response(sock):
+                            break
+                        self.answered += 1
+            except OSError:
+                self._stop_event.wait(0.1)
+
+
+def read_response(sock: socket.socket) -> bool:
+    """Read one response with a Content-Length; False when the server closed the connection first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return False
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return False
+        body += chunk
+    return True
+
+
+def open_silent_connections(port: int, count: int) -> list[socket.socket]:
+    """``count`` connections that send nothing (close them with ``close_all``)."""
+    return [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
+
+
+def close_all(sockets: list[socket.socket]) -> None:
+    for sock in sockets:
+        sock.close()
+
+
 def _closed_by_server(sock: socket.socket, answers: list[bytes]) -> bool:
     """Whether the server has answered or closed (reads what it sent without waiting)."""
     sock.setblocking(False)
@@ -79,14 +141,17 @@ def probe_health(url: str, probes: int, interval: float, timeout: float = 1.0) -
     return times
 
 
-def start_tricklers(port: int, count: int, interval: float, lifetime: float = 60.0) -> list[Trickler]:
-    tricklers = [Trickler(port, interval, lifetime) for _ in range(count)]
+def start_tricklers(port: int, count: int, interval: float, lifetime: float = 60.0,
+                    head_lines: int = 0) -> list[Trickler | HeadTrickler]:
+    """``count`` clients trickling bodies, or with ``head_lines``, heads of that many lines."""
+    tricklers = [HeadTrickler(port, interval, head_lines, lifetime) if head_lines else Trickler(port, interval, lifetime)
+                 for _ in range(count)]
     for trickler in tricklers:
         trickler.start()
     return tricklers
 
 
-def stop_tricklers(tricklers: list[Trickler]) -> None:
+def stop_tricklers(tricklers: list[Trickler | HeadTrickler]) -> None:
     for trickler in tricklers:
         trickler.stop()
     for trickler in tricklers:

@@ -1,10 +1,16 @@
 """The gunicorn worker the web app runs in: gunicorn's threaded worker (gthread) with three additions.
 
-- Reads time out. gthread gives each request a thread that blocks on the socket until the request has arrived,
-  without a deadline, so a few clients trickling a body hold every thread. Here a request (head and body) must
-  arrive at an average rate: nothing is owed in the first ``grace`` seconds, then at least ``min_rate`` bytes per
-  second (the rule of Apache's mod_reqtimeout). A request that falls behind is cut off: 408 when the app was
-  reading the body, a closed connection when the head never arrived.
+- A connection takes a thread only once a whole request head has arrived. gthread hands a new connection to a
+  thread that waits up to 5 s for its first bytes, and a kept-alive one to a thread as soon as a byte of its next
+  request comes, so clients that connect and say nothing, or send their heads a line at a time, hold every thread.
+  Here the event loop reads heads (non-blocking, up to ``HEAD_BUFFER_LIMIT``) and hands the connection, with what
+  it read, to a thread when the head is whole. A connection that sends nothing is closed after the keep-alive
+  timeout, as gthread closes an idle kept-alive one.
+- Reads time out. gthread's thread blocks on the socket until the request has arrived, without a deadline, so a
+  few clients trickling a body hold every thread. Here reads keep an average rate: nothing is owed in the first
+  ``grace`` seconds, then at least ``min_rate`` bytes per second (the rule of Apache's mod_reqtimeout), counted
+  from a head's first byte in the event loop, and again from when a thread takes the request. A head that falls
+  behind is closed; a body that falls behind gets 408 and the connection is closed.
 - gunicorn's own error responses (400, 414, 431... sent before the app sees a request) carry the security headers
   and the API's JSON error form, instead of gunicorn's bare HTML page.
 - A worker accepts connections only while one of its threads is free, so that the other workers take them, and
@@ -14,15 +20,18 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import selectors
 import socket
 import time
+from functools import partial
 
 from gunicorn import util
 from gunicorn.http import wsgi as gunicorn_wsgi
 from gunicorn.http.errors import NoMoreData
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from inference.contract import BAD_REQUEST, INTERNAL_ERROR, SERVER_ERROR_CODES
 
@@ -38,10 +47,17 @@ READ_MIN_RATE_ENV = "FIREWATCH_READ_MIN_RATE"
 DEFAULT_READ_GRACE_SECONDS = 10.0
 DEFAULT_READ_MIN_RATE = 16 * 1024  # bytes/s: 20 MB in about 21 minutes; a byte every 2 s is cut after the grace
 
+# Heads are read by the event loop up to this many bytes (real ones are a few kB; gunicorn's own limits allow more,
+# and a longer head is read on by a thread, under the read deadline).
+HEAD_BUFFER_LIMIT = 64 * 1024
+HEAD_SWEEP_SECONDS = 0.25  # how often the event loop looks for heads and silent connections out of time
+
 _SERVER_ERROR_MESSAGES = {
     414: "The address is too long.",
+    417: "The request's Expect header asks for something other than 100-continue.",
     431: "The request has too many or too large headers.",
     500: "Something went wrong on our side; please try again.",
+    501: "The request's Transfer-Encoding is not supported: send a Content-Length or chunked.",
 }
 
 
@@ -85,6 +101,12 @@ class ReadDeadline:
 
     def remaining(self) -> float:
         return self._started + self.grace + self._received / self.min_rate - self._clock()
+
+
+def head_is_complete(data: bytes) -> bool:
+    """Whether gunicorn's parser can act on ``data`` without waiting for more: the head has ended (CRLF CRLF), or
+    a line ends in a bare LF, which gunicorn refuses at once."""
+    return b"\r\n\r\n" in data or data.count(b"\n") != data.count(b"\r\n")
 
 
 class DeadlineSocket:
@@ -140,6 +162,9 @@ class FirewatchWorker(ThreadWorker):
         self.busy_threads = 0  # connections handed to the thread pool and not finished; main thread only
         self.read_settings = ReadDeadline.settings_from_env()
         self.held_back = False  # not accepting only because another worker holds fewer connections
+        self.awaiting_heads: set[TConn] = set()  # connections whose event-loop read of a head is under way
+        self._next_head_sweep = 0.0
+        self._stopping_since: float | None = None
 
     def enqueue_req(self, conn):
         self.busy_threads += 1
@@ -169,13 +194,103 @@ class FirewatchWorker(ThreadWorker):
         super().wait_for_and_dispatch_events(min(timeout, RECHECK_SECONDS) if self.held_back else timeout)
 
     def handle(self, conn):
-        """One request on ``conn`` (a thread of the pool): its reads keep the deadline rule from here on."""
+        """One request on ``conn`` (a thread of the pool): its reads keep the deadline rule from here on. (Not from
+        its first byte: the time it may have queued for a busy pool is the server's, not the client's.)"""
         if not isinstance(conn.sock, DeadlineSocket):  # the connection's first request: before its parser exists
             conn.sock = DeadlineSocket(conn.sock, ReadDeadline(*self.read_settings))
         conn.sock.deadline.restart()
         conn.sock.timed_out = False
         setattr(conn.sock, CLOSE_AFTER_RESPONSE, False)
+        head = getattr(conn, "head", None)
+        if head is not None:  # the event loop read the head (and maybe the start of the body)
+            conn.head = conn.head_deadline = None
+            conn.sock.setblocking(True)
+            conn.init()  # the parser (once per connection), to hand it the bytes the event loop read
+            conn.parser.unreader.unread(bytes(head))
         return super().handle(conn)
+
+    # --- Heads are read by the event loop --------------------------------------------------------------------
+
+    def _reads_heads(self) -> bool:
+        """Off for TLS and HTTP/2 (gunicorn reads their first bytes itself); neither is used behind the ALB."""
+        return not self.cfg.is_ssl and "h2" not in self.cfg.http_protocols
+
+    def accept(self, listener):
+        if not self._reads_heads():
+            return super().accept(listener)
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())  # non-blocking
+        self._await_head(conn, idle_until=time.monotonic() + self.cfg.keepalive)
+
+    def on_client_socket_readable(self, conn, client):
+        """A kept-alive connection has bytes of its next request: read its head here, not in a thread."""
+        if not self._reads_heads():
+            return super().on_client_socket_readable(conn, client)
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self._await_head(conn, idle_until=conn.timeout)
+        self._read_head(conn)
+
+    def _await_head(self, conn, idle_until: float) -> None:
+        conn.head, conn.head_deadline, conn.idle_until = bytearray(), None, idle_until
+        self.awaiting_heads.add(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._read_head, conn))
+
+    def _read_head(self, conn, _fileobj=None) -> None:
+        try:
+            data = conn.sock.recv(HEAD_BUFFER_LIMIT - len(conn.head))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # reset by the client
+            data = b""
+        if not data:  # closed by the client before a head was whole: nothing to answer
+            self._close_awaiting(conn)
+            return
+        if conn.head_deadline is None:  # the request's first byte: its read deadline starts now
+            conn.head_deadline = ReadDeadline(*self.read_settings)
+        conn.head_deadline.received(len(data))
+        conn.head += data
+        if head_is_complete(conn.head) or len(conn.head) >= HEAD_BUFFER_LIMIT:
+            self.poller.unregister(conn.sock)
+            self.awaiting_heads.discard(conn)
+            conn.data_ready = True  # gthread's handle must not wait for the first bytes again
+            self.enqueue_req(conn)
+
+    def _close_awaiting(self, conn) -> None:
+        self.awaiting_heads.discard(conn)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        self.nr_conns -= 1
+        conn.close()
+
+    def murder_pending(self):
+        """gthread's sweep, then this worker's: a head that fell behind its read deadline, or a connection silent
+        past its keep-alive timeout (2 s once the worker is stopping, as gthread gives its kept-alive ones)."""
+        super().murder_pending()
+        now = time.monotonic()
+        if now < self._next_head_sweep and self.alive:
+            return
+        self._next_head_sweep = now + HEAD_SWEEP_SECONDS
+        if not self.alive and self._stopping_since is None:
+            self._stopping_since = now
+        for conn in list(self.awaiting_heads):
+            if conn.head_deadline is not None:
+                expired = conn.head_deadline.remaining() <= 0
+            else:
+                idle_until = conn.idle_until
+                if self._stopping_since is not None:
+                    idle_until = min(idle_until, self._stopping_since + STOP_KEEPALIVE_LINGER)
+                expired = now >= idle_until
+            if expired:
+                self._close_awaiting(conn)
 
 
 def write_error(sock, status_int: int, reason: str, mesg: str) -> None:

@@ -6,12 +6,13 @@ Real gunicorn on loopback; every client and loop is bounded in time.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import pytest
 
 from .conftest import Server
-from benchmarks.slow_clients import probe_health, start_tricklers, stop_tricklers
+from benchmarks.slow_clients import probe_health, read_response, start_tricklers, stop_tricklers
 
 TRICKLERS = 32
 PROBES = 20
@@ -56,6 +57,90 @@ def test_a_head_that_trickles_is_cut_off(tmp_path):
     finally:
         server.stop()
     assert answer == b"" and took < 8  # closed, without answering a request it never got
+
+
+def test_silent_connections_take_no_thread(tmp_path):
+    """Connections that send nothing wait in the worker's event loop: with 2 threads, 8 of them leave /healthz
+    answering at once (gunicorn's gthread gave each a thread for its first 5 s)."""
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_WEB_THREADS": "2"})
+    silent = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(8)]
+    try:
+        time.sleep(0.5)  # every silent connection has been accepted
+        times = probe_health(server.url, 4, interval=0.25)
+    finally:
+        for sock in silent:
+            sock.close()
+        server.stop()
+    assert None not in times, f"/healthz took {times} s (None: over 1 s) beside 8 silent connections"
+
+
+def test_heads_that_trickle_take_no_thread(tmp_path):
+    """A request head is read by the event loop until it is whole: 8 clients trickling heads on 2 threads, each on
+    a new connection and then on the same one kept alive, leave /healthz answering at once, and each gets its
+    answers."""
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_WEB_THREADS": "2"})
+    answers: list[bytes] = []
+
+    def trickle_a_head(sock: socket.socket, last: bool) -> None:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(4):
+            time.sleep(0.25)
+            sock.sendall(b"X-Slow: 1\r\n")
+        sock.sendall(b"Connection: close\r\n\r\n" if last else b"\r\n")
+
+    def trickle_two_requests() -> None:  # the second on the kept-alive connection
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            trickle_a_head(sock, last=False)
+            if read_response(sock):
+                trickle_a_head(sock, last=True)
+                answers.append(_read_until_closed(sock))
+
+    tricklers = [threading.Thread(target=trickle_two_requests, daemon=True) for _ in range(8)]
+    try:
+        for trickler in tricklers:
+            trickler.start()
+        time.sleep(0.5)  # every trickler has sent part of its head
+        times = probe_health(server.url, 4, interval=0.25)
+        for trickler in tricklers:
+            trickler.join(timeout=15)
+    finally:
+        server.stop()
+    assert None not in times, f"/healthz took {times} s (None: over 1 s) beside 8 trickled heads"
+    assert len(answers) == 8 and all(answer.startswith(b"HTTP/1.1 200 ") for answer in answers), answers
+
+
+def test_a_silent_connection_is_closed_after_the_keep_alive_timeout(tmp_path):
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"GUNICORN_CMD_ARGS": "--keep-alive 1"})
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            started = time.monotonic()
+            assert _read_until_closed(sock) == b""
+            took = time.monotonic() - started
+    finally:
+        server.stop()
+    assert 0.9 < took < 4, f"closed after {took:.1f} s"
+
+
+def test_a_head_may_end_in_the_bytes_that_follow_it():
+    from web_app.worker import head_is_complete
+
+    assert head_is_complete(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert head_is_complete(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nab")  # and part of its body
+    assert not head_is_complete(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    assert not head_is_complete(b"GET / HTT")
+    assert head_is_complete(b"GET / HTTP/1.1\nHost: x")  # a bare LF: gunicorn refuses it at once, no need to wait
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    answer = b""
+    while True:
+        try:
+            data = sock.recv(65536)
+        except OSError:
+            return answer
+        if not data:
+            return answer
+        answer += data
 
 
 def _trickle_until_answered(sock: socket.socket, piece: bytes, seconds: float) -> bytes:
