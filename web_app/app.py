@@ -10,6 +10,7 @@ from typing import Any, Mapping
 from flask import Flask, Request, Response, request
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
 
 from inference import Classifier, InvalidImage
 from inference.contract import BAD_REQUEST, BUSY, FIRE, INTERNAL_ERROR, METHOD_NOT_ALLOWED, NOT_FOUND, REQUEST_TIMEOUT
@@ -37,6 +38,13 @@ class InMemoryRequest(Request):
 
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
         return io.BytesIO()
+
+    def make_form_data_parser(self) -> FormDataParser:
+        """Werkzeug's parser, but loud: a malformed form raises ValueError (uploads.chosen_files says why, as a
+        400) instead of parsing as an empty form, which read as "no photo was sent"."""
+        parser = super().make_form_data_parser()
+        parser.silent = False
+        return parser
 
 
 def create_app(classifier: Classifier | None = None, config: Mapping[str, Any] | None = None) -> Flask:
@@ -77,6 +85,15 @@ def create_app(classifier: Classifier | None = None, config: Mapping[str, Any] |
     return app
 
 
+def _raised_by_the_form_parser(error: BaseException) -> bool:
+    """Whether Werkzeug's multipart parser raised ``error`` (a form limit), not its length-limited stream."""
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    module = frame.tb_frame.f_globals.get("__name__", "") if frame is not None else ""
+    return module in ("werkzeug.formparser", "werkzeug.sansio.multipart")
+
+
 def _has_body(req: Request) -> bool:
     return bool(req.content_length) or "chunked" in req.headers.get("Transfer-Encoding", "").lower()
 
@@ -98,11 +115,11 @@ def _register_error_handlers(app: Flask) -> None:
         return response
 
     @app.errorhandler(RequestEntityTooLarge)
-    def too_large(_error):
+    def too_large(error: RequestEntityTooLarge):
         # Werkzeug raises the same error for a body over MAX_CONTENT_LENGTH and for a form over its own limits
-        # (parts, text field size) while the body itself was within the limit: tell them apart by the length.
-        length = request.content_length
-        if length is not None and length <= app.config["MAX_CONTENT_LENGTH"]:
+        # (parts, text field size) while the body itself was within the limit: tell them apart by where it was
+        # raised (a chunked body has no length to compare).
+        if _raised_by_the_form_parser(error):
             parts, field = app.config["MAX_FORM_PARTS"], app.config["MAX_FORM_MEMORY_SIZE"]
             return errors.error_response(
                 TOO_MANY_PARTS,

@@ -40,12 +40,23 @@ def chosen_files(request, field: str = FIELD) -> list[FileStorage]:
     if not _BOUNDARY.fullmatch(request.mimetype_params.get("boundary", "")):
         raise ApiError(BAD_REQUEST, "The form's multipart boundary must be 1 to 70 ASCII letters, digits or "
                                     "'()+_,-./:=? characters, as RFC 2046 defines it.")
-    files = [f for f in request.files.getlist(field) if f.filename or f.content_length]
+    try:
+        files = [f for f in request.files.getlist(field) if f.filename or f.content_length]
+        holds_text = field in request.form
+    except ValueError as error:  # Werkzeug's parser refused the form (app.InMemoryRequest makes it say so)
+        raise ApiError(BAD_REQUEST, _malformed_form_message(error)) from None
     if not files:
-        if field in request.form:
+        if holds_text:
             raise ApiError(MISSING_FILE, f"The field '{field}' holds text; it must be a file upload.")
         raise ApiError(MISSING_FILE, f"No photo was sent: add a file in the form field '{field}'.")
     return files
+
+
+def _malformed_form_message(error: ValueError) -> str:
+    if isinstance(error, UnicodeDecodeError):
+        return ("The form's part headers must be UTF-8: a file name in another encoding is the usual cause "
+                "(rename the file, or send it from a UTF-8 shell).")
+    return "The form is malformed: its multipart framing is broken or cut short."
 
 
 @dataclass(frozen=True)

@@ -251,14 +251,19 @@ def _children(pid: int) -> list[int]:
 
 
 def test_server_errors_carry_the_security_headers_and_no_banner(served):
-    """gunicorn answers some requests itself, before the app: 400, 414, 431. They look like the app's errors."""
+    """gunicorn answers some requests itself, before the app: 400, 414, 417, 431, 501. They look like the app's
+    errors, each with its own code and message."""
+    from inference.contract import SERVER_ERROR_CODES
     from web_app.security import SECURITY_HEADERS
 
     cases = {
         400: b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
         414: b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
         431: b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(120)) + b"\r\n",
+        417: b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx",
+        501: b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: br\r\n\r\n",
     }
+    messages = set()
     for status, raw in cases.items():
         head, body = _raw_exchange(served.port, raw)
         assert head[0].split()[1] == str(status), head
@@ -266,7 +271,9 @@ def test_server_errors_carry_the_security_headers_and_no_banner(served):
         assert {name: headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS, (status, headers)
         assert "Server" not in headers and b"gunicorn" not in body.lower()
         error = json.loads(body)["error"]
-        assert error["code"] and error["message"], (status, body)
+        assert error["code"] == SERVER_ERROR_CODES[status] and error["message"], (status, body)
+        messages.add(error["message"])
+    assert len(messages) == len(cases)  # each says what was wrong with the request
 
 
 def test_app_responses_have_no_server_banner(served):
