@@ -166,6 +166,7 @@ def openapi_document(classifier: Classifier, reader=None) -> dict:
                         },
                         "400": _error_response(
                             "No file, not a multipart form (or its boundary is not RFC 2046's 1 to 70 characters), "
+                            "a form whose framing is broken or cut short or whose part headers are not UTF-8, "
                             "or `map` is not 1 or 0.",
                             _codes_for(400),
                         ),
