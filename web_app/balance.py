@@ -27,8 +27,12 @@ import time
 # core. Two live workers that share a slot (far more workers than cores) only see less of each other: it fails open.
 SLOTS = max(64, 4 * (os.cpu_count() or 1))
 STALE_SECONDS = 3.0
-RECHECK_SECONDS = 0.01  # how soon a worker held back looks again (its loop waits 1 s otherwise); at 0.05, a burst of
-# 200 new connections took about a second to be accepted by 2 workers taking turns
+# How soon a worker held back looks again (its loop waits 1 s otherwise): every 50 ms, or every 10 ms within a second
+# of its last accept, in a burst of new connections (taking turns at 50 ms, 2 workers took about a second to accept
+# 200 connections opened at once; looking every 10 ms all the time costs 2 % of a core per worker held back).
+RECHECK_SECONDS = 0.05
+BURST_RECHECK_SECONDS = 0.01
+BURST_SECONDS = 1.0
 _ENTRY = struct.Struct("=qqd")  # pid, connections held (-1: not accepting), time.monotonic() of the update
 _NOT_ACCEPTING = -1
 

@@ -4,8 +4,8 @@
   thread that waits up to 5 s for its first bytes, and a kept-alive one to a thread as soon as a byte of its next
   request comes, so clients that connect and say nothing, or send their heads a line at a time, hold every thread.
   Here the event loop reads heads (non-blocking, up to ``HEAD_BUFFER_LIMIT``) and hands the connection, with what
-  it read, to a thread when the head is whole. A connection that sends nothing is closed after the keep-alive
-  timeout, as gthread closes an idle kept-alive one.
+  it read, to a thread when the head is whole; so does the start of a pipelined next request. A new connection
+  that sends nothing is closed after the read grace; a kept-alive one after the keep-alive timeout, as in gthread.
 - Reads time out. gthread's thread blocks on the socket until the request has arrived, without a deadline, so a
   few clients trickling a body hold every thread. Here reads keep an average rate: nothing is owed in the first
   ``grace`` seconds, then at least ``min_rate`` bytes per second (the rule of Apache's mod_reqtimeout), counted
@@ -35,7 +35,7 @@ from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from inference.contract import BAD_REQUEST, INTERNAL_ERROR, SERVER_ERROR_CODES
 
-from .balance import RECHECK_SECONDS, ConnectionTable
+from .balance import BURST_RECHECK_SECONDS, BURST_SECONDS, RECHECK_SECONDS, ConnectionTable
 from .errors import CLOSE_AFTER_RESPONSE
 from .security import security_headers
 
@@ -103,10 +103,14 @@ class ReadDeadline:
         return self._started + self.grace + self._received / self.min_rate - self._clock()
 
 
-def head_is_complete(data: bytes) -> bool:
+def head_is_complete(data: bytes | bytearray, new_from: int = 0) -> bool:
     """Whether gunicorn's parser can act on ``data`` without waiting for more: the head has ended (CRLF CRLF), or
-    a line ends in a bare LF, which gunicorn refuses at once."""
-    return b"\r\n\r\n" in data or data.count(b"\n") != data.count(b"\r\n")
+    a line ends in a bare LF, which gunicorn refuses at once. Only the bytes from ``new_from`` on (and the 3 before,
+    where a CRLF CRLF may have begun) are looked at: the rest were, when they arrived."""
+    if data.find(b"\r\n\r\n", max(0, new_from - 3)) >= 0:
+        return True
+    recent = max(0, new_from - 1)  # a CRLF whose CR came before the new bytes
+    return data.count(b"\n", new_from) != data.count(b"\r\n", recent)
 
 
 class DeadlineSocket:
@@ -162,6 +166,7 @@ class FirewatchWorker(ThreadWorker):
         self.busy_threads = 0  # connections handed to the thread pool and not finished; main thread only
         self.read_settings = ReadDeadline.settings_from_env()
         self.held_back = False  # not accepting only because another worker holds fewer connections
+        self.last_accepted = 0.0  # time.monotonic() of this worker's last accept
         self.awaiting_heads: set[TConn] = set()  # connections whose event-loop read of a head is under way
         self._next_head_sweep = 0.0
         self._stopping_since: float | None = None
@@ -174,6 +179,11 @@ class FirewatchWorker(ThreadWorker):
 
     def finish_request(self, conn, fs):
         self.busy_threads -= 1
+        if self._reads_heads() and _kept_alive(fs) and conn.parser.unreader.buf.getvalue():
+            # The client sent the start of its next request with the last one (pipelining): gthread would hand
+            # the connection to a thread straight away, to wait there for the rest of that head.
+            self._await_head(conn, time.monotonic() + self.cfg.keepalive, conn.parser.unreader.take_buffered())
+            return
         super().finish_request(conn, fs)
 
     def set_accept_enabled(self, enabled):
@@ -191,7 +201,10 @@ class FirewatchWorker(ThreadWorker):
         its own limit changes); a worker held back looks again soon, as the others' counts change without waking it."""
         if self.alive:
             self.set_accept_enabled(self.nr_conns < self.worker_connections)
-        super().wait_for_and_dispatch_events(min(timeout, RECHECK_SECONDS) if self.held_back else timeout)
+        if self.held_back:  # soon while connections are coming in (a burst), less often once they are not
+            burst = time.monotonic() - self.last_accepted < BURST_SECONDS
+            timeout = min(timeout, BURST_RECHECK_SECONDS if burst else RECHECK_SECONDS)
+        super().wait_for_and_dispatch_events(timeout)
 
     def handle(self, conn):
         """One request on ``conn`` (a thread of the pool): its reads keep the deadline rule from here on. (Not from
@@ -225,8 +238,11 @@ class FirewatchWorker(ThreadWorker):
                 raise
             return
         self.nr_conns += 1
-        conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())  # non-blocking
-        self._await_head(conn, idle_until=time.monotonic() + self.cfg.keepalive)
+        self.last_accepted = time.monotonic()
+        conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())
+        # A new connection owes its first byte within the read grace (clients send their request on connecting);
+        # the keep-alive timeout is for connections that have been answered.
+        self._await_head(conn, idle_until=self.last_accepted + self.read_settings[0])
 
     def on_client_socket_readable(self, conn, client):
         """A kept-alive connection has bytes of its next request: read its head here, not in a thread."""
@@ -237,10 +253,14 @@ class FirewatchWorker(ThreadWorker):
         self._await_head(conn, idle_until=conn.timeout)
         self._read_head(conn)
 
-    def _await_head(self, conn, idle_until: float) -> None:
+    def _await_head(self, conn, idle_until: float, start: bytes = b"") -> None:
+        """Wait in the event loop for ``conn``'s head (of which ``start`` has arrived), then hand it to a thread."""
         conn.head, conn.head_deadline, conn.idle_until = bytearray(), None, idle_until
+        conn.sock.setblocking(False)
         self.awaiting_heads.add(conn)
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._read_head, conn))
+        if start:
+            self._head_bytes(conn, start)
 
     def _read_head(self, conn, _fileobj=None) -> None:
         try:
@@ -252,11 +272,14 @@ class FirewatchWorker(ThreadWorker):
         if not data:  # closed by the client before a head was whole: nothing to answer
             self._close_awaiting(conn)
             return
+        self._head_bytes(conn, data)
+
+    def _head_bytes(self, conn, data: bytes) -> None:
         if conn.head_deadline is None:  # the request's first byte: its read deadline starts now
             conn.head_deadline = ReadDeadline(*self.read_settings)
         conn.head_deadline.received(len(data))
         conn.head += data
-        if head_is_complete(conn.head) or len(conn.head) >= HEAD_BUFFER_LIMIT:
+        if head_is_complete(conn.head, len(conn.head) - len(data)) or len(conn.head) >= HEAD_BUFFER_LIMIT:
             self.poller.unregister(conn.sock)
             self.awaiting_heads.discard(conn)
             conn.data_ready = True  # gthread's handle must not wait for the first bytes again
@@ -291,6 +314,11 @@ class FirewatchWorker(ThreadWorker):
                 expired = now >= idle_until
             if expired:
                 self._close_awaiting(conn)
+
+
+def _kept_alive(fs) -> bool:
+    """Whether a finished request's connection stays open (its thread's ``handle`` said so, without raising)."""
+    return not fs.cancelled() and fs.exception() is None and fs.result() is True
 
 
 def write_error(sock, status_int: int, reason: str, mesg: str) -> None:

@@ -109,8 +109,29 @@ def test_heads_that_trickle_take_no_thread(tmp_path):
     assert len(answers) == 8 and all(answer.startswith(b"HTTP/1.1 200 ") for answer in answers), answers
 
 
-def test_a_silent_connection_is_closed_after_the_keep_alive_timeout(tmp_path):
-    server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"GUNICORN_CMD_ARGS": "--keep-alive 1"})
+def test_the_start_of_a_pipelined_head_takes_no_thread(tmp_path):
+    """A whole request and the first byte of the next in one send: the leftover byte waits for the rest of its head
+    in the event loop too (gthread gave it a thread, which then waited out the read grace)."""
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_WEB_THREADS": "2"})
+    held = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(4)]
+    try:
+        for sock in held:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nG")
+        for sock in held:
+            assert read_response(sock)
+        times = probe_health(server.url, 4, interval=0.25)
+        for sock in held:  # the pipelined request is still answered once its head ends
+            sock.sendall(b"ET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(sock)
+    finally:
+        for sock in held:
+            sock.close()
+        server.stop()
+    assert None not in times, f"/healthz took {times} s (None: over 1 s) beside 4 pipelined head starts"
+
+
+def test_a_new_connection_that_sends_nothing_is_closed_after_the_read_grace(tmp_path):
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_READ_GRACE_SECONDS": "1"})
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             started = time.monotonic()
@@ -129,6 +150,24 @@ def test_a_head_may_end_in_the_bytes_that_follow_it():
     assert not head_is_complete(b"GET / HTTP/1.1\r\nHost: x\r\n")
     assert not head_is_complete(b"GET / HTT")
     assert head_is_complete(b"GET / HTTP/1.1\nHost: x")  # a bare LF: gunicorn refuses it at once, no need to wait
+
+
+def test_a_head_read_in_pieces_is_complete_exactly_when_its_end_arrives():
+    """The event loop looks only at what each read added (a 64 kB head read a byte at a time must not cost a scan of
+    all of it per byte): the answer is the whole buffer's, wherever the reads split it, CRLFs included."""
+    from web_app.worker import head_is_complete
+
+    heads = (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\nX-A: 1\r\n")
+    for whole in heads:
+        splits = [[cut] for cut in range(1, len(whole))] + [list(range(1, len(whole)))]  # two reads; a byte a read
+        for cuts in splits:
+            buffer = bytearray()
+            for start, end in zip([0, *cuts], [*cuts, len(whole)]):
+                buffer += whole[start:end]
+                complete = head_is_complete(bytes(buffer))
+                assert head_is_complete(buffer, start) == complete, (whole, cuts, start)
+                if complete:  # handed to a thread: nothing more is read here
+                    break
 
 
 def _read_until_closed(sock: socket.socket) -> bytes:
