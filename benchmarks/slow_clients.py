@@ -17,69 +17,90 @@ TRICKLE_HEAD = (
 ).encode()
 
 
-class Trickler(threading.Thread):
-    """A client that sends a request head, then its body one byte every ``interval`` seconds, reconnecting when
-    the server cuts it off, until ``stop()`` (or ``lifetime`` seconds, whichever first)."""
+class _Client(threading.Thread):
+    """A client that connects, runs its ``session`` on the connection and connects again when the server closes it,
+    until ``stop()`` or ``lifetime`` seconds, whichever first."""
 
-    def __init__(self, port: int, interval: float, lifetime: float = 60.0) -> None:
+    timeout = 5.0  # for connecting, and for each read
+
+    def __init__(self, port: int, interval: float, lifetime: float) -> None:
         super().__init__(daemon=True)
         self.port, self.interval, self.lifetime = port, interval, lifetime
+        self._stop_event = threading.Event()
+        self._ends = 0.0
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        self._ends = time.monotonic() + self.lifetime
+        while not self._stop_event.is_set() and time.monotonic() < self._ends:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout) as sock:
+                    if self.session(sock):
+                        return
+            except OSError:
+                self.failed()
+                self._stop_event.wait(0.1)
+
+    def session(self, sock: socket.socket) -> bool:
+        """Talk on ``sock`` until the server closes it (False) or it is time to stop (True)."""
+        raise NotImplementedError
+
+    def failed(self) -> None:
+        """Connecting or sending failed."""
+
+    def _time_is_up(self) -> bool:
+        """Wait ``interval`` seconds; whether it is time to stop."""
+        return self._stop_event.wait(self.interval) or time.monotonic() >= self._ends
+
+
+class Trickler(_Client):
+    """A client that sends a request head, then its body one byte every ``interval`` seconds, reconnecting when
+    the server cuts it off."""
+
+    def __init__(self, port: int, interval: float, lifetime: float = 60.0) -> None:
+        super().__init__(port, interval, lifetime)
         self.cut_off = 0  # times the server closed the connection on it
         self.answers: list[bytes] = []  # what the server said before closing
-        self._stop_event = threading.Event()
 
-    def stop(self) -> None:
-        self._stop_event.set()
-
-    def run(self) -> None:
-        ends = time.monotonic() + self.lifetime
-        while not self._stop_event.is_set() and time.monotonic() < ends:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
-                    sock.sendall(TRICKLE_HEAD)
-                    for _ in range(BODY_BYTES):
-                        if self._stop_event.wait(self.interval) or time.monotonic() >= ends:
-                            return
-                        sock.sendall(b"-")
-                        if _closed_by_server(sock, self.answers):
-                            self.cut_off += 1
-                            break
-            except OSError:
+    def session(self, sock: socket.socket) -> bool:
+        sock.sendall(TRICKLE_HEAD)
+        for _ in range(BODY_BYTES):
+            if self._time_is_up():
+                return True
+            sock.sendall(b"-")
+            if _closed_by_server(sock, self.answers):
                 self.cut_off += 1
-                self._stop_event.wait(0.1)
+                return False
+        return False
+
+    def failed(self) -> None:
+        self.cut_off += 1
 
 
-class HeadTrickler(threading.Thread):
+class HeadTrickler(_Client):
     """A keep-alive client whose every request head arrives a line every ``interval`` seconds (``lines`` header
-    lines, then the end of the head), answer read, next request on the same connection (a new one when the server
-    closes it), until ``stop()`` or ``lifetime`` seconds."""
+    lines, then the end of the head), answer read, next request on the same connection."""
+
+    timeout = 15.0
 
     def __init__(self, port: int, interval: float, lines: int, lifetime: float = 60.0) -> None:
-        super().__init__(daemon=True)
-        self.port, self.interval, self.lines, self.lifetime = port, interval, lines, lifetime
+        super().__init__(port, interval, lifetime)
+        self.lines = lines
         self.answered = 0  # requests answered
-        self._stop_event = threading.Event()
 
-    def stop(self) -> None:
-        self._stop_event.set()
-
-    def run(self) -> None:
-        ends = time.monotonic() + self.lifetime
-        while not self._stop_event.is_set() and time.monotonic() < ends:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=15) as sock:
-                    while not self._stop_event.is_set() and time.monotonic() < ends:
-                        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-                        for _ in range(self.lines):
-                            if self._stop_event.wait(self.interval):
-                                return
-                            sock.sendall(b"X-Slow: 1\r\n")
-                        sock.sendall(b"\r\n")
-                        if not read_response(sock):
-                            break
-                        self.answered += 1
-            except OSError:
-                self._stop_event.wait(0.1)
+    def session(self, sock: socket.socket) -> bool:
+        while True:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            for _ in range(self.lines):
+                if self._time_is_up():
+                    return True
+                sock.sendall(b"X-Slow: 1\r\n")
+            sock.sendall(b"\r\n")
+            if not read_response(sock):
+                return False
+            self.answered += 1
 
 
 def read_response(sock: socket.socket) -> bool:
