@@ -26,7 +26,7 @@ from pathlib import Path
 from .slow_clients import close_all, open_silent_connections, probe_health, start_tricklers, stop_tricklers
 from .web_bench import Served, markdown
 
-TRICKLERS = (8, 32)  # clients trickling bodies
+TRICKLERS = (8, 32, 100)  # clients trickling bodies: 100 is more than the 64 threads of 2 workers
 HEAD_TRICKLERS = 100  # clients trickling heads: more than the 64 threads of 2 workers
 SILENT = 200  # connections that send nothing
 PROBES = 20

@@ -134,8 +134,7 @@ def _register_error_handlers(app: Flask) -> None:
         # Werkzeug reports a failed body read as a disconnect; the worker's read deadline is one cause (408).
         if isinstance(error.__context__, TimeoutError):
             # The connection is closed after it (the worker marks timed-out reads): the rest of the body never came.
-            message = "The upload arrived too slowly; check the connection and try again."
-            return errors.error_response(REQUEST_TIMEOUT, message)
+            return errors.error_response(REQUEST_TIMEOUT, errors.SLOW_UPLOAD_MESSAGE)
         return errors.error_response(BAD_REQUEST, "The upload ended before all of it arrived.")
 
     @app.errorhandler(ParseException)

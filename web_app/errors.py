@@ -12,6 +12,8 @@ API_PREFIX = "/api/"
 # the request's body was read (or one whose body cannot be read) leaves the rest of it on the connection, and gunicorn
 # would either give up draining it after saying keep-alive, or read it as the next request and answer that too.
 CLOSE_AFTER_RESPONSE = "close_after_response"
+# The 408's message, from the app (a thread's read timed out) or from the worker's event loop (web_app.worker).
+SLOW_UPLOAD_MESSAGE = "The upload arrived too slowly; check the connection and try again."
 
 
 class ApiError(Exception):

@@ -1,16 +1,19 @@
 """The gunicorn worker the web app runs in: gunicorn's threaded worker (gthread) with three additions.
 
-- A connection takes a thread only once a whole request head has arrived. gthread hands a new connection to a
-  thread that waits up to 5 s for its first bytes, and a kept-alive one to a thread as soon as a byte of its next
-  request comes, so clients that connect and say nothing, or send their heads a line at a time, hold every thread.
-  Here the event loop reads heads (non-blocking, up to ``HEAD_BUFFER_LIMIT``) and hands the connection, with what
-  it read, to a thread when the head is whole; so does the start of a pipelined next request. A new connection
-  that sends nothing is closed after the read grace; a kept-alive one after the keep-alive timeout, as in gthread.
+- A connection takes a thread only once its request has arrived: its head, and its body when it has a
+  Content-Length and the worker has room for it. gthread hands a new connection to a thread that waits up to 5 s
+  for its first bytes, a kept-alive one to a thread as soon as a byte of its next request comes, and the thread
+  then waits on the socket for the rest, so clients that connect and say nothing, or send their requests slowly,
+  hold every thread. Here the event loop reads requests (non-blocking: heads up to ``HEAD_BUFFER_LIMIT``, bodies up
+  to ``FIREWATCH_BODY_BUFFER_MB`` in all per worker) and hands the connection, with what it read, to a thread. A
+  request with a chunked body or ``Expect: 100-continue``, or one that finds the buffer full, goes to its thread
+  once its head is whole, and the thread reads the rest under the read deadline, as before. A new connection that
+  sends nothing is closed after the read grace; a kept-alive one after the keep-alive timeout, as in gthread.
 - Reads time out. gthread's thread blocks on the socket until the request has arrived, without a deadline, so a
   few clients trickling a body hold every thread. Here reads keep an average rate: nothing is owed in the first
   ``grace`` seconds, then at least ``min_rate`` bytes per second (the rule of Apache's mod_reqtimeout), counted
-  from a head's first byte in the event loop, and again from when a thread takes the request. A head that falls
-  behind is closed; a body that falls behind gets 408 and the connection is closed.
+  from a request's first byte in the event loop, and again from when a thread takes it. A head that falls behind
+  is closed; a body that falls behind gets 408 and the connection is closed.
 - gunicorn's own error responses (400, 414, 431... sent before the app sees a request) carry the security headers
   and the API's JSON error form, instead of gunicorn's bare HTML page.
 - A worker accepts connections only while one of its threads is free, so that the other workers take them, and
@@ -33,10 +36,10 @@ from gunicorn.http import wsgi as gunicorn_wsgi
 from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
-from inference.contract import BAD_REQUEST, INTERNAL_ERROR, SERVER_ERROR_CODES
+from inference.contract import BAD_REQUEST, INTERNAL_ERROR, REQUEST_TIMEOUT, SERVER_ERROR_CODES
 
 from .balance import BURST_RECHECK_SECONDS, BURST_SECONDS, RECHECK_SECONDS, ConnectionTable
-from .errors import CLOSE_AFTER_RESPONSE
+from .errors import CLOSE_AFTER_RESPONSE, SLOW_UPLOAD_MESSAGE
 from .security import security_headers
 
 # Made when the master imports this worker class, before it forks the workers: they all share it.
@@ -50,6 +53,12 @@ DEFAULT_READ_MIN_RATE = 16 * 1024  # bytes/s: 20 MB in about 21 minutes; a byte 
 # Heads are read by the event loop up to this many bytes (real ones are a few kB; gunicorn's own limits allow more,
 # and a longer head is read on by a thread, under the read deadline).
 HEAD_BUFFER_LIMIT = 64 * 1024
+BODY_BUFFER_ENV = "FIREWATCH_BODY_BUFFER_MB"
+# Bodies read by the event loop, all connections of a worker together: 3 photos at the upload limit. Bytes a client
+# must actually send, so filling it costs an attacker that much upload; a full buffer only sends requests to
+# their threads with what has arrived, as gthread would.
+DEFAULT_BODY_BUFFER_MB = 64
+BODY_READ_SIZE = 1024 * 1024  # per recv, as gunicorn's own body reads
 HEAD_SWEEP_SECONDS = 0.25  # how often the event loop looks for heads and silent connections out of time
 
 _SERVER_ERROR_MESSAGES = {
@@ -113,6 +122,23 @@ def head_is_complete(data: bytes | bytearray, new_from: int = 0) -> bool:
     return data.count(b"\n", new_from) != data.count(b"\r\n", recent)
 
 
+def body_length(head: bytes | bytearray) -> int | None:
+    """The body length of a whole request ``head`` (ending in CRLF CRLF) whose body the event loop may read: exactly
+    one Content-Length of digits, and no Transfer-Encoding (chunked: gunicorn finds its end) or Expect (the client
+    waits for gunicorn's 100 Continue). None for any other; gunicorn judges the head itself either way."""
+    lengths = []
+    for line in bytes(head[:head.find(b"\r\n\r\n")]).split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name in (b"transfer-encoding", b"expect"):
+            return None
+        if name == b"content-length":
+            lengths.append(value.strip())
+    if len(lengths) != 1 or not lengths[0].isdigit() or len(lengths[0]) > 12:
+        return None
+    return int(lengths[0])
+
+
 class DeadlineSocket:
     """A client socket whose blocking reads end at the request's read deadline; everything else is the socket's."""
 
@@ -120,11 +146,25 @@ class DeadlineSocket:
         self._sock = sock
         self.deadline = deadline
         self.timed_out = False  # this request's reads ran out of time: its connection cannot be reused
+        self._early = memoryview(b"")  # what the event loop read before the thread took the request, not yet read
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
 
+    def prefill(self, data: bytes | bytearray) -> None:
+        """Bytes the event loop read from this socket: reads return them first, a piece at a time (handing them to
+        gunicorn's parser whole would copy all that is left at every read of a large body)."""
+        self._early = memoryview(data)
+
+    def take_early(self) -> bytes:
+        """What is left of the prefilled bytes (the start of a pipelined request), no longer to be read here."""
+        rest, self._early = bytes(self._early), memoryview(b"")
+        return rest
+
     def recv(self, size: int, flags: int = 0) -> bytes:
+        if self._early:
+            data, self._early = bytes(self._early[:size]), self._early[size:]
+            return data
         prior = self._sock.gettimeout()
         if prior == 0.0:  # non-blocking: the poller's business, not a request read
             return self._sock.recv(size, flags)
@@ -167,8 +207,10 @@ class FirewatchWorker(ThreadWorker):
         self.read_settings = ReadDeadline.settings_from_env()
         self.held_back = False  # not accepting only because another worker holds fewer connections
         self.last_accepted = 0.0  # time.monotonic() of this worker's last accept
-        self.awaiting_heads: set[TConn] = set()  # connections whose event-loop read of a head is under way
-        self._next_head_sweep = 0.0
+        self.body_buffer_bytes = int(_env_number(BODY_BUFFER_ENV, DEFAULT_BODY_BUFFER_MB) * 1024 * 1024)
+        self.awaiting: set[TConn] = set()  # connections whose request the event loop is reading
+        self.early_bytes = 0  # bytes the event loop holds for them
+        self._next_sweep = 0.0
         self._stopping_since: float | None = None
 
     def enqueue_req(self, conn):
@@ -179,11 +221,14 @@ class FirewatchWorker(ThreadWorker):
 
     def finish_request(self, conn, fs):
         self.busy_threads -= 1
-        if self._reads_heads() and _kept_alive(fs) and conn.parser.unreader.buf.getvalue():
-            # The client sent the start of its next request with the last one (pipelining): gthread would hand
-            # the connection to a thread straight away, to wait there for the rest of that head.
-            self._await_head(conn, time.monotonic() + self.cfg.keepalive, conn.parser.unreader.take_buffered())
-            return
+        if self._reads_early() and _kept_alive(fs):
+            # The start of the next request may have come with the last one (pipelining), read by gunicorn's parser
+            # or by the event loop: gthread would hand the connection to a thread straight away, to wait there for
+            # the rest of it (and would not see the event loop's bytes at all).
+            start = conn.parser.unreader.take_buffered() + conn.sock.take_early()
+            if start:
+                self._await_request(conn, time.monotonic() + self.cfg.keepalive, start)
+                return
         super().finish_request(conn, fs)
 
     def set_accept_enabled(self, enabled):
@@ -214,22 +259,20 @@ class FirewatchWorker(ThreadWorker):
         conn.sock.deadline.restart()
         conn.sock.timed_out = False
         setattr(conn.sock, CLOSE_AFTER_RESPONSE, False)
-        head = getattr(conn, "head", None)
-        if head is not None:  # the event loop read the head (and maybe the start of the body)
-            conn.head = conn.head_deadline = None
-            conn.sock.setblocking(True)
-            conn.init()  # the parser (once per connection), to hand it the bytes the event loop read
-            conn.parser.unreader.unread(bytes(head))
+        early = getattr(conn, "early", None)
+        if early is not None:  # the event loop read the head (and maybe the body, or some of it)
+            conn.early = conn.early_deadline = None
+            conn.sock.prefill(early)
         return super().handle(conn)
 
-    # --- Heads are read by the event loop --------------------------------------------------------------------
+    # --- Requests are read by the event loop -----------------------------------------------------------------
 
-    def _reads_heads(self) -> bool:
+    def _reads_early(self) -> bool:
         """Off for TLS and HTTP/2 (gunicorn reads their first bytes itself); neither is used behind the ALB."""
         return not self.cfg.is_ssl and "h2" not in self.cfg.http_protocols
 
     def accept(self, listener):
-        if not self._reads_heads():
+        if not self._reads_early():
             return super().accept(listener)
         try:
             client_sock, client_addr = listener.accept()
@@ -242,77 +285,108 @@ class FirewatchWorker(ThreadWorker):
         conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())
         # A new connection owes its first byte within the read grace (clients send their request on connecting);
         # the keep-alive timeout is for connections that have been answered.
-        self._await_head(conn, idle_until=self.last_accepted + self.read_settings[0])
+        self._await_request(conn, idle_until=self.last_accepted + self.read_settings[0])
 
     def on_client_socket_readable(self, conn, client):
-        """A kept-alive connection has bytes of its next request: read its head here, not in a thread."""
-        if not self._reads_heads():
+        """A kept-alive connection has bytes of its next request: read it here, not in a thread."""
+        if not self._reads_early():
             return super().on_client_socket_readable(conn, client)
         self.poller.unregister(client)
         self.keepalived_conns.remove(conn)
-        self._await_head(conn, idle_until=conn.timeout)
-        self._read_head(conn)
+        self._await_request(conn, idle_until=conn.timeout)
+        self._read_early(conn)
 
-    def _await_head(self, conn, idle_until: float, start: bytes = b"") -> None:
-        """Wait in the event loop for ``conn``'s head (of which ``start`` has arrived), then hand it to a thread."""
-        conn.head, conn.head_deadline, conn.idle_until = bytearray(), None, idle_until
+    def _await_request(self, conn, idle_until: float, start: bytes = b"") -> None:
+        """Read ``conn``'s request in the event loop (``start`` has arrived), then hand it to a thread."""
+        conn.early, conn.early_deadline, conn.idle_until = bytearray(), None, idle_until
+        conn.body_end = None  # where the body ends in ``conn.early``, once the head is whole (0: not read here)
         conn.sock.setblocking(False)
-        self.awaiting_heads.add(conn)
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._read_head, conn))
+        self.awaiting.add(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._read_early, conn))
         if start:
-            self._head_bytes(conn, start)
+            self._early_bytes(conn, start)
 
-    def _read_head(self, conn, _fileobj=None) -> None:
+    def _read_early(self, conn, _fileobj=None) -> None:
+        if conn.body_end is None:
+            wanted = HEAD_BUFFER_LIMIT - len(conn.early)
+        else:
+            wanted = min(BODY_READ_SIZE, conn.body_end - len(conn.early))
         try:
-            data = conn.sock.recv(HEAD_BUFFER_LIMIT - len(conn.head))
+            data = conn.sock.recv(wanted)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:  # reset by the client
             data = b""
-        if not data:  # closed by the client before a head was whole: nothing to answer
+        if not data:  # closed by the client before its request was whole: nothing to answer
             self._close_awaiting(conn)
             return
-        self._head_bytes(conn, data)
+        self._early_bytes(conn, data)
 
-    def _head_bytes(self, conn, data: bytes) -> None:
-        if conn.head_deadline is None:  # the request's first byte: its read deadline starts now
-            conn.head_deadline = ReadDeadline(*self.read_settings)
-        conn.head_deadline.received(len(data))
-        conn.head += data
-        if head_is_complete(conn.head, len(conn.head) - len(data)) or len(conn.head) >= HEAD_BUFFER_LIMIT:
-            self.poller.unregister(conn.sock)
-            self.awaiting_heads.discard(conn)
-            conn.data_ready = True  # gthread's handle must not wait for the first bytes again
-            self.enqueue_req(conn)
+    def _early_bytes(self, conn, data: bytes) -> None:
+        if conn.early_deadline is None:  # the request's first byte: its read deadline starts now
+            conn.early_deadline = ReadDeadline(*self.read_settings)
+        conn.early_deadline.received(len(data))
+        new_from = len(conn.early)
+        conn.early += data
+        self.early_bytes += len(data)
+        if conn.body_end is None:  # still the head
+            if not head_is_complete(conn.early, new_from) and len(conn.early) < HEAD_BUFFER_LIMIT:
+                return
+            conn.body_end = self._body_end(conn.early)
+        if len(conn.early) < conn.body_end and self.early_bytes <= self.body_buffer_bytes:
+            return  # more of the body to come
+        self._hand_to_thread(conn)
 
-    def _close_awaiting(self, conn) -> None:
-        self.awaiting_heads.discard(conn)
+    def _body_end(self, early: bytearray) -> int:
+        """Where the body ends in ``early``, when the event loop is to read it; 0 when a thread is to."""
+        head_end = early.find(b"\r\n\r\n")
+        length = body_length(early) if head_end >= 0 else None
+        if not length or length > self.body_buffer_bytes:
+            return 0
+        return head_end + 4 + length
+
+    def _hand_to_thread(self, conn) -> None:
+        self._stop_awaiting(conn)
+        conn.data_ready = True  # gthread's handle must not wait for the first bytes again
+        self.enqueue_req(conn)
+
+    def _stop_awaiting(self, conn) -> None:
+        self.awaiting.discard(conn)
+        self.early_bytes -= len(conn.early)
         try:
             self.poller.unregister(conn.sock)
         except (KeyError, ValueError, OSError):
             pass
+
+    def _close_awaiting(self, conn) -> None:
+        self._stop_awaiting(conn)
         self.nr_conns -= 1
         conn.close()
 
     def murder_pending(self):
-        """gthread's sweep, then this worker's: a head that fell behind its read deadline, or a connection silent
-        past its keep-alive timeout (2 s once the worker is stopping, as gthread gives its kept-alive ones)."""
+        """gthread's sweep, then this worker's: a request that fell behind its read deadline (a body that did is
+        answered 408), or a connection silent past its timeout (2 s once the worker is stopping, as gthread gives
+        its kept-alive ones)."""
         super().murder_pending()
         now = time.monotonic()
-        if now < self._next_head_sweep and self.alive:
+        if now < self._next_sweep and self.alive:
             return
-        self._next_head_sweep = now + HEAD_SWEEP_SECONDS
+        self._next_sweep = now + HEAD_SWEEP_SECONDS
         if not self.alive and self._stopping_since is None:
             self._stopping_since = now
-        for conn in list(self.awaiting_heads):
-            if conn.head_deadline is not None:
-                expired = conn.head_deadline.remaining() <= 0
+        for conn in list(self.awaiting):
+            if conn.early_deadline is not None:
+                expired = conn.early_deadline.remaining() <= 0
             else:
                 idle_until = conn.idle_until
                 if self._stopping_since is not None:
                     idle_until = min(idle_until, self._stopping_since + STOP_KEEPALIVE_LINGER)
                 expired = now >= idle_until
             if expired:
+                if conn.body_end:
+                    self.log.info("Request from %s cut off: its body arrived too slowly", conn.client[0])
+                    _send_quietly(conn.sock, error_response_bytes(408, "Request Timeout", REQUEST_TIMEOUT,
+                                                                  SLOW_UPLOAD_MESSAGE))
                 self._close_awaiting(conn)
 
 
@@ -321,10 +395,9 @@ def _kept_alive(fs) -> bool:
     return not fs.cancelled() and fs.exception() is None and fs.result() is True
 
 
-def write_error(sock, status_int: int, reason: str, mesg: str) -> None:
-    """gunicorn's error response in the API's form, with the security headers and no banner."""
-    code = SERVER_ERROR_CODES.get(status_int, BAD_REQUEST if status_int < 500 else INTERNAL_ERROR)
-    message = _SERVER_ERROR_MESSAGES.get(status_int, "The request could not be understood.")
+def error_response_bytes(status_int: int, reason: str, code: str, message: str) -> bytes:
+    """A whole error response in the API's form, with the security headers and no banner, that closes the
+    connection."""
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
     headers = {
         "Connection": "close",
@@ -334,7 +407,23 @@ def write_error(sock, status_int: int, reason: str, mesg: str) -> None:
         **security_headers(),
     }
     head = f"HTTP/1.1 {status_int} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-    util.write_nonblock(sock, head.encode("latin-1") + body)
+    return head.encode("latin-1") + body
+
+
+def write_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's error response in the API's form."""
+    code = SERVER_ERROR_CODES.get(status_int, BAD_REQUEST if status_int < 500 else INTERNAL_ERROR)
+    message = _SERVER_ERROR_MESSAGES.get(status_int, "The request could not be understood.")
+    util.write_nonblock(sock, error_response_bytes(status_int, reason, code, message))
+
+
+def _send_quietly(sock, data: bytes) -> None:
+    """Send a small answer on a non-blocking socket that is about to be closed; a client gone or not reading
+    forfeits it."""
+    try:
+        sock.send(data)
+    except OSError:
+        pass
 
 
 # gunicorn builds every response, and writes its own error responses, through these module names

@@ -130,6 +130,109 @@ def test_the_start_of_a_pipelined_head_takes_no_thread(tmp_path):
     assert None not in times, f"/healthz took {times} s (None: over 1 s) beside 4 pipelined head starts"
 
 
+def test_bodies_that_trickle_take_no_thread(tmp_path):
+    """A body with a Content-Length is read by the event loop too: 8 clients trickling bodies on 2 threads leave
+    /healthz answering at once (each held a thread until it was cut off)."""
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_WEB_THREADS": "2"})
+    tricklers = start_tricklers(server.port, 8, interval=0.5, lifetime=20)
+    try:
+        time.sleep(1.0)  # every trickler has sent its head and some of its body
+        times = probe_health(server.url, 4, interval=0.25)
+    finally:
+        stop_tricklers(tricklers)
+        server.stop()
+    assert None not in times, f"/healthz took {times} s (None: over 1 s) beside 8 trickled bodies"
+
+
+def test_a_photo_that_arrives_in_pieces_is_classified_and_the_next_request_answered(tmp_path, fire_photo):
+    """The event loop's bytes reach the app whole and in order, and a request pipelined behind the body is
+    answered after it."""
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1")
+    photo = fire_photo.read_bytes()
+    body = (b'--b\r\nContent-Disposition: form-data; name="image"; filename="fire.jpg"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n" + photo + b"\r\n--b--\r\n")
+    request = (b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(body)) + body + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            pieces = [request[i:i + len(request) // 5 + 1] for i in range(0, len(request), len(request) // 5 + 1)]
+            for piece in pieces:
+                sock.sendall(piece)
+                time.sleep(0.2)
+            classified, health = _read_responses(sock, 2)
+    finally:
+        server.stop()
+    assert classified.startswith(b"HTTP/1.1 200 "), classified[:300]
+    assert b'"source":"fire.jpg"' in classified.replace(b" ", b"") and b'"label":"fire"' in classified.replace(b" ", b"")
+    assert health.startswith(b"HTTP/1.1 200 ") and b'"status":"ok"' in health.replace(b" ", b"")
+
+
+def test_an_upload_that_expects_100_continue_gets_it_and_its_answer(tmp_path, fire_photo):
+    """The client waits for 100 Continue before it sends the body, so the event loop must not wait for the body."""
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1")
+    body = (b'--b\r\nContent-Disposition: form-data; name="image"; filename="fire.jpg"\r\n\r\n'
+            + fire_photo.read_bytes() + b"\r\n--b--\r\n")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                         b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: %d\r\n\r\n" % len(body))
+            interim = sock.recv(100)
+            sock.sendall(body)
+            answer, = _read_responses(sock, 1)
+    finally:
+        server.stop()
+    assert interim.startswith(b"HTTP/1.1 100 Continue"), interim
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+
+
+def test_an_upload_larger_than_the_event_loop_buffer_is_read_by_its_thread(tmp_path, fire_photo):
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_BODY_BUFFER_MB": "0.005"})
+    try:
+        import requests
+
+        response = requests.post(server.url + "/api/v1/classify", timeout=30,
+                                 files={"image": ("fire.jpg", fire_photo.read_bytes())})
+    finally:
+        server.stop()
+    assert len(fire_photo.read_bytes()) > 0.005 * 1024 * 1024
+    assert response.status_code == 200 and response.json()["label"] == "fire", response.text
+
+
+def test_which_bodies_the_event_loop_reads():
+    from web_app.worker import body_length
+
+    head = b"POST / HTTP/1.1\r\nHost: x\r\n%s\r\n\r\n"
+    assert body_length(head % b"Content-Length: 1234") == 1234
+    assert body_length(head % b"content-length:  7 ") == 7
+    assert body_length(head % b"Content-Length: 12\r\nTransfer-Encoding: chunked") is None  # gunicorn decides
+    assert body_length(head % b"Transfer-Encoding: chunked") is None
+    assert body_length(head % b"Content-Length: 12\r\nExpect: 100-continue") is None  # waits for 100 Continue
+    assert body_length(head % b"Content-Length: 12\r\nContent-Length: 12") is None  # gunicorn refuses it
+    assert body_length(head % b"Content-Length: -1") is None
+    assert body_length(head % b"Content-Length: 1e3") is None
+    assert body_length(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") is None
+
+
+def _read_responses(sock: socket.socket, count: int) -> list[bytes]:
+    """``count`` whole responses (each with a Content-Length) from ``sock``."""
+    buffer, responses = b"", []
+    while len(responses) < count:
+        while b"\r\n\r\n" not in buffer:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {len(responses)} responses: {buffer[:200]!r}"
+            buffer += chunk
+        head, _, rest = buffer.partition(b"\r\n\r\n")
+        length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:")))
+        while len(rest) < length:
+            chunk = sock.recv(65536)
+            assert chunk, "closed in the middle of a response"
+            rest += chunk
+        responses.append(head + b"\r\n\r\n" + rest[:length])
+        buffer = rest[length:]
+    return responses
+
+
 def test_a_new_connection_that_sends_nothing_is_closed_after_the_read_grace(tmp_path):
     server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_READ_GRACE_SECONDS": "1"})
     try:
