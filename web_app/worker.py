@@ -263,6 +263,8 @@ class FirewatchWorker(ThreadWorker):
         if early is not None:  # the event loop read the head (and maybe the body, or some of it)
             conn.early = conn.early_deadline = None
             conn.sock.prefill(early)
+            # Counted against the body buffer until now, while it waited for a thread; the event loop's to update.
+            self.method_queue.defer(self._release_early, len(early))
         return super().handle(conn)
 
     # --- Requests are read by the event loop -----------------------------------------------------------------
@@ -346,13 +348,17 @@ class FirewatchWorker(ThreadWorker):
         return head_end + 4 + length
 
     def _hand_to_thread(self, conn) -> None:
+        """Its bytes stay counted against the body buffer until a thread takes it (``handle``): with every thread
+        busy, requests queue for one, and their bodies must not escape the bound while they wait."""
         self._stop_awaiting(conn)
         conn.data_ready = True  # gthread's handle must not wait for the first bytes again
         self.enqueue_req(conn)
 
+    def _release_early(self, count: int) -> None:
+        self.early_bytes -= count
+
     def _stop_awaiting(self, conn) -> None:
         self.awaiting.discard(conn)
-        self.early_bytes -= len(conn.early)
         try:
             self.poller.unregister(conn.sock)
         except (KeyError, ValueError, OSError):
@@ -360,6 +366,7 @@ class FirewatchWorker(ThreadWorker):
 
     def _close_awaiting(self, conn) -> None:
         self._stop_awaiting(conn)
+        self._release_early(len(conn.early))
         self.nr_conns -= 1
         conn.close()
 

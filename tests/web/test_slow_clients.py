@@ -198,6 +198,40 @@ def test_an_upload_larger_than_the_event_loop_buffer_is_read_by_its_thread(tmp_p
     assert response.status_code == 200 and response.json()["label"] == "fire", response.text
 
 
+def test_bodies_waiting_for_a_busy_pool_stay_within_the_body_buffer(tmp_path):
+    """With its only thread held by a chunked upload (read by the thread, as before), a worker is sent 10 uploads of
+    3.5 MB on other connections, one after another: it reads at most its 4 MB body buffer of them, the rest waits in
+    the kernel (bodies queued for a thread used to leave the count: the worker read all 35 MB)."""
+    from .test_memory import _children, _rss_mb
+
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1",
+                    env={"FIREWATCH_WEB_THREADS": "1", "FIREWATCH_BODY_BUFFER_MB": "4",
+                         "FIREWATCH_READ_GRACE_SECONDS": "30"})
+    body = b"x" * (3_500_000)
+    request = (b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(body)) + body
+    holder = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    uploads = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(10)]
+    senders = [threading.Thread(target=sock.sendall, args=(request,), daemon=True) for sock in uploads]
+    try:
+        time.sleep(0.5)
+        worker, = _children(server.process.pid)
+        before = _rss_mb(worker)
+        holder.sendall(b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                       b"Content-Type: multipart/form-data; boundary=b\r\n\r\n1\r\n-\r\n")
+        time.sleep(0.5)  # the thread is reading the chunked body
+        for sender in senders:  # one after another: each would fit the buffer on its own
+            sender.start()
+            time.sleep(0.3)
+        time.sleep(1.0)
+        grown = _rss_mb(worker) - before
+    finally:
+        for sock in [holder, *uploads]:
+            sock.close()
+        server.stop()
+    assert grown < 20, f"the worker grew {grown:.0f} MB holding uploads for a busy pool (buffer: 4 MB)"
+
+
 def test_which_bodies_the_event_loop_reads():
     from web_app.worker import body_length
 
