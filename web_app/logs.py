@@ -29,10 +29,8 @@ def count_verdict(environ: dict, prediction: Prediction) -> None:
 
 class JsonAccessLogger(Logger):
     def access(self, resp, req, environ, request_time):
-        if not self.access_log_enabled:
-            return
         status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
-        record = {
+        self._write({
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "remote_addr": environ.get("REMOTE_ADDR"),
             "forwarded_for": environ.get("HTTP_X_FORWARDED_FOR"),
@@ -44,7 +42,32 @@ class JsonAccessLogger(Logger):
             "duration_ms": round(request_time.total_seconds() * 1000, 2),
             "user_agent": environ.get("HTTP_USER_AGENT"),
             **environ.get(VERDICTS, {}),
-        }
+        })
+
+    def answered_early(self, remote_addr: str, head: bytes, status: int, bytes_sent: int, seconds: float) -> None:
+        """The line of a request the worker answered before the app saw it (a body that arrived too slowly), from
+        its raw ``head``; the same fields as the app's requests."""
+        lines = head.split(b"\r\n")
+        method, _, rest = lines[0].partition(b" ")
+        headers = dict(line.partition(b":")[::2] for line in lines[1:])
+        headers = {name.strip().lower(): value.strip().decode("latin-1") for name, value in headers.items()}
+        length = headers.get(b"content-length", "")
+        self._write({
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "remote_addr": remote_addr,
+            "forwarded_for": headers.get(b"x-forwarded-for"),
+            "method": method.decode("latin-1"),
+            "path": rest.partition(b" ")[0].partition(b"?")[0].decode("latin-1"),
+            "status": status,
+            "bytes_sent": bytes_sent,
+            "request_bytes": int(length) if length.isdigit() else 0,
+            "duration_ms": round(seconds * 1000, 2),
+            "user_agent": headers.get(b"user-agent"),
+        })
+
+    def _write(self, record: dict) -> None:
+        if not self.access_log_enabled:
+            return
         try:
             self.access_log.info(json.dumps(record))
         except Exception:  # a log line must never fail a request

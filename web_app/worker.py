@@ -108,6 +108,9 @@ class ReadDeadline:
     def received(self, count: int) -> None:
         self._received += count
 
+    def elapsed(self) -> float:
+        return self._clock() - self._started
+
     def remaining(self) -> float:
         return self._started + self.grace + self._received / self.min_rate - self._clock()
 
@@ -391,10 +394,17 @@ class FirewatchWorker(ThreadWorker):
                 expired = now >= idle_until
             if expired:
                 if conn.body_end:
-                    self.log.info("Request from %s cut off: its body arrived too slowly", conn.client[0])
-                    _send_quietly(conn.sock, error_response_bytes(408, "Request Timeout", REQUEST_TIMEOUT,
-                                                                  SLOW_UPLOAD_MESSAGE))
+                    self._answer_too_slow(conn)
                 self._close_awaiting(conn)
+
+    def _answer_too_slow(self, conn) -> None:
+        """408 for a body that fell behind in the event loop, with its access log line (the app never saw it)."""
+        answer = error_response_bytes(408, "Request Timeout", REQUEST_TIMEOUT, SLOW_UPLOAD_MESSAGE)
+        sent = _send_quietly(conn.sock, answer)
+        head = bytes(conn.early[:conn.early.find(b"\r\n\r\n")])
+        log_early = getattr(self.log, "answered_early", None)  # web_app.logs.JsonAccessLogger's
+        if log_early is not None:
+            log_early(conn.client[0], head, 408, sent, conn.early_deadline.elapsed())
 
 
 def _kept_alive(fs) -> bool:
@@ -424,13 +434,13 @@ def write_error(sock, status_int: int, reason: str, mesg: str) -> None:
     util.write_nonblock(sock, error_response_bytes(status_int, reason, code, message))
 
 
-def _send_quietly(sock, data: bytes) -> None:
+def _send_quietly(sock, data: bytes) -> int:
     """Send a small answer on a non-blocking socket that is about to be closed; a client gone or not reading
-    forfeits it."""
+    forfeits it. How many bytes went."""
     try:
-        sock.send(data)
+        return sock.send(data)
     except OSError:
-        pass
+        return 0
 
 
 # gunicorn builds every response, and writes its own error responses, through these module names

@@ -5,6 +5,7 @@ Real gunicorn on loopback; every client and loop is bounded in time.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -31,19 +32,25 @@ def test_health_answers_while_32_clients_trickle_bodies(tmp_path):
     assert len(answered) >= 0.9 * PROBES, f"{len(answered)} of {PROBES} probes answered within 1 s: {times}"
 
 
-def test_a_body_that_trickles_is_cut_off_with_408(tmp_path):
+@pytest.mark.parametrize("framing", [b"Content-Length: 1000", b"Transfer-Encoding: chunked"])
+def test_a_body_that_trickles_is_cut_off_with_408_and_logged(tmp_path, framing):
+    """Read by the event loop (a Content-Length) or by its thread (chunked): the same answer, and an access log line."""
     server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_READ_GRACE_SECONDS": "1"})
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-                         b"Content-Length: 1000\r\n\r\n")
-            answer = _trickle_until_answered(sock, b"-", seconds=8)
+                         b"X-Forwarded-For: 203.0.113.9\r\n%s\r\n\r\n" % framing)
+            answer = _trickle_until_answered(sock, b"1\r\n-\r\n" if b"chunked" in framing else b"-", seconds=8)
     finally:
         server.stop()
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 "), answer
     assert b'"code":"request_timeout"' in body.replace(b" ", b"")
     assert b"connection: close" in head.lower()
+    lines = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{") and '"status"' in line]
+    cut, = [line for line in lines if line["status"] == 408]
+    assert cut["method"] == "POST" and cut["path"] == "/api/v1/classify" and cut["forwarded_for"] == "203.0.113.9"
+    assert cut["request_bytes"] == (1000 if b"1000" in framing else 0) and cut["bytes_sent"] > 0
 
 
 def test_a_head_that_trickles_is_cut_off(tmp_path):
