@@ -1,4 +1,4 @@
-"""The gunicorn worker the web app runs in: gunicorn's threaded worker (gthread) with three additions.
+"""The gunicorn worker the web app runs in: gunicorn's threaded worker (gthread) with these additions.
 
 - A connection takes a thread only once its request has arrived: its head, and its body when it has a
   Content-Length and the worker has room for it. gthread hands a new connection to a thread that waits up to 5 s
@@ -14,6 +14,8 @@
   ``grace`` seconds, then at least ``min_rate`` bytes per second (the rule of Apache's mod_reqtimeout), counted
   from a request's first byte in the event loop, and again from when a thread takes it. A head that falls behind
   is closed; a body that falls behind gets 408 and the connection is closed.
+- Closing a connection does not block the event loop: gthread's graceful close waits there (up to 2 s) for the
+  client to close its end; here the event loop waits for it among its other work.
 - gunicorn's own error responses (400, 414, 431... sent before the app sees a request) carry the security headers
   and the API's JSON error form, instead of gunicorn's bare HTML page.
 - A worker accepts connections only while one of its threads is free, so that the other workers take them, and
@@ -59,6 +61,7 @@ BODY_BUFFER_ENV = "FIREWATCH_BODY_BUFFER_MB"
 # their threads with what has arrived, as gthread would.
 DEFAULT_BODY_BUFFER_MB = 64
 BODY_READ_SIZE = 1024 * 1024  # per recv, as gunicorn's own body reads
+LINGER_SECONDS, LINGER_MAX_DRAIN = 2.0, 64 * 1024  # a closing connection's wait for its client (gunicorn's values)
 HEAD_SWEEP_SECONDS = 0.25  # how often the event loop looks for heads and silent connections out of time
 
 _SERVER_ERROR_MESSAGES = {
@@ -212,6 +215,7 @@ class FirewatchWorker(ThreadWorker):
         self.last_accepted = 0.0  # time.monotonic() of this worker's last accept
         self.body_buffer_bytes = int(_env_number(BODY_BUFFER_ENV, DEFAULT_BODY_BUFFER_MB) * 1024 * 1024)
         self.awaiting: set[TConn] = set()  # connections whose request the event loop is reading
+        self.lingering: dict = {}  # closing sockets waiting for their client to close: [until, bytes drained]
         self.early_bytes = 0  # bytes the event loop holds for them
         self._next_sweep = 0.0
         self._stopping_since: float | None = None
@@ -232,7 +236,47 @@ class FirewatchWorker(ThreadWorker):
             if start:
                 self._await_request(conn, time.monotonic() + self.cfg.keepalive, start)
                 return
+        elif self._reads_early() and _closing(fs):
+            # gthread closes gracefully here, on the event loop: it waits up to 2 s for the client to close its end,
+            # and a client that does not stalls every other connection of the worker meanwhile.
+            self._linger(conn.sock)
+            return
         super().finish_request(conn, fs)
+
+    def _linger(self, sock) -> None:
+        """gunicorn's graceful close (RFC 9112 9.6: FIN, then read what the client still sends until it closes or
+        ``LINGER_SECONDS`` pass, so the kernel does not answer unread bytes with a reset that can cut the response
+        short), with the waiting done by the event loop. It counts as a connection of the worker until closed (a
+        stopping worker waits for it, as for any)."""
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.setblocking(False)
+            self.poller.register(sock, selectors.EVENT_READ, partial(self._drain_lingering, sock))
+        except (OSError, ValueError, KeyError):
+            self.nr_conns -= 1
+            util.close(sock)
+            return
+        self.lingering[sock] = [time.monotonic() + LINGER_SECONDS, 0]  # until, bytes drained
+
+    def _drain_lingering(self, sock, _fileobj=None) -> None:
+        try:
+            data = sock.recv(LINGER_MAX_DRAIN)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        self.lingering[sock][1] += len(data)
+        if not data or self.lingering[sock][1] >= LINGER_MAX_DRAIN:
+            self._end_linger(sock)
+
+    def _end_linger(self, sock) -> None:
+        del self.lingering[sock]
+        try:
+            self.poller.unregister(sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        self.nr_conns -= 1
+        util.close(sock)
 
     def set_accept_enabled(self, enabled):
         """Accept connections only while a thread is free: a worker whose threads all wait on slow clients leaves
@@ -384,6 +428,9 @@ class FirewatchWorker(ThreadWorker):
         self._next_sweep = now + HEAD_SWEEP_SECONDS
         if not self.alive and self._stopping_since is None:
             self._stopping_since = now
+        for sock, (until, _) in list(self.lingering.items()):
+            if now >= until:
+                self._end_linger(sock)
         for conn in list(self.awaiting):
             if conn.early_deadline is not None:
                 expired = conn.early_deadline.remaining() <= 0
@@ -410,6 +457,11 @@ class FirewatchWorker(ThreadWorker):
 def _kept_alive(fs) -> bool:
     """Whether a finished request's connection stays open (its thread's ``handle`` said so, without raising)."""
     return not fs.cancelled() and fs.exception() is None and fs.result() is True
+
+
+def _closing(fs) -> bool:
+    """Whether a finished request's connection is to be closed gracefully (its ``handle`` said so, without raising)."""
+    return not fs.cancelled() and fs.exception() is None and fs.result() is False
 
 
 def error_response_bytes(status_int: int, reason: str, code: str, message: str) -> bytes:

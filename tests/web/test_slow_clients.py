@@ -274,6 +274,28 @@ def _read_responses(sock: socket.socket, count: int) -> list[bytes]:
     return responses
 
 
+def test_clients_that_keep_a_closed_connection_open_do_not_stall_the_worker(tmp_path):
+    """After a response that closes the connection, gunicorn waits (up to 2 s) for the client to close its end, so
+    the kernel does not reset the connection over unread bytes: on the event loop, where 5 clients that never
+    closed stalled every other connection for 10 s. The wait is the event loop's now, not a stop of it."""
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1")
+    held = []
+    try:
+        for _ in range(5):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+            held.append(sock)
+        for sock in held:
+            answer = _read_until_closed(sock)  # the server's FIN ends it; the client keeps its own end open
+            assert answer.startswith(b"HTTP/1.1 404 ") and b"connection: close" in answer.lower(), answer[:200]
+        times = probe_health(server.url, 4, interval=0.25)
+    finally:
+        for sock in held:
+            sock.close()
+        server.stop()
+    assert None not in times, f"/healthz took {times} s (None: over 1 s) beside 5 clients not closing"
+
+
 def test_a_new_connection_that_sends_nothing_is_closed_after_the_read_grace(tmp_path):
     server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_READ_GRACE_SECONDS": "1"})
     try:
