@@ -103,6 +103,17 @@ class HeadTrickler(_Client):
             self.answered += 1
 
 
+class Unclosing(_Client):
+    """A client that sends a request the server answers with an error (which closes the connection), reads the
+    answer to the server's close, and keeps its own end open for ``interval`` seconds before it connects again."""
+
+    def session(self, sock: socket.socket) -> bool:
+        sock.sendall(b"POST /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello")
+        while sock.recv(65536):
+            pass
+        return self._time_is_up()
+
+
 def read_response(sock: socket.socket) -> bool:
     """Read one response with a Content-Length; False when the server closed the connection first."""
     data = b""
@@ -163,16 +174,20 @@ def probe_health(url: str, probes: int, interval: float, timeout: float = 1.0) -
 
 
 def start_tricklers(port: int, count: int, interval: float, lifetime: float = 60.0,
-                    head_lines: int = 0) -> list[Trickler | HeadTrickler]:
-    """``count`` clients trickling bodies, or with ``head_lines``, heads of that many lines."""
-    tricklers = [HeadTrickler(port, interval, head_lines, lifetime) if head_lines else Trickler(port, interval, lifetime)
-                 for _ in range(count)]
+                    head_lines: int = 0, unclosing: bool = False) -> list[_Client]:
+    """``count`` clients trickling bodies, or with ``head_lines``, heads of that many lines, or ``unclosing``."""
+    if unclosing:
+        tricklers = [Unclosing(port, interval, lifetime) for _ in range(count)]
+    elif head_lines:
+        tricklers = [HeadTrickler(port, interval, head_lines, lifetime) for _ in range(count)]
+    else:
+        tricklers = [Trickler(port, interval, lifetime) for _ in range(count)]
     for trickler in tricklers:
         trickler.start()
     return tricklers
 
 
-def stop_tricklers(tricklers: list[Trickler | HeadTrickler]) -> None:
+def stop_tricklers(tricklers: list[_Client]) -> None:
     for trickler in tricklers:
         trickler.stop()
     for trickler in tricklers:

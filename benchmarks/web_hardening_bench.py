@@ -4,7 +4,8 @@
 
 - "slow clients": how many /healthz probes (one every 0.25 s, each on a new connection) are answered within 1 s
   beside clients sending a request body one byte every 2 s, clients on keep-alive connections whose every request
-  head takes 9 s to arrive (a line a second), or connections that send nothing;
+  head takes 9 s to arrive (a line a second), connections that send nothing, or clients that keep their end of
+  a connection open after the server closed it (on an error);
 - "worst-case uploads": 8 concurrent 40 MP 16-bit grey PNGs (~90 KB each, the costliest decode within the
   limits): peak RSS of all workers together, RSS once they are done, the slowest /healthz meanwhile.
 
@@ -29,6 +30,7 @@ from .web_bench import Served, markdown
 TRICKLERS = (8, 32, 100)  # clients trickling bodies: 100 is more than the 64 threads of 2 workers
 HEAD_TRICKLERS = 100  # clients trickling heads: more than the 64 threads of 2 workers
 SILENT = 200  # connections that send nothing
+UNCLOSING = 20  # clients that keep their end open 1 s after the server closed a connection on an error
 PROBES = 20
 UPLOADS = 8
 INSTANCE_BUDGET_MB = 1500  # t3.small: 2 GiB, less ~0.5 GiB for the OS, Docker and the CloudWatch agent
@@ -56,7 +58,7 @@ def slow_client_row(server: Served, config: str, clients: str, count: int) -> di
     else:
         silent = []
         tricklers = start_tricklers(server.port, count, interval=2.0 if clients == "bodies" else 1.0, lifetime=30,
-                                    head_lines=8 if clients == "heads" else 0)
+                                    head_lines=8 if clients == "heads" else 0, unclosing=clients == "unclosing")
     try:
         time.sleep(1.0)
         times = probe_health(f"http://127.0.0.1:{server.port}", PROBES, interval=0.25)
@@ -69,8 +71,10 @@ def slow_client_row(server: Served, config: str, clients: str, count: int) -> di
             "slowest_answered_ms": round(1000 * max(answered), 1) if answered else None}
 
 
-CLIENT_KINDS = {"bodies": "trickling bodies", "heads": "trickling heads (keep-alive)", "silent": "silent connections"}
-SLOW_CLIENT_ROWS = [("bodies", count) for count in TRICKLERS] + [("heads", HEAD_TRICKLERS), ("silent", SILENT)]
+CLIENT_KINDS = {"bodies": "trickling bodies", "heads": "trickling heads (keep-alive)", "silent": "silent connections",
+                "unclosing": "clients keeping closed connections open"}
+SLOW_CLIENT_ROWS = [("bodies", count) for count in TRICKLERS] + [("heads", HEAD_TRICKLERS), ("silent", SILENT),
+                                                                 ("unclosing", UNCLOSING)]
 
 
 def worst_case_row(server: Served, config: str, data: bytes) -> dict:
