@@ -13,7 +13,8 @@
   few clients trickling a body hold every thread. Here reads keep an average rate: nothing is owed in the first
   ``grace`` seconds, then at least ``min_rate`` bytes per second (the rule of Apache's mod_reqtimeout), counted
   from a request's first byte in the event loop, and again from when a thread takes it. A head that falls behind
-  is closed; a body that falls behind gets 408 and the connection is closed.
+  is closed; a body that falls behind gets 408 and the connection is closed. The rule and the socket that keeps it
+  are in web_app/reads.py.
 - Closing a connection does not block the event loop: gthread's graceful close waits there (up to 2 s) for the
   client to close its end; here the event loop waits for it among its other work.
 - gunicorn's own error responses (400, 414, 431... sent before the app sees a request) carry the security headers
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import selectors
 import socket
 import time
@@ -35,26 +35,18 @@ from functools import partial
 
 from gunicorn import util
 from gunicorn.http import wsgi as gunicorn_wsgi
-from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from inference.contract import BAD_REQUEST, INTERNAL_ERROR, REQUEST_TIMEOUT, SERVER_ERROR_CODES
 
 from .balance import BURST_RECHECK_SECONDS, BURST_SECONDS, RECHECK_SECONDS, ConnectionTable
 from .errors import CLOSE_AFTER_RESPONSE, SLOW_UPLOAD_MESSAGE
+from .reads import HEAD_BUFFER_LIMIT, DeadlineSocket, ReadDeadline, body_length, env_number, head_is_complete
 from .security import security_headers
 
 # Made when the master imports this worker class, before it forks the workers: they all share it.
 CONNECTIONS = ConnectionTable()
 
-READ_GRACE_ENV = "FIREWATCH_READ_GRACE_SECONDS"
-READ_MIN_RATE_ENV = "FIREWATCH_READ_MIN_RATE"
-DEFAULT_READ_GRACE_SECONDS = 10.0
-DEFAULT_READ_MIN_RATE = 16 * 1024  # bytes/s: 20 MB in about 21 minutes; a byte every 2 s is cut after the grace
-
-# Heads are read by the event loop up to this many bytes (real ones are a few kB; gunicorn's own limits allow more,
-# and a longer head is read on by a thread, under the read deadline).
-HEAD_BUFFER_LIMIT = 64 * 1024
 BODY_BUFFER_ENV = "FIREWATCH_BODY_BUFFER_MB"
 # Bodies read by the event loop, all connections of a worker together: 3 photos at the upload limit. Bytes a client
 # must actually send, so filling it costs an attacker that much upload; a full buffer only sends requests to
@@ -62,7 +54,7 @@ BODY_BUFFER_ENV = "FIREWATCH_BODY_BUFFER_MB"
 DEFAULT_BODY_BUFFER_MB = 64
 BODY_READ_SIZE = 1024 * 1024  # per recv, as gunicorn's own body reads
 LINGER_SECONDS, LINGER_MAX_DRAIN = 2.0, 64 * 1024  # a closing connection's wait for its client (gunicorn's values)
-HEAD_SWEEP_SECONDS = 0.25  # how often the event loop looks for heads and silent connections out of time
+SWEEP_SECONDS = 0.25  # how often the event loop looks for requests, silent and closing connections out of time
 
 _SERVER_ERROR_MESSAGES = {
     414: "The address is too long.",
@@ -71,126 +63,6 @@ _SERVER_ERROR_MESSAGES = {
     500: "Something went wrong on our side; please try again.",
     501: "The request's Transfer-Encoding is not supported: send a Content-Length or chunked.",
 }
-
-
-class ReadTimedOut(NoMoreData, TimeoutError):
-    """The client sent its request too slowly. A NoMoreData to gunicorn (connection closed quietly), a
-    TimeoutError to the app (answered 408)."""
-
-    def __str__(self) -> str:
-        return "the request arrived too slowly"
-
-
-def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    value = float(raw)
-    if not value > 0:
-        raise ValueError(f"{name} must be positive, got {raw!r}")
-    return value
-
-
-class ReadDeadline:
-    """The rule a request's reads keep: everything owed by ``grace + received / min_rate`` seconds after its start."""
-
-    def __init__(self, grace: float, min_rate: float, clock=time.monotonic) -> None:
-        self.grace, self.min_rate, self._clock = grace, min_rate, clock
-        self.restart()
-
-    @staticmethod
-    def settings_from_env() -> tuple[float, float]:
-        """(grace, min_rate) from the environment; a bad value stops the worker from starting, loudly."""
-        return (_env_number(READ_GRACE_ENV, DEFAULT_READ_GRACE_SECONDS),
-                _env_number(READ_MIN_RATE_ENV, DEFAULT_READ_MIN_RATE))
-
-    def restart(self) -> None:
-        self._started = self._clock()
-        self._received = 0
-
-    def received(self, count: int) -> None:
-        self._received += count
-
-    def elapsed(self) -> float:
-        return self._clock() - self._started
-
-    def remaining(self) -> float:
-        return self._started + self.grace + self._received / self.min_rate - self._clock()
-
-
-def head_is_complete(data: bytes | bytearray, new_from: int = 0) -> bool:
-    """Whether gunicorn's parser can act on ``data`` without waiting for more: the head has ended (CRLF CRLF), or
-    a line ends in a bare LF, which gunicorn refuses at once. Only the bytes from ``new_from`` on (and the 3 before,
-    where a CRLF CRLF may have begun) are looked at: the rest were, when they arrived."""
-    if data.find(b"\r\n\r\n", max(0, new_from - 3)) >= 0:
-        return True
-    recent = max(0, new_from - 1)  # a CRLF whose CR came before the new bytes
-    return data.count(b"\n", new_from) != data.count(b"\r\n", recent)
-
-
-def body_length(head: bytes | bytearray) -> int | None:
-    """The body length of a whole request ``head`` (ending in CRLF CRLF) whose body the event loop may read: exactly
-    one Content-Length of digits, and no Transfer-Encoding (chunked: gunicorn finds its end) or Expect (the client
-    waits for gunicorn's 100 Continue). None for any other; gunicorn judges the head itself either way."""
-    lengths = []
-    for line in bytes(head[:head.find(b"\r\n\r\n")]).split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name in (b"transfer-encoding", b"expect"):
-            return None
-        if name == b"content-length":
-            lengths.append(value.strip())
-    if len(lengths) != 1 or not lengths[0].isdigit() or len(lengths[0]) > 12:
-        return None
-    return int(lengths[0])
-
-
-class DeadlineSocket:
-    """A client socket whose blocking reads end at the request's read deadline; everything else is the socket's."""
-
-    def __init__(self, sock: socket.socket, deadline: ReadDeadline) -> None:
-        self._sock = sock
-        self.deadline = deadline
-        self.timed_out = False  # this request's reads ran out of time: its connection cannot be reused
-        self._early = memoryview(b"")  # what the event loop read before the thread took the request, not yet read
-
-    def __getattr__(self, name):
-        return getattr(self._sock, name)
-
-    def prefill(self, data: bytes | bytearray) -> None:
-        """Bytes the event loop read from this socket: reads return them first, a piece at a time (handing them to
-        gunicorn's parser whole would copy all that is left at every read of a large body)."""
-        self._early = memoryview(data)
-
-    def take_early(self) -> bytes:
-        """What is left of the prefilled bytes (the start of a pipelined request), no longer to be read here."""
-        rest, self._early = bytes(self._early), memoryview(b"")
-        return rest
-
-    def recv(self, size: int, flags: int = 0) -> bytes:
-        if self._early:
-            data, self._early = bytes(self._early[:size]), self._early[size:]
-            return data
-        prior = self._sock.gettimeout()
-        if prior == 0.0:  # non-blocking: the poller's business, not a request read
-            return self._sock.recv(size, flags)
-        remaining = self.deadline.remaining()
-        if remaining <= 0:
-            self.timed_out = True
-            raise ReadTimedOut()
-        own = prior is None or remaining < prior
-        self._sock.settimeout(remaining if own else prior)
-        try:
-            data = self._sock.recv(size, flags)
-        except TimeoutError:
-            if own:
-                self.timed_out = True
-                raise ReadTimedOut() from None
-            raise  # the caller's own, shorter timeout (gunicorn's body drain)
-        finally:
-            self._sock.settimeout(prior)
-        self.deadline.received(len(data))
-        return data
 
 
 class BannerlessResponse(gunicorn_wsgi.Response):
@@ -213,10 +85,10 @@ class FirewatchWorker(ThreadWorker):
         self.read_settings = ReadDeadline.settings_from_env()
         self.held_back = False  # not accepting only because another worker holds fewer connections
         self.last_accepted = 0.0  # time.monotonic() of this worker's last accept
-        self.body_buffer_bytes = int(_env_number(BODY_BUFFER_ENV, DEFAULT_BODY_BUFFER_MB) * 1024 * 1024)
+        self.body_buffer_bytes = int(env_number(BODY_BUFFER_ENV, DEFAULT_BODY_BUFFER_MB) * 1024 * 1024)
         self.awaiting: set[TConn] = set()  # connections whose request the event loop is reading
+        self.early_bytes = 0  # bytes it read for requests no thread has taken yet (bounded by body_buffer_bytes)
         self.lingering: dict = {}  # closing sockets waiting for their client to close: [until, bytes drained]
-        self.early_bytes = 0  # bytes the event loop holds for them
         self._next_sweep = 0.0
         self._stopping_since: float | None = None
 
@@ -425,7 +297,7 @@ class FirewatchWorker(ThreadWorker):
         now = time.monotonic()
         if now < self._next_sweep and self.alive:
             return
-        self._next_sweep = now + HEAD_SWEEP_SECONDS
+        self._next_sweep = now + SWEEP_SECONDS
         if not self.alive and self._stopping_since is None:
             self._stopping_since = now
         for sock, (until, _) in list(self.lingering.items()):

@@ -240,7 +240,7 @@ def test_bodies_waiting_for_a_busy_pool_stay_within_the_body_buffer(tmp_path):
 
 
 def test_which_bodies_the_event_loop_reads():
-    from web_app.worker import body_length
+    from web_app.reads import body_length
 
     head = b"POST / HTTP/1.1\r\nHost: x\r\n%s\r\n\r\n"
     assert body_length(head % b"Content-Length: 1234") == 1234
@@ -309,7 +309,7 @@ def test_a_new_connection_that_sends_nothing_is_closed_after_the_read_grace(tmp_
 
 
 def test_a_head_may_end_in_the_bytes_that_follow_it():
-    from web_app.worker import head_is_complete
+    from web_app.reads import head_is_complete
 
     assert head_is_complete(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert head_is_complete(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nab")  # and part of its body
@@ -321,7 +321,7 @@ def test_a_head_may_end_in_the_bytes_that_follow_it():
 def test_a_head_read_in_pieces_is_complete_exactly_when_its_end_arrives():
     """The event loop looks only at what each read added (a 64 kB head read a byte at a time must not cost a scan of
     all of it per byte): the answer is the whole buffer's, wherever the reads split it, CRLFs included."""
-    from web_app.worker import head_is_complete
+    from web_app.reads import head_is_complete
 
     heads = (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\nX-A: 1\r\n")
     for whole in heads:
@@ -375,7 +375,7 @@ def _trickle_until_answered(sock: socket.socket, piece: bytes, seconds: float) -
 
 
 def test_the_read_deadline_grows_with_what_arrived():
-    from web_app.worker import ReadDeadline
+    from web_app.reads import ReadDeadline
 
     now = [0.0]
     deadline = ReadDeadline(grace=10, min_rate=1000, clock=lambda: now[0])
@@ -390,7 +390,7 @@ def test_the_read_deadline_grows_with_what_arrived():
 def test_a_socket_read_past_the_deadline_raises_read_timed_out():
     from gunicorn.http.errors import NoMoreData
 
-    from web_app.worker import DeadlineSocket, ReadDeadline, ReadTimedOut
+    from web_app.reads import DeadlineSocket, ReadDeadline, ReadTimedOut
 
     now = [0.0]
     left, right = socket.socketpair()
