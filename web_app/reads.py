@@ -96,6 +96,9 @@ def body_length(head: bytes | bytearray) -> int | None:
     return int(lengths[0])
 
 
+_NOTHING = memoryview(b"")
+
+
 class DeadlineSocket:
     """A client socket whose blocking reads end at the request's read deadline; everything else is the socket's."""
 
@@ -103,10 +106,15 @@ class DeadlineSocket:
         self._sock = sock
         self.deadline = deadline
         self.timed_out = False  # this request's reads ran out of time: its connection cannot be reused
-        self._early = memoryview(b"")  # what the event loop read before the thread took the request, not yet read
+        self._early = _NOTHING  # what the event loop read before the thread took the request, not yet read
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
+
+    @property
+    def raw(self) -> socket.socket:
+        """The client socket itself, without what the event loop read (for closing: see worker._linger)."""
+        return self._sock
 
     def prefill(self, data: bytes | bytearray) -> None:
         """Bytes the event loop read from this socket: reads return them first, a piece at a time (handing them to
@@ -115,12 +123,13 @@ class DeadlineSocket:
 
     def take_early(self) -> bytes:
         """What is left of the prefilled bytes (the start of a pipelined request), no longer to be read here."""
-        rest, self._early = bytes(self._early), memoryview(b"")
+        rest, self._early = bytes(self._early), _NOTHING
         return rest
 
     def recv(self, size: int, flags: int = 0) -> bytes:
         if self._early:
-            data, self._early = bytes(self._early[:size]), self._early[size:]
+            data, rest = bytes(self._early[:size]), self._early[size:]
+            self._early = rest if rest else _NOTHING  # an empty view of the buffer would still keep all of it
             return data
         prior = self._sock.gettimeout()
         if prior == 0.0:  # non-blocking: the poller's business, not a request read

@@ -110,8 +110,9 @@ class FirewatchWorker(ThreadWorker):
                 return
         elif self._reads_early() and _closing(fs):
             # gthread closes gracefully here, on the event loop: it waits up to 2 s for the client to close its end,
-            # and a client that does not stalls every other connection of the worker meanwhile.
-            self._linger(conn.sock)
+            # and a client that does not stalls every other connection of the worker meanwhile. The socket lingers
+            # without its wrapper, which may still hold an unread body the event loop read (up to the buffer's size).
+            self._linger(getattr(conn.sock, "raw", conn.sock))
             return
         super().finish_request(conn, fs)
 

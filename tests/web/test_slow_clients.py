@@ -239,6 +239,52 @@ def test_bodies_waiting_for_a_busy_pool_stay_within_the_body_buffer(tmp_path):
     assert grown < 20, f"the worker grew {grown:.0f} MB holding uploads for a busy pool (buffer: 4 MB)"
 
 
+def test_what_the_event_loop_read_is_freed_once_read_or_the_connection_closes():
+    """The buffer of a request's bytes must not outlive their use: not once its thread has read them all (an empty
+    view of it kept all of it, up to 20 MB, until the request was done: beside the app's own copy of the upload
+    while it waited for its turn to decode and was classified), and not while a closing connection waits for its
+    client to close (the socket wrapper, with an unread body, lingered up to 2 s)."""
+    import selectors
+    import types
+    from concurrent.futures import Future
+
+    from web_app.reads import DeadlineSocket, ReadDeadline
+    from web_app.worker import FirewatchWorker
+
+    def resizable(buffer: bytearray) -> bool:  # a bytearray with a live view of it cannot change size
+        try:
+            buffer.append(0)
+        except BufferError:
+            return False
+        return True
+
+    left, right = socket.socketpair()
+    with left, right:
+        sock = DeadlineSocket(left, ReadDeadline(grace=10, min_rate=1000))
+        read = bytearray(b"GET / HTTP/1.1\r\n\r\n")
+        sock.prefill(read)
+        assert sock.recv(8) + sock.recv(100) == b"GET / HTTP/1.1\r\n\r\n"
+        assert resizable(read), "the connection's socket still holds the read bytes"
+
+    worker = FirewatchWorker.__new__(FirewatchWorker)  # only what finish_request and _linger use
+    worker.cfg = types.SimpleNamespace(is_ssl=False, http_protocols=["h1"])
+    worker.poller, worker.lingering, worker.nr_conns, worker.busy_threads = selectors.DefaultSelector(), {}, 1, 1
+    left, right = socket.socketpair()
+    unread = bytearray(b"x" * 1000)
+    conn = types.SimpleNamespace(sock=DeadlineSocket(left, ReadDeadline(grace=10, min_rate=1000)))
+    conn.sock.prefill(unread)
+    closing = Future()
+    closing.set_result(False)  # the response closed the connection
+    try:
+        worker.finish_request(conn, closing)
+        del conn
+        assert list(worker.lingering) == [left] and resizable(unread), "the closing connection keeps its unread body"
+    finally:
+        worker.poller.close()
+        left.close()
+        right.close()
+
+
 def test_which_bodies_the_event_loop_reads():
     from web_app.reads import body_length
 
