@@ -86,6 +86,7 @@ class FirewatchWorker(ThreadWorker):
         self.held_back = False  # not accepting only because another worker holds fewer connections
         self.last_accepted = 0.0  # time.monotonic() of this worker's last accept
         self.body_buffer_bytes = int(env_number(BODY_BUFFER_ENV, DEFAULT_BODY_BUFFER_MB) * 1024 * 1024)
+        self.largest_body = self.body_buffer_bytes  # the app's request limit, once it is loaded (load_wsgi)
         self.awaiting: set[TConn] = set()  # connections whose request the event loop is reading
         self.early_bytes = 0  # bytes it read for requests no thread has taken yet (bounded by body_buffer_bytes)
         self.lingering: dict = {}  # closing sockets waiting for their client to close: [until, bytes drained]
@@ -260,12 +261,19 @@ class FirewatchWorker(ThreadWorker):
         self._hand_to_thread(conn)
 
     def _body_end(self, early: bytearray) -> int:
-        """Where the body ends in ``early``, when the event loop is to read it; 0 when a thread is to."""
+        """Where the body ends in ``early``, when the event loop is to read it; 0 when a thread is to (no body, or
+        one longer than the app takes: it answers 413 from the head, without reading it)."""
         head_end = early.find(b"\r\n\r\n")
         length = body_length(early) if head_end >= 0 else None
-        if not length or length > self.body_buffer_bytes:
+        if not length or length > min(self.body_buffer_bytes, self.largest_body):
             return 0
         return head_end + 4 + length
+
+    def load_wsgi(self):
+        super().load_wsgi()
+        # The app's own limit on a request body (Flask's MAX_CONTENT_LENGTH), where there is one.
+        config = getattr(self.wsgi, "config", None)
+        self.largest_body = (config or {}).get("MAX_CONTENT_LENGTH") or self.body_buffer_bytes
 
     def _hand_to_thread(self, conn) -> None:
         """Its bytes stay counted against the body buffer until a thread takes it (``handle``): with every thread

@@ -285,6 +285,23 @@ def test_what_the_event_loop_read_is_freed_once_read_or_the_connection_closes():
         right.close()
 
 
+def test_the_event_loop_does_not_read_a_body_the_app_refuses_for_its_length():
+    """The app answers a Content-Length over its limit with 413 from the head: reading such a body first (up to the
+    whole body buffer, for any route) only cost memory."""
+    import types
+
+    from web_app.worker import FirewatchWorker
+
+    worker = FirewatchWorker.__new__(FirewatchWorker)
+    worker.body_buffer_bytes = 64 * 1024 * 1024
+    worker.app = types.SimpleNamespace(wsgi=lambda: types.SimpleNamespace(config={"MAX_CONTENT_LENGTH": 1000}))
+    worker.cfg = types.SimpleNamespace(reload=False)
+    worker.load_wsgi()
+    head = b"POST /anywhere HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+    assert worker._body_end(bytearray(head % 1000)) == len(head % 1000) + 1000
+    assert worker._body_end(bytearray(head % 1001)) == 0
+
+
 def test_which_bodies_the_event_loop_reads():
     from web_app.reads import body_length
 
