@@ -15,6 +15,8 @@ from gunicorn.glogging import Logger
 from inference import BORDERLINE, Prediction
 from inference.contract import ENVIRONMENT_DIMENSION, VERDICT_LOG_FIELDS, environment
 
+from .reads import parse_head
+
 VERDICTS = "firewatch.verdicts"  # the request environ's key for its counts
 
 
@@ -47,10 +49,9 @@ class JsonAccessLogger(Logger):
     def answered_early(self, remote_addr: str, head: bytes, status: int, bytes_sent: int, seconds: float) -> None:
         """The line of a request the worker answered before the app saw it (a body that arrived too slowly), from
         its raw ``head``; the same fields as the app's requests."""
-        lines = head.split(b"\r\n")
-        method, _, rest = lines[0].partition(b" ")
-        headers = dict(line.partition(b":")[::2] for line in lines[1:])
-        headers = {name.strip().lower(): value.strip().decode("latin-1") for name, value in headers.items()}
+        first, pairs = parse_head(head)
+        method, _, rest = first.partition(b" ")
+        headers = {name: value.decode("latin-1") for name, value in pairs}
         length = headers.get(b"content-length", "")
         self._write({
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

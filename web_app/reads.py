@@ -79,18 +79,23 @@ def head_is_complete(data: bytes | bytearray, new_from: int = 0) -> bool:
     return data.count(b"\n", new_from) != data.count(b"\r\n", recent)
 
 
+def parse_head(head: bytes | bytearray) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """A request head's first line and its header lines as (lower-case name, value) pairs, in order, duplicates kept;
+    up to its end (CRLF CRLF) where it has one."""
+    end = head.find(b"\r\n\r\n")
+    first, *lines = bytes(head[:end] if end >= 0 else head).split(b"\r\n")
+    pairs = [(name.strip().lower(), value.strip()) for name, _, value in (line.partition(b":") for line in lines)]
+    return first, pairs
+
+
 def body_length(head: bytes | bytearray) -> int | None:
     """The body length of a whole request ``head`` (ending in CRLF CRLF) whose body the event loop may read: exactly
     one Content-Length of digits, and no Transfer-Encoding (chunked: gunicorn finds its end) or Expect (the client
     waits for gunicorn's 100 Continue). None for any other; gunicorn judges the head itself either way."""
-    lengths = []
-    for line in bytes(head[:head.find(b"\r\n\r\n")]).split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name in (b"transfer-encoding", b"expect"):
-            return None
-        if name == b"content-length":
-            lengths.append(value.strip())
+    _, headers = parse_head(head)
+    if any(name in (b"transfer-encoding", b"expect") for name, _ in headers):
+        return None
+    lengths = [value for name, value in headers if name == b"content-length"]
     if len(lengths) != 1 or not lengths[0].isdigit() or len(lengths[0]) > 12:
         return None
     return int(lengths[0])

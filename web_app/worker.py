@@ -92,6 +92,14 @@ class FirewatchWorker(ThreadWorker):
         self.lingering: dict = {}  # closing sockets waiting for their client to close: [until, bytes drained]
         self._next_sweep = 0.0
         self._stopping_since: float | None = None
+        # Off for TLS and HTTP/2 (gunicorn reads their first bytes itself); neither is used behind the ALB.
+        self.reads_early = not self.cfg.is_ssl and "h2" not in self.cfg.http_protocols
+
+    def load_wsgi(self):
+        super().load_wsgi()
+        # The app's own limit on a request body (Flask's MAX_CONTENT_LENGTH), where there is one.
+        config = getattr(self.wsgi, "config", None)
+        self.largest_body = (config or {}).get("MAX_CONTENT_LENGTH") or self.body_buffer_bytes
 
     def enqueue_req(self, conn):
         self.busy_threads += 1
@@ -101,7 +109,8 @@ class FirewatchWorker(ThreadWorker):
 
     def finish_request(self, conn, fs):
         self.busy_threads -= 1
-        if self._reads_early() and _kept_alive(fs):
+        outcome = _outcome(fs)
+        if self.reads_early and outcome is True:
             # The start of the next request may have come with the last one (pipelining), read by gunicorn's parser
             # or by the event loop: gthread would hand the connection to a thread straight away, to wait there for
             # the rest of it (and would not see the event loop's bytes at all).
@@ -109,7 +118,7 @@ class FirewatchWorker(ThreadWorker):
             if start:
                 self._await_request(conn, time.monotonic() + self.cfg.keepalive, start)
                 return
-        elif self._reads_early() and _closing(fs):
+        elif self.reads_early and outcome is False:
             # gthread closes gracefully here, on the event loop: it waits up to 2 s for the client to close its end,
             # and a client that does not stalls every other connection of the worker meanwhile. The socket lingers
             # without its wrapper, which may still hold an unread body the event loop read (up to the buffer's size).
@@ -190,12 +199,8 @@ class FirewatchWorker(ThreadWorker):
 
     # --- Requests are read by the event loop -----------------------------------------------------------------
 
-    def _reads_early(self) -> bool:
-        """Off for TLS and HTTP/2 (gunicorn reads their first bytes itself); neither is used behind the ALB."""
-        return not self.cfg.is_ssl and "h2" not in self.cfg.http_protocols
-
     def accept(self, listener):
-        if not self._reads_early():
+        if not self.reads_early:
             return super().accept(listener)
         try:
             client_sock, client_addr = listener.accept()
@@ -212,7 +217,7 @@ class FirewatchWorker(ThreadWorker):
 
     def on_client_socket_readable(self, conn, client):
         """A kept-alive connection has bytes of its next request: read it here, not in a thread."""
-        if not self._reads_early():
+        if not self.reads_early:
             return super().on_client_socket_readable(conn, client)
         self.poller.unregister(client)
         self.keepalived_conns.remove(conn)
@@ -268,12 +273,6 @@ class FirewatchWorker(ThreadWorker):
         if not length or length > min(self.body_buffer_bytes, self.largest_body):
             return 0
         return head_end + 4 + length
-
-    def load_wsgi(self):
-        super().load_wsgi()
-        # The app's own limit on a request body (Flask's MAX_CONTENT_LENGTH), where there is one.
-        config = getattr(self.wsgi, "config", None)
-        self.largest_body = (config or {}).get("MAX_CONTENT_LENGTH") or self.body_buffer_bytes
 
     def _hand_to_thread(self, conn) -> None:
         """Its bytes stay counted against the body buffer until a thread takes it (``handle``): with every thread
@@ -335,14 +334,10 @@ class FirewatchWorker(ThreadWorker):
             log_early(conn.client[0], head, 408, sent, conn.early_deadline.elapsed())
 
 
-def _kept_alive(fs) -> bool:
-    """Whether a finished request's connection stays open (its thread's ``handle`` said so, without raising)."""
-    return not fs.cancelled() and fs.exception() is None and fs.result() is True
-
-
-def _closing(fs) -> bool:
-    """Whether a finished request's connection is to be closed gracefully (its ``handle`` said so, without raising)."""
-    return not fs.cancelled() and fs.exception() is None and fs.result() is False
+def _outcome(fs):
+    """What a finished request's ``handle`` returned (True: keep the connection, False: close it), None when it was
+    cancelled or raised."""
+    return None if fs.cancelled() or fs.exception() is not None else fs.result()
 
 
 def error_response_bytes(status_int: int, reason: str, code: str, message: str) -> bytes:

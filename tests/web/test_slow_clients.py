@@ -267,7 +267,7 @@ def test_what_the_event_loop_read_is_freed_once_read_or_the_connection_closes():
         assert resizable(read), "the connection's socket still holds the read bytes"
 
     worker = FirewatchWorker.__new__(FirewatchWorker)  # only what finish_request and _linger use
-    worker.cfg = types.SimpleNamespace(is_ssl=False, http_protocols=["h1"])
+    worker.reads_early = True
     worker.poller, worker.lingering, worker.nr_conns, worker.busy_threads = selectors.DefaultSelector(), {}, 1, 1
     left, right = socket.socketpair()
     unread = bytearray(b"x" * 1000)
