@@ -10,11 +10,15 @@ import time
 import requests
 
 BODY_BYTES = 100_000
-TRICKLE_HEAD = (
-    "POST /api/v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-    "Content-Type: multipart/form-data; boundary=firewatch\r\n"
-    f"Content-Length: {BODY_BYTES}\r\n\r\n"
-).encode()
+_UPLOAD_HEAD = "POST /api/v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=firewatch\r\n"
+# What a trickler sends before its body's bytes, by how the body is framed: a Content-Length; one chunk of it all
+# (Transfer-Encoding: chunked); a Content-Length with Expect: 100-continue (sending without waiting for it).
+TRICKLE_HEADS = {
+    "length": f"{_UPLOAD_HEAD}Content-Length: {BODY_BYTES}\r\n\r\n".encode(),
+    "chunked": f"{_UPLOAD_HEAD}Transfer-Encoding: chunked\r\n\r\n{BODY_BYTES:x}\r\n".encode(),
+    "continue": f"{_UPLOAD_HEAD}Expect: 100-continue\r\nContent-Length: {BODY_BYTES}\r\n\r\n".encode(),
+}
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class _Client(threading.Thread):
@@ -59,18 +63,22 @@ class Trickler(_Client):
     """A client that sends a request head, then its body one byte every ``interval`` seconds, reconnecting when
     the server cuts it off."""
 
-    def __init__(self, port: int, interval: float, lifetime: float = 60.0) -> None:
+    def __init__(self, port: int, interval: float, lifetime: float = 60.0, framing: str = "length") -> None:
         super().__init__(port, interval, lifetime)
+        self.head = TRICKLE_HEADS[framing]
         self.cut_off = 0  # times the server closed the connection on it
         self.answers: list[bytes] = []  # what the server said before closing
 
     def session(self, sock: socket.socket) -> bool:
-        sock.sendall(TRICKLE_HEAD)
+        sock.sendall(self.head)
         for _ in range(BODY_BYTES):
             if self._time_is_up():
                 return True
             sock.sendall(b"-")
-            if _closed_by_server(sock, self.answers):
+            said = _server_said(sock)
+            if said is not None and said != CONTINUE:  # only the 100 Continue an Expect asks for: send on
+                if said:
+                    self.answers.append(said.removeprefix(CONTINUE))
                 self.cut_off += 1
                 return False
         return False
@@ -143,18 +151,23 @@ def close_all(sockets: list[socket.socket]) -> None:
         sock.close()
 
 
-def _closed_by_server(sock: socket.socket, answers: list[bytes]) -> bool:
-    """Whether the server has answered or closed (reads what it sent without waiting)."""
+def _server_said(sock: socket.socket) -> bytes | None:
+    """What the server has sent, without waiting: None for nothing yet, b"" once it has closed."""
     sock.setblocking(False)
     try:
-        data = sock.recv(65536)
+        return sock.recv(65536)
     except BlockingIOError:
-        return False
+        return None
     finally:
         sock.setblocking(True)
-    if data:
-        answers.append(data)
-    return True
+
+
+def _closed_by_server(sock: socket.socket, answers: list[bytes]) -> bool:
+    """Whether the server has answered or closed (what it sent goes into ``answers``)."""
+    said = _server_said(sock)
+    if said:
+        answers.append(said)
+    return said is not None
 
 
 def probe_health(url: str, probes: int, interval: float, timeout: float = 1.0) -> list[float | None]:
@@ -174,14 +187,15 @@ def probe_health(url: str, probes: int, interval: float, timeout: float = 1.0) -
 
 
 def start_tricklers(port: int, count: int, interval: float, lifetime: float = 60.0,
-                    head_lines: int = 0, unclosing: bool = False) -> list[_Client]:
-    """``count`` clients trickling bodies, or with ``head_lines``, heads of that many lines, or ``unclosing``."""
+                    head_lines: int = 0, unclosing: bool = False, framing: str = "length") -> list[_Client]:
+    """``count`` clients trickling bodies (framed as ``framing``: see TRICKLE_HEADS), or with ``head_lines``, heads
+    of that many lines, or ``unclosing``."""
     if unclosing:
         tricklers = [Unclosing(port, interval, lifetime) for _ in range(count)]
     elif head_lines:
         tricklers = [HeadTrickler(port, interval, head_lines, lifetime) for _ in range(count)]
     else:
-        tricklers = [Trickler(port, interval, lifetime) for _ in range(count)]
+        tricklers = [Trickler(port, interval, lifetime, framing) for _ in range(count)]
     for trickler in tricklers:
         trickler.start()
     return tricklers

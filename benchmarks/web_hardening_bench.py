@@ -3,7 +3,8 @@
 ``python -m benchmarks.web_hardening_bench`` prints two tables; ``run()`` returns their rows:
 
 - "slow clients": how many /healthz probes (one every 0.25 s, each on a new connection) are answered within 1 s
-  beside clients sending a request body one byte every 2 s, clients on keep-alive connections whose every request
+  beside clients sending a request body one byte every 2 s (of a Content-Length; chunked; after
+  ``Expect: 100-continue``), clients on keep-alive connections whose every request
   head takes 9 s to arrive (a line a second), connections that send nothing, or clients that keep their end of
   a connection open after the server closed it (on an error);
 - "worst-case uploads": 8 concurrent 40 MP 16-bit grey PNGs (~90 KB each, the costliest decode within the
@@ -57,8 +58,9 @@ def slow_client_row(server: Served, config: str, clients: str, count: int) -> di
         silent, tricklers = open_silent_connections(server.port, count), []
     else:
         silent = []
-        tricklers = start_tricklers(server.port, count, interval=2.0 if clients == "bodies" else 1.0, lifetime=30,
-                                    head_lines=8 if clients == "heads" else 0, unclosing=clients == "unclosing")
+        tricklers = start_tricklers(server.port, count, interval=1.0 if clients in ("heads", "unclosing") else 2.0,
+                                    lifetime=30, head_lines=8 if clients == "heads" else 0,
+                                    unclosing=clients == "unclosing", framing=BODY_FRAMINGS.get(clients, "length"))
     try:
         time.sleep(1.0)
         times = probe_health(f"http://127.0.0.1:{server.port}", PROBES, interval=0.25)
@@ -71,10 +73,12 @@ def slow_client_row(server: Served, config: str, clients: str, count: int) -> di
             "slowest_answered_ms": round(1000 * max(answered), 1) if answered else None}
 
 
-CLIENT_KINDS = {"bodies": "trickling bodies", "heads": "trickling heads (keep-alive)", "silent": "silent connections",
-                "unclosing": "clients keeping closed connections open"}
-SLOW_CLIENT_ROWS = [("bodies", count) for count in TRICKLERS] + [("heads", HEAD_TRICKLERS), ("silent", SILENT),
-                                                                 ("unclosing", UNCLOSING)]
+CLIENT_KINDS = {"bodies": "trickling bodies", "chunked": "trickling chunked bodies",
+                "continue": "trickling bodies after Expect: 100-continue", "heads": "trickling heads (keep-alive)",
+                "silent": "silent connections", "unclosing": "clients keeping closed connections open"}
+BODY_FRAMINGS = {"chunked": "chunked", "continue": "continue"}
+SLOW_CLIENT_ROWS = ([("bodies", count) for count in TRICKLERS] + [("chunked", TRICKLERS[-1]), ("continue", TRICKLERS[-1])]
+                    + [("heads", HEAD_TRICKLERS), ("silent", SILENT), ("unclosing", UNCLOSING)])
 
 
 def worst_case_row(server: Served, config: str, data: bytes) -> dict:

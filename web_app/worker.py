@@ -1,14 +1,15 @@
 """The gunicorn worker the web app runs in: gunicorn's threaded worker (gthread) with these additions.
 
-- A connection takes a thread only once its request has arrived: its head, and its body when it has a
-  Content-Length and the worker has room for it. gthread hands a new connection to a thread that waits up to 5 s
-  for its first bytes, a kept-alive one to a thread as soon as a byte of its next request comes, and the thread
-  then waits on the socket for the rest, so clients that connect and say nothing, or send their requests slowly,
-  hold every thread. Here the event loop reads requests (non-blocking: heads up to ``HEAD_BUFFER_LIMIT``, bodies up
-  to ``FIREWATCH_BODY_BUFFER_MB`` in all per worker) and hands the connection, with what it read, to a thread. A
-  request with a chunked body or ``Expect: 100-continue``, or one that finds the buffer full, goes to its thread
-  once its head is whole, and the thread reads the rest under the read deadline, as before. A new connection that
-  sends nothing is closed after the read grace; a kept-alive one after the keep-alive timeout, as in gthread.
+- A connection takes a thread only once its request has arrived: its head, and its body (of a Content-Length, or
+  chunked) when the worker has room for it. gthread hands a new connection to a thread that waits up to 5 s for its
+  first bytes, a kept-alive one to a thread as soon as a byte of its next request comes, and the thread then waits
+  on the socket for the rest, so clients that connect and say nothing, or send their requests slowly, hold every
+  thread. Here the event loop reads requests (non-blocking: heads up to ``HEAD_BUFFER_LIMIT``, bodies up to
+  ``FIREWATCH_BODY_BUFFER_MB`` in all per worker), sends the ``100 Continue`` a client may wait for, and hands the
+  connection, with what it read, to a thread. A request that finds the buffer full, or whose chunked framing is
+  unusual (web_app/reads.py), goes to its thread with what arrived, and the thread reads the rest under the read
+  deadline, as before. A new connection that sends nothing is closed after the read grace; a kept-alive one after
+  the keep-alive timeout, as in gthread.
 - Reads time out. gthread's thread blocks on the socket until the request has arrived, without a deadline, so a
   few clients trickling a body hold every thread. Here reads keep an average rate: nothing is owed in the first
   ``grace`` seconds, then at least ``min_rate`` bytes per second (the rule of Apache's mod_reqtimeout), counted
@@ -17,6 +18,9 @@
   are in web_app/reads.py.
 - Closing a connection does not block the event loop: gthread's graceful close waits there (up to 2 s) for the
   client to close its end; here the event loop waits for it among its other work.
+- Memory a burst of large requests freed goes back to the system: after one (1 MB or more arrived), the event loop
+  collects young reference cycles (an error's traceback can hold a request's buffers) and trims the heap
+  (``malloc_trim``), which glibc would otherwise keep.
 - gunicorn's own error responses (400, 414, 431... sent before the app sees a request) carry the security headers
   and the API's JSON error form, instead of gunicorn's bare HTML page.
 - A worker accepts connections only while one of its threads is free, so that the other workers take them, and
@@ -27,6 +31,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import selectors
 import socket
@@ -39,9 +44,11 @@ from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from inference.contract import BAD_REQUEST, INTERNAL_ERROR, REQUEST_TIMEOUT, SERVER_ERROR_CODES
 
+from .admission import release_freed_memory
 from .balance import BURST_RECHECK_SECONDS, BURST_SECONDS, RECHECK_SECONDS, ConnectionTable
 from .errors import CLOSE_AFTER_RESPONSE, SLOW_UPLOAD_MESSAGE
-from .reads import HEAD_BUFFER_LIMIT, DeadlineSocket, ReadDeadline, body_length, env_number, head_is_complete
+from .reads import (CONTINUE, HEAD_BUFFER_LIMIT, Body, DeadlineSocket, NotReadHere, ReadDeadline, env_number,
+                    head_is_complete, request_body)
 from .security import security_headers
 
 # Made when the master imports this worker class, before it forks the workers: they all share it.
@@ -53,6 +60,7 @@ BODY_BUFFER_ENV = "FIREWATCH_BODY_BUFFER_MB"
 # their threads with what has arrived, as gthread would.
 DEFAULT_BODY_BUFFER_MB = 64
 BODY_READ_SIZE = 1024 * 1024  # per recv, as gunicorn's own body reads
+LARGE_REQUEST_BYTES = 1024 * 1024
 LINGER_SECONDS, LINGER_MAX_DRAIN = 2.0, 64 * 1024  # a closing connection's wait for its client (gunicorn's values)
 SWEEP_SECONDS = 0.25  # how often the event loop looks for requests, silent and closing connections out of time
 
@@ -91,6 +99,7 @@ class FirewatchWorker(ThreadWorker):
         self.early_bytes = 0  # bytes it read for requests no thread has taken yet (bounded by body_buffer_bytes)
         self.lingering: dict = {}  # closing sockets waiting for their client to close: [until, bytes drained]
         self._next_sweep = 0.0
+        self.trim_due = False  # a large request finished since the last sweep: hand its freed heap back
         self._stopping_since: float | None = None
         # Off for TLS and HTTP/2 (gunicorn reads their first bytes itself); neither is used behind the ALB.
         self.reads_early = not self.cfg.is_ssl and "h2" not in self.cfg.http_protocols
@@ -109,6 +118,12 @@ class FirewatchWorker(ThreadWorker):
 
     def finish_request(self, conn, fs):
         self.busy_threads -= 1
+        # glibc keeps freed heap for reuse, so a few concurrent uploads would leave the worker that much larger for
+        # good: the next sweep hands it back, once the request's buffers are free (the connection's are not yet).
+        self.trim_due |= getattr(conn.sock, "bytes_received", 0) >= LARGE_REQUEST_BYTES
+        self._finish(conn, fs)
+
+    def _finish(self, conn, fs) -> None:
         outcome = _outcome(fs)
         if self.reads_early and outcome is True:
             # The start of the next request may have come with the last one (pipelining), read by gunicorn's parser
@@ -122,6 +137,8 @@ class FirewatchWorker(ThreadWorker):
             # gthread closes gracefully here, on the event loop: it waits up to 2 s for the client to close its end,
             # and a client that does not stalls every other connection of the worker meanwhile. The socket lingers
             # without its wrapper, which may still hold an unread body the event loop read (up to the buffer's size).
+            if isinstance(conn.sock, DeadlineSocket):
+                conn.sock.forget_early()
             self._linger(getattr(conn.sock, "raw", conn.sock))
             return
         super().finish_request(conn, fs)
@@ -188,13 +205,17 @@ class FirewatchWorker(ThreadWorker):
             conn.sock = DeadlineSocket(conn.sock, ReadDeadline(*self.read_settings))
         conn.sock.deadline.restart()
         conn.sock.timed_out = False
+        conn.sock.bytes_received = 0
         setattr(conn.sock, CLOSE_AFTER_RESPONSE, False)
-        early = getattr(conn, "early", None)
-        if early is not None:  # the event loop read the head (and maybe the body, or some of it)
-            conn.early = conn.early_deadline = None
-            conn.sock.prefill(early)
+        conn.sock.continued = getattr(conn, "continued", False)
+        if getattr(conn, "early", None) is not None:  # the event loop read the head (and maybe the body, or some)
+            # No local name for it: one would keep all of it (up to the upload limit) until the request is done,
+            # where the socket lets go of what has been read.
+            conn.sock.prefill(conn.early)
             # Counted against the body buffer until now, while it waited for a thread; the event loop's to update.
-            self.method_queue.defer(self._release_early, len(early))
+            self.method_queue.defer(self._release_early, len(conn.early))
+            conn.early = conn.early_deadline = conn.body = None
+            conn.continued = False
         return super().handle(conn)
 
     # --- Requests are read by the event loop -----------------------------------------------------------------
@@ -227,7 +248,7 @@ class FirewatchWorker(ThreadWorker):
     def _await_request(self, conn, idle_until: float, start: bytes = b"") -> None:
         """Read ``conn``'s request in the event loop (``start`` has arrived), then hand it to a thread."""
         conn.early, conn.early_deadline, conn.idle_until = bytearray(), None, idle_until
-        conn.body_end = None  # where the body ends in ``conn.early``, once the head is whole (0: not read here)
+        conn.body = None  # how its body ends, once the head is whole (NO_BODY: none read here)
         conn.sock.setblocking(False)
         self.awaiting.add(conn)
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._read_early, conn))
@@ -235,10 +256,10 @@ class FirewatchWorker(ThreadWorker):
             self._early_bytes(conn, start)
 
     def _read_early(self, conn, _fileobj=None) -> None:
-        if conn.body_end is None:
+        if conn.body is None:
             wanted = HEAD_BUFFER_LIMIT - len(conn.early)
         else:
-            wanted = min(BODY_READ_SIZE, conn.body_end - len(conn.early))
+            wanted = min(BODY_READ_SIZE, conn.body.read_size(len(conn.early)))
         try:
             data = conn.sock.recv(wanted)
         except (BlockingIOError, InterruptedError):
@@ -257,22 +278,35 @@ class FirewatchWorker(ThreadWorker):
         new_from = len(conn.early)
         conn.early += data
         self.early_bytes += len(data)
-        if conn.body_end is None:  # still the head
+        if conn.body is None:  # still the head
             if not head_is_complete(conn.early, new_from) and len(conn.early) < HEAD_BUFFER_LIMIT:
                 return
-            conn.body_end = self._body_end(conn.early)
-        if len(conn.early) < conn.body_end and self.early_bytes <= self.body_buffer_bytes:
+            conn.body = self._request_body(conn.early)
+            if conn.body.expects_continue and not self._send_continue(conn):
+                return
+        try:
+            arrived = conn.body.end(conn.early) is not None
+        except NotReadHere:
+            conn.body, arrived = NO_BODY, True  # a thread reads the rest, and gunicorn judges its framing
+        if not arrived and self.early_bytes <= self.body_buffer_bytes:
             return  # more of the body to come
         self._hand_to_thread(conn)
 
-    def _body_end(self, early: bytearray) -> int:
-        """Where the body ends in ``early``, when the event loop is to read it; 0 when a thread is to (no body, or
+    def _request_body(self, early: bytearray) -> Body:
+        """How the request's body ends, when the event loop is to read it; NO_BODY when a thread is to (no body, or
         one longer than the app takes: it answers 413 from the head, without reading it)."""
-        head_end = early.find(b"\r\n\r\n")
-        length = body_length(early) if head_end >= 0 else None
-        if not length or length > min(self.body_buffer_bytes, self.largest_body):
-            return 0
-        return head_end + 4 + length
+        largest = min(self.body_buffer_bytes, self.largest_body)
+        return (request_body(early, largest) if early.find(b"\r\n\r\n") >= 0 else None) or NO_BODY
+
+    def _send_continue(self, conn) -> bool:
+        """The client waits for 100 Continue before it sends its body: sent here (gunicorn sends it unasked too,
+        once a thread takes the request, so nothing is refused here that it would not send it for). False when the
+        connection was closed: a client whose socket cannot take 25 bytes is not reading what it is sent."""
+        if _send_quietly(conn.sock, CONTINUE) != len(CONTINUE):
+            self._close_awaiting(conn)
+            return False
+        conn.continued = True
+        return True
 
     def _hand_to_thread(self, conn) -> None:
         """Its bytes stay counted against the body buffer until a thread takes it (``handle``): with every thread
@@ -306,8 +340,10 @@ class FirewatchWorker(ThreadWorker):
         if now < self._next_sweep and self.alive:
             return
         self._next_sweep = now + SWEEP_SECONDS
-        if not self.alive and self._stopping_since is None:
-            self._stopping_since = now
+        if self.trim_due:
+            self.trim_due = False
+            gc.collect(1)  # a request's objects can sit in reference cycles (an error's traceback and its frames)
+            release_freed_memory()
         for sock, (until, _) in list(self.lingering.items()):
             if now >= until:
                 self._end_linger(sock)
@@ -320,7 +356,7 @@ class FirewatchWorker(ThreadWorker):
                     idle_until = min(idle_until, self._stopping_since + STOP_KEEPALIVE_LINGER)
                 expired = now >= idle_until
             if expired:
-                if conn.body_end:
+                if conn.body not in (None, NO_BODY):
                     self._answer_too_slow(conn)
                 self._close_awaiting(conn)
 
@@ -332,6 +368,16 @@ class FirewatchWorker(ThreadWorker):
         log_early = getattr(self.log, "answered_early", None)  # web_app.logs.JsonAccessLogger's
         if log_early is not None:
             log_early(conn.client[0], head, 408, sent, conn.early_deadline.elapsed())
+
+
+class _NoBody(Body):
+    """A request whose body, if any, the event loop does not read: it goes to a thread once its head is whole."""
+
+    def end(self, data):
+        return 0
+
+
+NO_BODY = _NoBody()
 
 
 def _outcome(fs):
