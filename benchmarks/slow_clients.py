@@ -17,6 +17,7 @@ TRICKLE_HEADS = {
     "length": f"{_UPLOAD_HEAD}Content-Length: {BODY_BYTES}\r\n\r\n".encode(),
     "chunked": f"{_UPLOAD_HEAD}Transfer-Encoding: chunked\r\n\r\n{BODY_BYTES:x}\r\n".encode(),
     "continue": f"{_UPLOAD_HEAD}Expect: 100-continue\r\nContent-Length: {BODY_BYTES}\r\n\r\n".encode(),
+    "http/1.0": f"{_UPLOAD_HEAD.replace('HTTP/1.1', 'HTTP/1.0')}Content-Length: {BODY_BYTES}\r\n\r\n".encode(),
 }
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 

@@ -26,9 +26,6 @@ from .security import security_headers
 
 log = logging.getLogger(__name__)
 
-# Multipart framing, headers and the file name around the photo itself.
-FORM_OVERHEAD_BYTES = 64 * 1024
-
 
 class InMemoryRequest(Request):
     """Keeps uploaded files in memory: Werkzeug would spool files over 500 KB to a temporary file.
@@ -54,7 +51,7 @@ def create_app(classifier: Classifier | None = None, config: Mapping[str, Any] |
     app.json.sort_keys = False  # keep the contract's key order: source, label, ...
     classifier = classifier or Classifier.load()
     app.config.update(
-        MAX_CONTENT_LENGTH=classifier.limits.max_bytes + FORM_OVERHEAD_BYTES,
+        MAX_CONTENT_LENGTH=classifier.limits.max_bytes + errors.FORM_OVERHEAD_BYTES,
         MAX_FORM_PARTS=64,
         PAGE_MAX_FILES=20,
         # The bucket the serverless path writes results/ to; unset: no panel, and /api/v1/results answers 404.
@@ -126,8 +123,7 @@ def _register_error_handlers(app: Flask) -> None:
                 f"The form has more than {parts} parts or a text field over {field:,} bytes; "
                 "send one photo per request in the file field 'image'.",
             )
-        limit = app.config["MAX_CONTENT_LENGTH"] - FORM_OVERHEAD_BYTES
-        return errors.error_response(TOO_LARGE, f"The upload is larger than the limit of {limit:,} bytes.")
+        return errors.error_response(TOO_LARGE, errors.too_large_message(app.config["MAX_CONTENT_LENGTH"]))
 
     @app.errorhandler(ClientDisconnected)
     def body_not_received(error: ClientDisconnected):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from typing import NamedTuple
 
 from gunicorn.http.errors import NoMoreData
 
@@ -91,18 +92,36 @@ def parse_head(head: bytes | bytearray) -> tuple[bytes, list[tuple[bytes, bytes]
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
-# A chunked body's framing, as the event loop scans it: a longer size line or more trailer bytes than this go to a
-# thread with what arrived, and gunicorn judges them. Each chunk costs the event loop a few steps of Python (about
-# 1 us), which every other connection of the worker waits for, so a chunked body is read 64 kB at a time: a read
-# of the smallest chunks (6 bytes each) is scanned in about 13 ms. gunicorn's parser would spend more on them.
-CHUNK_LINE_LIMIT = 1024
-TRAILER_LIMIT = 8 * 1024
+# Each chunk of a chunked body costs the event loop a few steps of Python (about 1 us), which every other
+# connection of the worker waits for; so a read takes about 512 chunks' worth, by the body's chunks so far: 64 kB of
+# chunks of 128 bytes or more, 4 kB (0.8 ms of scanning) of the smallest. gunicorn's parser spends more on them.
 CHUNKED_READ_SIZE = 64 * 1024
+SMALLEST_CHUNKED_READ = 4 * 1024
+CHUNKS_PER_READ = 512
 _HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
 
 
 class NotReadHere(Exception):
     """The rest of this request's body is left to its thread (gunicorn's parser, under the read deadline)."""
+
+
+class BodyTooLarge(Exception):
+    """A chunk says the body is longer than the app takes: answered 413 at once, the rest unread."""
+
+
+class ChunkLimits(NamedTuple):
+    """What a chunked body may hold: the app's limit on a body, and gunicorn's on a chunk size line
+    (``limit_request_field_size``) and on a trailer section (``max_buffer_headers``): past those gunicorn refuses it
+    at once, with the bytes it has."""
+
+    largest: int
+    line: int = 8190
+    trailers: int = 100 * (8190 + 2) + 4
+
+    @classmethod
+    def of(cls, cfg, largest: int) -> ChunkLimits:
+        line = cfg.limit_request_field_size or cls.line
+        return cls(largest, line, cfg.limit_request_fields * (line + 2) + 4)
 
 
 class Body:
@@ -112,7 +131,7 @@ class Body:
 
     def end(self, data: bytes | bytearray) -> int | None:
         """The offset just past the body once it has all arrived in ``data``; None while more is to come. Raises
-        NotReadHere when the event loop is to read no more of it."""
+        NotReadHere when the event loop is to read no more of it, BodyTooLarge when the app would refuse it."""
         raise NotImplementedError
 
     def read_size(self, have: int) -> int:
@@ -124,7 +143,7 @@ class LengthBody(Body):
     """A body of a Content-Length: it ends that many bytes after the head."""
 
     def __init__(self, start: int, length: int) -> None:
-        self.stop = start + length
+        self.length, self.stop = length, start + length
 
     def end(self, data):
         return self.stop if len(data) >= self.stop else None
@@ -137,16 +156,21 @@ class ChunkedBody(Body):
     """A chunked body (RFC 9112 7.1): size lines, chunks, the last chunk (size 0), trailers, an empty line. Each
     call scans only the bytes that arrived since the last."""
 
-    def __init__(self, start: int, largest: int) -> None:
-        self._at, self._largest = start, largest
+    def __init__(self, start: int, limits: ChunkLimits) -> None:
+        self._start, self._at, self._limits = start, start, limits
         self._in_chunk = 0  # bytes of the current chunk and its CRLF still to come
-        self._size = self._trailer_bytes = 0
-        self._trailers = False  # past the last chunk
+        self._chunks = self._size = 0
+        self._trailers_from: int | None = None  # where the trailer section starts, once the last chunk has come
 
     def read_size(self, have):
-        return CHUNKED_READ_SIZE
+        if self._chunks < 16:
+            return CHUNKED_READ_SIZE
+        average = (self._at - self._start) / self._chunks
+        return int(min(CHUNKED_READ_SIZE, max(SMALLEST_CHUNKED_READ, CHUNKS_PER_READ * average)))
 
     def end(self, data):
+        if self._trailers_from is not None:
+            return self._trailers_end(data)
         while True:
             if self._in_chunk:
                 step = min(self._in_chunk, len(data) - self._at)
@@ -156,46 +180,53 @@ class ChunkedBody(Body):
                     return None
                 if data[self._at - 2:self._at] != b"\r\n":
                     raise NotReadHere("a chunk is not followed by CRLF")
-            line_end = data.find(b"\r\n", self._at, self._at + CHUNK_LINE_LIMIT + 2)
+            line_end = data.find(b"\r\n", self._at, self._at + self._limits.line + 2)
             if line_end < 0:
-                if len(data) - self._at > CHUNK_LINE_LIMIT:
-                    raise NotReadHere("a line of the chunked framing is too long")
+                if len(data) - self._at > self._limits.line:
+                    raise NotReadHere("a chunk size line is too long")
                 return None
             line, self._at = bytes(data[self._at:line_end]), line_end + 2
-            if self._trailers:
-                self._trailer_bytes += len(line) + 2
-                if self._trailer_bytes > TRAILER_LIMIT:
-                    raise NotReadHere("too many trailer bytes")
-                if not line:
-                    return self._at
-                continue
-            self._chunk(line)
+            if self._chunk(line) == 0:
+                self._trailers_from = self._at
+                return self._trailers_end(data)
 
-    def _chunk(self, line: bytes) -> None:
+    def _chunk(self, line: bytes) -> int:
         size, extension, _ = line.partition(b";")
         if extension:  # whitespace may come before an extension, and only then (as gunicorn reads it)
             size = size.rstrip(b" \t")
         if not size or len(size) > 16 or not _HEX_DIGITS.issuperset(size):
             raise NotReadHere("a chunk size is not a hexadecimal number")
         length = int(size, 16)
-        if length == 0:
-            self._trailers = True
-            return
         self._size += length
-        if self._size > self._largest:
-            raise NotReadHere("more bytes than the app takes")
-        self._in_chunk = length + 2
+        if self._size > self._limits.largest:
+            raise BodyTooLarge()
+        self._chunks += 1
+        self._in_chunk = length + 2 if length else 0
+        return length
+
+    def _trailers_end(self, data) -> int | None:
+        """The trailer section ends at an empty line: at once (CRLF) or after its fields (CRLF CRLF)."""
+        section = self._trailers_from
+        if data[section:section + 2] == b"\r\n":
+            return section + 2
+        found = data.find(b"\r\n\r\n", max(section, self._at - 3))
+        if found >= 0:
+            return found + 4
+        self._at = len(data)
+        if len(data) - section > self._limits.trailers:
+            raise NotReadHere("the trailer section is too long")
+        return None
 
 
-def request_body(head: bytes | bytearray, largest: int) -> Body | None:
-    """How the body of a whole request ``head`` (ending in CRLF CRLF) ends, when the event loop may read it: an
-    HTTP/1.1 request with exactly one Content-Length of digits, from 1 to ``largest`` bytes, or exactly one
-    ``Transfer-Encoding: chunked`` and no Content-Length; and no Expect but one ``100-continue``. None for any other
-    (no body, one longer than the app takes: it answers 413 from the head, or one gunicorn refuses); gunicorn
-    judges the head itself either way."""
+def request_body(head: bytes | bytearray, limits: ChunkLimits) -> Body | None:
+    """How the body of a whole request ``head`` (ending in CRLF CRLF) ends: exactly one Content-Length of digits,
+    over 0; or, in HTTP/1.1, exactly one ``Transfer-Encoding: chunked`` and no Content-Length. None for any other
+    (no body, or one gunicorn refuses for its head: it judges every head itself), or an Expect other than one
+    ``100-continue`` (gunicorn answers 417; it ignores one in HTTP/1.0)."""
     first, headers = parse_head(head)
     start = head.find(b"\r\n\r\n") + 4
-    if start < 4 or not first.endswith(b" HTTP/1.1"):
+    version = first.rpartition(b" ")[2]
+    if start < 4 or version not in (b"HTTP/1.1", b"HTTP/1.0"):
         return None
     values: dict[bytes, list[bytes]] = {}
     for name, value in headers:
@@ -205,16 +236,16 @@ def request_body(head: bytes | bytearray, largest: int) -> Body | None:
         return None
     lengths, encodings = values.get(b"content-length", []), values.get(b"transfer-encoding", [])
     if lengths and not encodings:
-        if len(lengths) != 1 or not lengths[0].isdigit() or len(lengths[0]) > 12:
+        if len(lengths) != 1 or not lengths[0].isdigit() or len(lengths[0]) > 12 or not int(lengths[0]):
             return None
-        length = int(lengths[0])
-        body = LengthBody(start, length) if 0 < length <= largest else None
-    elif encodings and not lengths:
-        body = ChunkedBody(start, largest) if [value.lower() for value in encodings] == [b"chunked"] else None
+        body: Body = LengthBody(start, int(lengths[0]))
+    elif encodings and not lengths and version == b"HTTP/1.1":
+        if [value.lower() for value in encodings] != [b"chunked"]:
+            return None
+        body = ChunkedBody(start, limits)
     else:
         return None
-    if body is not None:
-        body.expects_continue = expect is not None
+    body.expects_continue = expect is not None and version == b"HTTP/1.1"
     return body
 
 
@@ -229,7 +260,9 @@ class DeadlineSocket:
         self.deadline = deadline
         self.timed_out = False  # this request's reads ran out of time: its connection cannot be reused
         self._early = _NOTHING  # what the event loop read before the thread took the request, not yet read
-        self.continued = False  # the event loop sent this request's 100 Continue: gunicorn's is not sent again
+        # The event loop answered this request's Expect: sent 100 Continue, or none is to be sent (a body longer than
+        # the app takes, which it answers from the head). gunicorn's own 100 Continue is not sent.
+        self.expect_answered = False
         self.bytes_received = 0  # this request's, read or not (web_app/worker.py resets it per request)
 
     def __getattr__(self, name):
@@ -256,8 +289,8 @@ class DeadlineSocket:
         return rest
 
     def send(self, data, flags: int = 0) -> int:
-        if self.continued and data == CONTINUE:  # gunicorn's, when the thread takes the request (wsgi.create)
-            self.continued = False
+        if self.expect_answered and data == CONTINUE:  # gunicorn's, when a thread takes the request (wsgi.create)
+            self.expect_answered = False
             return len(data)
         return self._sock.send(data, flags)
 

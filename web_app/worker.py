@@ -6,10 +6,11 @@
   on the socket for the rest, so clients that connect and say nothing, or send their requests slowly, hold every
   thread. Here the event loop reads requests (non-blocking: heads up to ``HEAD_BUFFER_LIMIT``, bodies up to
   ``FIREWATCH_BODY_BUFFER_MB`` in all per worker), sends the ``100 Continue`` a client may wait for, and hands the
-  connection, with what it read, to a thread. A request that finds the buffer full, or whose chunked framing is
-  unusual (web_app/reads.py), goes to its thread with what arrived, and the thread reads the rest under the read
-  deadline, as before. A new connection that sends nothing is closed after the read grace; a kept-alive one after
-  the keep-alive timeout, as in gthread.
+  connection, with what it read, to a thread. A request that finds the buffer full, or whose chunked framing
+  gunicorn refuses (web_app/reads.py), goes to its thread with what arrived, and the thread reads the rest under the
+  read deadline, as before. A body longer than the app takes is not read: the app answers a Content-Length over its
+  limit from the head (without a 100 Continue), the event loop a chunk past it (413). A new connection that sends
+  nothing is closed after the read grace; a kept-alive one after the keep-alive timeout, as in gthread.
 - Reads time out. gthread's thread blocks on the socket until the request has arrived, without a deadline, so a
   few clients trickling a body hold every thread. Here reads keep an average rate: nothing is owed in the first
   ``grace`` seconds, then at least ``min_rate`` bytes per second (the rule of Apache's mod_reqtimeout), counted
@@ -42,13 +43,13 @@ from gunicorn import util
 from gunicorn.http import wsgi as gunicorn_wsgi
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
-from inference.contract import BAD_REQUEST, INTERNAL_ERROR, REQUEST_TIMEOUT, SERVER_ERROR_CODES
+from inference.contract import BAD_REQUEST, INTERNAL_ERROR, REQUEST_TIMEOUT, SERVER_ERROR_CODES, TOO_LARGE
 
 from .admission import release_freed_memory
 from .balance import BURST_RECHECK_SECONDS, BURST_SECONDS, RECHECK_SECONDS, ConnectionTable
-from .errors import CLOSE_AFTER_RESPONSE, SLOW_UPLOAD_MESSAGE
-from .reads import (CONTINUE, HEAD_BUFFER_LIMIT, Body, DeadlineSocket, NotReadHere, ReadDeadline, env_number,
-                    head_is_complete, request_body)
+from .errors import CLOSE_AFTER_RESPONSE, SLOW_UPLOAD_MESSAGE, too_large_message
+from .reads import (CONTINUE, HEAD_BUFFER_LIMIT, Body, BodyTooLarge, ChunkLimits, DeadlineSocket, LengthBody,
+                    NotReadHere, ReadDeadline, env_number, head_is_complete, request_body)
 from .security import security_headers
 
 # Made when the master imports this worker class, before it forks the workers: they all share it.
@@ -109,6 +110,7 @@ class FirewatchWorker(ThreadWorker):
         # The app's own limit on a request body (Flask's MAX_CONTENT_LENGTH), where there is one.
         config = getattr(self.wsgi, "config", None)
         self.largest_body = (config or {}).get("MAX_CONTENT_LENGTH") or self.body_buffer_bytes
+        self.chunk_limits = ChunkLimits.of(self.cfg, self.largest_body)
 
     def enqueue_req(self, conn):
         self.busy_threads += 1
@@ -207,7 +209,7 @@ class FirewatchWorker(ThreadWorker):
         conn.sock.timed_out = False
         conn.sock.bytes_received = 0
         setattr(conn.sock, CLOSE_AFTER_RESPONSE, False)
-        conn.sock.continued = getattr(conn, "continued", False)
+        conn.sock.expect_answered = getattr(conn, "expect_answered", False)
         if getattr(conn, "early", None) is not None:  # the event loop read the head (and maybe the body, or some)
             # No local name for it: one would keep all of it (up to the upload limit) until the request is done,
             # where the socket lets go of what has been read.
@@ -215,7 +217,7 @@ class FirewatchWorker(ThreadWorker):
             # Counted against the body buffer until now, while it waited for a thread; the event loop's to update.
             self.method_queue.defer(self._release_early, len(conn.early))
             conn.early = conn.early_deadline = conn.body = None
-            conn.continued = False
+            conn.expect_answered = False
         return super().handle(conn)
 
     # --- Requests are read by the event loop -----------------------------------------------------------------
@@ -281,22 +283,30 @@ class FirewatchWorker(ThreadWorker):
         if conn.body is None:  # still the head
             if not head_is_complete(conn.early, new_from) and len(conn.early) < HEAD_BUFFER_LIMIT:
                 return
-            conn.body = self._request_body(conn.early)
+            conn.body = self._request_body(conn)
             if conn.body.expects_continue and not self._send_continue(conn):
                 return
         try:
             arrived = conn.body.end(conn.early) is not None
         except NotReadHere:
             conn.body, arrived = NO_BODY, True  # a thread reads the rest, and gunicorn judges its framing
+        except BodyTooLarge:
+            self._answer_early(conn, 413, "Content Too Large", TOO_LARGE, too_large_message(self.largest_body))
+            return
         if not arrived and self.early_bytes <= self.body_buffer_bytes:
             return  # more of the body to come
         self._hand_to_thread(conn)
 
-    def _request_body(self, early: bytearray) -> Body:
-        """How the request's body ends, when the event loop is to read it; NO_BODY when a thread is to (no body, or
-        one longer than the app takes: it answers 413 from the head, without reading it)."""
-        largest = min(self.body_buffer_bytes, self.largest_body)
-        return (request_body(early, largest) if early.find(b"\r\n\r\n") >= 0 else None) or NO_BODY
+    def _request_body(self, conn) -> Body:
+        """How the request's body ends, when the event loop is to read it; NO_BODY when a thread is to: no body, one
+        the head makes gunicorn refuse, one longer than the buffer, or one longer than the app takes (it answers
+        from the head, unread: 413 where a route reads a body, so a client waiting for 100 Continue is not sent
+        one, and does not send the body)."""
+        body = request_body(conn.early, self.chunk_limits) if conn.early.find(b"\r\n\r\n") >= 0 else None
+        if isinstance(body, LengthBody) and body.length > min(self.body_buffer_bytes, self.largest_body):
+            conn.expect_answered = body.expects_continue and body.length > self.largest_body
+            return NO_BODY
+        return body or NO_BODY
 
     def _send_continue(self, conn) -> bool:
         """The client waits for 100 Continue before it sends its body: sent here (gunicorn sends it unasked too,
@@ -305,7 +315,7 @@ class FirewatchWorker(ThreadWorker):
         if _send_quietly(conn.sock, CONTINUE) != len(CONTINUE):
             self._close_awaiting(conn)
             return False
-        conn.continued = True
+        conn.expect_answered = True
         return True
 
     def _hand_to_thread(self, conn) -> None:
@@ -355,19 +365,25 @@ class FirewatchWorker(ThreadWorker):
                 if self._stopping_since is not None:
                     idle_until = min(idle_until, self._stopping_since + STOP_KEEPALIVE_LINGER)
                 expired = now >= idle_until
-            if expired:
-                if conn.body not in (None, NO_BODY):
-                    self._answer_too_slow(conn)
+            if not expired:
+                continue
+            if conn.body not in (None, NO_BODY):
+                self._answer_early(conn, 408, "Request Timeout", REQUEST_TIMEOUT, SLOW_UPLOAD_MESSAGE)
+            else:
                 self._close_awaiting(conn)
 
-    def _answer_too_slow(self, conn) -> None:
-        """408 for a body that fell behind in the event loop, with its access log line (the app never saw it)."""
-        answer = error_response_bytes(408, "Request Timeout", REQUEST_TIMEOUT, SLOW_UPLOAD_MESSAGE)
-        sent = _send_quietly(conn.sock, answer)
+    def _answer_early(self, conn, status: int, reason: str, code: str, message: str) -> None:
+        """Answer a request whose body the event loop was reading (the app never sees it), with its access log line,
+        and close the connection: gracefully, as the client may still be sending (a reset can lose the answer)."""
+        sent = _send_quietly(conn.sock, error_response_bytes(status, reason, code, message))
         head = bytes(conn.early[:conn.early.find(b"\r\n\r\n")])
         log_early = getattr(self.log, "answered_early", None)  # web_app.logs.JsonAccessLogger's
         if log_early is not None:
-            log_early(conn.client[0], head, 408, sent, conn.early_deadline.elapsed())
+            log_early(conn.client[0], head, status, sent, conn.early_deadline.elapsed())
+        self._stop_awaiting(conn)
+        self._release_early(len(conn.early))
+        conn.early = None
+        self._linger(getattr(conn.sock, "raw", conn.sock))
 
 
 class _NoBody(Body):
