@@ -350,6 +350,8 @@ class FirewatchWorker(ThreadWorker):
         if now < self._next_sweep and self.alive:
             return
         self._next_sweep = now + SWEEP_SECONDS
+        if not self.alive and self._stopping_since is None:
+            self._stopping_since = now
         if self.trim_due:
             self.trim_due = False
             gc.collect(1)  # a request's objects can sit in reference cycles (an error's traceback and its frames)

@@ -236,6 +236,24 @@ def test_sigterm_shuts_down_gracefully(tmp_path, nofire_photo):
     assert "Handling signal: term" in log and "Shutting down: Master" in log
 
 
+def test_sigterm_does_not_wait_for_a_silent_connection(tmp_path):
+    """A stopping worker closes a connection that has sent nothing after 2 s (gthread's grace for kept-alive ones),
+    not after the 10 s read grace."""
+    import socket
+
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30):
+            time.sleep(0.5)  # accepted: the event loop awaits its request
+            started = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            assert server.process.wait(timeout=60) == 0
+            took = time.monotonic() - started
+    finally:
+        server.stop()
+    assert took < 6, f"the server took {took:.1f} s to stop beside one silent connection"
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
