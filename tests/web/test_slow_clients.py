@@ -71,13 +71,7 @@ def test_silent_connections_take_no_thread(tmp_path):
     answering at once (gunicorn's gthread gave each a thread for its first 5 s)."""
     server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_WEB_THREADS": "2"})
     silent = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(8)]
-    try:
-        time.sleep(0.5)  # every silent connection has been accepted
-        times = probe_health(server.url, 4, interval=0.25)
-    finally:
-        for sock in silent:
-            sock.close()
-        server.stop()
+    times = _health_beside(server, silent)
     assert None not in times, f"/healthz took {times} s (None: over 1 s) beside 8 silent connections"
 
 
@@ -263,15 +257,9 @@ def test_a_chunked_body_that_stalls_within_gunicorns_limits_takes_no_thread(tmp_
     head = (b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
             b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")  # a form: the app reads the body
     stalled = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(2)]
-    try:
-        stalled[0].sendall(head + b"1;" + b"x" * 1500)
-        stalled[1].sendall(head + b"1\r\n-\r\n0\r\n" + (b"X-A: " + b"y" * 100 + b"\r\n") * 90)
-        time.sleep(0.5)
-        times = probe_health(server.url, 4, interval=0.25)
-    finally:
-        for sock in stalled:
-            sock.close()
-        server.stop()
+    stalled[0].sendall(head + b"1;" + b"x" * 1500)
+    stalled[1].sendall(head + b"1\r\n-\r\n0\r\n" + (b"X-A: " + b"y" * 100 + b"\r\n") * 90)
+    times = _health_beside(server, stalled)
     assert None not in times, f"/healthz took {times} s (None: over 1 s) beside 2 stalled chunked bodies"
 
 
@@ -573,6 +561,18 @@ def test_a_head_read_in_pieces_is_complete_exactly_when_its_end_arrives():
                 assert head_is_complete(buffer, start) == complete, (whole, cuts, start)
                 if complete:  # handed to a thread: nothing more is read here
                     break
+
+
+def _health_beside(server: Server, held: list[socket.socket]) -> list[float | None]:
+    """/healthz probed 4 times, 0.25 s apart, beside the ``held`` connections (once the worker has taken them);
+    then they are closed and the server stopped."""
+    try:
+        time.sleep(0.5)
+        return probe_health(server.url, 4, interval=0.25)
+    finally:
+        for sock in held:
+            sock.close()
+        server.stop()
 
 
 def _read_until_closed(sock: socket.socket) -> bytes:
