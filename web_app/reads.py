@@ -15,6 +15,7 @@ import time
 from typing import NamedTuple
 
 from gunicorn.http.errors import NoMoreData
+from gunicorn.http.message import DEFAULT_MAX_HEADERFIELD_SIZE, MAX_HEADERS
 
 READ_GRACE_ENV = "FIREWATCH_READ_GRACE_SECONDS"
 READ_MIN_RATE_ENV = "FIREWATCH_READ_MIN_RATE"
@@ -115,13 +116,15 @@ class ChunkLimits(NamedTuple):
     at once, with the bytes it has."""
 
     largest: int
-    line: int = 8190
-    trailers: int = 100 * (8190 + 2) + 4
+    line: int = DEFAULT_MAX_HEADERFIELD_SIZE
+    trailers: int = 100 * (DEFAULT_MAX_HEADERFIELD_SIZE + 2) + 4
 
     @classmethod
     def of(cls, cfg, largest: int) -> ChunkLimits:
-        line = cfg.limit_request_field_size or cls.line
-        return cls(largest, line, cfg.limit_request_fields * (line + 2) + 4)
+        """As gunicorn reads its settings (gunicorn.http.message.Request)."""
+        line = cfg.limit_request_field_size if cfg.limit_request_field_size > 0 else DEFAULT_MAX_HEADERFIELD_SIZE
+        fields = cfg.limit_request_fields if 0 < cfg.limit_request_fields <= MAX_HEADERS else MAX_HEADERS
+        return cls(largest, line, fields * (line + 2) + 4)
 
 
 class Body:

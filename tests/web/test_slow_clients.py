@@ -457,6 +457,19 @@ def test_the_event_loop_stops_scanning_a_chunked_body_only_where_gunicorn_refuse
     assert isinstance(_chunked_end(b"0\r\n" + trailer * 80, trailers=8192), NotReadHere)
 
 
+def test_chunk_limits_are_gunicorns():
+    import types
+
+    from web_app.reads import ChunkLimits
+
+    def limits(fields: int, field_size: int) -> ChunkLimits:
+        return ChunkLimits.of(types.SimpleNamespace(limit_request_fields=fields, limit_request_field_size=field_size), 1)
+
+    assert limits(100, 8190) == ChunkLimits(1, 8190, 100 * 8192 + 4) == ChunkLimits(1)
+    assert limits(0, 0) == ChunkLimits(1, 8190, 32768 * 8192 + 4)  # 0: gunicorn's own defaults, not "none"
+    assert limits(50, 100) == ChunkLimits(1, 100, 50 * 102 + 4)
+
+
 def test_a_chunk_that_takes_a_body_past_the_app_limit_is_answered_at_once():
     """The app would read on to its limit at the client's pace (a thread for up to 21 minutes): the event loop
     answers 413 as soon as a chunk's size says so."""
