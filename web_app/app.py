@@ -18,6 +18,7 @@ from inference.contract import RESULTS_TABLE_ENV, TOO_LARGE, TOO_MANY_PARTS
 
 from . import errors, state
 from .admission import Admission
+from .reads import BodyOverLimit
 from .api import api
 from .pages import pages
 from .results import ResultsReader
@@ -25,6 +26,9 @@ from .results_index import IndexReader, lookback_days_from_env
 from .security import security_headers
 
 log = logging.getLogger(__name__)
+
+# Multipart framing, headers and the file name around the photo itself.
+FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 class InMemoryRequest(Request):
@@ -51,7 +55,7 @@ def create_app(classifier: Classifier | None = None, config: Mapping[str, Any] |
     app.json.sort_keys = False  # keep the contract's key order: source, label, ...
     classifier = classifier or Classifier.load()
     app.config.update(
-        MAX_CONTENT_LENGTH=classifier.limits.max_bytes + errors.FORM_OVERHEAD_BYTES,
+        MAX_CONTENT_LENGTH=classifier.limits.max_bytes + FORM_OVERHEAD_BYTES,
         MAX_FORM_PARTS=64,
         PAGE_MAX_FILES=20,
         # The bucket the serverless path writes results/ to; unset: no panel, and /api/v1/results answers 404.
@@ -123,11 +127,15 @@ def _register_error_handlers(app: Flask) -> None:
                 f"The form has more than {parts} parts or a text field over {field:,} bytes; "
                 "send one photo per request in the file field 'image'.",
             )
-        return errors.error_response(TOO_LARGE, errors.too_large_message(app.config["MAX_CONTENT_LENGTH"]))
+        limit = app.config["MAX_CONTENT_LENGTH"] - FORM_OVERHEAD_BYTES
+        return errors.error_response(TOO_LARGE, f"The upload is larger than the limit of {limit:,} bytes.")
 
     @app.errorhandler(ClientDisconnected)
     def body_not_received(error: ClientDisconnected):
-        # Werkzeug reports a failed body read as a disconnect; the worker's read deadline is one cause (408).
+        # Werkzeug reports a failed body read as a disconnect; the worker's read deadline is one cause (408), a
+        # chunk that took the body past the limit another (the worker reads no further: web_app.worker).
+        if isinstance(error.__context__, BodyOverLimit):
+            return too_large(RequestEntityTooLarge())
         if isinstance(error.__context__, TimeoutError):
             # The connection is closed after it (the worker marks timed-out reads): the rest of the body never came.
             return errors.error_response(REQUEST_TIMEOUT, errors.SLOW_UPLOAD_MESSAGE)

@@ -12,15 +12,8 @@ API_PREFIX = "/api/"
 # the request's body was read (or one whose body cannot be read) leaves the rest of it on the connection, and gunicorn
 # would either give up draining it after saying keep-alive, or read it as the next request and answer that too.
 CLOSE_AFTER_RESPONSE = "close_after_response"
-# Multipart framing, headers and the file name around the photo itself, within the app's limit on a request body.
-FORM_OVERHEAD_BYTES = 64 * 1024
 # The 408's message, from the app (a thread's read timed out) or from the worker's event loop (web_app.worker).
 SLOW_UPLOAD_MESSAGE = "The upload arrived too slowly; check the connection and try again."
-
-
-def too_large_message(max_content_length: int) -> str:
-    """The 413's message, from the app or from the worker's event loop (a chunk over the limit: web_app.worker)."""
-    return f"The upload is larger than the limit of {max_content_length - FORM_OVERHEAD_BYTES:,} bytes."
 
 
 class ApiError(Exception):

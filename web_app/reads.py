@@ -107,7 +107,15 @@ class NotReadHere(Exception):
 
 
 class BodyTooLarge(Exception):
-    """A chunk says the body is longer than the app takes: answered 413 at once, the rest unread."""
+    """A chunk says the body is longer than the app takes: its thread reads no more of it (BodyOverLimit)."""
+
+
+class BodyOverLimit(OSError):
+    """A read of a body past a chunk that took it over the app's limit: not waited for, since the app would refuse
+    it once it had read that far (Werkzeug reports it as a disconnect, the app answers 413: web_app.app)."""
+
+    def __str__(self) -> str:
+        return "the request body is larger than the limit"
 
 
 class ChunkLimits(NamedTuple):
@@ -263,9 +271,11 @@ class DeadlineSocket:
         self.deadline = deadline
         self.timed_out = False  # this request's reads ran out of time: its connection cannot be reused
         self._early = _NOTHING  # what the event loop read before the thread took the request, not yet read
-        # The event loop answered this request's Expect: sent 100 Continue, or none is to be sent (a body longer than
-        # the app takes, which it answers from the head). gunicorn's own 100 Continue is not sent.
-        self.expect_answered = False
+        self.expect_answered = False  # the event loop sent this request's 100 Continue: gunicorn's is not sent
+        # The body is longer than the app takes (its Content-Length or a chunk says so): the client is not asked for
+        # it (no 100 Continue), reads past what the event loop read raise BodyOverLimit, and the connection closes
+        # after the response (rather than wait for a body that is not coming, or read it as the next request).
+        self.over_limit = False
         self.bytes_received = 0  # this request's, read or not (web_app/worker.py resets it per request)
 
     def __getattr__(self, name):
@@ -292,7 +302,7 @@ class DeadlineSocket:
         return rest
 
     def send(self, data, flags: int = 0) -> int:
-        if self.expect_answered and data == CONTINUE:  # gunicorn's, when a thread takes the request (wsgi.create)
+        if (self.expect_answered or self.over_limit) and data == CONTINUE:  # gunicorn's, in wsgi.create
             self.expect_answered = False
             return len(data)
         return self._sock.send(data, flags)
@@ -302,6 +312,8 @@ class DeadlineSocket:
             data, rest = bytes(self._early[:size]), self._early[size:]
             self._early = rest if rest else _NOTHING  # an empty view of the buffer would still keep all of it
             return data
+        if self.over_limit:
+            raise BodyOverLimit()
         prior = self._sock.gettimeout()
         if prior == 0.0:  # non-blocking: the poller's business, not a request read
             return self._sock.recv(size, flags)

@@ -8,9 +8,10 @@
   ``FIREWATCH_BODY_BUFFER_MB`` in all per worker), sends the ``100 Continue`` a client may wait for, and hands the
   connection, with what it read, to a thread. A request that finds the buffer full, or whose chunked framing
   gunicorn refuses (web_app/reads.py), goes to its thread with what arrived, and the thread reads the rest under the
-  read deadline, as before. A body longer than the app takes is not read: the app answers a Content-Length over its
-  limit from the head (without a 100 Continue), the event loop a chunk past it (413). A new connection that sends
-  nothing is closed after the read grace; a kept-alive one after the keep-alive timeout, as in gthread.
+  read deadline, as before. A body longer than the app takes is not read: a Content-Length over the app's limit goes
+  to its thread without a 100 Continue (the app answers from the head), and a chunked one to its thread once a chunk
+  takes it past the limit, which reads no further (the app answers 413 where a route reads it). A new connection
+  that sends nothing is closed after the read grace; a kept-alive one after the keep-alive timeout, as in gthread.
 - Reads time out. gthread's thread blocks on the socket until the request has arrived, without a deadline, so a
   few clients trickling a body hold every thread. Here reads keep an average rate: nothing is owed in the first
   ``grace`` seconds, then at least ``min_rate`` bytes per second (the rule of Apache's mod_reqtimeout), counted
@@ -40,14 +41,16 @@ import time
 from functools import partial
 
 from gunicorn import util
+from gunicorn.http import message as gunicorn_message
 from gunicorn.http import wsgi as gunicorn_wsgi
+from gunicorn.http.unreader import IterUnreader
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
-from inference.contract import BAD_REQUEST, INTERNAL_ERROR, REQUEST_TIMEOUT, SERVER_ERROR_CODES, TOO_LARGE
+from inference.contract import BAD_REQUEST, INTERNAL_ERROR, REQUEST_TIMEOUT, SERVER_ERROR_CODES
 
 from .admission import release_freed_memory
 from .balance import BURST_RECHECK_SECONDS, BURST_SECONDS, RECHECK_SECONDS, ConnectionTable
-from .errors import CLOSE_AFTER_RESPONSE, SLOW_UPLOAD_MESSAGE, too_large_message
+from .errors import CLOSE_AFTER_RESPONSE, SLOW_UPLOAD_MESSAGE
 from .reads import (CONTINUE, HEAD_BUFFER_LIMIT, Body, BodyTooLarge, ChunkLimits, DeadlineSocket, LengthBody,
                     NotReadHere, ReadDeadline, env_number, head_is_complete, request_body)
 from .security import security_headers
@@ -83,7 +86,7 @@ class BannerlessResponse(gunicorn_wsgi.Response):
         return [line for line in super().default_headers() if not line.startswith("Server:")]
 
     def should_close(self):
-        closing = getattr(self.sock, "timed_out", False) or getattr(self.sock, CLOSE_AFTER_RESPONSE, False)
+        closing = any(getattr(self.sock, flag, False) for flag in ("timed_out", "over_limit", CLOSE_AFTER_RESPONSE))
         return closing or super().should_close()
 
 
@@ -210,6 +213,7 @@ class FirewatchWorker(ThreadWorker):
         conn.sock.bytes_received = 0
         setattr(conn.sock, CLOSE_AFTER_RESPONSE, False)
         conn.sock.expect_answered = getattr(conn, "expect_answered", False)
+        conn.sock.over_limit = getattr(conn, "over_limit", False)
         if getattr(conn, "early", None) is not None:  # the event loop read the head (and maybe the body, or some)
             # No local name for it: one would keep all of it (up to the upload limit) until the request is done,
             # where the socket lets go of what has been read.
@@ -217,7 +221,7 @@ class FirewatchWorker(ThreadWorker):
             # Counted against the body buffer until now, while it waited for a thread; the event loop's to update.
             self.method_queue.defer(self._release_early, len(conn.early))
             conn.early = conn.early_deadline = conn.body = None
-            conn.expect_answered = False
+            conn.expect_answered = conn.over_limit = False
         return super().handle(conn)
 
     # --- Requests are read by the event loop -----------------------------------------------------------------
@@ -284,15 +288,17 @@ class FirewatchWorker(ThreadWorker):
             if not head_is_complete(conn.early, new_from) and len(conn.early) < HEAD_BUFFER_LIMIT:
                 return
             conn.body = self._request_body(conn)
-            if conn.body.expects_continue and not self._send_continue(conn):
-                return
+            if conn.body.expects_continue:
+                if not self._head_parses(conn):
+                    conn.body = NO_BODY  # its thread's gunicorn refuses it (400, 414...), and sends no 100 Continue
+                elif not self._send_continue(conn):
+                    return
         try:
             arrived = conn.body.end(conn.early) is not None
         except NotReadHere:
             conn.body, arrived = NO_BODY, True  # a thread reads the rest, and gunicorn judges its framing
-        except BodyTooLarge:
-            self._answer_early(conn, 413, "Content Too Large", TOO_LARGE, too_large_message(self.largest_body))
-            return
+        except BodyTooLarge:  # its thread reads no further, and the app refuses it from what arrived (or routes it)
+            conn.body, conn.over_limit, arrived = NO_BODY, True, True
         if not arrived and self.early_bytes <= self.body_buffer_bytes:
             return  # more of the body to come
         self._hand_to_thread(conn)
@@ -304,13 +310,23 @@ class FirewatchWorker(ThreadWorker):
         one, and does not send the body)."""
         body = request_body(conn.early, self.chunk_limits) if conn.early.find(b"\r\n\r\n") >= 0 else None
         if isinstance(body, LengthBody) and body.length > min(self.body_buffer_bytes, self.largest_body):
-            conn.expect_answered = body.expects_continue and body.length > self.largest_body
+            conn.over_limit = body.length > self.largest_body  # nor is its thread to wait for it, nor a next request
             return NO_BODY
         return body or NO_BODY
 
+    def _head_parses(self, conn) -> bool:
+        """Whether gunicorn's parser takes the request's head, as it will once a thread takes the request: it sends
+        its 100 Continue only then. (Parsed once more here, for requests that expect 100 Continue only.)"""
+        head = bytes(conn.early[:conn.early.find(b"\r\n\r\n") + 4])
+        try:
+            gunicorn_message.Request(self.cfg, IterUnreader([head]), conn.client)
+        except Exception:  # any refusal, whatever gunicorn raises for it: the thread gives the answer
+            return False
+        return True
+
     def _send_continue(self, conn) -> bool:
-        """The client waits for 100 Continue before it sends its body: sent here (gunicorn sends it unasked too,
-        once a thread takes the request, so nothing is refused here that it would not send it for). False when the
+        """The client waits for 100 Continue before it sends its body: sent here, for a head gunicorn takes
+        (gunicorn sends it to every such request once a thread takes it, whatever the route). False when the
         connection was closed: a client whose socket cannot take 25 bytes is not reading what it is sent."""
         if _send_quietly(conn.sock, CONTINUE) != len(CONTINUE):
             self._close_awaiting(conn)
@@ -370,18 +386,19 @@ class FirewatchWorker(ThreadWorker):
             if not expired:
                 continue
             if conn.body not in (None, NO_BODY):
-                self._answer_early(conn, 408, "Request Timeout", REQUEST_TIMEOUT, SLOW_UPLOAD_MESSAGE)
+                self._answer_too_slow(conn)
             else:
                 self._close_awaiting(conn)
 
-    def _answer_early(self, conn, status: int, reason: str, code: str, message: str) -> None:
-        """Answer a request whose body the event loop was reading (the app never sees it), with its access log line,
-        and close the connection: gracefully, as the client may still be sending (a reset can lose the answer)."""
-        sent = _send_quietly(conn.sock, error_response_bytes(status, reason, code, message))
+    def _answer_too_slow(self, conn) -> None:
+        """408 for a body that fell behind in the event loop (the app never saw it), with its access log line; the
+        connection closes gracefully, as the client may still be sending (a reset can lose the answer)."""
+        sent = _send_quietly(conn.sock, error_response_bytes(408, "Request Timeout", REQUEST_TIMEOUT,
+                                                              SLOW_UPLOAD_MESSAGE))
         head = bytes(conn.early[:conn.early.find(b"\r\n\r\n")])
         log_early = getattr(self.log, "answered_early", None)  # web_app.logs.JsonAccessLogger's
         if log_early is not None:
-            log_early(conn.client[0], head, status, sent, conn.early_deadline.elapsed())
+            log_early(conn.client[0], head, 408, sent, conn.early_deadline.elapsed())
         self._stop_awaiting(conn)
         self._release_early(len(conn.early))
         conn.early = None

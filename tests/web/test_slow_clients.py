@@ -234,6 +234,58 @@ def test_a_chunk_over_the_upload_limit_is_answered_413_at_once_and_logged(tmp_pa
     assert [line["status"] for line in lines if line["path"] == "/api/v1/classify"] == [413]
 
 
+def test_a_body_past_the_limit_is_answered_as_the_app_and_gunicorn_would_answer_its_head(tmp_path):
+    """The event loop stops reading a chunked body at a chunk that takes it past the limit, and sends 100 Continue
+    only for a head gunicorn takes; what the client hears is still gunicorn's and the app's answer to its head: the
+    page's HTML 413, a 404 or 405 for a route that reads no body, gunicorn's 400 or 414 for a head it refuses. (An
+    early version answered every such request a JSON 413 from the event loop, and sent 100 Continue to heads that
+    gunicorn then refused.)"""
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1")
+    past_the_limit = b"Transfer-Encoding: chunked\r\n\r\n%x\r\n--b\r\n" % (64 * 1024 * 1024)
+    form = b"Content-Type: multipart/form-data; boundary=b\r\n"
+    cases = [
+        (b"POST / HTTP/1.1\r\nHost: x\r\n" + form + past_the_limit, b"413", b"text/html"),
+        (b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\n" + form + past_the_limit, b"413", b"application/json"),
+        (b"POST /nope HTTP/1.1\r\nHost: x\r\n" + form + past_the_limit, b"404", b""),
+        (b"POST /healthz HTTP/1.1\r\nHost: x\r\n" + past_the_limit, b"405", b""),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + past_the_limit, b"200", b""),
+        (b"POST /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n" + past_the_limit, b"414", b""),
+        (b"P@ST / HTTP/1.1\r\nHost: x\r\n" + past_the_limit, b"400", b""),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n",
+         b"400", b""),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\nExpect: 100-continue\r\n" + past_the_limit, b"400", b""),
+    ]
+    answers = []
+    try:
+        for request, _, _ in cases:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(request)
+                answers.append(_read_until_closed(sock))
+    finally:
+        server.stop()
+    for (request, status, content_type), answer in zip(cases, answers):
+        assert answer.startswith(b"HTTP/1.1 " + status + b" "), (request[:60], answer[:200])
+        assert content_type.lower() in answer.split(b"\r\n\r\n")[0].lower(), (request[:60], answer[:300])
+        assert b"100 Continue" not in answer, (request[:60], answer[:200])
+        assert b"connection: close" in answer.lower(), (request[:60], answer[:300])  # the body is not read on
+
+
+def test_a_route_that_reads_no_body_closes_a_connection_whose_body_is_over_the_limit(tmp_path):
+    """Its client, told no 100 Continue, sends no body: gunicorn waited 5 s for it after a keep-alive answer, and
+    would have read the next request as that body."""
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            started = time.monotonic()
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 50000000\r\n\r\n")
+            answer = _read_until_closed(sock)
+            took = time.monotonic() - started
+    finally:
+        server.stop()
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"connection: close" in answer.lower(), answer[:300]
+    assert took < 2, f"closed after {took:.1f} s"
+
+
 def test_an_upload_over_the_limit_that_expects_100_continue_is_not_told_to_send_it(tmp_path):
     """RFC 9110 10.1.1: a server that will refuse the body answers at once instead of 100 Continue; gunicorn sent the
     100 Continue to every such request, so the client uploaded its 50 MB to be refused."""
@@ -373,15 +425,15 @@ def test_the_event_loop_does_not_read_a_body_the_app_refuses_for_its_length():
     head = b"POST /anywhere HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n"
 
     def conn(expect: bytes, length: int):
-        return types.SimpleNamespace(early=bytearray(head % (expect, length)), expect_answered=False)
+        return types.SimpleNamespace(early=bytearray(head % (expect, length)), over_limit=False)
 
     within = conn(b"", 1000)
     assert worker._request_body(within).end(within.early + b"x" * 2000) == len(within.early) + 1000
     over = conn(b"Expect: 100-continue\r\n", 1001)
-    assert worker._request_body(over) is NO_BODY and over.expect_answered
+    assert worker._request_body(over) is NO_BODY and over.over_limit
     worker.body_buffer_bytes = 500  # within the app's limit but not the buffer: the thread reads it, after gunicorn's 100
     over_the_buffer = conn(b"Expect: 100-continue\r\n", 1000)
-    assert worker._request_body(over_the_buffer) is NO_BODY and not over_the_buffer.expect_answered
+    assert worker._request_body(over_the_buffer) is NO_BODY and not over_the_buffer.over_limit
 
 
 def test_which_bodies_the_event_loop_reads():
