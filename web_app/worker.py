@@ -12,12 +12,12 @@
   to its thread without a 100 Continue (the app answers from the head), and a chunked one to its thread once a chunk
   takes it past the limit, which reads no further (the app answers 413 where a route reads it). A new connection
   that sends nothing is closed after the read grace; a kept-alive one after the keep-alive timeout, as in gthread.
-- Reads time out. gthread's thread blocks on the socket until the request has arrived, without a deadline, so a
-  few clients trickling a body hold every thread. Here reads keep an average rate: nothing is owed in the first
-  ``grace`` seconds, then at least ``min_rate`` bytes per second (the rule of Apache's mod_reqtimeout), counted
-  from a request's first byte in the event loop, and again from when a thread takes it. A head that falls behind
-  is closed; a body that falls behind gets 408 and the connection is closed. The rule and the socket that keeps it
-  are in web_app/reads.py.
+- Reads time out. gthread's thread blocks on the socket until the request has arrived, without a deadline, so a few
+  clients trickling a body hold every thread. Here reads keep an average rate: nothing is owed in the first
+  ``grace`` seconds, then at least ``min_rate`` bytes per second (the rule of Apache's mod_reqtimeout), counted from
+  a request's first byte in the event loop, and again from when a thread takes it. A head that falls behind is
+  closed; a body that falls behind gets 408 (or gunicorn's answer to a head it refuses) and the connection is
+  closed. The rule and the socket that keeps it are in web_app/reads.py.
 - Closing a connection does not block the event loop: gthread's graceful close waits there (up to 2 s) for the
   client to close its end; here the event loop waits for it among its other work.
 - Memory a burst of large requests freed goes back to the system: after one (1 MB or more arrived), the event loop
@@ -385,10 +385,13 @@ class FirewatchWorker(ThreadWorker):
                 expired = now >= idle_until
             if not expired:
                 continue
-            if conn.body not in (None, NO_BODY):
-                self._answer_too_slow(conn)
-            else:
+            if conn.body in (None, NO_BODY):
                 self._close_awaiting(conn)
+            elif self._head_parses(conn):
+                self._answer_too_slow(conn)
+            else:  # gunicorn's answer to the head comes first (400, 414...), as when the body arrives in time
+                conn.body = NO_BODY
+                self._hand_to_thread(conn)
 
     def _answer_too_slow(self, conn) -> None:
         """408 for a body that fell behind in the event loop (the app never saw it), with its access log line; the

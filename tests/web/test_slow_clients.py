@@ -53,6 +53,19 @@ def test_a_body_that_trickles_is_cut_off_with_408_and_logged(tmp_path, framing):
     assert cut["request_bytes"] == (1000 if b"1000" in framing else 0) and cut["bytes_sent"] > 0
 
 
+def test_a_body_that_trickles_behind_a_head_gunicorn_refuses_gets_gunicorns_answer(tmp_path):
+    """The event loop reads the body of any head, and cuts it off when it falls behind: but the client hears what
+    gunicorn says to its head (400 here), as it would had the body arrived in time, not a 408 logged as a request."""
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_READ_GRACE_SECONDS": "1"})
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"P@ST /api/v1/classify HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+            answer = _trickle_until_answered(sock, b"-", seconds=8)
+    finally:
+        server.stop()
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:300]
+
+
 def test_a_head_that_trickles_is_cut_off(tmp_path):
     server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_READ_GRACE_SECONDS": "1"})
     try:
