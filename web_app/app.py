@@ -18,9 +18,9 @@ from inference.contract import RESULTS_TABLE_ENV, TOO_LARGE, TOO_MANY_PARTS
 
 from . import errors, state
 from .admission import Admission
-from .reads import BodyOverLimit
 from .api import api
 from .pages import pages
+from .reads import BodyOverLimit
 from .results import ResultsReader
 from .results_index import IndexReader, lookback_days_from_env
 from .security import security_headers

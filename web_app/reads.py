@@ -234,10 +234,12 @@ def request_body(head: bytes | bytearray, limits: ChunkLimits) -> Body | None:
     over 0; or, in HTTP/1.1, exactly one ``Transfer-Encoding: chunked`` and no Content-Length. None for any other
     (no body, or one gunicorn refuses for its head: it judges every head itself), or an Expect other than one
     ``100-continue`` (gunicorn answers 417; it ignores one in HTTP/1.0)."""
-    first, headers = parse_head(head)
     start = head.find(b"\r\n\r\n") + 4
+    if start < 4:  # no whole head (over the event loop's limit): its thread reads on
+        return None
+    first, headers = parse_head(head)
     version = first.rpartition(b" ")[2]
-    if start < 4 or version not in (b"HTTP/1.1", b"HTTP/1.0"):
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
         return None
     values: dict[bytes, list[bytes]] = {}
     for name, value in headers:
@@ -276,10 +278,17 @@ class DeadlineSocket:
         # it (no 100 Continue), reads past what the event loop read raise BodyOverLimit, and the connection closes
         # after the response (rather than wait for a body that is not coming, or read it as the next request).
         self.over_limit = False
-        self.bytes_received = 0  # this request's, read or not (web_app/worker.py resets it per request)
+        self.bytes_received = 0  # this request's, read or not
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
+
+    def new_request(self, expect_answered: bool = False, over_limit: bool = False) -> None:
+        """A request starts on this connection (a thread has taken it): its own deadline, counts and flags."""
+        self.deadline.restart()
+        self.timed_out = False
+        self.bytes_received = 0
+        self.expect_answered, self.over_limit = expect_answered, over_limit
 
     @property
     def raw(self) -> socket.socket:

@@ -208,12 +208,8 @@ class FirewatchWorker(ThreadWorker):
         its first byte: the time it may have queued for a busy pool is the server's, not the client's.)"""
         if not isinstance(conn.sock, DeadlineSocket):  # the connection's first request: before its parser exists
             conn.sock = DeadlineSocket(conn.sock, ReadDeadline(*self.read_settings))
-        conn.sock.deadline.restart()
-        conn.sock.timed_out = False
-        conn.sock.bytes_received = 0
+        conn.sock.new_request(getattr(conn, "expect_answered", False), getattr(conn, "over_limit", False))
         setattr(conn.sock, CLOSE_AFTER_RESPONSE, False)
-        conn.sock.expect_answered = getattr(conn, "expect_answered", False)
-        conn.sock.over_limit = getattr(conn, "over_limit", False)
         if getattr(conn, "early", None) is not None:  # the event loop read the head (and maybe the body, or some)
             # No local name for it: one would keep all of it (up to the upload limit) until the request is done,
             # where the socket lets go of what has been read.
@@ -308,7 +304,7 @@ class FirewatchWorker(ThreadWorker):
         the head makes gunicorn refuse, one longer than the buffer, or one longer than the app takes (it answers
         from the head, unread: 413 where a route reads a body, so a client waiting for 100 Continue is not sent
         one, and does not send the body)."""
-        body = request_body(conn.early, self.chunk_limits) if conn.early.find(b"\r\n\r\n") >= 0 else None
+        body = request_body(conn.early, self.chunk_limits)
         if isinstance(body, LengthBody) and body.length > min(self.body_buffer_bytes, self.largest_body):
             conn.over_limit = body.length > self.largest_body  # nor is its thread to wait for it, nor a next request
             return NO_BODY
