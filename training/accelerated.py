@@ -40,6 +40,8 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=2e-3)
     p.add_argument("--loss", choices=("focal", "crossentropy"), default="focal")
+    p.add_argument("--ema", type=options.ema_momentum, default=0.0, metavar="MOMENTUM",
+                   help="validate and keep an exponential moving average of the weights with this momentum per step (0: off)")
     p.add_argument("--mix-probability", type=options.probability, default=augment.MIX_PROBABILITY)
     p.add_argument("--white-balance-probability", type=options.probability, default=augment.WHITE_BALANCE_PROBABILITY)
     p.add_argument("--white-balance-strength", type=float, default=augment.WHITE_BALANCE_STRENGTH)
@@ -100,7 +102,7 @@ def fit_one(args: argparse.Namespace) -> int:
         f"{rows['held'].sum()} held out ({', '.join(args.holdout) or 'none'}), {size} px; read in {time.time() - started:.0f} s")
     schedule = fitting.Schedule(
         epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        loss=args.loss, seed=args.seed, workers=args.workers, deadline=args.deadline,
+        loss=args.loss, ema=args.ema, seed=args.seed, workers=args.workers, deadline=args.deadline,
         recipe=augment.Recipe(args.mix_probability, args.white_balance_probability, args.white_balance_strength,
                               args.decoy_probability))
     keras.utils.set_random_seed(args.seed)

@@ -238,7 +238,7 @@ def schedule_for(args: argparse.Namespace):
 
     mix = augment.MIX_PROBABILITY if args.mix_probability is None else args.mix_probability
     return fitting.Schedule(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                            loss=args.loss, seed=args.seed,
+                            loss=args.loss, ema=args.ema, seed=args.seed,
                             recipe=augment.Recipe(mix, args.white_balance_probability, args.white_balance_strength,
                                                   args.decoy_probability))
 
@@ -295,6 +295,7 @@ def trained_elsewhere(args: argparse.Namespace, model, splits: Splits, folder: P
                 "training photos": (record["train_digest"], accelerated.digest(s.sha256 for s in splits.train_s)),
                 # the card describes the recipe from this run's options, so they must be the fit's
                 "loss": (settings["loss"], args.loss), "batch size": (settings["batch_size"], args.batch_size),
+                "weight average momentum (--ema)": (settings.get("ema", 0.0), args.ema),
                 "mix probability": (settings["mix_probability"], recipe.mix_probability),
                 "white-balance probability": (settings["white_balance_probability"], recipe.white_balance_probability),
                 "white-balance strength": (settings["white_balance_strength"], recipe.white_balance_strength),
@@ -433,7 +434,8 @@ def model_card(args, argv, roots, size, splits: Splits, trained: Trained, export
         metrics=exported.metrics,
         training={"epochs_run": len(history["loss"]), "seconds": round(trained.seconds, 1),
                   "best_val_auc": round(float(max(history.get("val_auc", [0]))), 4), "kept_epoch": evaluate.best_epoch(history),
-                  "batch_size": args.batch_size, **({"fitted_elsewhere": trained.elsewhere} if trained.elsewhere else {})},
+                  "batch_size": args.batch_size, "weight_average_momentum": args.ema,
+                  **({"fitted_elsewhere": trained.elsewhere} if trained.elsewhere else {})},
         reports={"folder": display_path(reports), "plots": plots},
         date=today,
         training_command="python -m training " + shlex.join(_argv(argv)),

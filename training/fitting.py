@@ -24,6 +24,7 @@ class Schedule:
     batch_size: int = 32
     learning_rate: float = 2e-3
     loss: str = "focal"
+    ema: float = 0.0  # momentum of an exponential moving average of the weights, validated and kept instead (0: off)
     seed: int = 1337
     recipe: augment.Recipe = field(default_factory=augment.Recipe)
     workers: int = 1  # threads preparing batches beside the fit
@@ -83,7 +84,7 @@ class TrainingBatches(keras.utils.PyDataset):
 
 def compile_model(model: keras.Model, schedule: Schedule) -> keras.Model:
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule.learning_rate),
+        optimizer=keras.optimizers.Adam(schedule.learning_rate, use_ema=schedule.ema > 0, ema_momentum=schedule.ema or 0.99),
         loss=keras.losses.BinaryFocalCrossentropy(gamma=2.0) if schedule.loss == "focal" else "binary_crossentropy",
         metrics=["accuracy", keras.metrics.AUC(name="auc")],
     )
@@ -113,9 +114,13 @@ def fit(model: keras.Model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
     """Fit with early stopping on validation AUC; return the best epoch's model, not the last one's."""
     keras.utils.set_random_seed(schedule.seed)
     checkpoint = Path(tempfile.mkdtemp(prefix="firewatch-train-")) / "best.weights.h5"
+    # With an average of the weights, each epoch is validated and saved as that average (swapped in before the
+    # checkpoint, which must come after it).
+    averaged = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if schedule.ema > 0 else []
     callbacks = [
         EpochLog(schedule.epochs, log, schedule.deadline),
         keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=schedule.patience),
+        *averaged,
         keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(2, schedule.patience // 3)),
     ]

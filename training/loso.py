@@ -61,6 +61,8 @@ def fit_settings(record: dict) -> dict:
     """What makes a fit's recipe, from its ``run.json``: its settings but where it ran and what it held out."""
     settings = {k: v for k, v in record["settings"].items() if k not in {"pack", "out", "holdout", "workers"}}
     settings.setdefault("decoy_probability", 0.0)  # fits from before decoys existed had none
+    if not settings.get("ema"):
+        settings.pop("ema", None)  # off: named as before it existed, so reports of earlier fits still match
     if "init" in record:
         settings["fine_tuned"] = True  # from each fold's own weights: not the same recipe as a fit from scratch
     return settings

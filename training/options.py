@@ -31,6 +31,18 @@ def probability(text: str) -> float:
     return value
 
 
+def ema_momentum(text: str) -> float:
+    """An ``argparse`` type for the momentum of a moving average of the weights: 0 (off), or at least 0.5 and under 1
+    (1 would never move from the first weights; a small one averages nothing)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value != 0.0 and not 0.5 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"a moving average's momentum is 0 (off) or from 0.5 to under 1, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -48,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=10, help="early stopping patience in epochs (on validation AUC)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=2e-3)
+    p.add_argument("--ema", type=ema_momentum, default=0.0, metavar="MOMENTUM",
+                   help="validate and keep an exponential moving average of the weights, this momentum per step, instead of "
+                        "the weights themselves (default 0: off; e.g. 0.99)")
     p.add_argument("--val-fraction", type=float, default=0.3, help="share of images held out for validation (default 0.3, as the original study)")
     p.add_argument("--white-balance-probability", type=probability, default=0.8,
                    help="share of training photos given a random warmer or cooler white balance (default 0.8; 0 turns it off)")

@@ -43,6 +43,37 @@ def test_training_batches_are_full_weighted_by_class_and_repeatable():
     assert not np.array_equal(x, batches[0][0]), "a new shuffle and new augmentation each epoch"
 
 
+def test_the_kept_weights_are_the_ones_validated_raw_or_their_moving_average():
+    """Early stopping and the checkpoint judge each epoch by its validation AUC; the model returned must be the one
+    that scored it: with --ema, the moving average of the weights (swapped in before validation and before the
+    checkpoint), not the last step's weights. The average changes what is validated and kept, not the steps taken. A
+    linear model on redder-or-bluer photos, so every epoch's AUC differs."""
+    import keras
+
+    rng = np.random.default_rng(3)
+    def photos(n):
+        labels = rng.integers(0, 2, n).astype(np.float32)
+        redness = labels[:, None, None] * 15 + rng.normal(0, 60, (n, 6, 6))
+        x = np.clip(np.stack([128 + redness, np.full_like(redness, 128), 128 - redness], -1), 0, 255)
+        return x.astype(np.uint8), labels
+    (train_x, train_y), (val_x, val_y) = photos(96), photos(64)
+    histories = {}
+    for ema in (0.0, 0.8):
+        keras.utils.set_random_seed(2)  # the same first weights
+        model = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
+                                  keras.layers.Dense(1, activation="sigmoid")])
+        schedule = fitting.Schedule(epochs=4, patience=4, batch_size=8, learning_rate=0.2, ema=ema, seed=2,
+                                    recipe=fitting.augment.Recipe(mix_probability=0.0, white_balance_probability=0.0))
+        fitted = fitting.fit(fitting.compile_model(model, schedule), train_x, train_y, val_x, val_y, schedule, log=lambda _: None)
+        histories[ema] = fitted.history
+        assert len(set(fitted.history["val_auc"])) > 1, "a test that cannot tell two epochs apart tells nothing"
+        kept = keras.metrics.AUC()
+        kept.update_state(val_y, fitted.model.predict(val_x.astype(np.float32), verbose=0))
+        assert float(kept.result()) == pytest.approx(max(fitted.history["val_auc"]), abs=1e-6), f"ema {ema}"
+    assert histories[0.8]["loss"] == pytest.approx(histories[0.0]["loss"], rel=1e-5), "the same steps either way"
+    assert histories[0.8]["val_auc"] != pytest.approx(histories[0.0]["val_auc"], abs=1e-4), "the average was validated"
+
+
 def test_a_pack_keeps_photos_labels_sources_and_the_split(tmp_path):
     from training.data import Sample
 
@@ -138,7 +169,7 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
 
     # Fine-tuning: a fit that starts from another's weights records which, and its recipe must be this run's too.
     tuned = tmp_path / "tuned"
-    small = ("--width", "1.0", "--epochs", "1", "--batch-size", "8", "--decoy-probability", "0.5")
+    small = ("--width", "1.0", "--epochs", "1", "--batch-size", "8", "--decoy-probability", "0.5", "--ema", "0.9")
     done = run_module("training.accelerated", "one", packed, "--out", tuned, "--init", full / accelerated.WEIGHTS, *small)
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads((tuned / accelerated.RUN).read_text())
@@ -148,12 +179,15 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     assert bad_init.returncode != 0 and "--init" in bad_init.stderr and "Traceback" not in bad_init.stderr
     no_decoys = run_training(*folders, *same, "--trained", tuned, "--runs", tmp_path / "runs")
     assert no_decoys.returncode != 0 and "decoy probability: 0.5 there, 0.0 here" in no_decoys.stderr
-    with_decoys = run_training(*folders, *same, "--trained", tuned, "--decoy-probability", "0.5", "--runs", tmp_path / "tuned-runs")
+    assert "weight average momentum (--ema): 0.9 there, 0.0 here" in no_decoys.stderr
+    with_decoys = run_training(*folders, *same, "--trained", tuned, "--decoy-probability", "0.5", "--ema", "0.9",
+                               "--runs", tmp_path / "tuned-runs")
     assert with_decoys.returncode == 0, with_decoys.stderr[-3000:]
     (tuned_run,) = (tmp_path / "tuned-runs").iterdir()
     tuned_card = json.loads((tuned_run / "fire_classifier.json").read_text())
     assert tuned_card["training"]["fitted_elsewhere"]["started_from"] == record["init"]
     assert tuned_card["augmentation"]["decoy_probability"] == 0.5
+    assert tuned_card["training"]["weight_average_momentum"] == 0.9
     finished = run_training(*folders, *same, "--trained", full, "--loso", report, "--runs", tmp_path / "runs")
     assert finished.returncode == 0, finished.stderr[-3000:]
     (run,) = [p for p in (tmp_path / "runs").iterdir() if not p.name.endswith("incomplete")]
@@ -245,6 +279,14 @@ def test_a_share_of_photos_outside_0_to_1_is_a_usage_error(command, option):
     """``--decoy-probability 30`` (meant as 30 %) would otherwise give every photo a decoy without a word."""
     done = run_module(*command, option, "30")
     assert done.returncode == 2 and "a probability is between 0 and 1, got 30" in done.stderr
+
+
+@pytest.mark.parametrize("command", [("training",), ("training.accelerated", "one", "x.pack.npz", "--out", "x")])
+@pytest.mark.parametrize("momentum", ["1", "0.2", "99"])
+def test_a_moving_average_that_would_not_average_is_a_usage_error(command, momentum):
+    """1 never leaves the first weights, 0.2 is the last step's weights, 99 was meant as 0.99."""
+    done = run_module(*command, "--ema", momentum)
+    assert done.returncode == 2 and f"0 (off) or from 0.5 to under 1, got {momentum}" in done.stderr
 
 
 def _fake_fold(folder: Path, seed: int, held_out: str = "weather", held: float = 0.3, photo: str = "c") -> Path:
