@@ -23,7 +23,9 @@ from stacks.config import (
 from stacks.image import FirewatchImage
 from stacks.logs import log_retention
 from stacks.nag import acknowledge
-from stacks.observability import FIVE_MINUTES, AlarmSpec, DashboardSection, graph
+from stacks.observability import (
+    FIVE_MINUTES, AlarmSpec, DashboardSection, borderline_share, graph, unfamiliar_uploads_alarm,
+)
 from stacks.results_index import ResultsIndex
 from stacks.upload_queue import UploadQueue
 
@@ -235,6 +237,9 @@ class Classifier(Capability):
                 "BatchItemFailures", self._custom(BATCH_ITEM_FAILURES), 1, 1,
                 "Upload queue messages failed and will be delivered again (then dead-lettered); see the function's log",
             ),
+            unfamiliar_uploads_alarm(
+                "UnfamiliarUploads", self._custom("ImagesClassified"), self._custom(BORDERLINE_VERDICTS), "uploaded images",
+            ),
         ]  # fmt: skip
 
     def dashboard_section(self) -> DashboardSection:
@@ -249,12 +254,7 @@ class Classifier(Capability):
         )
         # How often the model is unsure: out of fold (sources it never saw) a third of verdicts are borderline; on
         # photos like its training sources about 5 %; a rise means uploads unlike what it learned from.
-        borderline_share = cw.MathExpression(
-            expression="IF(classified > 0, 100 * FILL(borderline, 0) / classified)",
-            using_metrics={"classified": self._custom("ImagesClassified"), "borderline": self._custom(BORDERLINE_VERDICTS)},
-            label="Borderline verdicts (%)",
-            period=FIVE_MINUTES,
-        )
+        borderline = borderline_share(self._custom("ImagesClassified"), self._custom(BORDERLINE_VERDICTS))
         percentiles = ("p50", "p90", "p99")
         return DashboardSection(
             "serverless classifier",
@@ -287,7 +287,7 @@ class Classifier(Capability):
                         width=12,
                     ),
                     graph("Inference latency (ms)", [self._custom("InferenceLatency", s) for s in percentiles], width=12),
-                    graph("Borderline verdicts (% of images classified)", [borderline_share], width=12),
+                    graph("Borderline verdicts (% of images classified)", [borderline], width=12),
                 ],
                 [self._log_query_recent(), self._log_query_cold_starts()],
             ],

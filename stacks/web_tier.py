@@ -12,7 +12,9 @@ from stacks.capability import Capability
 from stacks.config import ENVIRONMENT_DIMENSION, FirewatchConfig
 from stacks.image import FirewatchImage
 from stacks.load_balancer import PublicLoadBalancer
-from stacks.observability import FIVE_MINUTES, ONE_MINUTE, AlarmSpec, DashboardSection, graph
+from stacks.observability import (
+    FIVE_MINUTES, ONE_MINUTE, AlarmSpec, DashboardSection, borderline_share, graph, unfamiliar_uploads_alarm,
+)
 from stacks.web_firewall import WebFirewall
 from stacks.web_servers import WebServers
 
@@ -78,15 +80,8 @@ class WebTier(Capability):
             statistic="Sum", period=FIVE_MINUTES, label=label, dimensions_map={ENVIRONMENT_DIMENSION: self.env_name}
         )
 
-    def _borderline_percent(self) -> cw.MathExpression:
-        # How often the model is unsure of what people upload (see the classifier's graph of the same).
-        return cw.MathExpression(
-            expression="IF(classified > 0, 100 * FILL(borderline, 0) / classified)",
-            using_metrics={"classified": self._verdicts("classified", "classified"),
-                           "borderline": self._verdicts("borderline", "borderline")},  # fmt: skip
-            label="Borderline verdicts (%)",
-            period=FIVE_MINUTES,
-        )
+    def _classified_and_borderline(self) -> tuple[cw.Metric, cw.Metric]:
+        return self._verdicts("classified", "classified"), self._verdicts("borderline", "borderline")
 
     def alarm_specs(self) -> list[AlarmSpec]:
         targets = self.entry.target_group.metrics
@@ -102,6 +97,10 @@ class WebTier(Capability):
             AlarmSpec(
                 "WebCpuHigh", self._asg_metric("CPUUtilization"), ASG_CPU_PERCENT, 3,
                 f"Web tier CPU above {ASG_CPU_PERCENT}% for 15 minutes (scaling out is not keeping up)",
+            ),
+            # How often the model is unsure of what people upload (the classifier has the same alarm).
+            unfamiliar_uploads_alarm(
+                "WebUnfamiliarUploads", *self._classified_and_borderline(), "photos classified by the web app",
             ),
         ]  # fmt: skip
 
@@ -166,7 +165,11 @@ class WebTier(Capability):
                         [self._verdicts(field, field) for field in ("classified", "fire", "borderline")],
                         width=12,
                     ),
-                    graph("Web borderline verdicts (% of images classified)", [self._borderline_percent()], width=12),
+                    graph(
+                        "Web borderline verdicts (% of images classified)",
+                        [borderline_share(*self._classified_and_borderline())],
+                        width=12,
+                    ),
                 ],
                 *firewall,
             ],

@@ -66,7 +66,8 @@ def test_metric_alarms(synth, name):
 
 def test_alarm_set_and_actions(synth):
     alarms = _alarms(synth)
-    assert set(alarms) == set(ALARMS) | {"Alb5xxRate", "RejectedEventRecords", "ResultsTableThrottles"}
+    assert set(alarms) == set(ALARMS) | {"Alb5xxRate", "RejectedEventRecords", "ResultsTableThrottles", "UnfamiliarUploads",
+                                         "WebUnfamiliarUploads"}
     topic = next(iter(resources(synth.monitoring, "AWS::SNS::Topic")))
     for alarm in alarms.values():
         assert alarm["AlarmActions"] == [{"Ref": topic}] and alarm["OKActions"] == [{"Ref": topic}]
@@ -212,9 +213,28 @@ def test_dashboard_borderline_share_is_of_the_metrics_the_handler_emits(synth):
 
     widget = _widget(_dashboard(synth), "Borderline verdicts (% of images classified)")
     lines = widget["properties"]["metrics"]
-    assert lines[0][0]["expression"] == "IF(classified > 0, 100 * FILL(borderline, 0) / classified)"
+    assert lines[0][0]["expression"] == "IF(classified >= 1, 100 * FILL(borderline, 0) / classified)"
     used = {line[-1]["id"]: tuple(line[:2]) for line in lines[1:]}
     assert used == {"classified": ("Firewatch", IMAGES_CLASSIFIED), "borderline": ("Firewatch", BORDERLINE_VERDICTS)}
+
+
+@pytest.mark.parametrize("name, classified, borderline", [
+    ("UnfamiliarUploads", "ImagesClassified", "BorderlineVerdicts"),
+    ("WebUnfamiliarUploads", "WebImagesClassified", "WebBorderlineVerdicts"),
+])  # fmt: skip
+def test_a_rising_borderline_share_alarms_on_both_targets(synth, name, classified, borderline):
+    """About 5 % of verdicts are borderline on photos like the training photos, a third on sources the model never saw:
+    20 % of an hour's images, three hours running, says the uploads are unlike what it learned from. A quiet hour (under
+    20 images) counts as no data, which does not breach."""
+    alarm = _alarms(synth)[name]
+    assert alarm["Threshold"] == 20 and alarm["EvaluationPeriods"] == 3 and alarm["DatapointsToAlarm"] == 3
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold" and alarm["TreatMissingData"] == "notBreaching"
+    expression = next(m for m in alarm["Metrics"] if "Expression" in m)
+    assert expression["Expression"] == "IF(classified >= 20, 100 * FILL(borderline, 0) / classified)"
+    named = {m["Id"]: m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m}
+    assert {k: v["Metric"]["MetricName"] for k, v in named.items()} == {"classified": classified, "borderline": borderline}
+    assert {(v["Metric"]["Namespace"], v["Stat"], v["Period"]) for v in named.values()} == {("Firewatch", "Sum", 3600)}
+    assert {d["Name"] for v in named.values() for d in v["Metric"]["Dimensions"]} >= {"environment"}, "this deployment's"
 
 
 def _web_verdict_filters(synth) -> dict[str, dict]:
@@ -245,7 +265,7 @@ def test_web_verdict_metrics_count_the_fields_the_access_log_writes(synth):
         assert filters[metric]["FilterPattern"] == "{ $.classified > 0 }"
         assert filters[metric]["LogGroupName"]["Ref"].startswith("WebServerLogs"), "the servers' log, not the VPC's"
     share = _widget(_dashboard(synth), "Web borderline verdicts (% of images classified)")["properties"]["metrics"]
-    assert share[0][0]["expression"] == "IF(classified > 0, 100 * FILL(borderline, 0) / classified)"
+    assert share[0][0]["expression"] == "IF(classified >= 1, 100 * FILL(borderline, 0) / classified)"
     assert {line[-1]["id"]: line[1] for line in share[1:]} == {
         "classified": VERDICT_LOG_FIELDS["classified"], "borderline": VERDICT_LOG_FIELDS["borderline"]}
 
@@ -260,7 +280,7 @@ def test_dashboard_success_rate_and_logs_insights(synth):
         assert widget["properties"]["query"].startswith("SOURCE '<ref>'")  # the function's log group
     assert "@initDuration" in logs[1]["properties"]["query"]
     alarms = [w for w in dashboard["widgets"] if w["type"] == "alarm"]
-    assert len(alarms) == 1 and len(alarms[0]["properties"]["alarms"]) == len(ALARMS) + 3
+    assert len(alarms) == 1 and len(alarms[0]["properties"]["alarms"]) == len(_alarms(synth)), "every alarm's status"
 
 
 def test_outputs(synth):
