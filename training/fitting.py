@@ -84,7 +84,7 @@ class TrainingBatches(keras.utils.PyDataset):
 
 def compile_model(model: keras.Model, schedule: Schedule) -> keras.Model:
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule.learning_rate, use_ema=schedule.ema > 0, ema_momentum=schedule.ema or 0.99),
+        optimizer=keras.optimizers.Adam(schedule.learning_rate, use_ema=schedule.ema > 0, ema_momentum=schedule.ema),
         loss=keras.losses.BinaryFocalCrossentropy(gamma=2.0) if schedule.loss == "focal" else "binary_crossentropy",
         metrics=["accuracy", keras.metrics.AUC(name="auc")],
     )

@@ -20,12 +20,16 @@ DEFAULT_SOURCES = ("forest-fire", "fire-dataset", "weather", "houses")
 DEFAULT_RUNS = ROOT / "runs"
 
 
-def probability(text: str) -> float:
-    """An ``argparse`` type for a share of photos: 0 to 1 (a typed 30 meaning 30 % would silently mean always)."""
+def _number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def probability(text: str) -> float:
+    """An ``argparse`` type for a share of photos: 0 to 1 (a typed 30 meaning 30 % would silently mean always)."""
+    value = _number(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"a probability is between 0 and 1, got {text}")
     return value
@@ -34,10 +38,7 @@ def probability(text: str) -> float:
 def ema_momentum(text: str) -> float:
     """An ``argparse`` type for the momentum of a moving average of the weights: 0 (off), or at least 0.5 and under 1
     (1 would never move from the first weights; a small one averages nothing)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = _number(text)
     if value != 0.0 and not 0.5 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"a moving average's momentum is 0 (off) or from 0.5 to under 1, got {text}")
     return value
