@@ -74,6 +74,28 @@ def test_the_kept_weights_are_the_ones_validated_raw_or_their_moving_average():
     assert histories[0.8]["val_auc"] != pytest.approx(histories[0.0]["val_auc"], abs=1e-4), "the average was validated"
 
 
+def test_a_fit_stopped_at_its_deadline_still_keeps_the_validated_average():
+    """Stopped before its last epoch (a lease's deadline, or early stopping), Keras writes the last step's weights back
+    at the end of the fit; the model returned is still the average that was validated and checkpointed."""
+    import keras
+
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 2, 96).astype(np.float32)
+    redness = labels[:, None, None] * 15 + rng.normal(0, 60, (96, 6, 6))
+    photos = np.clip(np.stack([128 + redness, np.full_like(redness, 128), 128 - redness], -1), 0, 255).astype(np.uint8)
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    schedule = fitting.Schedule(epochs=4, patience=4, batch_size=8, learning_rate=0.2, ema=0.8, seed=2, deadline=0.0,
+                                recipe=fitting.augment.Recipe(mix_probability=0.0, white_balance_probability=0.0))
+    fitted = fitting.fit(fitting.compile_model(model, schedule), photos[:64], labels[:64], photos[64:], labels[64:], schedule,
+                         log=lambda _: None)
+    assert len(fitted.history["val_auc"]) == 1, "stopped after its first epoch"
+    kept = keras.metrics.AUC()
+    kept.update_state(labels[64:], fitted.model.predict(photos[64:].astype(np.float32), verbose=0))
+    assert float(kept.result()) == pytest.approx(fitted.history["val_auc"][0], abs=1e-6)
+
+
 def test_a_pack_keeps_photos_labels_sources_and_the_split(tmp_path):
     from training.data import Sample
 
