@@ -20,6 +20,9 @@ serve it: the first fit alone where it is clear, the mean of both where the firs
 order and margin: the share of photos the second fit scores, how many verdicts differ from the mean's, and how many
 wrong verdicts the core would call clear (against the mean's count).
 
+Several recipes end with a ranking: best first by out-of-fold macro balanced accuracy, each named by the settings in
+which it differs from the others. Only recipes held out on the same sources are ranked together.
+
   python -m training.loso FOLD_DIR... [--score probability|flip_averaged] [--seeds apart|mean|both] [--cascade] [--json OUT]
 """
 
@@ -245,6 +248,37 @@ def render(recipe: str, figures: dict) -> str:
     return "\n".join(lines)
 
 
+UNNAMED_MEANS = {"ema": "0", "fine_tuned": "False"}  # settings a recipe's name leaves out when they are off
+
+
+def ranking(report: dict[str, dict]) -> str:
+    """The recipes, best first by out-of-fold macro balanced accuracy, each named by the settings that set it apart.
+
+    Out-of-fold figures pool the held-out sources, so a recipe missing a fold was scored on other photos than the
+    rest (and one threshold had fewer kinds of photo to suit): recipes are ranked only against those held out on the
+    same sources."""
+    settings = {recipe: dict(token.split("=", 1) for token in recipe.split(" ") if "=" in token) for recipe in report}
+    keys = sorted({key for named in settings.values() for key in named})
+    differing = [key for key in keys if len({named.get(key) for named in settings.values()}) > 1]
+    groups: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for recipe, figures in report.items():
+        groups[tuple(sorted(figures["folds"]))].append(recipe)
+    lines = ["ranked by out-of-fold macro balanced accuracy (recipes named by the settings in which they differ):"]
+    for held_out, recipes in sorted(groups.items(), key=lambda group: -len(group[1])):
+        if len(groups) > 1:
+            lines.append(f"  held out {', '.join(held_out)} ({len(recipes)} of {len(report)} recipes; not comparable with "
+                         "the others):")
+        best_first = sorted(recipes, key=lambda r: (-report[r]["out_of_fold"]["macro_balanced_accuracy"],
+                                                    -(report[r]["out_of_fold"]["roc_auc"] or 0)))
+        for rank, recipe in enumerate(best_first, 1):
+            oof = report[recipe]["out_of_fold"]
+            named = {**UNNAMED_MEANS, **settings[recipe]}
+            name = " ".join(f"{key}={named[key]}" for key in differing if key in named)
+            lines.append(f"  {rank:>3}. {oof['macro_balanced_accuracy']:.4f}  ROC AUC {oof['roc_auc']}  "
+                         f"threshold {oof['threshold']:.2f}  {name}")
+    return "\n".join(lines)
+
+
 def _rate(v: dict) -> str:
     if "fire_recall" in v:
         return f"fires found {100 * v['fire_recall']:.1f} % of {v['images']}"
@@ -313,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n\n".join(render(recipe, figures) + ("\n" + render_cascade(figures["cascade"], figures["out_of_fold"]["threshold"])
                                                  if figures.get("cascade") else "")
                        for recipe, figures in report.items()))
+    if len(report) > 1:
+        print("\n" + ranking(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0

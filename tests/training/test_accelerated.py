@@ -394,6 +394,36 @@ def test_loso_reports_several_seeds_as_their_ensemble_on_request(tmp_path):
     assert mismatch.returncode == 1 and "scored different photos" in mismatch.stderr and "Traceback" not in mismatch.stderr
 
 
+def _figures(held_out: tuple[str, ...], balanced: float, auc: float | None = 0.9) -> dict:
+    return {"folds": {source: {} for source in held_out},
+            "out_of_fold": {"macro_balanced_accuracy": balanced, "roc_auc": auc, "threshold": 0.6}}
+
+
+def test_loso_ranks_recipes_by_their_out_of_fold_figures_and_only_against_the_same_folds(tmp_path):
+    """A grid of many recipes ends with which is best, named by what sets each apart; a recipe missing a fold pooled
+    other photos, so it is ranked apart (here its figure would have come first)."""
+    four = ("fire-dataset", "forest-fire", "houses", "weather")
+    report = {
+        "decoy_probability=0.0 seed=1 width=1.0": _figures(four, 0.85),
+        "decoy_probability=0.0 ema=0.99 seed=1 width=1.0": _figures(four, 0.91),
+        "decoy_probability=0.0 seeds=1+2 width=1.0 (mean of 2 fits)": _figures(four, 0.88, auc=None),
+        "decoy_probability=0.0 seed=1 width=2.0": _figures(four[1:], 0.99),
+    }
+    lines = loso.ranking(report).splitlines()
+    assert lines[1].startswith("  held out fire-dataset, forest-fire, houses, weather (3 of 4 recipes")
+    assert [line.split()[1] for line in lines[2:5]] == ["0.9100", "0.8800", "0.8500"]
+    assert lines[2].endswith("ema=0.99 seed=1 width=1.0") and lines[4].endswith("ema=0 seed=1 width=1.0")
+    assert lines[3].endswith("ema=0 seeds=1+2 width=1.0") and "ROC AUC None" in lines[3]
+    assert "decoy_probability" not in "".join(lines), "a setting every recipe shares names none of them"
+    assert lines[5].startswith("  held out forest-fire, houses, weather (1 of 4") and lines[6].split()[1] == "0.9900"
+
+    folders = [_fake_fold(tmp_path / f"s{seed}", seed, held=held) for seed, held in ((1, 0.2), (2, 0.95))]
+    done = run_module("training.loso", *folders)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("ranked by out-of-fold macro balanced accuracy")[1].count("seed=") == 2
+    assert "ranked by" not in run_module("training.loso", folders[0]).stdout, "one recipe: nothing to rank"
+
+
 def test_an_ensemble_with_flip_averaging_is_a_usage_error(tmp_path):
     done = run_module("training", "--trained", tmp_path / "a", tmp_path / "b", "--tta", "flip", "--runs", tmp_path / "runs")
     assert done.returncode == 1 and "an ensemble is served without flip averaging" in done.stderr
