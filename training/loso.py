@@ -71,6 +71,9 @@ def fit_settings(record: dict) -> dict:
     return settings
 
 
+UNNAMED_MEANS = {"ema": "0", "fine_tuned": "False"}  # what fit_settings leaves out of a name means this
+
+
 def settings_text(settings: dict, seed: bool = True) -> str:
     """A recipe as reports name it: its settings, sorted, as key=value (without the seed: what other seeds share)."""
     return " ".join(f"{k}={v}" for k, v in sorted(settings.items()) if seed or k != "seed")
@@ -246,9 +249,6 @@ def render(recipe: str, figures: dict) -> str:
                  f"ROC AUC {oof['roc_auc']}")
     lines += [f"    {source:<28} {_rate(v)}" for source, v in oof["per_source"].items()]
     return "\n".join(lines)
-
-
-UNNAMED_MEANS = {"ema": "0", "fine_tuned": "False"}  # settings a recipe's name leaves out when they are off
 
 
 def ranking(report: dict[str, dict]) -> str:
