@@ -90,7 +90,6 @@ def fit_one(args: argparse.Namespace) -> int:
     if "KERAS_BACKEND" not in os.environ and importlib.util.find_spec("tensorflow") is None:
         os.environ["KERAS_BACKEND"] = "jax"  # a GPU machine without TensorFlow
     import keras
-    import numpy as np
 
     from . import augment, backbones, fitting, pack, quiet
 
@@ -125,14 +124,9 @@ def fit_one(args: argparse.Namespace) -> int:
     served.save_weights(args.out / WEIGHTS)
     (args.out / HISTORY).write_text(json.dumps(fitted.history) + "\n")
     scored = rows["val"] | rows["held"]
-    images = data.images[scored].astype(np.float32)
-    plain = fitted.model.predict(images, batch_size=256, verbose=0).reshape(-1)
-    mirrored = fitted.model.predict(images[:, :, ::-1], batch_size=256, verbose=0).reshape(-1)
-    (args.out / SCORES).write_text(json.dumps({
-        "columns": ["sha256", "source", "label", "split", "probability", "flip_averaged"],
-        "rows": [[str(h), str(s), int(y), "held" if held else "val", round(float(p), 6), round(float((p + m) / 2), 6)]
-                 for h, s, y, held, p, m in zip(data.sha256[scored], data.sources[scored], data.labels[scored],
-                                               rows["held"][scored], plain, mirrored)]}) + "\n")
+    (args.out / SCORES).write_text(json.dumps(score_table(
+        fitted.model, data.images[scored], data.sha256[scored], data.sources[scored], data.labels[scored],
+        rows["held"][scored])) + "\n")
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in {"command", "deadline", "argv", "init"}}
     (args.out / RUN).write_text(json.dumps({
         "command": "python -m training.accelerated " + shlex.join(args.argv),
@@ -142,6 +136,21 @@ def fit_one(args: argparse.Namespace) -> int:
     }, indent=2) + "\n")
     log(f"done in {time.time() - started:.0f} s (fit {fitted.seconds:.0f} s): {args.out}")
     return 0
+
+
+SCORE_COLUMNS = ["sha256", "source", "label", "split", "probability", "flip_averaged"]
+
+
+def score_table(model, images, hashes, sources, labels, held) -> dict:
+    """A fit's ``scores.json``: each photo's probability in one pass and flip-averaged (the photo and its mirror)."""
+    import numpy as np
+
+    images = np.asarray(images, dtype=np.float32)
+    plain = model.predict(images, batch_size=256, verbose=0).reshape(-1)
+    mirrored = model.predict(images[:, :, ::-1], batch_size=256, verbose=0).reshape(-1)
+    return {"columns": SCORE_COLUMNS,
+            "rows": [[str(h), str(s), int(y), "held" if out else "val", round(float(p), 6), round(float((p + m) / 2), 6)]
+                     for h, s, y, out, p, m in zip(hashes, sources, labels, held, plain, mirrored)]}
 
 
 def _device() -> str:

@@ -43,6 +43,9 @@ from inference import CLEAR, certainty_of
 from . import accelerated
 
 
+PACK = "the pack's photos"  # what a fit scores; training.rescore's copies say "the exact decodes" in run.json
+
+
 @dataclass(frozen=True)
 class Scored:
     source: str
@@ -58,6 +61,7 @@ class Fold:
     seed: int | None = None
     settings_but_seed: str = ""
     photos: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # content hashes of val and held, in row order
+    scored_on: str = PACK  # the photos the probabilities are of: the pack's, or the exact decodes (training.rescore)
 
 
 def fit_settings(record: dict) -> dict:
@@ -102,7 +106,7 @@ def read_fold(folder: Path, score: str) -> Fold:
     as_arrays = {k: (s, np.asarray(y, np.float32), np.asarray(p, np.float32)) for k, (s, y, p) in parts.items()}
     return Fold(settings_text(settings), record["settings"]["holdout"], as_arrays["val"], as_arrays["held"], settings.get("seed"),
                 settings_text(settings, seed=False),
-                (tuple(hashes["val"]), tuple(hashes["held"])))
+                (tuple(hashes["val"]), tuple(hashes["held"])), record.get("scored_on", {}).get("photos", PACK))
 
 
 ENSEMBLE = "(mean of {} fits)"  # ends the recipe of a seed ensemble
@@ -208,7 +212,7 @@ def _mean_of(members: list[Fold], recipe: str) -> Fold:
         samples, labels, _ = getattr(first, part)
         return samples, labels, np.mean([getattr(member, part)[2] for member in members], axis=0)
 
-    return Fold(recipe, first.held_out, mean("val"), mean("held"), None, first.settings_but_seed, first.photos)
+    return Fold(recipe, first.held_out, mean("val"), mean("held"), None, first.settings_but_seed, first.photos, first.scored_on)
 
 
 def summarise(folds: list[Fold]) -> dict:
@@ -326,6 +330,11 @@ def main(argv: list[str] | None = None) -> int:
         recipes[fold.recipe].append(fold)
     if not recipes:
         raise SystemExit("error: no fold with a held-out source among those folders")
+    scored_on = {fold.scored_on for folds in recipes.values() for fold in folds}
+    if len(scored_on) > 1:
+        raise SystemExit("error: some folders were scored on their pack's photos and some on the exact decodes (python -m "
+                         "training.rescore): their figures differ by that alone; give folders of one kind")
+    (scored_on,) = scored_on
     if args.cascade and args.seeds == "apart":
         p.error("--cascade needs --seeds mean or both: it compares a cascade with the seeds' mean")
     seeded = {}
@@ -340,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
             averaged = {fold.settings_but_seed for folds in ensembles.values() for fold in folds}
             recipes = {recipe: folds for recipe, folds in recipes.items() if folds[0].settings_but_seed not in averaged}
         recipes.update(ensembles)
-    report = {recipe: summarise(folds) for recipe, folds in recipes.items()}
+    report = {recipe: {**summarise(folds), "scored_on": scored_on} for recipe, folds in recipes.items()}
+    print(f"scored on {scored_on}" + (" (WebP; python -m training.rescore scores the exact decodes)" if scored_on == PACK else ""))
     if args.cascade:
         for recipe, (seeds, by_fold) in seeded.items():
             report[recipe]["cascade"] = cascade(seeds, by_fold, report[recipe]["out_of_fold"]["threshold"])

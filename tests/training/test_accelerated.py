@@ -473,3 +473,81 @@ def test_loso_reports_a_cascade_only_for_an_ensemble(tmp_path):
     assert len(figures["cascade"]) == 2 * len(loso.CASCADE_MARGINS)
     apart = run_module("training.loso", *folders, "--cascade")
     assert apart.returncode == 2 and "--cascade needs --seeds mean or both" in apart.stderr
+
+
+def _telling_photos_apart(model, images):
+    """The network with weights that give these photos different probabilities. A fit of one epoch leaves batch
+    normalisation's running statistics near their start, where activations fade to nothing and every photo scores
+    alike; here each layer is normalised by what it sees on these photos, and the head is random."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            seen = keras.Model(model.inputs, layer.input).predict(images, verbose=0)
+            gamma, beta, _, _ = layer.get_weights()
+            layer.set_weights([gamma, beta, seen.mean(axis=(0, 1, 2)), seen.var(axis=(0, 1, 2)) + 1e-3])
+    head = model.get_layer("fire_probability")
+    kernel, bias = head.get_weights()
+    head.set_weights([np.random.default_rng(3).normal(0, 0.5, kernel.shape), bias])
+    return model
+
+
+@pytest.mark.timeout(300)
+def test_rescore_scores_a_fit_again_on_the_exact_decodes_and_loso_never_pools_the_two_kinds(tmp_path, datasets):
+    """A fit scores its pack's WebP photos; its rescored copy holds what serving would give, the same photos in the
+    same rows, and says so, so a report never mixes the two."""
+    from inference import decode_image
+    from training import backbones
+
+    root = make_dataset(tmp_path / "data", datasets, per_class=8)
+    folders = [root / "forest", root / "weather"]
+    packed = tmp_path / "d.pack.npz"
+    assert run_module("training.pack", packed, *folders, "--image-size", "32", "--val-fraction", "0.4").returncode == 0
+    fit = tmp_path / "fits" / "t-weather"
+    done = run_module("training.accelerated", "one", packed, "--out", fit, "--holdout", "weather", "--width", "1.0",
+                      "--epochs", "1", "--batch-size", "8")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads((fit / accelerated.SCORES).read_text())["rows"]
+    by_hash = {hashlib.sha256(p.read_bytes()).hexdigest(): p for p in root.rglob("*.jpg")}
+    exact = np.stack([decode_image(by_hash[r[0]].read_bytes(), (32, 32)) for r in rows]).astype(np.float32)
+    model = _telling_photos_apart(backbones.compact(32, width=1.0), exact)
+    model.save_weights(fit / accelerated.WEIGHTS)
+
+    out = tmp_path / "exact"
+    done = run_module("training.rescore", fit, "--out", out, "--data", *folders)
+    assert done.returncode == 0, done.stderr[-2000:]
+    copy = out / fit.name
+    assert "probabilities moved" in done.stderr and not (out / (fit.name + ".partial")).exists()
+    before, after = (json.loads((f / accelerated.SCORES).read_text()) for f in (fit, copy))
+    assert [r[:4] for r in after["rows"]] == [r[:4] for r in before["rows"]], "the same photos, labels and splits, in order"
+    record = json.loads((copy / accelerated.RUN).read_text())
+    assert record["scored_on"]["photos"] == "the exact decodes" and record["settings"] == json.loads((fit / accelerated.RUN).read_text())["settings"]
+    assert (copy / accelerated.WEIGHTS).read_bytes() == (fit / accelerated.WEIGHTS).read_bytes()
+    # Each probability is the fit's weights on the photo as the core decodes it, not on the pack's WebP copy.
+    rescored = np.array([r[4] for r in after["rows"]])
+    assert np.allclose(rescored, model.predict(exact, verbose=0).reshape(-1), atol=1e-5)
+    assert np.allclose([r[5] for r in after["rows"]], (rescored + model.predict(exact[:, :, ::-1], verbose=0).reshape(-1)) / 2, atol=1e-5)
+    stored = pack.read(packed)
+    index = {h: i for i, h in enumerate(stored.sha256)}
+    webp = stored.images[[index[r[0]] for r in after["rows"]]].astype(np.float32)
+    assert np.abs(webp - exact).mean() > 0.1, "the pack stores other pixels than the exact decode"
+    assert not np.allclose(rescored, model.predict(webp, verbose=0).reshape(-1), atol=1e-5), "which score otherwise"
+
+    report = tmp_path / "r.json"
+    done = run_module("training.loso", copy, "--json", report)
+    assert done.returncode == 0 and "scored on the exact decodes" in done.stdout, done.stderr
+    assert [f["scored_on"] for f in json.loads(report.read_text()).values()] == ["the exact decodes"]
+    assert "scored on the pack's photos" in run_module("training.loso", fit).stdout
+    mixed = run_module("training.loso", copy, _fake_fold(tmp_path / "other", seed=9))
+    assert mixed.returncode == 1 and "some on the exact decodes" in mixed.stderr
+
+    again = run_module("training.rescore", fit, "--out", out, "--data", *folders)
+    assert again.returncode == 1 and "already exists" in again.stderr, "a copy is never overwritten"
+    twice = run_module("training.rescore", copy, "--out", tmp_path / "twice", "--data", *folders)
+    assert twice.returncode == 1 and "already rescored" in twice.stderr
+    elsewhere = run_module("training.rescore", fit, "--out", tmp_path / "x", "--data", root / "forest")
+    assert elsewhere.returncode == 1 and "scored photos are not in the data folders" in elsewhere.stderr
+    assert not (tmp_path / "x" / fit.name).exists()
+    (fit / accelerated.WEIGHTS).unlink()
+    no_weights = run_module("training.rescore", fit, "--out", tmp_path / "y", "--data", *folders)
+    assert no_weights.returncode == 1 and "no model.weights.h5" in no_weights.stderr and "Traceback" not in no_weights.stderr
