@@ -20,6 +20,9 @@ serve it: the first fit alone where it is clear, the mean of both where the firs
 order and margin: the share of photos the second fit scores, how many verdicts differ from the mean's, and how many
 wrong verdicts the core would call clear (against the mean's count).
 
+A fit scores its pack's photos (WebP); ``python -m training.rescore`` copies fit folders scored on the exact decodes,
+what serving sees. The report says which (``scored_on``), and folders of both kinds are never pooled.
+
 Several recipes end with a ranking: best first by out-of-fold macro balanced accuracy, each named by the settings in
 which it differs from the others. Only recipes held out on the same sources are ranked together.
 
@@ -252,7 +255,16 @@ def render(recipe: str, figures: dict) -> str:
     lines.append(f"  out of fold, one threshold {oof['threshold']:.2f}: macro balanced accuracy {oof['macro_balanced_accuracy']:.4f}, "
                  f"ROC AUC {oof['roc_auc']}")
     lines += [f"    {source:<28} {_rate(v)}" for source, v in oof["per_source"].items()]
+    if one_class(oof):
+        lines.append(f"    (every held-out photo is {one_class(oof)}: one threshold cannot be chosen on them, so this one and its "
+                     "balanced accuracy mean nothing; hold out a source of the other class too)")
     return "\n".join(lines)
+
+
+def one_class(out_of_fold: dict) -> str | None:
+    """What every pooled held-out photo is when they are all of one class ("a fire", "fire-free"), else None."""
+    kinds = {key for figures in out_of_fold.get("per_source", {}).values() for key in figures if key != "images"}
+    return {"false_alarm_rate": "fire-free", "fire_recall": "a fire"}.get(kinds.pop()) if len(kinds) == 1 else None
 
 
 def ranking(report: dict[str, dict]) -> str:
@@ -279,7 +291,7 @@ def ranking(report: dict[str, dict]) -> str:
             named = {**UNNAMED_MEANS, **settings[recipe]}
             name = " ".join(f"{key}={named[key]}" for key in differing if key in named)
             lines.append(f"  {rank:>3}. {oof['macro_balanced_accuracy']:.4f}  ROC AUC {oof['roc_auc']}  "
-                         f"threshold {oof['threshold']:.2f}  {name}")
+                         f"threshold {oof['threshold']:.2f}  {name}" + ("  (one class held out: means nothing)" if one_class(oof) else ""))
     return "\n".join(lines)
 
 

@@ -551,3 +551,19 @@ def test_rescore_scores_a_fit_again_on_the_exact_decodes_and_loso_never_pools_th
     (fit / accelerated.WEIGHTS).unlink()
     no_weights = run_module("training.rescore", fit, "--out", tmp_path / "y", "--data", *folders)
     assert no_weights.returncode == 1 and "no model.weights.h5" in no_weights.stderr and "Traceback" not in no_weights.stderr
+
+
+def test_loso_says_when_the_held_out_photos_are_all_of_one_class(tmp_path):
+    """Out of fold, one threshold is chosen on the pooled held-out photos; with no fire among them (a grid of the
+    `houses` fold alone) the highest threshold wins and its figures mean nothing, which the report must say."""
+    rooms = [_fake_fold(tmp_path / f"s{seed}", seed=seed, held_out="houses") for seed in (1, 2)]
+    done = run_module("training.loso", *rooms)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("every held-out photo is fire-free") == 2 and done.stdout.count("(one class held out") == 2
+    fires = _fake_fold(tmp_path / "fires", seed=3, held_out="forest")
+    rows = json.loads((fires / accelerated.SCORES).read_text())
+    rows["rows"].append(["d", "forest/fire", 1, "held", 0.8, 0.8])
+    (fires / accelerated.SCORES).write_text(json.dumps(rows))
+    both = run_module("training.loso", fires)
+    assert both.returncode == 0 and "every held-out photo" not in both.stdout, both.stderr
+    assert loso.one_class({"per_source": {"a/fire": {"images": 2, "fire_recall": 1.0}}}) == "a fire"
