@@ -215,6 +215,7 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     (run,) = [p for p in (tmp_path / "runs").iterdir() if not p.name.endswith("incomplete")]
     card = json.loads((run / "fire_classifier.json").read_text())
     assert card["threshold"] == figures["out_of_fold"]["threshold"], "the out-of-fold threshold, not validation's"
+    assert "every photo --loso" in finished.stderr and "is fire-free" in finished.stderr, "the weather fold alone held out no fire"
     assert "leave-one-source-out" in card["threshold_rule"] and "validation_threshold" in card["metrics"]
     assert card["metrics"]["leave_one_source_out"]["recipe"] == recipe
     assert card["training"]["fitted_elsewhere"]["command"].startswith("python -m training.accelerated one")
