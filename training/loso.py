@@ -331,8 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     for folder in args.folds:
         try:
             fold = read_fold(folder, args.score)
-        except (OSError, ValueError, KeyError) as exc:
-            raise SystemExit(f"error: {folder}: not a finished fold folder ({exc})") from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise SystemExit(f"error: {folder}: not a finished fold folder ({exc!r})") from None
         if not fold.held_out:
             continue
         twin = next((f for f in recipes[fold.recipe] if sorted(f.held_out) == sorted(fold.held_out)), None)

@@ -41,12 +41,13 @@ def read_fit(folder: Path) -> tuple[dict, dict]:
             raise ValueError(f"scores.json's columns are {table['columns']}")
         if not isinstance(record["image_size"], int) or not isinstance(record["settings"]["width"], (int, float)):
             raise ValueError("run.json names no image size and width")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        scored_on = record.get("scored_on", {}).get("photos")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RescoreError(f"{folder}: not a finished `python -m training.accelerated one` folder ({exc})") from None
     if not (folder / accelerated.WEIGHTS).is_file():
         raise RescoreError(f"{folder}: no {accelerated.WEIGHTS} to score with (a grid archive holds weights only for "
                            "the folds WEIGHTS named; WEIGHTS=every keeps them all)")
-    if record.get("scored_on", {}).get("photos") == EXACT:
+    if scored_on == EXACT:
         raise RescoreError(f"{folder}: already rescored on the exact decodes")
     return record, table
 

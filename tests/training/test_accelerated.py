@@ -291,6 +291,9 @@ def test_loso_refuses_folders_without_a_held_out_source(tmp_path):
     assert done.returncode == 1 and "no fold with a held-out source" in done.stderr
     broken = run_module("training.loso", tmp_path / "missing")
     assert broken.returncode == 1 and "not a finished fold folder" in broken.stderr
+    (folder / accelerated.RUN).write_text(json.dumps({"settings": {"holdout": ["weather"], "width": 1.0}, "scored_on": "x"}))
+    damaged = run_module("training.loso", folder)
+    assert damaged.returncode == 1 and "not a finished fold folder" in damaged.stderr and "Traceback" not in damaged.stderr
     (tmp_path / "two.json").write_text(json.dumps({"a": {}, "b": {}}))
     with pytest.raises(SystemExit, match="not a report of one recipe"):
         loso.one_recipe(tmp_path / "two.json")
@@ -546,6 +549,10 @@ def test_rescore_scores_a_fit_again_on_the_exact_decodes_and_loso_never_pools_th
     assert again.returncode == 1 and "already exists" in again.stderr, "a copy is never overwritten"
     twice = run_module("training.rescore", copy, "--out", tmp_path / "twice", "--data", *folders)
     assert twice.returncode == 1 and "already rescored" in twice.stderr
+    odd = shutil.copytree(copy, tmp_path / "odd" / "t-weather")
+    (odd / accelerated.RUN).write_text(json.dumps({**record, "scored_on": "x"}))
+    damaged = run_module("training.rescore", odd, "--out", tmp_path / "z", "--data", *folders)
+    assert damaged.returncode == 1 and "not a finished" in damaged.stderr and "Traceback" not in damaged.stderr
     elsewhere = run_module("training.rescore", fit, "--out", tmp_path / "x", "--data", root / "forest")
     assert elsewhere.returncode == 1 and "scored photos are not in the data folders" in elsewhere.stderr
     assert not (tmp_path / "x" / fit.name).exists()
