@@ -255,8 +255,8 @@ def render(recipe: str, figures: dict) -> str:
     lines.append(f"  out of fold, one threshold {oof['threshold']:.2f}: macro balanced accuracy {oof['macro_balanced_accuracy']:.4f}, "
                  f"ROC AUC {oof['roc_auc']}")
     lines += [f"    {source:<28} {_rate(v)}" for source, v in oof["per_source"].items()]
-    if one_class(oof):
-        lines.append(f"    (every held-out photo is {one_class(oof)}: one threshold cannot be chosen on them, so this one and its "
+    if only := one_class(oof):
+        lines.append(f"    (every held-out photo is {only}: one threshold cannot be chosen on them, so this one and its "
                      "balanced accuracy mean nothing; hold out a source of the other class too)")
     return "\n".join(lines)
 
