@@ -52,9 +52,8 @@ def read_fit(folder: Path) -> tuple[dict, dict]:
     return record, table
 
 
-def decode_by_hash(samples: list[data_mod.Sample], wanted: set[str], size: int) -> dict[str, np.ndarray]:
+def decode_by_hash(by_hash: dict[str, data_mod.Sample], wanted: set[str], size: int) -> dict[str, np.ndarray]:
     """The photos with these content hashes, decoded at ``size`` through the inference core."""
-    by_hash = {s.sha256: s for s in samples}
     missing = sorted(wanted - by_hash.keys())
     if missing:
         raise RescoreError(f"{len(missing)} scored photos are not in the data folders (the first: {missing[0][:12]}): "
@@ -66,12 +65,12 @@ def decode_by_hash(samples: list[data_mod.Sample], wanted: set[str], size: int) 
     return {s.sha256: image for s, image in zip(kept, images)}
 
 
-def rescore(folder: Path, record: dict, table: dict, decoded: dict[str, np.ndarray], labels: dict[str, int]) -> dict:
+def rescore(folder: Path, record: dict, table: dict, decoded: dict[str, np.ndarray], by_hash: dict[str, data_mod.Sample]) -> dict:
     """The fit's ``scores.json`` again, each photo scored on its exact decode, in the same rows and order."""
     from . import backbones
 
     rows = table["rows"]
-    changed = [row[0][:12] for row in rows if labels[row[0]] != row[2]]
+    changed = [row[0][:12] for row in rows if by_hash[row[0]].label != row[2]]
     if changed:
         raise RescoreError(f"{folder}: {len(changed)} photos carry another label in the data folders than when the fit "
                            f"scored them (the first: {changed[0]})")
@@ -103,7 +102,24 @@ def shift(before: dict, after: dict) -> tuple[float, float]:
     """How far the one-pass probabilities moved: mean and largest absolute difference."""
     column = accelerated.SCORE_COLUMNS.index("probability")
     moved = np.abs(np.array([r[column] for r in after["rows"]]) - np.array([r[column] for r in before["rows"]]))
-    return float(moved.mean()) if len(moved) else 0.0, float(moved.max()) if len(moved) else 0.0
+    return (float(moved.mean()), float(moved.max())) if len(moved) else (0.0, 0.0)
+
+
+def finished_before(folder: Path, target: Path) -> bool:
+    """Whether ``target`` is this fit's rescored copy from an earlier run (kept: a retry after a failure part way
+    through redoes only what is missing); an existing folder that is anything else is refused, never overwritten."""
+    if not target.exists():
+        return False
+    try:
+        record = json.loads((target / accelerated.RUN).read_text())
+        same = (record["scored_on"]["rescored_from"] == str(folder) and (target / accelerated.SCORES).is_file()
+                and (target / accelerated.WEIGHTS).read_bytes() == (folder / accelerated.WEIGHTS).read_bytes())
+    except (OSError, ValueError, KeyError, TypeError):
+        same = False
+    if not same:
+        raise RescoreError(f"{target} already exists and is not this fit's rescored copy: give another --out (nothing is "
+                           "overwritten)")
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,18 +137,17 @@ def main(argv: list[str] | None = None) -> int:
         p.error("two fit folders share a name; their copies in --out would too")
     try:
         fits = [(folder, *read_fit(folder)) for folder in args.fits]
-        existing = [str(args.out / folder.name) for folder, _, _ in fits if (args.out / folder.name).exists()]
-        if existing:
-            raise RescoreError(f"{', '.join(existing)} already exists: give another --out (nothing is overwritten)")
-        samples = data_mod.discover(roots)
-        labels = {s.sha256: s.label for s in samples}
+        for folder in [folder for folder, _, _ in fits if finished_before(folder, args.out / folder.name)]:
+            print(f"{folder.name}: rescored before, kept: {args.out / folder.name}", file=sys.stderr)
+            fits = [fit for fit in fits if fit[0] != folder]
+        by_hash = {s.sha256: s for s in data_mod.discover(roots)}
         for size in sorted({record["image_size"] for _, record, _ in fits}):
             of_size = [(f, r, t) for f, r, t in fits if r["image_size"] == size]
             wanted = {row[0] for _, _, table in of_size for row in table["rows"]}
             print(f"decoding {len(wanted)} photos at {size} px through the inference core", file=sys.stderr, flush=True)
-            decoded = decode_by_hash(samples, wanted, size)
+            decoded = decode_by_hash(by_hash, wanted, size)
             for folder, record, table in of_size:
-                scores = rescore(folder, record, table, decoded, labels)
+                scores = rescore(folder, record, table, decoded, by_hash)
                 write_copy(folder, args.out / folder.name, record, scores, roots)
                 mean, most = shift(table, scores)
                 print(f"{folder.name}: {len(scores['rows'])} photos rescored, probabilities moved {mean:.4f} on average, "

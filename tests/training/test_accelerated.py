@@ -545,8 +545,19 @@ def test_rescore_scores_a_fit_again_on_the_exact_decodes_and_loso_never_pools_th
     mixed = run_module("training.loso", copy, _fake_fold(tmp_path / "other", seed=9))
     assert mixed.returncode == 1 and "some on the exact decodes" in mixed.stderr
 
-    again = run_module("training.rescore", fit, "--out", out, "--data", *folders)
-    assert again.returncode == 1 and "already exists" in again.stderr, "a copy is never overwritten"
+    # A retry after a failure part way through keeps the copies already made and makes the rest.
+    second = shutil.copytree(fit, tmp_path / "fits" / "t-second")
+    (second / accelerated.WEIGHTS).write_bytes((fit / accelerated.WEIGHTS).read_bytes()[:500])
+    failed = run_module("training.rescore", fit, second, "--out", tmp_path / "retry", "--data", *folders)
+    assert failed.returncode == 1 and "does not fit the model" in failed.stderr and "Traceback" not in failed.stderr
+    assert (tmp_path / "retry" / fit.name).is_dir() and not (tmp_path / "retry" / second.name).exists()
+    shutil.copy(fit / accelerated.WEIGHTS, second / accelerated.WEIGHTS)
+    retried = run_module("training.rescore", fit, second, "--out", tmp_path / "retry", "--data", *folders)
+    assert retried.returncode == 0 and f"{fit.name}: rescored before, kept" in retried.stderr, retried.stderr[-2000:]
+    assert json.loads((tmp_path / "retry" / second.name / accelerated.SCORES).read_text())["rows"] == after["rows"]
+    clash = shutil.copytree(fit, tmp_path / "elsewhere" / fit.name)
+    again = run_module("training.rescore", clash, "--out", out, "--data", *folders)
+    assert again.returncode == 1 and "already exists and is not this fit's" in again.stderr, "another fit's copy is never overwritten"
     twice = run_module("training.rescore", copy, "--out", tmp_path / "twice", "--data", *folders)
     assert twice.returncode == 1 and "already rescored" in twice.stderr
     odd = shutil.copytree(copy, tmp_path / "odd" / "t-weather")
