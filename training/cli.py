@@ -481,9 +481,9 @@ def _loso(args: argparse.Namespace) -> dict | None:
             if served != loso.recipe_but_seed(recipe):
                 raise SystemExit(f"error: --loso {args.loso} measured another recipe than --trained {folder}: "
                                  f"{loso.recipe_but_seed(recipe)} there, {served} here")
-    if only := loso.one_class(figures["out_of_fold"]):
-        log(f"warning: every photo --loso {args.loso} held out is {only}: its threshold "
-            "was chosen on one class and means nothing; hold out a source of the other class too")
+    if only := loso.one_class(figures["out_of_fold"]):  # its threshold would be served on nothing's say-so
+        raise SystemExit(f"error: every photo --loso {args.loso} held out is {only}: its threshold was chosen on one "
+                         "class and means nothing; report folds that hold out a source of the other class too")
     return {"recipe": recipe, "file": f"{runs.REPORTS}/{LOSO_NAME}", **figures}
 
 

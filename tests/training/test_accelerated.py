@@ -145,13 +145,17 @@ def test_a_pack_must_be_named_so_the_repository_ignores_it(tmp_path):
 def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_path, datasets):
     """The whole way a lent GPU is used, on a CPU: pack, fit from it (two folds), the LOSO report, then the served run."""
     root = make_dataset(tmp_path / "data", datasets, per_class=12)
-    folders = [root / "forest", root / "weather"]
+    for label in ("fire", "nofire"):  # a third source, with fires: a report must hold out both classes to choose a threshold
+        (root / "fires" / label).mkdir(parents=True)
+        for photo in sorted((datasets / "fire-dataset" / label).glob("*.jpg"))[:8]:
+            shutil.copy(photo, root / "fires" / label / photo.name)
+    folders = [root / "forest", root / "weather", root / "fires"]
     packed = tmp_path / "d.pack.npz"
     done = run_module("training.pack", packed, *folders, "--image-size", "48", "--val-fraction", "0.4")
     assert done.returncode == 0, done.stderr[-2000:]
     # Step 2 as a lent machine runs it: the script's preflight, the grid, one archive per variant for the trip back.
-    settings = {"PYTHON": sys.executable, "VARIANTS": "small:--width 1.0 --epochs 1 --batch-size 8", "FOLDS": "all weather",
-                "PARALLEL": "2", "SEEDS": "1 2"}
+    settings = {"PYTHON": sys.executable, "VARIANTS": "small:--width 1.0 --epochs 1 --batch-size 8", "FOLDS": "all weather fires",
+                "PARALLEL": "3", "SEEDS": "1 2"}
     grid = subprocess.run(["scripts/gpu-loso.sh", str(packed), str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env={**os.environ, **settings})
     fits = tmp_path / "out" / "fits"
@@ -163,7 +167,7 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
         assert {f"small-s{seed}-{fold}/{accelerated.SCORES}" for fold in ("all", "weather")} <= packed_files
         assert f"small-s{seed}-all/{accelerated.WEIGHTS}" in packed_files, "the full fits' weights, to finish and serve"
         assert f"small-s{seed}-weather/{accelerated.WEIGHTS}" not in packed_files, "a fold's scores are enough"
-    full, fold = fits / "small-s1-all", fits / "small-s1-weather"
+    full, fold, fire_fold = fits / "small-s1-all", fits / "small-s1-weather", fits / "small-s1-fires"
     for name in (accelerated.WEIGHTS, accelerated.HISTORY, accelerated.RUN, accelerated.SCORES):
         assert (full / name).is_file() and (fold / name).is_file()
     scores = json.loads((fold / accelerated.SCORES).read_text())
@@ -171,11 +175,13 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     assert {row[1] for row in scores["rows"] if row[3] == "held"} == {"weather"}
 
     report = tmp_path / "loso.json"
-    summary = run_module("training.loso", full, fold, "--json", report)
+    summary = run_module("training.loso", full, fold, fire_fold, "--json", report)
     assert summary.returncode == 0, summary.stderr[-2000:]
     assert "weather/nofire false alarms" in summary.stdout and "out of fold" in summary.stdout
     recipe, figures = loso.one_recipe(report)
-    assert "width=1.0" in recipe and set(figures["folds"]) == {"weather"}
+    assert "width=1.0" in recipe and set(figures["folds"]) == {"weather", "fires"}
+    fire_free = tmp_path / "fire-free.json"
+    assert run_module("training.loso", fold, "--json", fire_free).returncode == 0
 
     mismatch = run_training(*folders, "--image-size", "48", "--val-fraction", "0.4", "--width", "2.0", "--trained", full,
                             "--runs", tmp_path / "runs")
@@ -210,12 +216,14 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     assert tuned_card["training"]["fitted_elsewhere"]["started_from"] == record["init"]
     assert tuned_card["augmentation"]["decoy_probability"] == 0.5
     assert tuned_card["training"]["weight_average_momentum"] == 0.9
+    one_class = run_training(*folders, *same, "--trained", full, "--loso", fire_free, "--runs", tmp_path / "one-class")
+    assert one_class.returncode != 0 and "every photo --loso" in one_class.stderr and "held out is fire-free" in one_class.stderr
+    assert not (tmp_path / "one-class").exists(), "refused before a run folder is made"
     finished = run_training(*folders, *same, "--trained", full, "--loso", report, "--runs", tmp_path / "runs")
     assert finished.returncode == 0, finished.stderr[-3000:]
     (run,) = [p for p in (tmp_path / "runs").iterdir() if not p.name.endswith("incomplete")]
     card = json.loads((run / "fire_classifier.json").read_text())
     assert card["threshold"] == figures["out_of_fold"]["threshold"], "the out-of-fold threshold, not validation's"
-    assert "every photo --loso" in finished.stderr and "is fire-free" in finished.stderr, "the weather fold alone held out no fire"
     assert "leave-one-source-out" in card["threshold_rule"] and "validation_threshold" in card["metrics"]
     assert card["metrics"]["leave_one_source_out"]["recipe"] == recipe
     assert card["training"]["fitted_elsewhere"]["command"].startswith("python -m training.accelerated one")
@@ -228,7 +236,8 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     # The two seeds' fits served as one model, the mean of both, at the threshold their mean chose out of fold. The first
     # is the run served above, as after its fit folder is gone: its card, .keras and manifest hold the fit.
     both = (run, fits / "small-s2-all")
-    assert run_module("training.loso", fold, fits / "small-s2-weather", "--seeds", "mean", "--json", tmp_path / "mean.json").returncode == 0
+    assert run_module("training.loso", fold, fire_fold, fits / "small-s2-weather", fits / "small-s2-fires", "--seeds", "mean",
+                      "--json", tmp_path / "mean.json").returncode == 0
     wrong_threshold = run_training(*folders, *same, "--trained", *both, "--loso", report, "--runs", tmp_path / "runs")
     assert wrong_threshold.returncode != 0 and "measured one fit, but this run serves the mean of 2 fits" in wrong_threshold.stderr
     other_recipe = run_training(*folders, *same, "--trained", full, "--loso", tmp_path / "other.json", "--runs", tmp_path / "runs")
