@@ -35,6 +35,21 @@ def probability(text: str) -> float:
     return value
 
 
+IMAGE_SIDES = (32, 1024)  # the network halves a side 4 times; 1,024 px is 3 MB a photo decoded, 20 times the served size
+
+
+def image_side(text: str) -> int:
+    """An ``argparse`` type for the side of the square photos a network is fitted on, in pixels (a typo of 16000 would
+    decode every photo to 768 MB before the fit fails)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not IMAGE_SIDES[0] <= value <= IMAGE_SIDES[1]:
+        raise argparse.ArgumentTypeError(f"an image side is from {IMAGE_SIDES[0]} to {IMAGE_SIDES[1]} pixels, got {text}")
+    return value
+
+
 def ema_momentum(text: str) -> float:
     """An ``argparse`` type for the momentum of a moving average of the weights: 0 (off), or at least 0.5 and under 1
     (1 would never move from the first weights; a small one averages nothing)."""
@@ -52,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", nargs="*", type=Path, help=f"folders holding fire/ and nofire/ subfolders, at any depth (default: {DEFAULT_DATA})")
     p.add_argument("--backbone", choices=BACKBONES, default="compact", help="compact: small CNN from scratch (default); xception: the original study's")
     p.add_argument("--weights", choices=("none", "imagenet"), default="none", help="pretrained weights (imagenet needs internet; xception only)")
-    p.add_argument("--image-size", type=int, help="input side in pixels (default: " + ", ".join(f"{n} {b}" for b, n in DEFAULT_SIZES.items()) + ")")
+    p.add_argument("--image-size", type=image_side, help="input side in pixels (default: " + ", ".join(f"{n} {b}" for b, n in DEFAULT_SIZES.items()) + ")")
     p.add_argument("--width", type=float, default=2.0,
                    help="channel multiplier of the compact backbone (default 2.0: 553 k parameters; 1.0: 145 k, the previous model)")
     p.add_argument("--loss", choices=("focal", "crossentropy"), default="focal",

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import accelerated
 from . import data as data_mod
-from .options import DEFAULT_DATA, DEFAULT_SOURCES
+from .options import DEFAULT_DATA, DEFAULT_SOURCES, IMAGE_SIDES
 
 EXACT = "the exact decodes"  # run.json's scored_on["photos"] in a rescored copy
 
@@ -41,6 +41,8 @@ def read_fit(folder: Path) -> tuple[dict, dict]:
             raise ValueError(f"scores.json's columns are {table['columns']}")
         if not isinstance(record["image_size"], int) or not isinstance(record["settings"]["width"], (int, float)):
             raise ValueError("run.json names no image size and width")
+        if not IMAGE_SIDES[0] <= record["image_size"] <= IMAGE_SIDES[1]:  # each photo is decoded to it
+            raise ValueError(f"run.json's image size {record['image_size']} is not from {IMAGE_SIDES[0]} to {IMAGE_SIDES[1]} pixels")
         scored_on = record.get("scored_on", {}).get("photos")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RescoreError(f"{folder}: not a finished `python -m training.accelerated one` folder ({exc})") from None

@@ -316,6 +316,15 @@ def test_a_share_of_photos_outside_0_to_1_is_a_usage_error(command, option):
     assert done.returncode == 2 and "a probability is between 0 and 1, got 30" in done.stderr
 
 
+@pytest.mark.parametrize("command", [("training",), ("training.pack", "x.pack.npz")])
+@pytest.mark.parametrize("side", ["16000", "8", "1.5"])
+def test_an_image_side_out_of_range_is_a_usage_error(command, side):
+    """A typed 16000 would decode every photo to 768 MB before the fit fails; 8 px is below what the network halves."""
+    done = run_module(*command, "--image-size", side)
+    assert done.returncode == 2 and ("from 32 to 1024 pixels" in done.stderr or "not a whole number" in done.stderr)
+    assert ("not a whole number: '1.5'" in done.stderr) == (side == "1.5")
+
+
 @pytest.mark.parametrize("command", [("training",), ("training.accelerated", "one", "x.pack.npz", "--out", "x")])
 @pytest.mark.parametrize("momentum", ["1", "0.2", "99"])
 def test_a_moving_average_that_would_not_average_is_a_usage_error(command, momentum):
@@ -573,6 +582,10 @@ def test_rescore_scores_a_fit_again_on_the_exact_decodes_and_loso_never_pools_th
     (odd / accelerated.RUN).write_text(json.dumps({**record, "scored_on": "x"}))
     damaged = run_module("training.rescore", odd, "--out", tmp_path / "z", "--data", *folders)
     assert damaged.returncode == 1 and "not a finished" in damaged.stderr and "Traceback" not in damaged.stderr
+    huge = shutil.copytree(fit, tmp_path / "huge" / "t-weather")  # each photo would be decoded to 768 MB
+    (huge / accelerated.RUN).write_text(json.dumps({**json.loads((fit / accelerated.RUN).read_text()), "image_size": 16000}))
+    too_large = run_module("training.rescore", huge, "--out", tmp_path / "z", "--data", *folders)
+    assert too_large.returncode == 1 and "image size 16000 is not from 32 to 1024 pixels" in too_large.stderr
     elsewhere = run_module("training.rescore", fit, "--out", tmp_path / "x", "--data", root / "forest")
     assert elsewhere.returncode == 1 and "scored photos are not in the data folders" in elsewhere.stderr
     assert not (tmp_path / "x" / fit.name).exists()
