@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", nargs="*", type=Path, help=f"folders holding fire/ and nofire/ subfolders, at any depth (default: {DEFAULT_DATA})")
     p.add_argument("--backbone", choices=BACKBONES, default="compact", help="compact: small CNN from scratch (default); xception: the original study's")
     p.add_argument("--weights", choices=("none", "imagenet"), default="none", help="pretrained weights (imagenet needs internet; xception only)")
-    p.add_argument("--image-size", type=image_side, help="input side in pixels (default: " + ", ".join(f"{n} {b}" for b, n in DEFAULT_SIZES.items()) + ")")
+    p.add_argument("--image-size", type=image_side, help="input side in pixels, 32 to 1024 (default: " + ", ".join(f"{n} {b}" for b, n in DEFAULT_SIZES.items()) + ")")
     p.add_argument("--width", type=float, default=2.0,
                    help="channel multiplier of the compact backbone (default 2.0: 553 k parameters; 1.0: 145 k, the previous model)")
     p.add_argument("--loss", choices=("focal", "crossentropy"), default="focal",

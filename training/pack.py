@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.pack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("output", type=Path, help=f"the pack to write (name ending in {SUFFIX})")
     p.add_argument("data", nargs="*", type=Path, help=f"folders holding fire/ and nofire/ subfolders (default: {DEFAULT_DATA})")
-    p.add_argument("--image-size", type=image_side, default=DEFAULT_SIZES["compact"])
+    p.add_argument("--image-size", type=image_side, default=DEFAULT_SIZES["compact"], help="photo side in pixels, 32 to 1024 (default %(default)s)")
     p.add_argument("--val-fraction", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--quality", type=int, default=90, help="WebP quality, 1-100 (default 90)")
