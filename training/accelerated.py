@@ -34,7 +34,7 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
     from . import augment, options
 
     p.add_argument("--holdout", action="append", default=[], metavar="SOURCE")
-    p.add_argument("--width", type=float, default=2.0)
+    p.add_argument("--width", type=options.network_width, default=2.0)
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=32)

@@ -50,6 +50,17 @@ def image_side(text: str) -> int:
     return value
 
 
+WIDTHS = (0.25, 8.0)  # width 8 is 64 times width 1's parameters (9 M); 20, meant as 2.0, would not fit in memory
+
+
+def network_width(text: str) -> float:
+    """An ``argparse`` type for the compact backbone's channel multiplier."""
+    value = _number(text)
+    if not WIDTHS[0] <= value <= WIDTHS[1]:
+        raise argparse.ArgumentTypeError(f"a network width is from {WIDTHS[0]:g} to {WIDTHS[1]:g}, got {text}")
+    return value
+
+
 def ema_momentum(text: str) -> float:
     """An ``argparse`` type for the momentum of a moving average of the weights: 0 (off), or at least 0.5 and under 1
     (1 would never move from the first weights; a small one averages nothing)."""
@@ -68,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", choices=BACKBONES, default="compact", help="compact: small CNN from scratch (default); xception: the original study's")
     p.add_argument("--weights", choices=("none", "imagenet"), default="none", help="pretrained weights (imagenet needs internet; xception only)")
     p.add_argument("--image-size", type=image_side, help="input side in pixels, 32 to 1024 (default: " + ", ".join(f"{n} {b}" for b, n in DEFAULT_SIZES.items()) + ")")
-    p.add_argument("--width", type=float, default=2.0,
+    p.add_argument("--width", type=network_width, default=2.0,
                    help="channel multiplier of the compact backbone (default 2.0: 553 k parameters; 1.0: 145 k, the previous model)")
     p.add_argument("--loss", choices=("focal", "crossentropy"), default="focal",
                    help="focal (default) down-weights easy photos so hard negatives such as sunsets count more")

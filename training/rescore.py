@@ -23,7 +23,7 @@ import numpy as np
 
 from . import accelerated
 from . import data as data_mod
-from .options import DEFAULT_DATA, DEFAULT_SOURCES, IMAGE_SIDES
+from .options import DEFAULT_DATA, DEFAULT_SOURCES, IMAGE_SIDES, WIDTHS
 
 EXACT = "the exact decodes"  # run.json's scored_on["photos"] in a rescored copy
 
@@ -43,6 +43,8 @@ def read_fit(folder: Path) -> tuple[dict, dict]:
             raise ValueError("run.json names no image size and width")
         if not IMAGE_SIDES[0] <= record["image_size"] <= IMAGE_SIDES[1]:  # each photo is decoded to it
             raise ValueError(f"run.json's image size {record['image_size']} is not from {IMAGE_SIDES[0]} to {IMAGE_SIDES[1]} pixels")
+        if not WIDTHS[0] <= record["settings"]["width"] <= WIDTHS[1]:  # the network is built to it
+            raise ValueError(f"run.json's width {record['settings']['width']} is not from {WIDTHS[0]:g} to {WIDTHS[1]:g}")
         scored_on = record.get("scored_on", {}).get("photos")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RescoreError(f"{folder}: not a finished `python -m training.accelerated one` folder ({exc})") from None

@@ -326,6 +326,14 @@ def test_an_image_side_out_of_range_is_a_usage_error(command, side):
 
 
 @pytest.mark.parametrize("command", [("training",), ("training.accelerated", "one", "x.pack.npz", "--out", "x")])
+@pytest.mark.parametrize("width", ["20", "0.1"])
+def test_a_network_width_out_of_range_is_a_usage_error(command, width):
+    """--width 20, meant as 2.0, builds a network of 200 M parameters that fails only once memory runs out."""
+    done = run_module(*command, "--width", width)
+    assert done.returncode == 2 and f"a network width is from 0.25 to 8, got {width}" in done.stderr
+
+
+@pytest.mark.parametrize("command", [("training",), ("training.accelerated", "one", "x.pack.npz", "--out", "x")])
 @pytest.mark.parametrize("momentum", ["1", "0.2", "99"])
 def test_a_moving_average_that_would_not_average_is_a_usage_error(command, momentum):
     """1 never leaves the first weights, 0.2 is the last step's weights, 99 was meant as 0.99."""
@@ -586,6 +594,9 @@ def test_rescore_scores_a_fit_again_on_the_exact_decodes_and_loso_never_pools_th
     (huge / accelerated.RUN).write_text(json.dumps({**json.loads((fit / accelerated.RUN).read_text()), "image_size": 16000}))
     too_large = run_module("training.rescore", huge, "--out", tmp_path / "z", "--data", *folders)
     assert too_large.returncode == 1 and "image size 16000 is not from 32 to 1024 pixels" in too_large.stderr
+    (huge / accelerated.RUN).write_text(json.dumps({**json.loads((fit / accelerated.RUN).read_text()), "settings": {"width": 200.0}}))
+    too_wide = run_module("training.rescore", huge, "--out", tmp_path / "z", "--data", *folders)
+    assert too_wide.returncode == 1 and "width 200.0 is not from 0.25 to 8" in too_wide.stderr
     elsewhere = run_module("training.rescore", fit, "--out", tmp_path / "x", "--data", root / "forest")
     assert elsewhere.returncode == 1 and "scored photos are not in the data folders" in elsewhere.stderr
     assert not (tmp_path / "x" / fit.name).exists()
