@@ -35,6 +35,8 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--holdout", action="append", default=[], metavar="SOURCE")
     p.add_argument("--width", type=options.network_width, default=2.0)
+    p.add_argument("--bn-momentum", type=options.bn_momentum, default=options.BATCH_NORM_MOMENTUM, metavar="MOMENTUM",
+                   help=options.BN_MOMENTUM_HELP)
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=32)
@@ -105,7 +107,7 @@ def fit_one(args: argparse.Namespace) -> int:
         recipe=augment.Recipe(args.mix_probability, args.white_balance_probability, args.white_balance_strength,
                               args.decoy_probability))
     keras.utils.set_random_seed(args.seed)
-    model = fitting.compile_model(backbones.compact(size, width=args.width), schedule)
+    model = fitting.compile_model(backbones.compact(size, width=args.width, bn_momentum=args.bn_momentum), schedule)
     init = None
     if args.init:
         try:

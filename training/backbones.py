@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from .options import BACKBONES, DEFAULT_SIZES  # noqa: F401  re-exported: the names predate training.options
+from .options import BACKBONES, BATCH_NORM_MOMENTUM, DEFAULT_SIZES  # noqa: F401  re-exported: the names predate training.options
 
 
 class WeightsUnavailable(RuntimeError):
@@ -41,26 +41,29 @@ def ensemble(members: list[keras.Model]) -> keras.Model:
     return keras.Model(inputs, outputs, name=f"{members[0].name}_ensemble_of_{len(members)}")
 
 
-def _separable_block(x, filters: int, stride: int):
+def _separable_block(x, filters: int, stride: int, bn_momentum: float):
     """Depthwise 3x3 + pointwise 1x1, MobileNet style: cheap on a CPU, enough for colour and texture."""
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=bn_momentum)(x)
     x = layers.ReLU(6.0)(x)
     x = layers.Conv2D(filters, 1, use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=bn_momentum)(x)
     return layers.ReLU(6.0)(x)
 
 
-def compact(size: int, width: float = 1.0, dropout: float = 0.3) -> keras.Model:
-    """A small CNN trained from scratch: strided stem, 7 separable blocks, about 35 M multiply-adds at 128 px."""
+def compact(size: int, width: float = 1.0, dropout: float = 0.3, bn_momentum: float = BATCH_NORM_MOMENTUM) -> keras.Model:
+    """A small CNN trained from scratch: strided stem, 7 separable blocks, about 35 M multiply-adds at 128 px.
+
+    ``bn_momentum`` is how slowly the batch-norm statistics used outside training (validation, serving) follow the
+    batches; it changes no training step."""
     channels = lambda n: max(8, int(n * width))  # noqa: E731
     inputs = keras.Input((size, size, 3), name="image")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalise")(inputs)
     x = layers.Conv2D(channels(24), 3, strides=2, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=bn_momentum)(x)
     x = layers.ReLU(6.0)(x)
     for filters, stride in ((48, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1)):
-        x = _separable_block(x, channels(filters), stride)
+        x = _separable_block(x, channels(filters), stride, bn_momentum)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(1, activation="sigmoid", name="fire_probability")(x)
@@ -86,11 +89,16 @@ def xception(size: int, weights: str | None, dropout: float = 0.3) -> keras.Mode
     return keras.Model(inputs, outputs, name="firewatch_xception")
 
 
-def build(backbone: str, size: int, weights: str | None, width: float = 1.0) -> keras.Model:
+def build(backbone: str, size: int, weights: str | None, width: float = 1.0,
+          bn_momentum: float = BATCH_NORM_MOMENTUM) -> keras.Model:
     if backbone == "compact":
         if weights:
             raise WeightsUnavailable("the compact backbone has no pretrained weights; use --weights none")
-        return compact(size, width=width)
+        return compact(size, width=width, bn_momentum=bn_momentum)
     if backbone == "xception":
-        return xception(size, weights)
+        model = xception(size, weights)
+        for layer in model._flatten_layers():  # Keras builds Xception's own layers; read only when the fit is traced
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = bn_momentum
+        return model
     raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")

@@ -20,7 +20,7 @@ from inference import ModelCard
 
 from . import data as data_mod
 from . import intervals, runs
-from .options import DEFAULT_DATA, DEFAULT_SOURCES, ROOT, build_parser, parse_arguments  # noqa: F401  (build_parser: public)
+from .options import BATCH_NORM_MOMENTUM, DEFAULT_DATA, DEFAULT_SOURCES, ROOT, build_parser, parse_arguments  # noqa: F401  (build_parser: public)
 
 SHIPPED = ROOT / "models"
 DATA_CREDITS = {
@@ -202,7 +202,7 @@ def build_model(args: argparse.Namespace) -> tuple[Any, int]:
     size = args.image_size or backbones.DEFAULT_SIZES[args.backbone]
     keras.utils.set_random_seed(args.seed)
     try:
-        model = backbones.build(args.backbone, size, _weights(args), width=args.width)
+        model = backbones.build(args.backbone, size, _weights(args), width=args.width, bn_momentum=args.bn_momentum)
     except backbones.WeightsUnavailable as exc:
         raise SystemExit(f"error: {exc}") from None
     from . import fitting
@@ -296,6 +296,7 @@ def trained_elsewhere(args: argparse.Namespace, model, splits: Splits, folder: P
                 # the card describes the recipe from this run's options, so they must be the fit's
                 "loss": (settings["loss"], args.loss), "batch size": (settings["batch_size"], args.batch_size),
                 "weight average momentum (--ema)": (settings.get("ema", 0.0), args.ema),
+                "batch-norm momentum (--bn-momentum)": (settings.get("bn_momentum", BATCH_NORM_MOMENTUM), args.bn_momentum),
                 "mix probability": (settings["mix_probability"], recipe.mix_probability),
                 "white-balance probability": (settings["white_balance_probability"], recipe.white_balance_probability),
                 "white-balance strength": (settings["white_balance_strength"], recipe.white_balance_strength),
@@ -435,6 +436,7 @@ def model_card(args, argv, roots, size, splits: Splits, trained: Trained, export
         training={"epochs_run": len(history["loss"]), "seconds": round(trained.seconds, 1),
                   "best_val_auc": round(float(max(history.get("val_auc", [0]))), 4), "kept_epoch": evaluate.best_epoch(history),
                   "batch_size": args.batch_size, "weight_average_momentum": args.ema,
+                  "batch_norm_momentum": args.bn_momentum,
                   **({"fitted_elsewhere": trained.elsewhere} if trained.elsewhere else {})},
         reports={"folder": display_path(reports), "plots": plots},
         date=today,

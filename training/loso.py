@@ -44,6 +44,7 @@ import numpy as np
 from inference import CLEAR, certainty_of
 
 from . import accelerated
+from .options import BATCH_NORM_MOMENTUM
 
 
 PACK = "the pack's photos"  # what a fit scores; training.rescore's copies say "the exact decodes" in run.json
@@ -73,12 +74,14 @@ def fit_settings(record: dict) -> dict:
     settings.setdefault("decoy_probability", 0.0)  # fits from before decoys existed had none
     if not settings.get("ema"):
         settings.pop("ema", None)  # off: named as before it existed, so reports of earlier fits still match
+    if settings.get("bn_momentum", BATCH_NORM_MOMENTUM) == BATCH_NORM_MOMENTUM:
+        settings.pop("bn_momentum", None)  # the default, which every fit had before the option existed
     if "init" in record:
         settings["fine_tuned"] = True  # from each fold's own weights: not the same recipe as a fit from scratch
     return settings
 
 
-UNNAMED_MEANS = {"ema": "0", "fine_tuned": "False"}  # what fit_settings leaves out of a name means this
+UNNAMED_MEANS = {"ema": "0", "fine_tuned": "False", "bn_momentum": str(BATCH_NORM_MOMENTUM)}  # what fit_settings leaves out of a name means this
 
 
 def settings_text(settings: dict, seed: bool = True) -> str:

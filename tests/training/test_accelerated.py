@@ -197,25 +197,27 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
 
     # Fine-tuning: a fit that starts from another's weights records which, and its recipe must be this run's too.
     tuned = tmp_path / "tuned"
-    small = ("--width", "1.0", "--epochs", "1", "--batch-size", "8", "--decoy-probability", "0.5", "--ema", "0.9")
+    small = ("--width", "1.0", "--epochs", "1", "--batch-size", "8", "--decoy-probability", "0.5", "--ema", "0.9",
+             "--bn-momentum", "0.9")
     done = run_module("training.accelerated", "one", packed, "--out", tuned, "--init", full / accelerated.WEIGHTS, *small)
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads((tuned / accelerated.RUN).read_text())
     assert record["init"]["sha256"] == hashlib.sha256((full / accelerated.WEIGHTS).read_bytes()).hexdigest()
-    assert record["settings"]["decoy_probability"] == 0.5
+    assert record["settings"]["decoy_probability"] == 0.5 and record["settings"]["bn_momentum"] == 0.9
     bad_init = run_module("training.accelerated", "one", packed, "--out", tmp_path / "x", "--init", damaged / accelerated.WEIGHTS, *small)
     assert bad_init.returncode != 0 and "--init" in bad_init.stderr and "Traceback" not in bad_init.stderr
     no_decoys = run_training(*folders, *same, "--trained", tuned, "--runs", tmp_path / "runs")
     assert no_decoys.returncode != 0 and "decoy probability: 0.5 there, 0.0 here" in no_decoys.stderr
     assert "weight average momentum (--ema): 0.9 there, 0.0 here" in no_decoys.stderr
-    with_decoys = run_training(*folders, *same, "--trained", tuned, "--decoy-probability", "0.5", "--ema", "0.9",
+    assert "batch-norm momentum (--bn-momentum): 0.9 there, 0.99 here" in no_decoys.stderr
+    with_decoys = run_training(*folders, *same, "--trained", tuned, "--decoy-probability", "0.5", "--ema", "0.9", "--bn-momentum", "0.9",
                                "--runs", tmp_path / "tuned-runs")
     assert with_decoys.returncode == 0, with_decoys.stderr[-3000:]
     (tuned_run,) = (tmp_path / "tuned-runs").iterdir()
     tuned_card = json.loads((tuned_run / "fire_classifier.json").read_text())
     assert tuned_card["training"]["fitted_elsewhere"]["started_from"] == record["init"]
     assert tuned_card["augmentation"]["decoy_probability"] == 0.5
-    assert tuned_card["training"]["weight_average_momentum"] == 0.9
+    assert tuned_card["training"]["weight_average_momentum"] == 0.9 and tuned_card["training"]["batch_norm_momentum"] == 0.9
     one_class = run_training(*folders, *same, "--trained", full, "--loso", fire_free, "--runs", tmp_path / "one-class")
     assert one_class.returncode != 0 and "every photo --loso" in one_class.stderr and "held out is fire-free" in one_class.stderr
     assert not (tmp_path / "one-class").exists(), "refused before a run folder is made"
@@ -334,6 +336,48 @@ def test_a_network_width_out_of_range_is_a_usage_error(command, width):
 
 
 @pytest.mark.parametrize("command", [("training",), ("training.accelerated", "one", "x.pack.npz", "--out", "x")])
+@pytest.mark.parametrize("momentum", ["1", "0", "99"])
+def test_a_batch_norm_momentum_outside_0_to_1_is_a_usage_error(command, momentum):
+    """1 would serve the untrained network's statistics; 99 was meant as 0.99."""
+    done = run_module(*command, "--bn-momentum", momentum)
+    assert done.returncode == 2 and f"a batch-norm momentum is over 0 and under 1, got {momentum}" in done.stderr
+
+
+def test_the_batch_norm_momentum_reaches_every_batch_norm_layer_of_either_backbone():
+    import keras
+
+    from training import backbones
+
+    for model in (backbones.build("compact", 32, None, width=0.25, bn_momentum=0.9),
+                  backbones.build("xception", 71, None, bn_momentum=0.9)):
+        norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+        assert len(norms) > 10 and {layer.momentum for layer in norms} == {0.9}, model.name
+    default = backbones.build("compact", 32, None, width=0.25)
+    assert {layer.momentum for layer in default._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)} == {0.99}
+
+
+def test_the_batch_norm_momentum_changes_what_is_validated_not_the_steps_taken():
+    """It sets how fast the statistics used outside training follow the batches: the training losses are the same, the
+    validation differs (here, after 6 steps, 0.99 still validates with 94 % of the untrained statistics)."""
+    import keras
+
+    from training import backbones
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, 64).astype(np.float32)
+    photos = np.clip(rng.normal(100, 40, (64, 32, 32, 3)) + labels[:, None, None, None] * [60, 0, -60], 0, 255).astype(np.uint8)
+    histories = {}
+    for momentum in (0.99, 0.5):
+        keras.utils.set_random_seed(3)
+        schedule = fitting.Schedule(epochs=2, patience=2, batch_size=8, seed=3,
+                                    recipe=fitting.augment.Recipe(mix_probability=0.0, white_balance_probability=0.0))
+        model = fitting.compile_model(backbones.compact(32, width=0.25, bn_momentum=momentum), schedule)
+        histories[momentum] = fitting.fit(model, photos[:48], labels[:48], photos[48:], labels[48:], schedule, log=lambda _: None).history
+    assert histories[0.5]["loss"] == pytest.approx(histories[0.99]["loss"], rel=1e-5), "the same steps either way"
+    assert histories[0.5]["val_loss"] != pytest.approx(histories[0.99]["val_loss"], rel=1e-3), "other statistics validated"
+
+
+@pytest.mark.parametrize("command", [("training",), ("training.accelerated", "one", "x.pack.npz", "--out", "x")])
 @pytest.mark.parametrize("momentum", ["1", "0.2", "99"])
 def test_a_moving_average_that_would_not_average_is_a_usage_error(command, momentum):
     """1 never leaves the first weights, 0.2 is the last step's weights, 99 was meant as 0.99."""
@@ -427,6 +471,13 @@ def test_loso_reports_several_seeds_as_their_ensemble_on_request(tmp_path):
 def _figures(held_out: tuple[str, ...], balanced: float, auc: float | None = 0.9) -> dict:
     return {"folds": {source: {} for source in held_out},
             "out_of_fold": {"macro_balanced_accuracy": balanced, "roc_auc": auc, "threshold": 0.6}}
+
+
+def test_a_fit_at_the_default_batch_norm_momentum_is_named_as_fits_from_before_the_option():
+    base = {"holdout": ["houses"], "width": 1.0, "seed": 1}
+    before = loso.fit_settings({"settings": base})
+    assert loso.fit_settings({"settings": {**base, "bn_momentum": 0.99}}) == before
+    assert loso.fit_settings({"settings": {**base, "bn_momentum": 0.9}}) == {**before, "bn_momentum": 0.9}
 
 
 def test_loso_ranks_recipes_by_their_out_of_fold_figures_and_only_against_the_same_folds(tmp_path):
