@@ -35,8 +35,7 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--holdout", action="append", default=[], metavar="SOURCE")
     p.add_argument("--width", type=options.network_width, default=2.0)
-    p.add_argument("--bn-momentum", type=options.bn_momentum, default=options.BATCH_NORM_MOMENTUM, metavar="MOMENTUM",
-                   help=options.BN_MOMENTUM_HELP)
+    options.add_bn_momentum_option(p)
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=32)

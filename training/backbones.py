@@ -70,7 +70,7 @@ def compact(size: int, width: float = 1.0, dropout: float = 0.3, bn_momentum: fl
     return keras.Model(inputs, outputs, name="firewatch_compact")
 
 
-def xception(size: int, weights: str | None, dropout: float = 0.3) -> keras.Model:
+def xception(size: int, weights: str | None, dropout: float = 0.3, bn_momentum: float = BATCH_NORM_MOMENTUM) -> keras.Model:
     """The original study's backbone. ``weights='imagenet'`` downloads ImageNet weights (needs internet)."""
     try:
         # Pooled here rather than inside the base, so the export can reach the last feature map (the fire map).
@@ -81,6 +81,9 @@ def xception(size: int, weights: str | None, dropout: float = 0.3) -> keras.Mode
             "internet access; train with --weights none, or place xception_weights_tf_dim_ordering_tf_kernels_notop.h5 "
             "in ~/.keras/models/."
         ) from None
+    for layer in base.layers:  # Keras builds them; the momentum is read only once a fit is traced
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = bn_momentum
     inputs = keras.Input((size, size, 3), name="image")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalise")(inputs)
     x = layers.GlobalAveragePooling2D()(base(x))
@@ -96,9 +99,5 @@ def build(backbone: str, size: int, weights: str | None, width: float = 1.0,
             raise WeightsUnavailable("the compact backbone has no pretrained weights; use --weights none")
         return compact(size, width=width, bn_momentum=bn_momentum)
     if backbone == "xception":
-        model = xception(size, weights)
-        for layer in model._flatten_layers():  # Keras builds Xception's own layers; read only when the fit is traced
-            if isinstance(layer, layers.BatchNormalization):
-                layer.momentum = bn_momentum
-        return model
+        return xception(size, weights, bn_momentum=bn_momentum)
     raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")

@@ -82,9 +82,11 @@ def bn_momentum(text: str) -> float:
     return value
 
 
-BN_MOMENTUM_HELP = ("how slowly the batch-norm statistics that validation and serving use follow the training batches "
-                    f"(default {BATCH_NORM_MOMENTUM}, Keras's): 0.9 forgets the untrained network's statistics within some 30 steps, "
-                    "0.99 within some 300, and until then validation judges the weights by the wrong statistics")
+def add_bn_momentum_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bn-momentum", type=bn_momentum, default=BATCH_NORM_MOMENTUM, metavar="MOMENTUM",
+                   help="how slowly the batch-norm statistics that validation and serving use follow the training batches "
+                        f"(default {BATCH_NORM_MOMENTUM}, Keras's): 0.9 forgets the untrained network's statistics within some "
+                        "30 steps, 0.99 within some 300, and until then validation judges the weights by the wrong statistics")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=image_side, help="input side in pixels, 32 to 1024 (default: " + ", ".join(f"{n} {b}" for b, n in DEFAULT_SIZES.items()) + ")")
     p.add_argument("--width", type=network_width, default=2.0,
                    help="channel multiplier of the compact backbone (default 2.0: 553 k parameters; 1.0: 145 k, the previous model)")
-    p.add_argument("--bn-momentum", type=bn_momentum, default=BATCH_NORM_MOMENTUM, metavar="MOMENTUM", help=BN_MOMENTUM_HELP)
+    add_bn_momentum_option(p)
     p.add_argument("--loss", choices=("focal", "crossentropy"), default="focal",
                    help="focal (default) down-weights easy photos so hard negatives such as sunsets count more")
     p.add_argument("--epochs", type=int, default=60)

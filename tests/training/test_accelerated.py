@@ -336,7 +336,7 @@ def test_a_network_width_out_of_range_is_a_usage_error(command, width):
 
 
 @pytest.mark.parametrize("command", [("training",), ("training.accelerated", "one", "x.pack.npz", "--out", "x")])
-@pytest.mark.parametrize("momentum", ["1", "0", "99"])
+@pytest.mark.parametrize("momentum", ["1", "0", "99", "nan"])
 def test_a_batch_norm_momentum_outside_0_to_1_is_a_usage_error(command, momentum):
     """1 would serve the untrained network's statistics; 99 was meant as 0.99."""
     done = run_module(*command, "--bn-momentum", momentum)
