@@ -132,3 +132,41 @@ def fit(model: keras.Model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
         model.load_weights(checkpoint)  # the best epoch, not the last
     shutil.rmtree(checkpoint.parent, ignore_errors=True)
     return Fitted(model, {k: [float(v) for v in values] for k, values in history.history.items()}, seconds)
+
+
+def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    """Every batch-norm layer of ``model``, those of nested models (a pretrained backbone) included."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found.extend(batch_norm_layers(layer))
+    return found
+
+
+def exact_batch_norm_statistics(model: keras.Model, batches: TrainingBatches, epochs: int = 2) -> int:
+    """Give every batch-norm layer the statistics of the weights it now has: the plain mean, over ``epochs`` of
+    ``batches``, of the batch statistics training normalises with, instead of running averages that lag behind the
+    weights (at momentum 0.99, some 100 steps). What SWA does after averaging weights. Returns the batches seen.
+
+    Each batch is one forward pass in training mode, which updates no weight: batch k is averaged in with momentum
+    (k - 1) / k, so after n batches each holds 1/n of the statistics."""
+    layers = batch_norm_layers(model)
+    kept = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.moving_mean.assign(np.zeros(layer.moving_mean.shape, np.float32))
+        layer.moving_variance.assign(np.ones(layer.moving_variance.shape, np.float32))
+    seen = 0
+    try:
+        for _ in range(epochs):
+            for index in range(len(batches)):
+                seen += 1
+                for layer in layers:
+                    layer.momentum = (seen - 1) / seen
+                model(batches[index][0], training=True)
+            batches.on_epoch_end()
+    finally:
+        for layer, momentum in zip(layers, kept):
+            layer.momentum = momentum
+    return seen

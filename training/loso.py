@@ -81,7 +81,7 @@ def fit_settings(record: dict) -> dict:
     return settings
 
 
-UNNAMED_MEANS = {"ema": "0", "fine_tuned": "False", "bn_momentum": str(BATCH_NORM_MOMENTUM)}  # what fit_settings leaves out of a name means this
+UNNAMED_MEANS = {"ema": "0", "fine_tuned": "False", "bn_momentum": str(BATCH_NORM_MOMENTUM), "bn_statistics": "running"}  # what fit_settings leaves out of a name means this
 
 
 def settings_text(settings: dict, seed: bool = True) -> str:
