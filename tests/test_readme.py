@@ -30,7 +30,8 @@ def test_every_python_module_command_answers_help(module):
 
 def test_training_help_lists_the_options_the_readme_uses():
     commands = (["training"], ["training.score"], ["training.pack"], ["training.accelerated", "grid"],
-                ["training.accelerated", "one"], ["training.loso"], ["training.rescore"])
+                ["training.accelerated", "one"], ["training.loso"], ["training.rescore"],
+                ["training.recalibrate"])
     helps = [subprocess.run([sys.executable, "-m", *command, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
              for command in commands]
     assert all(done.returncode == 0 for done in helps)
