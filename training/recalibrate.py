@@ -111,17 +111,7 @@ def write_copy(folder: Path, target: Path, record: dict, model, scores: dict, pr
 def finished_before(folder: Path, target: Path) -> bool:
     """Whether ``target`` is this fit's recalibrated copy from an earlier run (kept, so a retry redoes only what is
     missing); any other folder in the way is refused, never overwritten."""
-    if not target.exists():
-        return False
-    try:
-        record = json.loads((target / accelerated.RUN).read_text())
-        same = record["recalibrated"]["from"] == str(folder) and (target / accelerated.SCORES).is_file()
-    except (OSError, ValueError, KeyError, TypeError):
-        same = False
-    if not same:
-        raise RecalibrateError(f"{target} already exists and is not this fit's recalibrated copy: give another --out "
-                               "(nothing is overwritten)")
-    return True
+    return rescore.earlier_copy(target, "recalibrated", lambda record: record["recalibrated"]["from"] == str(folder))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             mean, most = rescore.shift(table, scores)
             print(f"{folder.name}: statistics of {seen} batches in {time.time() - started:.0f} s; probabilities moved "
                   f"{mean:.4f} on average, {most:.4f} at most: {target}", file=sys.stderr, flush=True)
-    except RecalibrateError as exc:
+    except (RecalibrateError, rescore.RescoreError) as exc:
         raise SystemExit(f"error: {exc}") from None
     return 0
 

@@ -18,6 +18,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -112,16 +113,21 @@ def shift(before: dict, after: dict) -> tuple[float, float]:
 def finished_before(folder: Path, target: Path) -> bool:
     """Whether ``target`` is this fit's rescored copy from an earlier run (kept: a retry after a failure part way
     through redoes only what is missing); an existing folder that is anything else is refused, never overwritten."""
+    return earlier_copy(target, "rescored", lambda record: record["scored_on"]["rescored_from"] == str(folder) and (
+        target / accelerated.WEIGHTS).read_bytes() == (folder / accelerated.WEIGHTS).read_bytes())
+
+
+def earlier_copy(target: Path, kind: str, ours: Callable[[dict], bool]) -> bool:
+    """Whether ``target`` is a whole copy that ``ours`` recognises by its ``run.json`` (False: nothing there yet); any
+    other folder in the way is an error, so a copy is never written over something else."""
     if not target.exists():
         return False
     try:
-        record = json.loads((target / accelerated.RUN).read_text())
-        same = (record["scored_on"]["rescored_from"] == str(folder) and (target / accelerated.SCORES).is_file()
-                and (target / accelerated.WEIGHTS).read_bytes() == (folder / accelerated.WEIGHTS).read_bytes())
+        same = (target / accelerated.SCORES).is_file() and ours(json.loads((target / accelerated.RUN).read_text()))
     except (OSError, ValueError, KeyError, TypeError):
         same = False
     if not same:
-        raise RescoreError(f"{target} already exists and is not this fit's rescored copy: give another --out (nothing is "
+        raise RescoreError(f"{target} already exists and is not this fit's {kind} copy: give another --out (nothing is "
                            "overwritten)")
     return True
 
