@@ -24,6 +24,7 @@ from pathlib import Path
 from . import accelerated, rescore
 
 EXACT = "exact"  # run.json's settings["bn_statistics"] in a recalibrated copy (absent: the running averages)
+MAX_BATCH = 4096  # photos in one forward pass: a damaged run.json must not ask for the whole pack at once
 
 
 class RecalibrateError(ValueError):
@@ -41,7 +42,27 @@ def read_fit(folder: Path) -> tuple[dict, dict]:
                                "rescored from, then rescore the copy") from None
     if record["settings"].get("bn_statistics") == EXACT:
         raise RecalibrateError(f"{folder}: its batch-norm statistics are already exact (training.recalibrate)")
+    schedule_of(folder, record["settings"])  # a damaged recipe is refused before any fit is recalibrated
     return record, table
+
+
+def schedule_of(folder: Path, settings: dict):
+    """The batches the fit trained on: its batch size, seed and augmentation recipe, from its settings."""
+    from . import augment, fitting
+
+    try:
+        shares = [float(settings[k]) for k in ("mix_probability", "white_balance_probability", "white_balance_strength")]
+        shares.append(float(settings.get("decoy_probability", 0.0)))
+        batch_size, seed = settings["batch_size"], settings["seed"]
+        if not all(0.0 <= share <= 1.0 for share in shares):
+            raise ValueError(f"augmentation shares {shares} not from 0 to 1")
+        if not (isinstance(batch_size, int) and 1 <= batch_size <= MAX_BATCH) or not isinstance(seed, int):
+            raise ValueError(f"batch size {batch_size!r} (1 to {MAX_BATCH}) or seed {seed!r} is not an integer")
+        if not isinstance(settings["holdout"], list):
+            raise ValueError("no list of held-out sources")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RecalibrateError(f"{folder}: its run.json does not say how it was fitted ({exc})") from None
+    return fitting.Schedule(batch_size=batch_size, seed=seed, recipe=augment.Recipe(*shares))
 
 
 def pack_for(record: dict, given: Path | None, cache: dict):
@@ -51,8 +72,8 @@ def pack_for(record: dict, given: Path | None, cache: dict):
 
     path = given or Path(str(record["settings"].get("pack", "")))
     if not path.is_file():
-        raise RecalibrateError(f"no pack at {path}, where the fit's run.json says it was made from: give that pack "
-                               "with --pack")
+        raise RecalibrateError(f"no pack at {path}" if given else f"no pack at {path}, where the fit's run.json says it "
+                               "was made from: give that pack with --pack")
     if path not in cache:
         cache[path] = pack.read(path)  # a damaged pack is a clear error there
     data = cache[path]
@@ -68,7 +89,7 @@ def pack_for(record: dict, given: Path | None, cache: dict):
 def recalibrate(folder: Path, record: dict, table: dict, data, rows, epochs: int) -> tuple[object, dict, int]:
     """The fit's model with exact batch-norm statistics, its ``scores.json`` again (the same rows, in order) and the
     number of batches averaged."""
-    from . import augment, backbones, fitting
+    from . import backbones, fitting
 
     settings = record["settings"]
     model = backbones.compact(record["image_size"], width=settings["width"])
@@ -76,10 +97,7 @@ def recalibrate(folder: Path, record: dict, table: dict, data, rows, epochs: int
         model.load_weights(folder / accelerated.WEIGHTS)
     except (OSError, ValueError) as exc:
         raise RecalibrateError(f"{folder}: its {accelerated.WEIGHTS} does not fit the model its run.json describes ({exc})") from None
-    schedule = fitting.Schedule(batch_size=settings["batch_size"], seed=settings["seed"], recipe=augment.Recipe(
-        settings["mix_probability"], settings["white_balance_probability"], settings["white_balance_strength"],
-        settings.get("decoy_probability", 0.0)))
-    batches = fitting.TrainingBatches(data.images[rows["train"]], data.labels[rows["train"]], schedule)
+    batches = fitting.TrainingBatches(data.images[rows["train"]], data.labels[rows["train"]], schedule_of(folder, settings))
     seen = fitting.exact_batch_norm_statistics(model, batches, epochs)
     index = {h: i for i, h in enumerate(data.sha256)}
     try:

@@ -148,4 +148,8 @@ def test_recalibrate_refuses_what_it_cannot_do_and_a_retry_keeps_what_it_made(tm
     assert run_module("training.pack", larger, packed.parent / "data" / "forest", packed.parent / "data" / "weather",
                       "--image-size", "40", "--val-fraction", "0.4").returncode == 0
     assert "holds 40 px photos, the fit 32 px" in refused(fit, "--out", tmp_path / "d", "--pack", larger)
-    assert not any((tmp_path / name).exists() for name in "acd")
+    assert "no pack at" in refused(fit, "--out", tmp_path / "e", "--pack", tmp_path)
+    for damage in ({"batch_size": 10**9}, {"seed": "x"}, {"mix_probability": 3}, {"holdout": "weather"}, {"white_balance_strength": None}):
+        (moved / accelerated.RUN).write_text(json.dumps({**record, "settings": {**record["settings"], **damage}}))
+        assert "does not say how it was fitted" in refused(moved, "--out", tmp_path / "f"), damage
+    assert not any((tmp_path / name).exists() for name in "acdef")
