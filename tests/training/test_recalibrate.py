@@ -153,3 +153,24 @@ def test_recalibrate_refuses_what_it_cannot_do_and_a_retry_keeps_what_it_made(tm
         (moved / accelerated.RUN).write_text(json.dumps({**record, "settings": {**record["settings"], **damage}}))
         assert "does not say how it was fitted" in refused(moved, "--out", tmp_path / "f"), damage
     assert not any((tmp_path / name).exists() for name in "acdef")
+
+
+@pytest.mark.slow  # a whole served run (export, plots) on top of the fit: make test-all
+@pytest.mark.timeout(300)
+def test_a_recalibrated_copy_is_served_like_any_fit_and_its_card_says_so(tmp_path, fitted):
+    from tests.training.test_training import run_training
+
+    fit, packed = fitted
+    assert recalibrate.main([str(fit), "--out", str(tmp_path / "exact"), "--epochs", "1"]) == 0
+    copy = tmp_path / "exact" / fit.name
+    data = packed.parent / "data"
+    done = run_training(data / "forest", data / "weather", "--image-size", "32", "--val-fraction", "0.4", "--batch-size", "8",
+                        "--width", "1.0", "--holdout", "weather", "--trained", copy, "--runs", tmp_path / "runs")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = (tmp_path / "runs").iterdir()
+    card = json.loads((run / "fire_classifier.json").read_text())
+    assert card["training"]["fitted_elsewhere"]["settings"]["bn_statistics"] == "exact"
+    served = keras.models.load_model(run / card["files"]["keras"], compile=False)
+    recalibrated = backbones.compact(32, width=1.0)
+    recalibrated.load_weights(copy / accelerated.WEIGHTS)
+    assert all(np.array_equal(a, b) for a, b in zip(served.get_weights(), recalibrated.get_weights())), "the copy's statistics"
