@@ -10,9 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from tests.training.test_accelerated import run_module
 from tests.training.test_training import make_dataset
-from training import accelerated, backbones, fitting, recalibrate, rescore
+from training import accelerated, backbones, fitting, loso, pack, recalibrate, rescore
 
 
 def _batches(photos, labels, schedule, epochs):
@@ -59,19 +58,16 @@ def fitted(tmp_path_factory, datasets):
     tmp_path = tmp_path_factory.mktemp("recalibrate")
     root = make_dataset(tmp_path / "data", datasets, per_class=8)
     packed = tmp_path / "d.pack.npz"
-    assert run_module("training.pack", packed, root / "forest", root / "weather", "--image-size", "32",
-                      "--val-fraction", "0.4").returncode == 0
+    # In this process, not as commands: the test run saves two TensorFlow imports.
+    assert pack.main([str(packed), str(root / "forest"), str(root / "weather"), "--image-size", "32", "--val-fraction", "0.4"]) == 0
     fit = tmp_path / "fits" / "t-weather"
-    done = run_module("training.accelerated", "one", packed, "--out", fit, "--holdout", "weather", "--width", "1.0",
-                      "--epochs", "1", "--batch-size", "8")
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert accelerated.main(["one", str(packed), "--out", str(fit), "--holdout", "weather", "--width", "1.0", "--epochs", "1",
+                             "--batch-size", "8"]) == 0
     return fit, packed
 
 
 @pytest.mark.timeout(300)
 def test_a_recalibrated_copy_has_exact_statistics_new_scores_and_is_a_recipe_of_its_own(tmp_path, fitted, capsys):
-    from training import pack
-
     fit, packed = fitted
     out = tmp_path / "exact"
     assert recalibrate.main([str(fit), "--out", str(out), "--epochs", "1"]) == 0
@@ -100,10 +96,9 @@ def test_a_recalibrated_copy_has_exact_statistics_new_scores_and_is_a_recipe_of_
 
     # Reported beside the fit as another recipe, never pooled with it.
     report = tmp_path / "r.json"
-    done = run_module("training.loso", fit, copy, "--json", report)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert loso.main([str(fit), str(copy), "--json", str(report)]) == 0
     assert sorted(" bn_statistics=exact " in f" {name} " for name in json.loads(report.read_text())) == [False, True]
-    ranked = done.stdout.split("ranked by")[1]
+    ranked = capsys.readouterr().out.split("ranked by")[1]
     assert "bn_statistics=exact" in ranked and "bn_statistics=running" in ranked, ranked
 
 
@@ -141,12 +136,11 @@ def test_recalibrate_refuses_what_it_cannot_do_and_a_retry_keeps_what_it_made(tm
     assert "give that pack with --pack" in refused(moved, "--out", tmp_path / "b")
     assert recalibrate.main([str(moved), "--out", str(tmp_path / "b"), "--pack", str(packed), "--epochs", "1"]) == 0
     other = tmp_path / "other.pack.npz"
-    assert run_module("training.pack", other, packed.parent / "data" / "forest", packed.parent / "data" / "weather",
-                      "--image-size", "32", "--val-fraction", "0.2").returncode == 0
+    data = packed.parent / "data"
+    assert pack.main([str(other), str(data / "forest"), str(data / "weather"), "--image-size", "32", "--val-fraction", "0.2"]) == 0
     assert "does not hold this fit's training photos" in refused(fit, "--out", tmp_path / "c", "--pack", other)
     larger = tmp_path / "larger.pack.npz"
-    assert run_module("training.pack", larger, packed.parent / "data" / "forest", packed.parent / "data" / "weather",
-                      "--image-size", "40", "--val-fraction", "0.4").returncode == 0
+    assert pack.main([str(larger), str(data / "forest"), str(data / "weather"), "--image-size", "40", "--val-fraction", "0.4"]) == 0
     assert "holds 40 px photos, the fit 32 px" in refused(fit, "--out", tmp_path / "d", "--pack", larger)
     assert "no pack at" in refused(fit, "--out", tmp_path / "e", "--pack", tmp_path)
     for damage in ({"batch_size": 10**9}, {"seed": "x"}, {"mix_probability": 3}, {"holdout": "weather"}, {"white_balance_strength": None}):
