@@ -15,6 +15,7 @@ and ``python -m training --trained`` can serve them. To score the copies on the 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -31,19 +32,17 @@ class RecalibrateError(ValueError):
     """A fit that cannot be recalibrated as asked; the message says why."""
 
 
-def read_fit(folder: Path) -> tuple[dict, dict]:
-    """A finished fit's ``run.json`` and ``scores.json``, scored on its pack and not recalibrated before."""
+def read_fit(folder: Path) -> tuple[dict, dict, object]:
+    """A finished fit's ``run.json``, ``scores.json`` and training batches' schedule, scored on its pack and not
+    recalibrated before; a damaged record is refused here, before any fit is recalibrated."""
     try:
         record, table = rescore.read_fit(folder)
-    except rescore.RescoreError as exc:
-        if "already rescored" not in str(exc):
-            raise RecalibrateError(str(exc)) from None
+    except rescore.AlreadyRescored:
         raise RecalibrateError(f"{folder}: scored on the exact decodes (training.rescore): recalibrate the fit it was "
                                "rescored from, then rescore the copy") from None
     if record["settings"].get("bn_statistics") == EXACT:
         raise RecalibrateError(f"{folder}: its batch-norm statistics are already exact (training.recalibrate)")
-    schedule_of(folder, record["settings"])  # a damaged recipe is refused before any fit is recalibrated
-    return record, table
+    return record, table, schedule_of(folder, record["settings"])
 
 
 def schedule_of(folder: Path, settings: dict):
@@ -56,9 +55,9 @@ def schedule_of(folder: Path, settings: dict):
         batch_size, seed = settings["batch_size"], settings["seed"]
         if not all(0.0 <= share <= 1.0 for share in shares):
             raise ValueError(f"augmentation shares {shares} not from 0 to 1")
-        if not (isinstance(batch_size, int) and 1 <= batch_size <= MAX_BATCH) or not isinstance(seed, int):
-            raise ValueError(f"batch size {batch_size!r} (1 to {MAX_BATCH}) or seed {seed!r} is not an integer")
-        if not isinstance(settings["holdout"], list):
+        if not (isinstance(batch_size, int) and 1 <= batch_size <= MAX_BATCH) or not (isinstance(seed, int) and seed >= 0):
+            raise ValueError(f"batch size {batch_size!r} (1 to {MAX_BATCH}) or seed {seed!r} (0 or more) is not as fitted")
+        if not (isinstance(settings["holdout"], list) and all(isinstance(name, str) for name in settings["holdout"])):
             raise ValueError("no list of held-out sources")
     except (KeyError, TypeError, ValueError) as exc:
         raise RecalibrateError(f"{folder}: its run.json does not say how it was fitted ({exc})") from None
@@ -86,7 +85,7 @@ def pack_for(record: dict, given: Path | None, cache: dict):
     return data, rows
 
 
-def recalibrate(folder: Path, record: dict, table: dict, data, rows, epochs: int) -> tuple[object, dict, int]:
+def recalibrate(folder: Path, record: dict, table: dict, schedule, data, rows, epochs: int) -> tuple[object, dict, int]:
     """The fit's model with exact batch-norm statistics, its ``scores.json`` again (the same rows, in order) and the
     number of batches averaged."""
     from . import backbones, fitting
@@ -97,13 +96,15 @@ def recalibrate(folder: Path, record: dict, table: dict, data, rows, epochs: int
         model.load_weights(folder / accelerated.WEIGHTS)
     except (OSError, ValueError) as exc:
         raise RecalibrateError(f"{folder}: its {accelerated.WEIGHTS} does not fit the model its run.json describes ({exc})") from None
-    batches = fitting.TrainingBatches(data.images[rows["train"]], data.labels[rows["train"]], schedule_of(folder, settings))
+    batches = fitting.TrainingBatches(data.images[rows["train"]], data.labels[rows["train"]], schedule)
     seen = fitting.exact_batch_norm_statistics(model, batches, epochs)
     index = {h: i for i, h in enumerate(data.sha256)}
     try:
         at = [index[row[0]] for row in table["rows"]]
     except KeyError as exc:
         raise RecalibrateError(f"{folder}: a scored photo ({str(exc)[1:13]}) is not in the pack") from None
+    except (TypeError, IndexError) as exc:
+        raise RecalibrateError(f"{folder}: its scores.json is damaged ({exc})") from None
     if [int(data.labels[i]) for i in at] != [row[2] for row in table["rows"]]:
         raise RecalibrateError(f"{folder}: the pack labels some scored photos otherwise than the fit did")
     scores = accelerated.score_table(model, data.images[at], [row[0] for row in table["rows"]],
@@ -126,10 +127,16 @@ def write_copy(folder: Path, target: Path, record: dict, model, scores: dict, pr
     partial.rename(target)
 
 
+def weights_hash(folder: Path) -> str:
+    return hashlib.sha256((folder / accelerated.WEIGHTS).read_bytes()).hexdigest()
+
+
 def finished_before(folder: Path, target: Path) -> bool:
-    """Whether ``target`` is this fit's recalibrated copy from an earlier run (kept, so a retry redoes only what is
-    missing); any other folder in the way is refused, never overwritten."""
-    return rescore.earlier_copy(target, "recalibrated", lambda record: record["recalibrated"]["from"] == str(folder))
+    """Whether ``target`` is this fit's recalibrated copy from an earlier run, of the weights the fit has now (kept, so a
+    retry redoes only what is missing); any other folder in the way, a copy of earlier weights among them, is refused,
+    never overwritten."""
+    return rescore.earlier_copy(target, "recalibrated", lambda record: record["recalibrated"]["from"] == str(folder)
+                                and record["recalibrated"]["weights_sha256"] == weights_hash(folder))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,16 +154,16 @@ def main(argv: list[str] | None = None) -> int:
     packs: dict = {}
     try:
         fits = [(folder, *read_fit(folder)) for folder in args.fits]
-        for folder, record, table in fits:
+        for folder, record, table, schedule in fits:
             target = args.out / folder.name
             if finished_before(folder, target):
                 print(f"{folder.name}: recalibrated before, kept: {target}", file=sys.stderr)
                 continue
             data, rows = pack_for(record, args.pack, packs)
-            started = time.time()
-            model, scores, seen = recalibrate(folder, record, table, data, rows, args.epochs)
-            write_copy(folder, target, record, model, scores,
-                       {"from": str(folder), "epochs": args.epochs, "batches": seen, "seconds": round(time.time() - started, 1)})
+            started, source = time.time(), weights_hash(folder)
+            model, scores, seen = recalibrate(folder, record, table, schedule, data, rows, args.epochs)
+            write_copy(folder, target, record, model, scores, {"from": str(folder), "weights_sha256": source,
+                       "epochs": args.epochs, "batches": seen, "seconds": round(time.time() - started, 1)})
             mean, most = rescore.shift(table, scores)
             print(f"{folder.name}: statistics of {seen} batches in {time.time() - started:.0f} s; probabilities moved "
                   f"{mean:.4f} on average, {most:.4f} at most: {target}", file=sys.stderr, flush=True)

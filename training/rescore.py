@@ -33,6 +33,10 @@ class RescoreError(ValueError):
     """A fit that cannot be rescored as asked; the message says why."""
 
 
+class AlreadyRescored(RescoreError):
+    """A copy whose scores are already of the exact decodes."""
+
+
 def read_fit(folder: Path) -> tuple[dict, dict]:
     """A finished fit's ``run.json`` and ``scores.json``, with its weights present."""
     try:
@@ -53,7 +57,7 @@ def read_fit(folder: Path) -> tuple[dict, dict]:
         raise RescoreError(f"{folder}: no {accelerated.WEIGHTS} to score with (a grid archive holds weights only for "
                            "the folds WEIGHTS named; WEIGHTS=every keeps them all)")
     if scored_on == EXACT:
-        raise RescoreError(f"{folder}: already rescored on the exact decodes")
+        raise AlreadyRescored(f"{folder}: already rescored on the exact decodes")
     return record, table
 
 

@@ -127,6 +127,9 @@ def test_recalibrate_refuses_what_it_cannot_do_and_a_retry_keeps_what_it_made(tm
     shutil.copy(fit / accelerated.WEIGHTS, second / accelerated.WEIGHTS)
     assert recalibrate.main([str(fit), str(second), "--out", str(out), "--epochs", "1"]) == 0
     assert f"{fit.name}: recalibrated before, kept" in capsys.readouterr().err and (out / second.name).is_dir()
+    refitted = backbones.compact(32, width=1.0)  # the fit made again since: its old copy is not kept as if current
+    refitted.save_weights(second / accelerated.WEIGHTS)
+    assert "is not this fit's recalibrated copy" in refused(second, "--out", out)
     clash = shutil.copytree(fit, tmp_path / "elsewhere" / fit.name)
     assert "already exists and is not this fit's recalibrated copy" in refused(clash, "--out", out)
 
@@ -143,10 +146,15 @@ def test_recalibrate_refuses_what_it_cannot_do_and_a_retry_keeps_what_it_made(tm
     assert pack.main([str(larger), str(data / "forest"), str(data / "weather"), "--image-size", "40", "--val-fraction", "0.4"]) == 0
     assert "holds 40 px photos, the fit 32 px" in refused(fit, "--out", tmp_path / "d", "--pack", larger)
     assert "no pack at" in refused(fit, "--out", tmp_path / "e", "--pack", tmp_path)
-    for damage in ({"batch_size": 10**9}, {"seed": "x"}, {"mix_probability": 3}, {"holdout": "weather"}, {"white_balance_strength": None}):
+    for damage in ({"batch_size": 10**9}, {"seed": "x"}, {"mix_probability": 3}, {"holdout": "weather"}, {"white_balance_strength": None},
+                   {"seed": -1}, {"holdout": [3]}):
         (moved / accelerated.RUN).write_text(json.dumps({**record, "settings": {**record["settings"], **damage}}))
         assert "does not say how it was fitted" in refused(moved, "--out", tmp_path / "f"), damage
-    assert not any((tmp_path / name).exists() for name in "acdef")
+    (moved / accelerated.RUN).write_text(json.dumps({**record, "settings": {**record["settings"], "pack": str(packed)}}))
+    table = json.loads((fit / accelerated.SCORES).read_text())
+    (moved / accelerated.SCORES).write_text(json.dumps({**table, "rows": [[["x"], *table["rows"][0][1:]]]}))
+    assert "its scores.json is damaged" in refused(moved, "--out", tmp_path / "g")
+    assert not any((tmp_path / name).exists() for name in "acdefg")
 
 
 @pytest.mark.slow  # a whole served run (export, plots) on top of the fit: make test-all
