@@ -18,8 +18,9 @@ import pytest
 from inference import Classifier, LiteRTModel
 from inference.cascade import Cascade
 from tests.conftest import ROOT
-from tests.training.test_training import make_dataset, run_training
-from training import accelerated, fitting, loso, pack, runs
+from tests.training.in_process import run_main
+from tests.training.test_training import make_dataset
+from training import accelerated, cli, fitting, loso, pack, rescore, runs
 
 
 def run_module(module: str, *args, timeout=300):
@@ -150,8 +151,12 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
         for photo in sorted((datasets / "fire-dataset" / label).glob("*.jpg"))[:8]:
             shutil.copy(photo, root / "fires" / label / photo.name)
     folders = [root / "forest", root / "weather", root / "fires"]
+
+    def train(*args):  # python -m training on these photos, in this process
+        return run_main(cli.main, *folders, *args)
+
     packed = tmp_path / "d.pack.npz"
-    done = run_module("training.pack", packed, *folders, "--image-size", "48", "--val-fraction", "0.4")
+    done = run_main(pack.main, packed, *folders, "--image-size", "48", "--val-fraction", "0.4")
     assert done.returncode == 0, done.stderr[-2000:]
     # Step 2 as a lent machine runs it: the script's preflight, the grid, one archive per variant for the trip back.
     settings = {"PYTHON": sys.executable, "VARIANTS": "small:--width 1.0 --epochs 1 --batch-size 8", "FOLDS": "all weather fires",
@@ -167,6 +172,8 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
         assert {f"small-s{seed}-{fold}/{accelerated.SCORES}" for fold in ("all", "weather")} <= packed_files
         assert f"small-s{seed}-all/{accelerated.WEIGHTS}" in packed_files, "the full fits' weights, to finish and serve"
         assert f"small-s{seed}-weather/{accelerated.WEIGHTS}" not in packed_files, "a fold's scores are enough"
+    assert sorted(p.name for p in fits.iterdir() if p.is_dir()) == [f"small-s{s}-{f}" for s in (1, 2) for f in ("all", "fires", "weather")]
+    assert [json.loads((fits / f"small-s{s}-weather" / accelerated.RUN).read_text())["settings"]["seed"] for s in (1, 2)] == [1, 2]
     full, fold, fire_fold = fits / "small-s1-all", fits / "small-s1-weather", fits / "small-s1-fires"
     for name in (accelerated.WEIGHTS, accelerated.HISTORY, accelerated.RUN, accelerated.SCORES):
         assert (full / name).is_file() and (fold / name).is_file()
@@ -175,53 +182,56 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     assert {row[1] for row in scores["rows"] if row[3] == "held"} == {"weather"}
 
     report = tmp_path / "loso.json"
-    summary = run_module("training.loso", full, fold, fire_fold, "--json", report)
+    summary = run_main(loso.main, full, fold, fire_fold, "--json", report)
     assert summary.returncode == 0, summary.stderr[-2000:]
     assert "weather/nofire false alarms" in summary.stdout and "out of fold" in summary.stdout
     recipe, figures = loso.one_recipe(report)
     assert "width=1.0" in recipe and set(figures["folds"]) == {"weather", "fires"}
     fire_free = tmp_path / "fire-free.json"
-    assert run_module("training.loso", fold, "--json", fire_free).returncode == 0
+    assert run_main(loso.main, fold, "--json", fire_free).returncode == 0
+    per_seed = tmp_path / "per-seed.json"
+    assert run_main(loso.main, fold, fits / "small-s2-weather", "--json", per_seed).returncode == 0
+    assert len(json.loads(per_seed.read_text())) == 2, "each seed's folds are a result of their own"
 
-    mismatch = run_training(*folders, "--image-size", "48", "--val-fraction", "0.4", "--width", "2.0", "--trained", full,
-                            "--runs", tmp_path / "runs")
+    mismatch = train("--image-size", "48", "--val-fraction", "0.4", "--width", "2.0", "--trained", full,
+                     "--runs", tmp_path / "runs")
     assert mismatch.returncode != 0 and "fitted on something else: width: 1.0 there, 2.0 here" in mismatch.stderr
     same = ("--image-size", "48", "--val-fraction", "0.4", "--batch-size", "8", "--width", "1.0")
-    recipe_differs = run_training(*folders, *same, "--trained", full, "--white-balance-strength", "0.45", "--runs", tmp_path / "runs")
+    recipe_differs = train(*same, "--trained", full, "--white-balance-strength", "0.45", "--runs", tmp_path / "runs")
     assert recipe_differs.returncode != 0 and "white-balance strength: 0.25 there, 0.45 here" in recipe_differs.stderr
     damaged = tmp_path / "damaged"
     shutil.copytree(full, damaged)
     (damaged / accelerated.WEIGHTS).write_bytes((full / accelerated.WEIGHTS).read_bytes()[:500])
-    broken = run_training(*folders, *same, "--trained", damaged, "--runs", tmp_path / "runs")
+    broken = train(*same, "--trained", damaged, "--runs", tmp_path / "runs")
     assert broken.returncode != 0 and "does not fit this model" in broken.stderr and "Traceback" not in broken.stderr
 
     # Fine-tuning: a fit that starts from another's weights records which, and its recipe must be this run's too.
     tuned = tmp_path / "tuned"
     small = ("--width", "1.0", "--epochs", "1", "--batch-size", "8", "--decoy-probability", "0.5", "--ema", "0.9",
              "--bn-momentum", "0.9")
-    done = run_module("training.accelerated", "one", packed, "--out", tuned, "--init", full / accelerated.WEIGHTS, *small)
+    done = run_main(accelerated.main, "one", packed, "--out", tuned, "--init", full / accelerated.WEIGHTS, *small)
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads((tuned / accelerated.RUN).read_text())
     assert record["init"]["sha256"] == hashlib.sha256((full / accelerated.WEIGHTS).read_bytes()).hexdigest()
     assert record["settings"]["decoy_probability"] == 0.5 and record["settings"]["bn_momentum"] == 0.9
-    bad_init = run_module("training.accelerated", "one", packed, "--out", tmp_path / "x", "--init", damaged / accelerated.WEIGHTS, *small)
+    bad_init = run_main(accelerated.main, "one", packed, "--out", tmp_path / "x", "--init", damaged / accelerated.WEIGHTS, *small)
     assert bad_init.returncode != 0 and "--init" in bad_init.stderr and "Traceback" not in bad_init.stderr
-    no_decoys = run_training(*folders, *same, "--trained", tuned, "--runs", tmp_path / "runs")
+    no_decoys = train(*same, "--trained", tuned, "--runs", tmp_path / "runs")
     assert no_decoys.returncode != 0 and "decoy probability: 0.5 there, 0.0 here" in no_decoys.stderr
     assert "weight average momentum (--ema): 0.9 there, 0.0 here" in no_decoys.stderr
     assert "batch-norm momentum (--bn-momentum): 0.9 there, 0.99 here" in no_decoys.stderr
-    with_decoys = run_training(*folders, *same, "--trained", tuned, "--decoy-probability", "0.5", "--ema", "0.9", "--bn-momentum", "0.9",
-                               "--runs", tmp_path / "tuned-runs")
+    with_decoys = train(*same, "--trained", tuned, "--decoy-probability", "0.5", "--ema", "0.9", "--bn-momentum", "0.9",
+                        "--runs", tmp_path / "tuned-runs")
     assert with_decoys.returncode == 0, with_decoys.stderr[-3000:]
     (tuned_run,) = (tmp_path / "tuned-runs").iterdir()
     tuned_card = json.loads((tuned_run / "fire_classifier.json").read_text())
     assert tuned_card["training"]["fitted_elsewhere"]["started_from"] == record["init"]
     assert tuned_card["augmentation"]["decoy_probability"] == 0.5
     assert tuned_card["training"]["weight_average_momentum"] == 0.9 and tuned_card["training"]["batch_norm_momentum"] == 0.9
-    one_class = run_training(*folders, *same, "--trained", full, "--loso", fire_free, "--runs", tmp_path / "one-class")
+    one_class = train(*same, "--trained", full, "--loso", fire_free, "--runs", tmp_path / "one-class")
     assert one_class.returncode != 0 and "every photo --loso" in one_class.stderr and "held out is fire-free" in one_class.stderr
     assert not (tmp_path / "one-class").exists(), "refused before a run folder is made"
-    finished = run_training(*folders, *same, "--trained", full, "--loso", report, "--runs", tmp_path / "runs")
+    finished = train(*same, "--trained", full, "--loso", report, "--runs", tmp_path / "runs")
     assert finished.returncode == 0, finished.stderr[-3000:]
     (run,) = [p for p in (tmp_path / "runs").iterdir() if not p.name.endswith("incomplete")]
     card = json.loads((run / "fire_classifier.json").read_text())
@@ -238,19 +248,19 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     # The two seeds' fits served as one model, the mean of both, at the threshold their mean chose out of fold. The first
     # is the run served above, as after its fit folder is gone: its card, .keras and manifest hold the fit.
     both = (run, fits / "small-s2-all")
-    assert run_module("training.loso", fold, fire_fold, fits / "small-s2-weather", fits / "small-s2-fires", "--seeds", "mean",
-                      "--json", tmp_path / "mean.json").returncode == 0
-    wrong_threshold = run_training(*folders, *same, "--trained", *both, "--loso", report, "--runs", tmp_path / "runs")
+    assert run_main(loso.main, fold, fire_fold, fits / "small-s2-weather", fits / "small-s2-fires", "--seeds", "mean",
+                    "--json", tmp_path / "mean.json").returncode == 0
+    wrong_threshold = train(*same, "--trained", *both, "--loso", report, "--runs", tmp_path / "runs")
     assert wrong_threshold.returncode != 0 and "measured one fit, but this run serves the mean of 2 fits" in wrong_threshold.stderr
-    other_recipe = run_training(*folders, *same, "--trained", full, "--loso", tmp_path / "other.json", "--runs", tmp_path / "runs")
+    other_recipe = train(*same, "--trained", full, "--loso", tmp_path / "other.json", "--runs", tmp_path / "runs")
     assert other_recipe.returncode != 0 and "measured another recipe than --trained" in other_recipe.stderr
-    one_seed_twice = run_training(*folders, *same, "--trained", run, full, "--runs", tmp_path / "runs")
+    one_seed_twice = train(*same, "--trained", run, full, "--runs", tmp_path / "runs")
     assert one_seed_twice.returncode != 0 and "an ensemble of one seed twice" in one_seed_twice.stderr, "a run is its fit"
     fitted_here = shutil.copytree(run, tmp_path / "fitted-here")
     (fitted_here / "fire_classifier.json").write_text(json.dumps({**card, "training": {"epochs_run": 1, "seconds": 1.0}}))
-    not_a_fit = run_training(*folders, *same, "--trained", fitted_here, "--runs", tmp_path / "runs")
+    not_a_fit = train(*same, "--trained", fitted_here, "--runs", tmp_path / "runs")
     assert not_a_fit.returncode != 0 and "fitted by `python -m training` itself" in not_a_fit.stderr
-    ensemble = run_training(*folders, *same, "--trained", *both, "--loso", tmp_path / "mean.json", "--runs", tmp_path / "ensemble")
+    ensemble = train(*same, "--trained", *both, "--loso", tmp_path / "mean.json", "--runs", tmp_path / "ensemble")
     assert ensemble.returncode == 0, ensemble.stderr[-3000:]
     assert "(the first of 2 averaged fits)" in ensemble.stderr, "the kept epoch is one member's, and says so"
     (ensemble_run,) = (tmp_path / "ensemble").iterdir()
@@ -262,7 +272,7 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     assert ensemble_card["metrics"]["leave_one_source_out"]["recipe"].endswith("(mean of 2 fits)")
     served = LiteRTModel(ensemble_run / "fire_classifier.tflite")
     assert list(served.map_grid) == ensemble_card["fire_map"]["grid"], "the ensemble serves its fire map too"
-    nested = run_training(*folders, *same, "--trained", ensemble_run, fits / "small-s2-all", "--runs", tmp_path / "runs")
+    nested = train(*same, "--trained", ensemble_run, fits / "small-s2-all", "--runs", tmp_path / "runs")
     assert nested.returncode != 0 and "already the mean of 2 fits: give those fits' folders" in nested.stderr
     assert "cascade" not in ensemble_card or ensemble_card["cascade"] is None, "a cascade only from a report that measured one"
 
@@ -273,7 +283,7 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
                             {**row, "first": 2, "second": 1, "margin": 0.1, "second_fit_share": 0.2, "verdicts_unlike_the_mean": 1},
                             {**row, "first": 1, "second": 2, "margin": 0.3, "second_fit_share": 0.5, "verdicts_unlike_the_mean": 0}]
     (tmp_path / "cascade.json").write_text(json.dumps({recipe_m: figures_m}))
-    cascaded = run_training(*folders, *same, "--trained", *both, "--loso", tmp_path / "cascade.json", "--runs", tmp_path / "cascaded")
+    cascaded = train(*same, "--trained", *both, "--loso", tmp_path / "cascade.json", "--runs", tmp_path / "cascaded")
     assert cascaded.returncode == 0, cascaded.stderr[-3000:]
     assert "served as a cascade: seed 2's fit alone, and the mean of both within 0.25" in cascaded.stderr
     (cascade_run,) = (tmp_path / "cascaded").iterdir()
@@ -288,7 +298,7 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     for cascade_row in other_seeds[recipe_m]["cascade"]:
         cascade_row["first"] = 3
     (tmp_path / "other-seeds.json").write_text(json.dumps(other_seeds))
-    wrong_seeds = run_training(*folders, *same, "--trained", *both, "--loso", tmp_path / "other-seeds.json", "--runs", tmp_path / "runs")
+    wrong_seeds = train(*same, "--trained", *both, "--loso", tmp_path / "other-seeds.json", "--runs", tmp_path / "runs")
     assert wrong_seeds.returncode != 0 and "measured a cascade of seeds 3 and 1, but this run serves seeds 1 and 2" in wrong_seeds.stderr
 
 
@@ -404,22 +414,6 @@ def test_loso_keeps_two_seeds_apart_and_refuses_the_same_fold_twice(tmp_path):
     assert sorted(recipe.split("seed=")[1].split()[0] for recipe in json.loads((tmp_path / "r.json").read_text())) == ["1", "2"]
     twice = run_module("training.loso", one, _fake_fold(tmp_path / "copy", seed=1))
     assert twice.returncode == 1 and "holds out weather again" in twice.stderr
-
-
-def test_a_grid_with_seeds_fits_each_seed_apart_and_loso_reports_them_side_by_side(tmp_path, datasets):
-    root = make_dataset(tmp_path / "data", datasets, per_class=8)
-    packed = tmp_path / "d.pack.npz"
-    done = run_module("training.pack", packed, root / "forest", root / "weather", "--image-size", "32", "--val-fraction", "0.4")
-    assert done.returncode == 0, done.stderr[-2000:]
-    fits = tmp_path / "fits"
-    grid = run_module("training.accelerated", "grid", packed, "--out", fits, "--variant", "t:--width 1.0 --epochs 1 --batch-size 8",
-                      "--folds", "weather", "--seeds", "1", "2", "--parallel", "2")
-    assert grid.returncode == 0, grid.stderr[-2000:] + "".join(p.read_text() for p in fits.glob("*/fit.log"))
-    assert sorted(p.name for p in fits.iterdir() if p.is_dir()) == ["t-s1-weather", "t-s2-weather"]
-    assert [json.loads((fits / f"t-s{s}-weather" / accelerated.RUN).read_text())["settings"]["seed"] for s in (1, 2)] == [1, 2]
-    report = tmp_path / "r.json"
-    assert run_module("training.loso", *fits.glob("t-*"), "--json", report).returncode == 0
-    assert len(json.loads(report.read_text())) == 2, "one result per seed"
 
 
 @pytest.mark.parametrize("twice", [("--seeds", "1", "1"), ("--folds", "weather", "weather")])
@@ -583,10 +577,10 @@ def test_rescore_scores_a_fit_again_on_the_exact_decodes_and_loso_never_pools_th
     root = make_dataset(tmp_path / "data", datasets, per_class=8)
     folders = [root / "forest", root / "weather"]
     packed = tmp_path / "d.pack.npz"
-    assert run_module("training.pack", packed, *folders, "--image-size", "32", "--val-fraction", "0.4").returncode == 0
+    assert run_main(pack.main, packed, *folders, "--image-size", "32", "--val-fraction", "0.4").returncode == 0
     fit = tmp_path / "fits" / "t-weather"
-    done = run_module("training.accelerated", "one", packed, "--out", fit, "--holdout", "weather", "--width", "1.0",
-                      "--epochs", "1", "--batch-size", "8")
+    done = run_main(accelerated.main, "one", packed, "--out", fit, "--holdout", "weather", "--width", "1.0",
+                    "--epochs", "1", "--batch-size", "8")
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads((fit / accelerated.SCORES).read_text())["rows"]
     by_hash = {hashlib.sha256(p.read_bytes()).hexdigest(): p for p in root.rglob("*.jpg")}
@@ -595,7 +589,7 @@ def test_rescore_scores_a_fit_again_on_the_exact_decodes_and_loso_never_pools_th
     model.save_weights(fit / accelerated.WEIGHTS)
 
     out = tmp_path / "exact"
-    done = run_module("training.rescore", fit, "--out", out, "--data", *folders)
+    done = run_main(rescore.main, fit, "--out", out, "--data", *folders)
     assert done.returncode == 0, done.stderr[-2000:]
     copy = out / fit.name
     assert "probabilities moved" in done.stderr and not (out / (fit.name + ".partial")).exists()
@@ -615,44 +609,44 @@ def test_rescore_scores_a_fit_again_on_the_exact_decodes_and_loso_never_pools_th
     assert not np.allclose(rescored, model.predict(webp, verbose=0).reshape(-1), atol=1e-5), "which score otherwise"
 
     report = tmp_path / "r.json"
-    done = run_module("training.loso", copy, "--json", report)
+    done = run_main(loso.main, copy, "--json", report)
     assert done.returncode == 0 and "scored on the exact decodes" in done.stdout, done.stderr
     assert [f["scored_on"] for f in json.loads(report.read_text()).values()] == ["the exact decodes"]
-    assert "scored on the pack's photos" in run_module("training.loso", fit).stdout
-    mixed = run_module("training.loso", copy, _fake_fold(tmp_path / "other", seed=9))
+    assert "scored on the pack's photos" in run_main(loso.main, fit).stdout
+    mixed = run_main(loso.main, copy, _fake_fold(tmp_path / "other", seed=9))
     assert mixed.returncode == 1 and "some on the exact decodes" in mixed.stderr
 
     # A retry after a failure part way through keeps the copies already made and makes the rest.
     second = shutil.copytree(fit, tmp_path / "fits" / "t-second")
     (second / accelerated.WEIGHTS).write_bytes((fit / accelerated.WEIGHTS).read_bytes()[:500])
-    failed = run_module("training.rescore", fit, second, "--out", tmp_path / "retry", "--data", *folders)
+    failed = run_main(rescore.main, fit, second, "--out", tmp_path / "retry", "--data", *folders)
     assert failed.returncode == 1 and "does not fit the model" in failed.stderr and "Traceback" not in failed.stderr
     assert (tmp_path / "retry" / fit.name).is_dir() and not (tmp_path / "retry" / second.name).exists()
     shutil.copy(fit / accelerated.WEIGHTS, second / accelerated.WEIGHTS)
-    retried = run_module("training.rescore", fit, second, "--out", tmp_path / "retry", "--data", *folders)
+    retried = run_main(rescore.main, fit, second, "--out", tmp_path / "retry", "--data", *folders)
     assert retried.returncode == 0 and f"{fit.name}: rescored before, kept" in retried.stderr, retried.stderr[-2000:]
     assert json.loads((tmp_path / "retry" / second.name / accelerated.SCORES).read_text())["rows"] == after["rows"]
     clash = shutil.copytree(fit, tmp_path / "elsewhere" / fit.name)
-    again = run_module("training.rescore", clash, "--out", out, "--data", *folders)
+    again = run_main(rescore.main, clash, "--out", out, "--data", *folders)
     assert again.returncode == 1 and "already exists and is not this fit's" in again.stderr, "another fit's copy is never overwritten"
-    twice = run_module("training.rescore", copy, "--out", tmp_path / "twice", "--data", *folders)
+    twice = run_main(rescore.main, copy, "--out", tmp_path / "twice", "--data", *folders)
     assert twice.returncode == 1 and "already rescored" in twice.stderr
     odd = shutil.copytree(copy, tmp_path / "odd" / "t-weather")
     (odd / accelerated.RUN).write_text(json.dumps({**record, "scored_on": "x"}))
-    damaged = run_module("training.rescore", odd, "--out", tmp_path / "z", "--data", *folders)
+    damaged = run_main(rescore.main, odd, "--out", tmp_path / "z", "--data", *folders)
     assert damaged.returncode == 1 and "not a finished" in damaged.stderr and "Traceback" not in damaged.stderr
     huge = shutil.copytree(fit, tmp_path / "huge" / "t-weather")  # each photo would be decoded to 768 MB
     (huge / accelerated.RUN).write_text(json.dumps({**json.loads((fit / accelerated.RUN).read_text()), "image_size": 16000}))
-    too_large = run_module("training.rescore", huge, "--out", tmp_path / "z", "--data", *folders)
+    too_large = run_main(rescore.main, huge, "--out", tmp_path / "z", "--data", *folders)
     assert too_large.returncode == 1 and "image size 16000 is not from 32 to 1024 pixels" in too_large.stderr
     (huge / accelerated.RUN).write_text(json.dumps({**json.loads((fit / accelerated.RUN).read_text()), "settings": {"width": 200.0}}))
-    too_wide = run_module("training.rescore", huge, "--out", tmp_path / "z", "--data", *folders)
+    too_wide = run_main(rescore.main, huge, "--out", tmp_path / "z", "--data", *folders)
     assert too_wide.returncode == 1 and "width 200.0 is not from 0.25 to 8" in too_wide.stderr
-    elsewhere = run_module("training.rescore", fit, "--out", tmp_path / "x", "--data", root / "forest")
+    elsewhere = run_main(rescore.main, fit, "--out", tmp_path / "x", "--data", root / "forest")
     assert elsewhere.returncode == 1 and "scored photos are not in the data folders" in elsewhere.stderr
     assert not (tmp_path / "x" / fit.name).exists()
     (fit / accelerated.WEIGHTS).unlink()
-    no_weights = run_module("training.rescore", fit, "--out", tmp_path / "y", "--data", *folders)
+    no_weights = run_main(rescore.main, fit, "--out", tmp_path / "y", "--data", *folders)
     assert no_weights.returncode == 1 and "no model.weights.h5" in no_weights.stderr and "Traceback" not in no_weights.stderr
 
 

@@ -93,10 +93,12 @@ def test_a_head_without_pooling_and_one_sigmoid_unit_is_refused():
         with_fire_map(keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(pooled)))
 
 
-def model_folder(tmp_path, keras_model: keras.Model, tflite_model: keras.Model):
-    """A model folder as training wrote it before the map: .keras, a single-output float32 .tflite and the card."""
+def model_folder(tmp_path, keras_model: keras.Model, tflite_model: keras.Model | None):
+    """A model folder as training wrote it before the map: .keras, a single-output float32 .tflite (unless the caller
+    writes its own) and the card."""
     keras_model.save(tmp_path / "fire_classifier.keras")
-    (tmp_path / "fire_classifier.tflite").write_bytes(export.to_tflite(tflite_model))
+    if tflite_model is not None:
+        (tmp_path / "fire_classifier.tflite").write_bytes(export.to_tflite(tflite_model))
     card = json.loads(MODEL_PATH.with_suffix(".json").read_text())
     card.pop("fire_map", None)
     card.pop("cascade", None)  # the served model's; these small models are one network or a plain ensemble
@@ -146,12 +148,18 @@ def test_reexport_refuses_a_model_whose_probabilities_differ_and_writes_nothing(
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
+_INT8_FILES: dict[str, bytes] = {}  # by calibration pixels: the weights are always small_model(8)'s
+
+
 def int8_model_folder(tmp_path, photos: list) -> Path:
     """A served int8 model folder whose file list names ``photos`` as its training photos."""
-    keras_path = model_folder(tmp_path, small_model(8), small_model(8))
+    keras_path = model_folder(tmp_path, small_model(8), None)
     calibration = np.stack([decode_image(photo.read_bytes(), (SIZE, SIZE)) for photo in photos])
-    served = export.served_model(keras.models.load_model(keras_path))
-    keras_path.with_suffix(".tflite").write_bytes(export.to_tflite(served, "int8", calibration))
+    key = hashlib.sha256(calibration.tobytes()).hexdigest()
+    if key not in _INT8_FILES:  # a conversion costs seconds; the same weights and photos make the same file
+        served = export.served_model(keras.models.load_model(keras_path))
+        _INT8_FILES[key] = export.to_tflite(served, "int8", calibration)
+    keras_path.with_suffix(".tflite").write_bytes(_INT8_FILES[key])
     (tmp_path / "fire_classifier.files.sha256").write_text(
         "".join(f"{hashlib.sha256(photo.read_bytes()).hexdigest()}  train  {photo}\n" for photo in photos))
     card_path = keras_path.with_suffix(".json")
@@ -226,13 +234,14 @@ def test_a_faster_format_that_disagrees_with_keras_is_not_shipped(monkeypatch, f
     keras_probs = served.predict(images.astype(np.float32), verbose=0)["fire_probability"].reshape(-1)
     speed = {"float32": 3.0, "dynamic_range": 2.0, "int8": 1.0}
     monkeypatch.setattr(export, "_median_latency_ms", lambda path, size: speed[formats[path.read_bytes()]])
-    formats = {}
+    formats, converted = {}, {}
     real = export.to_tflite
 
     def remembered(model, name="float32", calibration=None, log=None, cascade=None):
-        data = real(model, name, calibration, log, cascade)
-        formats[data] = name
-        return data
+        if name not in converted:  # both choices below convert the same model with the same photos: once is enough
+            converted[name] = real(model, name, calibration, log, cascade)
+        formats[converted[name]] = name
+        return converted[name]
 
     monkeypatch.setattr(export, "to_tflite", remembered)
     data, report = export.choose_tflite(served, SIZE, images, images, keras_probs)
