@@ -16,7 +16,8 @@ import pytest
 
 from inference import Classifier, ModelCard
 from tests.conftest import ROOT
-from training import data, intervals
+from tests.training.in_process import run_main
+from training import cli, data, intervals
 
 
 def make_dataset(root: Path, datasets: Path, per_class: int) -> Path:
@@ -278,8 +279,8 @@ def test_no_recipe_means_only_crops_flips_and_light_noise():
 def test_smoke_run_with_a_held_out_source_reports_it_apart_and_output_still_installs(tmp_path, datasets):
     root = make_dataset(tmp_path / "data", datasets, per_class=10)
     out = tmp_path / "out"
-    done = run_training(root / "forest", root / "weather", "--holdout", "weather", "--epochs", "1", "--image-size", "48",
-                        "--val-fraction", "0.4", "--output", out, "--runs", tmp_path / "runs")
+    done = run_main(cli.main, root / "forest", root / "weather", "--holdout", "weather", "--epochs", "1", "--image-size", "48",
+                    "--val-fraction", "0.4", "--output", out, "--runs", tmp_path / "runs")  # in this process: one TF import less
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = (tmp_path / "runs").iterdir()
     assert (out / "fire_classifier.tflite").read_bytes() == (run / "fire_classifier.tflite").read_bytes(), "the run's model"
