@@ -3,8 +3,11 @@ so serving only decodes and resizes."""
 
 from __future__ import annotations
 
-import keras
-from keras import layers
+from . import quiet
+
+quiet.import_keras()
+import keras  # noqa: E402  (after the quiet import above)
+from keras import layers  # noqa: E402
 
 from .options import BACKBONES, BATCH_NORM_MOMENTUM, DEFAULT_SIZES  # noqa: F401  re-exported: the names predate training.options
 

@@ -16,13 +16,17 @@ single-output model computed; nothing is retrained.
 
 from __future__ import annotations
 
-import keras
 import numpy as np
-from keras import layers
 
 from inference import CELL_LOGITS_OUTPUT, MAP_OUTPUT, PROBABILITY_OUTPUT
 
-from .backbones import HorizontalFlip
+from . import quiet
+
+quiet.import_keras()
+import keras  # noqa: E402  (after the quiet import above)
+from keras import layers  # noqa: E402
+
+from .backbones import HorizontalFlip  # noqa: E402
 DEFINITION = (
     "sigmoid(b + w . f_ij) per cell of the last feature map, where w, b are the final dense layer's weights and bias "
     "for the fire logit and f_ij is the feature vector of cell (i, j), before global average pooling (the mean of "

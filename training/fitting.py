@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import keras
 import numpy as np
 
-from . import augment
+from . import augment, quiet
+
+quiet.import_keras()
+import keras  # noqa: E402  (after the quiet import above)
 
 
 @dataclass(frozen=True)

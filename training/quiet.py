@@ -38,6 +38,20 @@ def import_tensorflow() -> None:
     _quiet_python_loggers()
 
 
+def import_keras() -> None:
+    """Import Keras quietly, once, on whichever backend it is set to. With TensorFlow's (here), importing Keras imports
+    TensorFlow, so the modules that import Keras at their top call this first, and every command that uses them
+    (``training.rescore``, ``training.recalibrate``, ...) starts as quietly as ``python -m training``. A lent GPU
+    machine runs Keras on JAX, without TensorFlow."""
+    if "keras" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with captured_output():
+        import keras  # noqa: F401
+    if "tensorflow" in sys.modules:
+        _quiet_python_loggers()
+
+
 def _quiet_python_loggers() -> None:
     import logging
 

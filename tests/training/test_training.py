@@ -122,6 +122,25 @@ def test_smoke_training_run_writes_a_servable_model_into_a_new_run_folder(tmp_pa
     assert bool(chance) == ("NO BETTER THAN CHANCE" in done.stderr) == bool(card["metrics"].get("warnings"))
 
 
+def test_the_training_tools_import_keras_quietly():
+    """rescore, recalibrate and the rest reach Keras through training.fitting, backbones or fire_map: importing it must
+    not print TensorFlow's start-up lines (oneDNN, CPU features) over the tool's own progress."""
+    done = subprocess.run([sys.executable, "-c", "import training.fitting"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == done.stderr == "", done.stderr[-2000:]
+    import ast
+
+    for module in (ROOT / "training").glob("*.py"):
+        quieted = False
+        for node in ast.parse(module.read_text()).body:
+            call = node.value if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) else None
+            if call is not None and ast.unparse(call.func) in ("quiet.import_keras", "quiet.import_tensorflow"):
+                quieted = True
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) else [])
+            if any(name.split(".")[0] in ("keras", "tensorflow") for name in names if name):
+                assert quieted, f"{module.name}: imports {names[0]} at its top before quiet.import_keras()"
+
+
 def test_training_uses_only_the_core_s_public_names():
     import ast
 
