@@ -8,6 +8,7 @@ XNNPACK delegate from C. None of it helps the person training, and it buries the
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
 import tempfile
@@ -29,13 +30,7 @@ def import_tensorflow() -> None:
 
     ``TF_CPP_MIN_LOG_LEVEL`` (a caller's value wins) silences later C++ log lines; the lines TensorFlow writes while
     loading its libraries come before its logging is set up and ignore it, so the import itself is captured."""
-    if "keras" in sys.modules and "tensorflow" in sys.modules:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with captured_output():
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
-    _quiet_python_loggers()
+    _quiet_import("keras", "tensorflow")
 
 
 def import_keras() -> None:
@@ -43,11 +38,16 @@ def import_keras() -> None:
     TensorFlow, so the modules that import Keras at their top call this first, and every command that uses them
     (``training.rescore``, ``training.recalibrate``, ...) starts as quietly as ``python -m training``. A lent GPU
     machine runs Keras on JAX, without TensorFlow."""
-    if "keras" in sys.modules:
+    _quiet_import("keras")
+
+
+def _quiet_import(*names: str) -> None:
+    if all(name in sys.modules for name in names):
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with captured_output():
-        import keras  # noqa: F401
+        for name in names:
+            importlib.import_module(name)
     if "tensorflow" in sys.modules:
         _quiet_python_loggers()
 
