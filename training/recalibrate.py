@@ -131,12 +131,12 @@ def weights_hash(folder: Path) -> str:
     return hashlib.sha256((folder / accelerated.WEIGHTS).read_bytes()).hexdigest()
 
 
-def finished_before(folder: Path, target: Path) -> bool:
+def finished_before(folder: Path, weights_sha256: str, target: Path) -> bool:
     """Whether ``target`` is this fit's recalibrated copy from an earlier run, of the weights the fit has now (kept, so a
     retry redoes only what is missing); any other folder in the way, a copy of earlier weights among them, is refused,
     never overwritten."""
     return rescore.earlier_copy(target, "recalibrated", lambda record: record["recalibrated"]["from"] == str(folder)
-                                and record["recalibrated"]["weights_sha256"] == weights_hash(folder))
+                                and record["recalibrated"]["weights_sha256"] == weights_sha256)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fits = [(folder, *read_fit(folder)) for folder in args.fits]
         for folder, record, table, schedule in fits:
-            target = args.out / folder.name
-            if finished_before(folder, target):
+            target, source = args.out / folder.name, weights_hash(folder)  # read once: checked against a copy, then recorded
+            if finished_before(folder, source, target):
                 print(f"{folder.name}: recalibrated before, kept: {target}", file=sys.stderr)
                 continue
             data, rows = pack_for(record, args.pack, packs)
-            started, source = time.time(), weights_hash(folder)
+            started = time.time()
             model, scores, seen = recalibrate(folder, record, table, schedule, data, rows, args.epochs)
             write_copy(folder, target, record, model, scores, {"from": str(folder), "weights_sha256": source,
                        "epochs": args.epochs, "batches": seen, "seconds": round(time.time() - started, 1)})
