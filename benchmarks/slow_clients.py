@@ -11,14 +11,18 @@ import requests
 
 BODY_BYTES = 100_000
 _UPLOAD_HEAD = "POST /api/v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=firewatch\r\n"
-# What a trickler sends before its body's bytes, by how the body is framed: a Content-Length; one chunk of it all
-# (Transfer-Encoding: chunked); a Content-Length with Expect: 100-continue (sending without waiting for it).
-TRICKLE_HEADS = {
-    "length": f"{_UPLOAD_HEAD}Content-Length: {BODY_BYTES}\r\n\r\n".encode(),
-    "chunked": f"{_UPLOAD_HEAD}Transfer-Encoding: chunked\r\n\r\n{BODY_BYTES:x}\r\n".encode(),
-    "continue": f"{_UPLOAD_HEAD}Expect: 100-continue\r\nContent-Length: {BODY_BYTES}\r\n\r\n".encode(),
-    "http/1.0": f"{_UPLOAD_HEAD.replace('HTTP/1.1', 'HTTP/1.0')}Content-Length: {BODY_BYTES}\r\n\r\n".encode(),
-}
+
+
+def trickle_head(framing: str, length: int) -> bytes:
+    """What a trickler sends before its body's bytes, by how the body is framed: a Content-Length; one chunk of it
+    all (Transfer-Encoding: chunked); a Content-Length with Expect: 100-continue (sending without waiting for it);
+    a Content-Length in HTTP/1.0."""
+    return {
+        "length": f"{_UPLOAD_HEAD}Content-Length: {length}\r\n\r\n",
+        "chunked": f"{_UPLOAD_HEAD}Transfer-Encoding: chunked\r\n\r\n{length:x}\r\n",
+        "continue": f"{_UPLOAD_HEAD}Expect: 100-continue\r\nContent-Length: {length}\r\n\r\n",
+        "http/1.0": f"{_UPLOAD_HEAD.replace('HTTP/1.1', 'HTTP/1.0')}Content-Length: {length}\r\n\r\n",
+    }[framing].encode()
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -61,12 +65,13 @@ class _Client(threading.Thread):
 
 
 class Trickler(_Client):
-    """A client that sends a request head, then its body one byte every ``interval`` seconds, reconnecting when
-    the server cuts it off."""
+    """A client that sends a request head (and the first ``sent_first`` bytes of its body at once), then its body
+    one byte every ``interval`` seconds, reconnecting when the server cuts it off."""
 
-    def __init__(self, port: int, interval: float, lifetime: float = 60.0, framing: str = "length") -> None:
+    def __init__(self, port: int, interval: float, lifetime: float = 60.0, framing: str = "length",
+                 sent_first: int = 0) -> None:
         super().__init__(port, interval, lifetime)
-        self.head = TRICKLE_HEADS[framing]
+        self.head = trickle_head(framing, sent_first + BODY_BYTES) + b"-" * sent_first
         self.cut_off = 0  # times the server closed the connection on it
         self.answers: list[bytes] = []  # what the server said before closing
 
@@ -188,15 +193,16 @@ def probe_health(url: str, probes: int, interval: float, timeout: float = 1.0) -
 
 
 def start_tricklers(port: int, count: int, interval: float, lifetime: float = 60.0,
-                    head_lines: int = 0, unclosing: bool = False, framing: str = "length") -> list[_Client]:
-    """``count`` clients trickling bodies (framed as ``framing``: see TRICKLE_HEADS), or with ``head_lines``, heads
-    of that many lines, or ``unclosing``."""
+                    head_lines: int = 0, unclosing: bool = False, framing: str = "length",
+                    sent_first: int = 0) -> list[_Client]:
+    """``count`` clients trickling bodies (framed as ``framing``: see trickle_head; after ``sent_first`` bytes sent
+    at once), or with ``head_lines``, heads of that many lines, or ``unclosing``."""
     if unclosing:
         tricklers = [Unclosing(port, interval, lifetime) for _ in range(count)]
     elif head_lines:
         tricklers = [HeadTrickler(port, interval, head_lines, lifetime) for _ in range(count)]
     else:
-        tricklers = [Trickler(port, interval, lifetime, framing) for _ in range(count)]
+        tricklers = [Trickler(port, interval, lifetime, framing, sent_first) for _ in range(count)]
     for trickler in tricklers:
         trickler.start()
     return tricklers

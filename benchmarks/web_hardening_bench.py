@@ -4,7 +4,7 @@
 
 - "slow clients": how many /healthz probes (one every 0.25 s, each on a new connection) are answered within 1 s
   beside clients sending a request body one byte every 2 s (of a Content-Length; chunked; after
-  ``Expect: 100-continue``), clients on keep-alive connections whose every request
+  ``Expect: 100-continue``; after sending 1 MB of it at once, past the workers' body buffers), clients on keep-alive connections whose every request
   head takes 9 s to arrive (a line a second), connections that send nothing, or clients that keep their end of
   a connection open after the server closed it (on an error);
 - "worst-case uploads": 8 concurrent 40 MP 16-bit grey PNGs (~90 KB each, the costliest decode within the
@@ -30,6 +30,9 @@ from .web_bench import Served, markdown
 
 TRICKLERS = (8, 32, 100)  # clients trickling bodies: 100 is more than the 64 threads of 2 workers
 HEAD_TRICKLERS = 100  # clients trickling heads: more than the 64 threads of 2 workers
+# Clients that send 1 MB of their body at once, then trickle: 300 fill the 64 MB body buffers of 2 workers, and
+# the other 172 (more than their 64 threads) must go on to disk rather than to threads.
+FILLERS, FILL_BYTES = 300, 1024 * 1024
 SILENT = 200  # connections that send nothing
 UNCLOSING = 20  # clients that keep their end open 1 s after the server closed a connection on an error
 PROBES = 20
@@ -60,7 +63,8 @@ def slow_client_row(server: Served, config: str, clients: str, count: int) -> di
         silent = []
         tricklers = start_tricklers(server.port, count, interval=1.0 if clients in ("heads", "unclosing") else 2.0,
                                     lifetime=30, head_lines=8 if clients == "heads" else 0,
-                                    unclosing=clients == "unclosing", framing=BODY_FRAMINGS.get(clients, "length"))
+                                    unclosing=clients == "unclosing", framing=BODY_FRAMINGS.get(clients, "length"),
+                                    sent_first=FILL_BYTES if clients == "filling" else 0)
     try:
         time.sleep(1.0)
         times = probe_health(f"http://127.0.0.1:{server.port}", PROBES, interval=0.25)
@@ -75,10 +79,11 @@ def slow_client_row(server: Served, config: str, clients: str, count: int) -> di
 
 CLIENT_KINDS = {"bodies": "trickling bodies", "chunked": "trickling chunked bodies",
                 "continue": "trickling bodies after Expect: 100-continue", "heads": "trickling heads (keep-alive)",
-                "silent": "silent connections", "unclosing": "clients keeping closed connections open"}
+                "silent": "silent connections", "unclosing": "clients keeping closed connections open",
+                "filling": "trickling bodies after 1 MB each (past the body buffers)"}
 BODY_FRAMINGS = {"chunked": "chunked", "continue": "continue"}
 SLOW_CLIENT_ROWS = ([("bodies", count) for count in TRICKLERS] + [("chunked", TRICKLERS[-1]), ("continue", TRICKLERS[-1])]
-                    + [("heads", HEAD_TRICKLERS), ("silent", SILENT), ("unclosing", UNCLOSING)])
+                    + [("filling", FILLERS), ("heads", HEAD_TRICKLERS), ("silent", SILENT), ("unclosing", UNCLOSING)])
 
 
 def worst_case_row(server: Served, config: str, data: bytes) -> dict:

@@ -4,6 +4,7 @@
 Environment overrides: WEB_CONCURRENCY (workers), FIREWATCH_WEB_THREADS (threads per worker),
 FIREWATCH_READ_GRACE_SECONDS and FIREWATCH_READ_MIN_RATE (how slowly a request may arrive, web_app/worker.py),
 FIREWATCH_BODY_BUFFER_MB (request bodies each worker's event loop reads before a thread takes them),
+FIREWATCH_BODY_SPOOL_MB (what they may hold on disk past that, all workers together; 0: none),
 FIREWATCH_THREADS (LiteRT threads per model, read by the inference core), GUNICORN_CMD_ARGS (anything else).
 """
 

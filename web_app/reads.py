@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from gunicorn.http.errors import NoMoreData
 from gunicorn.http.message import DEFAULT_MAX_HEADERFIELD_SIZE, MAX_HEADERS
@@ -35,13 +35,13 @@ class ReadTimedOut(NoMoreData, TimeoutError):
         return "the request arrived too slowly"
 
 
-def env_number(name: str, default: float) -> float:
+def env_number(name: str, default: float, zero_allowed: bool = False) -> float:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     value = float(raw)
-    if not value > 0:
-        raise ValueError(f"{name} must be positive, got {raw!r}")
+    if not (value > 0 or zero_allowed and value == 0):
+        raise ValueError(f"{name} must be {'0 or more' if zero_allowed else 'positive'}, got {raw!r}")
     return value
 
 
@@ -149,6 +149,15 @@ class Body:
         """How many bytes the next read may take, when ``have`` have arrived."""
         raise NotImplementedError
 
+    def settled(self, have: int) -> int:
+        """How many of the first bytes of the buffer (``have`` long) finding the body's end needs no more: they may
+        leave it (for disk: web_app.worker), and ``shift`` is then told."""
+        raise NotImplementedError
+
+    def shift(self, count: int) -> None:
+        """The buffer's first ``count`` bytes have left it: what is kept of offsets into it moves with them."""
+        raise NotImplementedError
+
 
 class LengthBody(Body):
     """A body of a Content-Length: it ends that many bytes after the head."""
@@ -161,6 +170,12 @@ class LengthBody(Body):
 
     def read_size(self, have):
         return self.stop - have  # not past the body: the next request's bytes are read with the next request
+
+    def settled(self, have):
+        return have
+
+    def shift(self, count):
+        self.stop -= count
 
 
 class ChunkedBody(Body):
@@ -178,6 +193,18 @@ class ChunkedBody(Body):
             return CHUNKED_READ_SIZE
         average = (self._at - self._start) / self._chunks
         return int(min(CHUNKED_READ_SIZE, max(SMALLEST_CHUNKED_READ, CHUNKS_PER_READ * average)))
+
+    def settled(self, have):
+        # Scanning looks back at most 2 bytes before where it stands (a chunk's closing CRLF), or at the whole
+        # trailer section once the last chunk has come (bounded by ChunkLimits.trailers).
+        anchor = self._trailers_from if self._trailers_from is not None else self._at
+        return max(0, min(have, anchor - 2))
+
+    def shift(self, count):
+        self._start -= count  # kept only for the chunks' average size (_at - _start), which stays
+        self._at -= count
+        if self._trailers_from is not None:
+            self._trailers_from -= count
 
     def end(self, data):
         if self._trailers_from is not None:
@@ -273,6 +300,7 @@ class DeadlineSocket:
         self.deadline = deadline
         self.timed_out = False  # this request's reads ran out of time: its connection cannot be reused
         self._early = _NOTHING  # what the event loop read before the thread took the request, not yet read
+        self._spooled: BinaryIO | None = None  # the part of it that went to disk, read before _early
         self.expect_answered = False  # the event loop sent this request's 100 Continue: gunicorn's is not sent
         # The body is longer than the app takes (its Content-Length or a chunk says so): the client is not asked for
         # it (no 100 Continue), reads past what the event loop read raise BodyOverLimit, and the connection closes
@@ -295,20 +323,34 @@ class DeadlineSocket:
         """The client socket itself, without what the event loop read (for closing: see worker._linger)."""
         return self._sock
 
-    def prefill(self, data: bytes | bytearray) -> None:
+    def prefill(self, data: bytes | bytearray, spooled: BinaryIO | None = None) -> None:
         """Bytes the event loop read from this socket: reads return them first, a piece at a time (handing them to
-        gunicorn's parser whole would copy all that is left at every read of a large body)."""
+        gunicorn's parser whole would copy all that is left at every read of a large body). ``spooled``: a file
+        holding what it read before ``data`` and moved to disk (the worker's body buffer was full); this socket
+        closes it once it is read, or forgotten."""
+        self._spooled = spooled
+        if spooled is not None:
+            self.bytes_received += spooled.seek(0, os.SEEK_END)
+            spooled.seek(0)
         self._early = memoryview(data)
         self.bytes_received += len(data)
 
     def forget_early(self) -> None:
         """Lets go of what is left of the prefilled bytes: the connection closes, and they will not be read."""
+        self._close_spooled()
         self._early = _NOTHING
 
     def take_early(self) -> bytes:
         """What is left of the prefilled bytes (the start of a pipelined request), no longer to be read here."""
-        rest, self._early = bytes(self._early), _NOTHING
+        rest = self._spooled.read() if self._spooled is not None else b""
+        self._close_spooled()
+        rest, self._early = rest + bytes(self._early), _NOTHING
         return rest
+
+    def _close_spooled(self) -> None:
+        if self._spooled is not None:
+            self._spooled.close()  # an unnamed temporary file: its space is freed now
+            self._spooled = None
 
     def send(self, data, flags: int = 0) -> int:
         if (self.expect_answered or self.over_limit) and data == CONTINUE:  # gunicorn's, in wsgi.create
@@ -317,6 +359,11 @@ class DeadlineSocket:
         return self._sock.send(data, flags)
 
     def recv(self, size: int, flags: int = 0) -> bytes:
+        if self._spooled is not None:
+            data = self._spooled.read(size)
+            if data:
+                return data
+            self._close_spooled()
         if self._early:
             data, rest = bytes(self._early[:size]), self._early[size:]
             self._early = rest if rest else _NOTHING  # an empty view of the buffer would still keep all of it

@@ -6,9 +6,11 @@
   on the socket for the rest, so clients that connect and say nothing, or send their requests slowly, hold every
   thread. Here the event loop reads requests (non-blocking: heads up to ``HEAD_BUFFER_LIMIT``, bodies up to
   ``FIREWATCH_BODY_BUFFER_MB`` in all per worker), sends the ``100 Continue`` a client may wait for, and hands the
-  connection, with what it read, to a thread. A request that finds the buffer full, or whose chunked framing
-  gunicorn refuses (web_app/reads.py), goes to its thread with what arrived, and the thread reads the rest under the
-  read deadline, as before. A body longer than the app takes is not read: a Content-Length over the app's limit goes
+  connection, with what it read, to a thread. Once the buffer is full, what arrives of a body goes on to disk
+  (``FIREWATCH_BODY_SPOOL_MB``, all workers together; unnamed temporary files, gone once read or the connection
+  closes), so a slow upload still takes no thread. A request that finds the disk's share full too, or whose chunked
+  framing gunicorn refuses (web_app/reads.py), goes to its thread with what arrived, and the thread reads the rest
+  under the read deadline, as before. A body longer than the app takes is not read: a Content-Length over the app's limit goes
   to its thread without a 100 Continue (the app answers from the head), and a chunked one to its thread once a chunk
   takes it past the limit, which reads no further (the app answers 413 where a route reads it). A new connection
   that sends nothing is closed after the read grace; a kept-alive one after the keep-alive timeout, as in gthread.
@@ -37,6 +39,7 @@ import gc
 import json
 import selectors
 import socket
+import tempfile
 import time
 from functools import partial
 
@@ -60,9 +63,14 @@ CONNECTIONS = ConnectionTable()
 
 BODY_BUFFER_ENV = "FIREWATCH_BODY_BUFFER_MB"
 # Bodies read by the event loop, all connections of a worker together: 3 photos at the upload limit. Bytes a client
-# must actually send, so filling it costs an attacker that much upload; a full buffer only sends requests to
-# their threads with what has arrived, as gthread would.
+# must actually send, so filling it costs an attacker that much upload; past it, bodies go on arriving on disk.
 DEFAULT_BODY_BUFFER_MB = 64
+BODY_SPOOL_ENV = "FIREWATCH_BODY_SPOOL_MB"
+# Bodies the event loop moved to disk (unnamed temporary files in TMPDIR) once the buffer was full, all workers of
+# the server together (each has an equal share; the disk does not grow with the cores): 50 photos at the upload
+# limit. Only when a worker's share is full too does a request go to its thread with what has arrived, as gthread
+# would, and the thread wait for the rest.
+DEFAULT_BODY_SPOOL_MB = 1024
 BODY_READ_SIZE = 1024 * 1024  # per recv, as gunicorn's own body reads
 LARGE_REQUEST_BYTES = 1024 * 1024
 LINGER_SECONDS, LINGER_MAX_DRAIN = 2.0, 64 * 1024  # a closing connection's wait for its client (gunicorn's values)
@@ -101,6 +109,9 @@ class FirewatchWorker(ThreadWorker):
         self.largest_body = self.body_buffer_bytes  # the app's request limit, once it is loaded (load_wsgi)
         self.awaiting: set[TConn] = set()  # connections whose request the event loop is reading
         self.early_bytes = 0  # bytes it read for requests no thread has taken yet (bounded by body_buffer_bytes)
+        self.body_spool_bytes = int(env_number(BODY_SPOOL_ENV, DEFAULT_BODY_SPOOL_MB, zero_allowed=True)
+                                    * 1024 * 1024 / max(1, self.cfg.workers))
+        self.spooled_bytes = 0  # of those, bytes moved to disk (bounded by body_spool_bytes)
         self.lingering: dict = {}  # closing sockets waiting for their client to close: [until, bytes drained]
         self._next_sweep = 0.0
         self.trim_due = False  # a large request finished since the last sweep: hand its freed heap back
@@ -213,10 +224,10 @@ class FirewatchWorker(ThreadWorker):
         if getattr(conn, "early", None) is not None:  # the event loop read the head (and maybe the body, or some)
             # No local name for it: one would keep all of it (up to the upload limit) until the request is done,
             # where the socket lets go of what has been read.
-            conn.sock.prefill(conn.early)
+            conn.sock.prefill(conn.early, conn.spool)
             # Counted against the body buffer until now, while it waited for a thread; the event loop's to update.
-            self.method_queue.defer(self._release_early, len(conn.early))
-            conn.early = conn.early_deadline = conn.body = None
+            self.method_queue.defer(self._release_early, len(conn.early), conn.spooled)
+            conn.early = conn.early_deadline = conn.body = conn.spool = conn.head = None
             conn.expect_answered = conn.over_limit = False
         return super().handle(conn)
 
@@ -251,6 +262,7 @@ class FirewatchWorker(ThreadWorker):
         """Read ``conn``'s request in the event loop (``start`` has arrived), then hand it to a thread."""
         conn.early, conn.early_deadline, conn.idle_until = bytearray(), None, idle_until
         conn.body = None  # how its body ends, once the head is whole (NO_BODY: none read here)
+        conn.spool, conn.spooled, conn.head = None, 0, None  # what went to disk before conn.early, once any did
         conn.sock.setblocking(False)
         self.awaiting.add(conn)
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._read_early, conn))
@@ -295,9 +307,45 @@ class FirewatchWorker(ThreadWorker):
             conn.body, arrived = NO_BODY, True  # a thread reads the rest, and gunicorn judges its framing
         except BodyTooLarge:  # its thread reads no further, and the app refuses it from what arrived (or routes it)
             conn.body, conn.over_limit, arrived = NO_BODY, True, True
-        if not arrived and self.early_bytes <= self.body_buffer_bytes:
+        if arrived:
+            self._hand_to_thread(conn)
+        elif conn.spool is None and self.early_bytes <= self.body_buffer_bytes:
             return  # more of the body to come
-        self._hand_to_thread(conn)
+        elif not self._spool(conn):  # the disk's share is full too: its thread reads the rest, as in gthread
+            self._hand_to_thread(conn)
+
+    def _spool(self, conn) -> bool:
+        """Move what the event loop read of ``conn``'s request to disk, all but what finding the body's end still
+        needs (a few bytes; a chunked body's trailer section), so that the body goes on arriving without a thread
+        once the buffer is full. False when there is no room for it (or the disk refused part of it): what did not
+        move stays in memory."""
+        movable = conn.body.settled(len(conn.early))
+        if not self.body_spool_bytes or self.spooled_bytes + movable > self.body_spool_bytes:
+            return False
+        if movable and conn.spool is None:
+            conn.head = self._head(conn)  # kept for the sweep (408 or gunicorn's answer), as the rest leaves
+            try:
+                conn.spool = tempfile.TemporaryFile(buffering=0)
+            except OSError as error:
+                self.log.warning("Cannot spool a request body to disk (%s): its thread reads the rest", error)
+                return False
+        moved, whole = 0, True
+        with memoryview(conn.early) as view:
+            try:
+                while moved < movable:
+                    with view[moved:movable] as piece:
+                        moved += conn.spool.write(piece)
+            except OSError as error:  # the disk full, say: what was written stays counted, and read first
+                self.log.warning("Cannot spool a request body to disk (%s): its thread reads the rest", error)
+                whole = False
+        del conn.early[:moved]
+        conn.body.shift(moved)
+        conn.spooled += moved
+        self.spooled_bytes += moved
+        self.early_bytes -= moved
+        # What must stay (a chunked body's trailer section) stays within what a head may take: past that it goes to
+        # its thread, as gunicorn's limit on it is far larger (100 fields of 8 kB), and a worker has 1,000 connections.
+        return whole and len(conn.early) <= HEAD_BUFFER_LIMIT
 
     def _request_body(self, conn) -> Body:
         """How the request's body ends, when the event loop is to read it; NO_BODY when a thread is to: no body, one
@@ -305,7 +353,8 @@ class FirewatchWorker(ThreadWorker):
         from the head, unread: 413 where a route reads a body, so a client waiting for 100 Continue is not sent
         one, and does not send the body)."""
         body = request_body(conn.early, self.chunk_limits)
-        if isinstance(body, LengthBody) and body.length > min(self.body_buffer_bytes, self.largest_body):
+        if isinstance(body, LengthBody) and body.length > min(self.body_buffer_bytes + self.body_spool_bytes,
+                                                              self.largest_body):
             conn.over_limit = body.length > self.largest_body  # nor is its thread to wait for it, nor a next request
             return NO_BODY
         return body or NO_BODY
@@ -313,12 +362,18 @@ class FirewatchWorker(ThreadWorker):
     def _head_parses(self, conn) -> bool:
         """Whether gunicorn's parser takes the request's head, as it will once a thread takes the request: it sends
         its 100 Continue only then. (Parsed once more here, for requests that expect 100 Continue only.)"""
-        head = bytes(conn.early[:conn.early.find(b"\r\n\r\n") + 4])
         try:
-            gunicorn_message.Request(self.cfg, IterUnreader([head]), conn.client)
+            gunicorn_message.Request(self.cfg, IterUnreader([self._head(conn)]), conn.client)
         except Exception:  # any refusal, whatever gunicorn raises for it: the thread gives the answer
             return False
         return True
+
+    @staticmethod
+    def _head(conn) -> bytes:
+        """The request's head, to its closing CRLF CRLF (which it has)."""
+        if conn.head is not None:
+            return conn.head
+        return bytes(conn.early[:conn.early.find(b"\r\n\r\n") + 4])
 
     def _send_continue(self, conn) -> bool:
         """The client waits for 100 Continue before it sends its body: sent here, for a head gunicorn takes
@@ -337,8 +392,9 @@ class FirewatchWorker(ThreadWorker):
         conn.data_ready = True  # gthread's handle must not wait for the first bytes again
         self.enqueue_req(conn)
 
-    def _release_early(self, count: int) -> None:
+    def _release_early(self, count: int, spooled: int = 0) -> None:
         self.early_bytes -= count
+        self.spooled_bytes -= spooled
 
     def _stop_awaiting(self, conn) -> None:
         self.awaiting.discard(conn)
@@ -349,9 +405,16 @@ class FirewatchWorker(ThreadWorker):
 
     def _close_awaiting(self, conn) -> None:
         self._stop_awaiting(conn)
-        self._release_early(len(conn.early))
+        self._drop_early(conn)
         self.nr_conns -= 1
         conn.close()
+
+    def _drop_early(self, conn) -> None:
+        """What the event loop read of a request that no thread will take: its memory and its disk are free."""
+        self._release_early(len(conn.early), conn.spooled)
+        if conn.spool is not None:
+            conn.spool.close()
+        conn.early = conn.spool = None
 
     def murder_pending(self):
         """gthread's sweep, then this worker's: a request that fell behind its read deadline (a body that did is
@@ -394,13 +457,12 @@ class FirewatchWorker(ThreadWorker):
         connection closes gracefully, as the client may still be sending (a reset can lose the answer)."""
         sent = _send_quietly(conn.sock, error_response_bytes(408, "Request Timeout", REQUEST_TIMEOUT,
                                                               SLOW_UPLOAD_MESSAGE))
-        head = bytes(conn.early[:conn.early.find(b"\r\n\r\n")])
+        head = self._head(conn)[:-4]
         log_early = getattr(self.log, "answered_early", None)  # web_app.logs.JsonAccessLogger's
         if log_early is not None:
             log_early(conn.client[0], head, 408, sent, conn.early_deadline.elapsed())
         self._stop_awaiting(conn)
-        self._release_early(len(conn.early))
-        conn.early = None
+        self._drop_early(conn)
         self._linger(getattr(conn.sock, "raw", conn.sock))
 
 

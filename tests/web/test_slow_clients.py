@@ -32,10 +32,16 @@ def test_health_answers_while_32_clients_trickle_bodies(tmp_path):
     assert len(answered) >= 0.9 * PROBES, f"{len(answered)} of {PROBES} probes answered within 1 s: {times}"
 
 
+# A body buffer of about 100 bytes: full once a request head has come, so every body goes on to disk.
+FULL_BUFFER = {"FIREWATCH_BODY_BUFFER_MB": "0.0001"}
+
+
 @pytest.mark.parametrize("framing", [b"Content-Length: 1000", b"Transfer-Encoding: chunked"])
-def test_a_body_that_trickles_is_cut_off_with_408_and_logged(tmp_path, framing):
-    """Read by the event loop, of a Content-Length or chunked: the app's answer, and an access log line like its own."""
-    server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_READ_GRACE_SECONDS": "1"})
+@pytest.mark.parametrize("buffer", [{}, FULL_BUFFER], ids=["in-memory", "on-disk"])
+def test_a_body_that_trickles_is_cut_off_with_408_and_logged(tmp_path, framing, buffer):
+    """Read by the event loop, of a Content-Length or chunked, in its memory or on disk: the app's answer, and an
+    access log line like its own."""
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_READ_GRACE_SECONDS": "1", **buffer})
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
@@ -144,13 +150,16 @@ def test_the_start_of_a_pipelined_head_takes_no_thread(tmp_path):
     assert None not in times, f"/healthz took {times} s (None: over 1 s) beside 4 pipelined head starts"
 
 
-@pytest.mark.parametrize("framing", ["length", "chunked", "continue", "http/1.0"])
-def test_bodies_that_trickle_take_no_thread(tmp_path, framing):
+@pytest.mark.parametrize("framing, buffer", [("length", {}), ("chunked", {}), ("continue", {}), ("http/1.0", {}),
+                                             ("length", FULL_BUFFER), ("chunked", FULL_BUFFER)],
+                         ids=["length", "chunked", "continue", "http/1.0", "length-buffer-full", "chunked-buffer-full"])
+def test_bodies_that_trickle_take_no_thread(tmp_path, framing, buffer):
     """A body is read by the event loop too, of a Content-Length (in HTTP/1.0 too), chunked, or sent after
-    ``Expect: 100-continue``:
+    ``Expect: 100-continue``, and once the worker's body buffer is full, on to disk:
     8 clients trickling bodies on 2 threads leave /healthz answering at once (each held a thread until it was cut
-    off; chunked and Expect ones did until the event loop read them too)."""
-    server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_WEB_THREADS": "2"})
+    off; chunked and Expect ones did until the event loop read them too, and any did that found the buffer full
+    until bodies went on to disk)."""
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_WEB_THREADS": "2", **buffer})
     tricklers = start_tricklers(server.port, 8, interval=0.5, lifetime=20, framing=framing)
     try:
         time.sleep(1.0)  # every trickler has sent its head and some of its body
@@ -161,11 +170,16 @@ def test_bodies_that_trickle_take_no_thread(tmp_path, framing):
     assert None not in times, f"/healthz took {times} s (None: over 1 s) beside 8 trickled bodies"
 
 
-@pytest.mark.parametrize("chunk", [None, 4096, 1], ids=["length", "chunked", "chunks-of-a-byte"])
-def test_a_photo_that_arrives_in_pieces_is_classified_and_the_next_request_answered(tmp_path, fire_photo, chunk):
+@pytest.mark.parametrize("chunk, buffer", [(None, {}), (4096, {}), (1, {}), (None, FULL_BUFFER), (4096, FULL_BUFFER),
+                                           (1, FULL_BUFFER)],
+                         ids=["length", "chunked", "chunks-of-a-byte", "length-on-disk", "chunked-on-disk",
+                              "chunks-of-a-byte-on-disk"])
+def test_a_photo_that_arrives_in_pieces_is_classified_and_the_next_request_answered(tmp_path, fire_photo, chunk,
+                                                                                     buffer):
     """The event loop's bytes reach the app whole and in order, and a request pipelined behind the body is
-    answered after it: of a Content-Length, chunked, and in chunks of a byte."""
-    server = Server(tmp_path / "gunicorn.log", "--workers", "1")
+    answered after it: of a Content-Length, chunked, and in chunks of a byte; held in memory, or (the buffer full)
+    mostly on disk."""
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1", env=buffer)
     photo = fire_photo.read_bytes()
     body = (b'--b\r\nContent-Disposition: form-data; name="image"; filename="fire.jpg"\r\n'
             b"Content-Type: application/octet-stream\r\n\r\n" + photo + b"\r\n--b--\r\n")
@@ -328,8 +342,10 @@ def test_a_chunked_body_that_stalls_within_gunicorns_limits_takes_no_thread(tmp_
     assert None not in times, f"/healthz took {times} s (None: over 1 s) beside 2 stalled chunked bodies"
 
 
-def test_an_upload_larger_than_the_event_loop_buffer_is_read_by_its_thread(tmp_path, fire_photo):
-    server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_BODY_BUFFER_MB": "0.005"})
+@pytest.mark.parametrize("spool", [{}, {"FIREWATCH_BODY_SPOOL_MB": "0.001"}], ids=["on-disk", "by-its-thread"])
+def test_an_upload_larger_than_the_event_loop_buffer_is_classified(tmp_path, fire_photo, spool):
+    """It goes on to disk; or, when the worker's share of the disk is full too, to its thread with what arrived."""
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1", env={"FIREWATCH_BODY_BUFFER_MB": "0.005", **spool})
     try:
         import requests
 
@@ -342,13 +358,14 @@ def test_an_upload_larger_than_the_event_loop_buffer_is_read_by_its_thread(tmp_p
 
 
 def test_bodies_waiting_for_a_busy_pool_stay_within_the_body_buffer(tmp_path):
-    """With its only thread held by an upload larger than the buffer (read by the thread), a worker is sent 10 uploads of
-    3.5 MB on other connections, one after another: it reads at most its 4 MB body buffer of them, the rest waits in
-    the kernel (bodies queued for a thread used to leave the count: the worker read all 35 MB)."""
+    """With its only thread held by an upload larger than the buffer and its disk's share (read by the thread), a
+    worker is sent 10 uploads of 3.5 MB on other connections, one after another: it holds at most its 4 MB body
+    buffer of them in memory (and its 0.5 MB share of the disk), the rest waits in the kernel (bodies queued for a
+    thread used to leave the count: the worker read all 35 MB)."""
     from .test_memory import _children, _rss_mb
 
     server = Server(tmp_path / "gunicorn.log", "--workers", "1",
-                    env={"FIREWATCH_WEB_THREADS": "1", "FIREWATCH_BODY_BUFFER_MB": "4",
+                    env={"FIREWATCH_WEB_THREADS": "1", "FIREWATCH_BODY_BUFFER_MB": "4", "FIREWATCH_BODY_SPOOL_MB": "0.5",
                          "FIREWATCH_READ_GRACE_SECONDS": "30"})
     body = b"x" * (3_500_000)
     request = (b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
@@ -422,16 +439,112 @@ def test_what_the_event_loop_read_is_freed_once_read_or_the_connection_closes():
         right.close()
 
 
+def test_what_went_to_disk_is_read_first_and_its_file_closed_once_read_or_forgotten():
+    import tempfile
+
+    from web_app.reads import DeadlineSocket, ReadDeadline
+
+    def spooled(data: bytes):
+        file = tempfile.TemporaryFile(buffering=0)
+        file.write(data)
+        return file
+
+    left, right = socket.socketpair()
+    with left, right:
+        right.sendall(b"rest")
+        sock = DeadlineSocket(left, ReadDeadline(grace=10, min_rate=1000))
+        on_disk = spooled(b"POST / HTTP/1.1\r\n")
+        sock.prefill(bytearray(b"body"), on_disk)
+        assert sock.bytes_received == 21
+        got = b""
+        while len(got) < 25:
+            got += sock.recv(5)
+        assert got == b"POST / HTTP/1.1\r\nbodyrest" and on_disk.closed
+
+        on_disk = spooled(b"GET /a HTTP/1.1\r\n\r\nGET /b")  # a pipelined request's start, partly on disk
+        sock.prefill(bytearray(b" HTTP/1.1\r\n\r\n"), on_disk)
+        assert sock.recv(19) == b"GET /a HTTP/1.1\r\n\r\n"
+        assert sock.take_early() == b"GET /b HTTP/1.1\r\n\r\n" and on_disk.closed
+
+        on_disk = spooled(b"unread")
+        sock.prefill(bytearray(b"x"), on_disk)
+        sock.forget_early()
+        assert on_disk.closed
+
+
+def test_a_body_moves_to_disk_within_the_disk_share_and_a_failed_write_loses_no_byte():
+    import errno
+    import logging
+
+    from web_app.reads import ChunkedBody, ChunkLimits, LengthBody
+    from web_app.worker import FirewatchWorker
+
+    class DiskFillsUp:
+        def __init__(self, room: int) -> None:
+            self.room, self.written, self.closed = room, bytearray(), False
+
+        def write(self, data) -> int:
+            if not self.room:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            taken = bytes(data[:min(self.room, 3)])  # short writes, as a raw file may make
+            self.room -= len(taken)
+            self.written += taken
+            return len(taken)
+
+    request = b"POST / HTTP/1.1\r\nContent-Length: 20\r\n\r\n" + b"0123456789"  # half the body so far
+    worker = FirewatchWorker.__new__(FirewatchWorker)
+    worker.log = logging.getLogger("test")
+    worker.body_spool_bytes, worker.spooled_bytes, worker.early_bytes = 100, 90, len(request)
+
+    def awaiting(room: int):
+        body = LengthBody(request.index(b"\r\n\r\n") + 4, 20)
+        return __import__("types").SimpleNamespace(early=bytearray(request), body=body, spool=DiskFillsUp(room),
+                                                   spooled=0, head=None)
+
+    full = awaiting(room=1000)
+    assert worker._spool(full) is False  # 10 bytes of room left in the disk's share: not enough for it
+    assert full.early == request and full.spool.written == b"" and worker.spooled_bytes == 90
+
+    worker.spooled_bytes = 0
+    failing = awaiting(room=20)
+    assert worker._spool(failing) is False  # the disk took 20 bytes, then refused
+    assert failing.spool.written + failing.early == request and failing.spooled == 20
+    assert worker.spooled_bytes == 20 and worker.early_bytes == len(request) - 20
+    assert failing.body.read_size(len(failing.early)) == 10  # the rest of the body, counted from what is left
+
+    worker.spooled_bytes, worker.early_bytes = 0, len(request)
+    spooling = awaiting(room=1000)
+    assert worker._spool(spooling) is True
+    assert spooling.spool.written == request and spooling.early == b"" and worker.early_bytes == 0
+    assert spooling.body.read_size(0) == 10 and spooling.body.end(bytearray(b"x" * 10)) == 10
+
+    worker.spooled_bytes, worker.body_spool_bytes = 0, 0  # FIREWATCH_BODY_SPOOL_MB=0: nothing goes to disk
+    assert worker._spool(awaiting(room=1000)) is False
+
+    # A chunked body's trailer section must stay in memory to find its end: within what a head may take, at most.
+    worker.body_spool_bytes = 10**6
+    head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    for trailers, kept in ((b"X-A: 1\r\n" * 100, True), (b"X-A: " + b"y" * 70_000 + b"\r\n", False)):
+        worker.spooled_bytes = worker.early_bytes = 0
+        conn = __import__("types").SimpleNamespace(early=bytearray(head + b"1\r\n-\r\n0\r\n" + trailers),
+                                                   body=ChunkedBody(len(head), ChunkLimits(10**6)), spool=DiskFillsUp(10**6),
+                                                   spooled=0, head=None)
+        assert conn.body.end(conn.early) is None
+        assert worker._spool(conn) is kept
+        assert conn.spool.written + conn.early == head + b"1\r\n-\r\n0\r\n" + trailers and conn.early.startswith(b"\r\nX-A")
+
+
 def test_the_event_loop_does_not_read_a_body_the_app_refuses_for_its_length():
     """The app answers a Content-Length over its limit from the head (413 where a route reads a body): reading such
     a body first (up to the whole body buffer, for any route) only cost memory, and a client that waits for
     100 Continue must not be told to send it (gunicorn would tell it, once a thread takes the request)."""
     import types
 
+    from web_app.reads import LengthBody
     from web_app.worker import NO_BODY, FirewatchWorker
 
     worker = FirewatchWorker.__new__(FirewatchWorker)
-    worker.body_buffer_bytes = 64 * 1024 * 1024
+    worker.body_buffer_bytes = worker.body_spool_bytes = 64 * 1024 * 1024
     worker.app = types.SimpleNamespace(wsgi=lambda: types.SimpleNamespace(config={"MAX_CONTENT_LENGTH": 1000}))
     worker.cfg = types.SimpleNamespace(reload=False, limit_request_field_size=8190, limit_request_fields=100)
     worker.load_wsgi()
@@ -444,7 +557,9 @@ def test_the_event_loop_does_not_read_a_body_the_app_refuses_for_its_length():
     assert worker._request_body(within).end(within.early + b"x" * 2000) == len(within.early) + 1000
     over = conn(b"Expect: 100-continue\r\n", 1001)
     assert worker._request_body(over) is NO_BODY and over.over_limit
-    worker.body_buffer_bytes = 500  # within the app's limit but not the buffer: the thread reads it, after gunicorn's 100
+    worker.body_buffer_bytes, worker.body_spool_bytes = 300, 700  # within the buffer and its disk share together
+    assert isinstance(worker._request_body(conn(b"Expect: 100-continue\r\n", 1000)), LengthBody)
+    worker.body_spool_bytes = 200  # within the app's limit but not them: the thread reads it, after gunicorn's 100
     over_the_buffer = conn(b"Expect: 100-continue\r\n", 1000)
     assert worker._request_body(over_the_buffer) is NO_BODY and not over_the_buffer.over_limit
 
@@ -478,11 +593,15 @@ def test_which_bodies_the_event_loop_reads():
     assert body(b"Content-Length: 12", first=b"POST / HTTP/2.0") is None
 
 
-def _chunked_end(body: bytes, cuts=(), largest: int = 10_000, line: int = 1024, trailers: int = 8192):
-    """Where a ChunkedBody says ``body`` ends, fed in pieces cut at ``cuts``: the offset, None, or the exception."""
+def _chunked_end(body: bytes, cuts=(), largest: int = 10_000, line: int = 1024, trailers: int = 8192,
+                 spool: bool = False):
+    """Where a ChunkedBody says ``body`` ends, fed in pieces cut at ``cuts``: the offset, None, or the exception.
+    ``spool``: after each piece, what it no longer needs leaves the buffer (as the worker moves it to disk), and
+    is checked to be what came first."""
     from web_app.reads import BodyTooLarge, ChunkedBody, ChunkLimits, NotReadHere
 
     scanner, buffer, found = ChunkedBody(0, ChunkLimits(largest, line, trailers)), bytearray(), None
+    moved = bytearray()
     for start, end in zip([0, *cuts], [*cuts, len(body)]):
         buffer += body[start:end]
         try:
@@ -490,7 +609,13 @@ def _chunked_end(body: bytes, cuts=(), largest: int = 10_000, line: int = 1024, 
         except (NotReadHere, BodyTooLarge) as error:
             return error
         if found is not None:
-            return found
+            return len(moved) + found
+        if spool:
+            settled = scanner.settled(len(buffer))
+            moved += buffer[:settled]
+            del buffer[:settled]
+            scanner.shift(settled)
+            assert moved + buffer == body[:end]
     return found
 
 
@@ -501,11 +626,14 @@ def test_a_chunked_body_ends_after_its_last_chunk_and_trailers_wherever_the_read
               b"1\r\n\r\r\n0 ;x\r\n\r\n"]  # a chunk that is itself CR; BWS before an extension
     for whole in bodies:
         for cuts in [[cut] for cut in range(1, len(whole))] + [list(range(1, len(whole)))]:
-            assert _chunked_end(whole + b"GET / HTTP/1.1\r\n\r\n", cuts) == len(whole), (whole, cuts)
+            for spool in (False, True):  # all in memory; or, as the worker does once its buffer is full, on disk
+                assert _chunked_end(whole + b"GET / HTTP/1.1\r\n\r\n", cuts, spool=spool) == len(whole), (whole, cuts)
         assert _chunked_end(whole[:-1]) is None
+        assert _chunked_end(whole[:-1], list(range(1, len(whole) - 1)), spool=True) is None
     for broken in (b"5\r\nhelloXX0\r\n\r\n", b"G\r\nhello\r\n", b"\r\n", b"0x5\r\nhello\r\n",
                    b"0 \r\n\r\n"):
         assert isinstance(_chunked_end(broken), NotReadHere), broken
+        assert isinstance(_chunked_end(broken, list(range(1, len(broken))), spool=True), NotReadHere), broken
 
 
 def test_the_event_loop_stops_scanning_a_chunked_body_only_where_gunicorn_refuses_it_at_once():
@@ -719,3 +847,4 @@ def test_a_socket_read_past_the_deadline_raises_read_timed_out():
         with pytest.raises(ReadTimedOut) as raised:
             sock.recv(10)
         assert isinstance(raised.value, NoMoreData) and isinstance(raised.value, TimeoutError) and sock.timed_out
+
