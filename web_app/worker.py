@@ -27,6 +27,8 @@
   (``malloc_trim``), which glibc would otherwise keep.
 - gunicorn's own error responses (400, 414, 431... sent before the app sees a request) carry the security headers
   and the API's JSON error form, instead of gunicorn's bare HTML page.
+- A worker out of file descriptors stops accepting for ``ACCEPT_PAUSE_SECONDS`` (gthread's worker died, with every
+  connection it held); it raises its soft limit on them first, to what ``worker_connections`` needs.
 - A worker accepts connections only while one of its threads is free, so that the other workers take them, and
   only while it holds no more connections than the others (least connections, web_app/balance.py).
 - No ``Server`` banner on any response.
@@ -37,6 +39,7 @@ from __future__ import annotations
 import errno
 import gc
 import json
+import resource
 import selectors
 import socket
 import tempfile
@@ -75,6 +78,10 @@ BODY_READ_SIZE = 1024 * 1024  # per recv, as gunicorn's own body reads
 LARGE_REQUEST_BYTES = 1024 * 1024
 LINGER_SECONDS, LINGER_MAX_DRAIN = 2.0, 64 * 1024  # a closing connection's wait for its client (gunicorn's values)
 SWEEP_SECONDS = 0.25  # how often the event loop looks for requests, silent and closing connections out of time
+# Out of file descriptors (or kernel memory for a socket), a worker stops accepting this long, as nginx does (for
+# 500 ms), rather than die with every connection it holds, as gthread does; the connection waits in the backlog.
+ACCEPT_PAUSE_SECONDS = 0.1
+_ACCEPT_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 _SERVER_ERROR_MESSAGES = {
     414: "The address is too long.",
@@ -116,8 +123,15 @@ class FirewatchWorker(ThreadWorker):
         self._next_sweep = 0.0
         self.trim_due = False  # a large request finished since the last sweep: hand its freed heap back
         self._stopping_since: float | None = None
+        self.accept_paused_until = 0.0  # time.monotonic() until which accepting waits for file descriptors to free
         # Off for TLS and HTTP/2 (gunicorn reads their first bytes itself); neither is used behind the ALB.
         self.reads_early = not self.cfg.is_ssl and "h2" not in self.cfg.http_protocols
+
+    def init_process(self):
+        # A connection takes a socket and, past the body buffer, a file: the soft limit (1,024 in many containers)
+        # would run out before worker_connections does.
+        raise_open_file_limit(2 * self.worker_connections + 256)
+        super().init_process()
 
     def load_wsgi(self):
         super().load_wsgi()
@@ -199,7 +213,7 @@ class FirewatchWorker(ThreadWorker):
         new connections to the other workers, instead of queueing them behind those clients. (gthread accepts up
         to ``worker_connections`` whatever its threads are doing.) And only while no other worker holds fewer
         connections: a keep-alive connection stays where it was accepted, so the split is what balances the load."""
-        able = enabled and self.busy_threads < self.cfg.threads
+        able = enabled and self.busy_threads < self.cfg.threads and time.monotonic() >= self.accept_paused_until
         CONNECTIONS.publish(self.age, self.nr_conns if able else None)
         self.held_back = able and not CONNECTIONS.may_accept(self.age, self.nr_conns)
         super().set_accept_enabled(able and not self.held_back)
@@ -212,6 +226,9 @@ class FirewatchWorker(ThreadWorker):
         if self.held_back:  # soon while connections are coming in (a burst), less often once they are not
             burst = time.monotonic() - self.last_accepted < BURST_SECONDS
             timeout = min(timeout, BURST_RECHECK_SECONDS if burst else RECHECK_SECONDS)
+        paused = self.accept_paused_until - time.monotonic()
+        if paused > 0:
+            timeout = min(timeout, paused)
         super().wait_for_and_dispatch_events(timeout)
 
     def handle(self, conn):
@@ -234,12 +251,16 @@ class FirewatchWorker(ThreadWorker):
     # --- Requests are read by the event loop -----------------------------------------------------------------
 
     def accept(self, listener):
-        if not self.reads_early:
-            return super().accept(listener)
         try:
+            if not self.reads_early:
+                return super().accept(listener)
             client_sock, client_addr = listener.accept()
         except OSError as e:
-            if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+            if e.errno in _ACCEPT_EXHAUSTED:
+                self.log.warning("Cannot accept a connection (%s): not accepting for %.1f s", e, ACCEPT_PAUSE_SECONDS)
+                self.accept_paused_until = time.monotonic() + ACCEPT_PAUSE_SECONDS
+                self.set_accept_enabled(False)
+            elif e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
             return
         self.nr_conns += 1
@@ -474,6 +495,14 @@ class _NoBody(Body):
 
 
 NO_BODY = _NoBody()
+
+
+def raise_open_file_limit(wanted: int) -> None:
+    """The process's soft limit on open files raised to ``wanted``, or as near as its hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _outcome(fs):

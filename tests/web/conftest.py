@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -37,10 +38,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _limit_open_files(count: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
+
+
 class Server:
     """``python -m web_app`` in a subprocess on a free port; its output goes to a log file."""
 
-    def __init__(self, log_path: Path, *args: str, env: dict | None = None) -> None:
+    def __init__(self, log_path: Path, *args: str, env: dict | None = None, open_files: int | None = None) -> None:
+        """``open_files``: the server's limit on open files, soft and hard (it cannot raise it)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -51,6 +59,7 @@ class Server:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
+            preexec_fn=None if open_files is None else partial(_limit_open_files, open_files),
         )
         self._wait_until_healthy()
 

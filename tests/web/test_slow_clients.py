@@ -848,3 +848,54 @@ def test_a_socket_read_past_the_deadline_raises_read_timed_out():
             sock.recv(10)
         assert isinstance(raised.value, NoMoreData) and isinstance(raised.value, TimeoutError) and sock.timed_out
 
+
+def test_a_worker_out_of_file_descriptors_stops_accepting_instead_of_dying(tmp_path):
+    """With 120 open files at most, 150 connections at once: gthread's worker died at the 100-odd-th (EMFILE in
+    accept), with every connection it held. Here it waits for some to close, and the same worker answers after."""
+    server = Server(tmp_path / "gunicorn.log", "--workers", "1", open_files=120)
+    held = []
+    try:
+        for _ in range(150):
+            held.append(socket.create_connection(("127.0.0.1", server.port), timeout=5))  # the backlog takes them
+        time.sleep(1.0)
+        for sock in held:
+            sock.close()
+        held = []
+        time.sleep(0.5)
+        import requests
+
+        answered = requests.get(server.url + "/healthz", timeout=5)
+    finally:
+        for sock in held:
+            sock.close()
+        server.stop()
+    log = server.log_path.read_text()
+    assert answered.status_code == 200
+    assert "Exception in worker process" not in log and log.count("Booting worker") == 1, log[-2000:]
+    assert "Too many open files" in log  # it did run out, and said so
+
+
+def test_a_worker_raises_its_soft_limit_on_open_files_as_far_as_it_may():
+    import resource
+
+    from web_app import worker
+
+    limits = {"now": (1024, 4096)}
+
+    def setrlimit(kind, value):
+        limits["now"] = value
+
+    real = (resource.getrlimit, resource.setrlimit)
+    resource.getrlimit, resource.setrlimit = (lambda kind: limits["now"]), setrlimit
+    try:
+        worker.raise_open_file_limit(2256)
+        assert limits["now"] == (2256, 4096)
+        worker.raise_open_file_limit(10_000)
+        assert limits["now"] == (4096, 4096)  # no further than the hard limit
+        worker.raise_open_file_limit(100)
+        assert limits["now"] == (4096, 4096)  # never lowered
+        limits["now"] = (1024, resource.RLIM_INFINITY)
+        worker.raise_open_file_limit(2256)
+        assert limits["now"] == (2256, resource.RLIM_INFINITY)
+    finally:
+        resource.getrlimit, resource.setrlimit = real
