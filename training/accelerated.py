@@ -44,6 +44,7 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ema", type=options.ema_momentum, default=0.0, metavar="MOMENTUM",
                    help="validate and keep an exponential moving average of the weights with this momentum per step (0: off)")
     p.add_argument("--mix-probability", type=options.probability, default=augment.MIX_PROBABILITY)
+    options.add_source_balance_option(p)
     p.add_argument("--white-balance-probability", type=options.probability, default=augment.WHITE_BALANCE_PROBABILITY)
     p.add_argument("--white-balance-strength", type=float, default=augment.WHITE_BALANCE_STRENGTH)
     p.add_argument("--decoy-probability", type=options.probability, default=augment.DECOY_PROBABILITY)
@@ -103,6 +104,7 @@ def fit_one(args: argparse.Namespace) -> int:
     schedule = fitting.Schedule(
         epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
         loss=args.loss, ema=args.ema, seed=args.seed, workers=args.workers, deadline=args.deadline,
+        source_balance=args.source_balance,
         recipe=augment.Recipe(args.mix_probability, args.white_balance_probability, args.white_balance_strength,
                               args.decoy_probability))
     keras.utils.set_random_seed(args.seed)
@@ -117,7 +119,7 @@ def fit_one(args: argparse.Namespace) -> int:
         init = {"file": args.init.name, "sha256": hashlib.sha256(args.init.read_bytes()).hexdigest()}
         log(f"starting from {args.init} (sha256 {init['sha256'][:12]})")
     fitted = fitting.fit(model, data.images[rows["train"]], data.labels[rows["train"]], data.images[rows["val"]],
-                         data.labels[rows["val"]], schedule, log)
+                         data.labels[rows["val"]], schedule, log, train_sources=data.sources[rows["train"]])
     args.out.mkdir(parents=True, exist_ok=True)
     # The weights alone: an uncompiled copy, so the file carries no optimizer state (a third of the size).
     served = backbones.compact(size, width=args.width)

@@ -238,7 +238,7 @@ def schedule_for(args: argparse.Namespace):
 
     mix = augment.MIX_PROBABILITY if args.mix_probability is None else args.mix_probability
     return fitting.Schedule(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                            loss=args.loss, ema=args.ema, seed=args.seed,
+                            loss=args.loss, ema=args.ema, seed=args.seed, source_balance=args.source_balance,
                             recipe=augment.Recipe(mix, args.white_balance_probability, args.white_balance_strength,
                                                   args.decoy_probability))
 
@@ -246,6 +246,8 @@ def schedule_for(args: argparse.Namespace):
 def train(args: argparse.Namespace, model, splits: Splits, folder: Path) -> Trained:
     """Fit (or take the weights fitted elsewhere, ``--trained``); keep the best epoch, add test-time flipping, save
     ``.keras``."""
+    import numpy as np
+
     from . import backbones, fitting
 
     schedule = schedule_for(args)
@@ -253,7 +255,9 @@ def train(args: argparse.Namespace, model, splits: Splits, folder: Path) -> Trai
         fitted, fitted_elsewhere = trained_ensemble(args, model, splits) if len(args.trained) > 1 else \
             trained_elsewhere(args, model, splits, args.trained[0])
     else:
-        fitted, fitted_elsewhere = fitting.fit(model, splits.train_x, splits.train_y, splits.val_x, splits.val_y, schedule, log), None
+        fitted = fitting.fit(model, splits.train_x, splits.train_y, splits.val_x, splits.val_y, schedule, log,
+                             train_sources=np.asarray([sample.source for sample in splits.train_s]))
+        fitted_elsewhere = None
     model = fitted.model
     if args.tta == "flip":
         model = backbones.with_flip_averaging(model)
@@ -296,6 +300,7 @@ def trained_elsewhere(args: argparse.Namespace, model, splits: Splits, folder: P
                 # the card describes the recipe from this run's options, so they must be the fit's
                 "loss": (settings["loss"], args.loss), "batch size": (settings["batch_size"], args.batch_size),
                 "weight average momentum (--ema)": (settings.get("ema", 0.0), args.ema),
+                "source balance (--source-balance)": (settings.get("source_balance", 0.0), args.source_balance),
                 "batch-norm momentum (--bn-momentum)": (settings.get("bn_momentum", BATCH_NORM_MOMENTUM), args.bn_momentum),
                 "mix probability": (settings["mix_probability"], recipe.mix_probability),
                 "white-balance probability": (settings["white_balance_probability"], recipe.white_balance_probability),
@@ -435,7 +440,7 @@ def model_card(args, argv, roots, size, splits: Splits, trained: Trained, export
         metrics=exported.metrics,
         training={"epochs_run": len(history["loss"]), "seconds": round(trained.seconds, 1),
                   "best_val_auc": round(float(max(history.get("val_auc", [0]))), 4), "kept_epoch": evaluate.best_epoch(history),
-                  "batch_size": args.batch_size, "weight_average_momentum": args.ema,
+                  "batch_size": args.batch_size, "weight_average_momentum": args.ema, "source_balance": args.source_balance,
                   "batch_norm_momentum": args.bn_momentum,
                   **({"fitted_elsewhere": trained.elsewhere} if trained.elsewhere else {})},
         reports={"folder": display_path(reports), "plots": plots},

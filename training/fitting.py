@@ -27,6 +27,7 @@ class Schedule:
     learning_rate: float = 2e-3
     loss: str = "focal"
     ema: float = 0.0  # momentum of an exponential moving average of the weights, validated and kept instead (0: off)
+    source_balance: float = 0.0  # how far each source gets an equal share of its class (0: by their numbers; 1: equal)
     seed: int = 1337
     recipe: augment.Recipe = field(default_factory=augment.Recipe)
     workers: int = 1  # threads preparing batches beside the fit
@@ -47,18 +48,35 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
     return {0: total / (2 * (total - positives)), 1: total / (2 * positives)}
 
 
+def source_factors(labels: np.ndarray, sources: np.ndarray | None, power: float) -> np.ndarray:
+    """Per photo, a factor on its weight that gives the sources of its class shares in proportion to
+    ``count ** (1 - power)``: 0 leaves them as many as their photos; 1 gives each the same share, so a small source of
+    hard scenes weighs as much as a large one of easy ones. The factors of a class average 1."""
+    factors = np.ones(len(labels), np.float32)
+    if not power or sources is None:
+        return factors
+    for label in np.unique(labels):
+        in_class = labels == label
+        _, group, counts = np.unique(sources[in_class], return_inverse=True, return_counts=True)
+        raw = counts.astype(np.float64)[group] ** -power
+        factors[in_class] = raw / raw.mean()
+    return factors
+
+
 class TrainingBatches(keras.utils.PyDataset):
-    """Shuffled, augmented batches of the uint8 training photos, with sample weights by class.
+    """Shuffled, augmented batches of the uint8 training photos, with sample weights by class (and by source, with
+    ``Schedule.source_balance``: see source_factors).
 
     Each photo is paired with one drawn from an independent shuffle, which scene mixing may paste in. Every batch is
     full (the epoch's remainder waits for the next shuffle), so a compiled step is never rebuilt for a smaller
     batch. The randomness of batch ``i`` of epoch ``e`` is seeded by ``(seed, e, i)``: the same data, whatever the
     number of threads."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, schedule: Schedule):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, schedule: Schedule, sources: np.ndarray | None = None):
         super().__init__(workers=schedule.workers, use_multiprocessing=False)
         self.images, self.labels, self.schedule = images, labels.astype(np.float32), schedule
         self.weights = class_weights(self.labels)
+        self.source_factors = source_factors(self.labels, sources, schedule.source_balance)
         self.batch_size = min(schedule.batch_size, len(images))
         self.epoch = 0
         self._shuffle()
@@ -76,7 +94,8 @@ class TrainingBatches(keras.utils.PyDataset):
         rng = np.random.default_rng((self.schedule.seed, self.epoch, index))
         x, y = augment.augment_batch(self.images[mine], self.labels[mine], self.images[theirs], self.labels[theirs],
                                      rng, self.schedule.recipe)
-        w = np.where(y > 0.5, self.weights[1], self.weights[0]).astype(np.float32)
+        # By the label after mixing (a fire pasted in makes it fire), and the source of the photo underneath.
+        w = (np.where(y > 0.5, self.weights[1], self.weights[0]) * self.source_factors[mine]).astype(np.float32)
         return x, y, w
 
     def on_epoch_end(self) -> None:
@@ -112,8 +131,11 @@ class EpochLog(keras.callbacks.Callback):
 
 
 def fit(model: keras.Model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-        schedule: Schedule, log: Callable[[str], None] = print) -> Fitted:
-    """Fit with early stopping on validation AUC; return the best epoch's model, not the last one's."""
+        schedule: Schedule, log: Callable[[str], None] = print, train_sources: np.ndarray | None = None) -> Fitted:
+    """Fit with early stopping on validation AUC; return the best epoch's model, not the last one's.
+    ``train_sources``: each training photo's source, for ``schedule.source_balance``."""
+    if schedule.source_balance and train_sources is None:
+        raise ValueError("source balance needs each training photo's source")
     keras.utils.set_random_seed(schedule.seed)
     checkpoint = Path(tempfile.mkdtemp(prefix="firewatch-train-")) / "best.weights.h5"
     # With an average of the weights, each epoch is validated and saved as that average (swapped in before the
@@ -127,7 +149,7 @@ def fit(model: keras.Model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(2, schedule.patience // 3)),
     ]
     started = time.time()
-    history = model.fit(TrainingBatches(train_x, train_y, schedule), validation_data=(val_x.astype(np.float32), val_y),
+    history = model.fit(TrainingBatches(train_x, train_y, schedule, train_sources), validation_data=(val_x.astype(np.float32), val_y),
                         validation_batch_size=max(64, schedule.batch_size), epochs=schedule.epochs, callbacks=callbacks, verbose=0)
     seconds = time.time() - started
     if checkpoint.exists():

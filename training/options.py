@@ -82,6 +82,19 @@ def bn_momentum(text: str) -> float:
     return value
 
 
+def source_balance(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def add_source_balance_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source-balance", type=source_balance, default=0.0, metavar="POWER",
+                   help="weigh each source's photos so that the sources of a class count alike: 1 gives each the same "
+                        "share of its class, 0 (default) shares by their numbers of photos, between them partly")
+
+
 def add_bn_momentum_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bn-momentum", type=bn_momentum, default=BATCH_NORM_MOMENTUM, metavar="MOMENTUM",
                    help="how slowly the batch-norm statistics that validation and serving use follow the training batches "
@@ -115,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of training photos given a random warmer or cooler white balance (default 0.8; 0 turns it off)")
     p.add_argument("--white-balance-strength", type=float, default=0.25,
                    help="largest red/blue gain change of a white-balance shift (default 0.25: gains 0.75-1.25)")
+    add_source_balance_option(p)
     p.add_argument("--mix-probability", type=probability, default=None,
                    help="share of training photos that get another photo pasted in (default 0.35; 0 turns scene mixing off)")
     p.add_argument("--decoy-probability", type=probability, default=0.0,

@@ -44,6 +44,31 @@ def test_training_batches_are_full_weighted_by_class_and_repeatable():
     assert not np.array_equal(x, batches[0][0]), "a new shuffle and new augmentation each epoch"
 
 
+def test_source_balance_gives_the_sources_of_a_class_equal_shares_and_keeps_the_class_weight():
+    labels = np.array([0] * 6 + [1] * 4, np.float32)
+    sources = np.array(["rooms"] * 4 + ["sunsets"] * 2 + ["forest"] * 3 + ["city"])
+    share = {}
+    for power in (0.0, 0.5, 1.0):
+        factors = fitting.source_factors(labels, sources, power)
+        assert factors[labels == 0].mean() == pytest.approx(1) and factors[labels == 1].mean() == pytest.approx(1)
+        share[power] = {name: factors[sources == name].sum() for name in ("rooms", "sunsets", "forest", "city")}
+    assert share[0.0] == {"rooms": 4, "sunsets": 2, "forest": 3, "city": 1}  # off: by their numbers
+    assert share[1.0]["rooms"] == pytest.approx(3) and share[1.0]["sunsets"] == pytest.approx(3)  # each half of 6
+    assert share[1.0]["forest"] == pytest.approx(2) and share[1.0]["city"] == pytest.approx(2)
+    assert share[0.5]["rooms"] / share[0.5]["sunsets"] == pytest.approx(2 ** 0.5)  # in proportion to count ** 0.5
+    assert np.array_equal(fitting.source_factors(labels, None, 1.0), np.ones(10))
+
+    photos = np.random.default_rng(0).integers(0, 256, (10, 24, 24, 3), dtype=np.uint8)
+    schedule = fitting.Schedule(batch_size=10, seed=5, source_balance=1.0,
+                                recipe=fitting.augment.Recipe(mix_probability=0.0))
+    batches = fitting.TrainingBatches(photos, labels, schedule, sources)
+    _, y, w = batches[0]
+    factors, weights = fitting.source_factors(labels, sources, 1.0), fitting.class_weights(labels)
+    assert np.allclose(w, np.where(y > 0.5, weights[1], weights[0]) * factors[batches.order])
+    with pytest.raises(ValueError, match="source"):
+        fitting.fit(None, photos, labels, photos, labels, schedule)
+
+
 def test_the_kept_weights_are_the_ones_validated_raw_or_their_moving_average():
     """Early stopping and the checkpoint judge each epoch by its validation AUC; the model returned must be the one
     that scored it: with --ema, the moving average of the weights (swapped in before validation and before the
@@ -199,6 +224,8 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     same = ("--image-size", "48", "--val-fraction", "0.4", "--batch-size", "8", "--width", "1.0")
     recipe_differs = train(*same, "--trained", full, "--white-balance-strength", "0.45", "--runs", tmp_path / "runs")
     assert recipe_differs.returncode != 0 and "white-balance strength: 0.25 there, 0.45 here" in recipe_differs.stderr
+    balance_differs = train(*same, "--trained", full, "--source-balance", "1", "--runs", tmp_path / "runs")
+    assert balance_differs.returncode != 0 and "source balance (--source-balance): 0.0 there, 1.0 here" in balance_differs.stderr
     damaged = tmp_path / "damaged"
     shutil.copytree(full, damaged)
     (damaged / accelerated.WEIGHTS).write_bytes((full / accelerated.WEIGHTS).read_bytes()[:500])
