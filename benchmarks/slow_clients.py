@@ -23,6 +23,8 @@ def trickle_head(framing: str, length: int) -> bytes:
         "continue": f"{_UPLOAD_HEAD}Expect: 100-continue\r\nContent-Length: {length}\r\n\r\n",
         "http/1.0": f"{_UPLOAD_HEAD.replace('HTTP/1.1', 'HTTP/1.0')}Content-Length: {length}\r\n\r\n",
     }[framing].encode()
+
+
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 

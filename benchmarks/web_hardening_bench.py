@@ -4,9 +4,9 @@
 
 - "slow clients": how many /healthz probes (one every 0.25 s, each on a new connection) are answered within 1 s
   beside clients sending a request body one byte every 2 s (of a Content-Length; chunked; after
-  ``Expect: 100-continue``; after sending 1 MB of it at once, past the workers' body buffers), clients on keep-alive connections whose every request
-  head takes 9 s to arrive (a line a second), connections that send nothing, or clients that keep their end of
-  a connection open after the server closed it (on an error);
+  ``Expect: 100-continue``; after sending 1 MB of it at once, past the workers' body buffers), clients on
+  keep-alive connections whose every request head takes 9 s to arrive (a line a second), connections that send
+  nothing, or clients that keep their end of a connection open after the server closed it (on an error);
 - "worst-case uploads": 8 concurrent 40 MP 16-bit grey PNGs (~90 KB each, the costliest decode within the
   limits): peak RSS of all workers together, RSS once they are done, the slowest /healthz meanwhile.
 

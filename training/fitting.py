@@ -149,7 +149,8 @@ def fit(model: keras.Model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(2, schedule.patience // 3)),
     ]
     started = time.time()
-    history = model.fit(TrainingBatches(train_x, train_y, schedule, train_sources), validation_data=(val_x.astype(np.float32), val_y),
+    history = model.fit(TrainingBatches(train_x, train_y, schedule, train_sources),
+                        validation_data=(val_x.astype(np.float32), val_y),
                         validation_batch_size=max(64, schedule.batch_size), epochs=schedule.epochs, callbacks=callbacks, verbose=0)
     seconds = time.time() - started
     if checkpoint.exists():

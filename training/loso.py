@@ -83,7 +83,9 @@ def fit_settings(record: dict) -> dict:
     return settings
 
 
-UNNAMED_MEANS = {"ema": "0", "source_balance": "0", "fine_tuned": "False", "bn_momentum": str(BATCH_NORM_MOMENTUM), "bn_statistics": "running"}  # what fit_settings leaves out of a name means this
+# What fit_settings leaves out of a name means this.
+UNNAMED_MEANS = {"ema": "0", "source_balance": "0", "fine_tuned": "False", "bn_momentum": str(BATCH_NORM_MOMENTUM),
+                 "bn_statistics": "running"}
 
 
 def settings_text(settings: dict, seed: bool = True) -> str:
