@@ -15,11 +15,16 @@ from stacks.load_balancer import PublicLoadBalancer
 from stacks.observability import (
     FIVE_MINUTES, ONE_MINUTE, AlarmSpec, DashboardSection, borderline_share, graph, unfamiliar_uploads_alarm,
 )
+from stacks.user_data import AGENT_NAMESPACE
 from stacks.web_firewall import WebFirewall
 from stacks.web_servers import WebServers
 
 ALB_5XX_PERCENT = 5
 ASG_CPU_PERCENT = 80
+# The worst instance, from the CloudWatch agent. The root disk holds the image's layers and upload bodies spooled
+# past a worker's memory buffer (FIREWATCH_BODY_SPOOL_MB): a full disk stops both, and the next image pull.
+WEB_DISK_PERCENT = 85
+WEB_MEMORY_PERCENT = 90
 WAF_REQUESTS = (("AllowedRequests", "allowed"), ("BlockedRequests", "blocked"))
 
 
@@ -98,6 +103,16 @@ class WebTier(Capability):
                 "WebCpuHigh", self._asg_metric("CPUUtilization"), ASG_CPU_PERCENT, 3,
                 f"Web tier CPU above {ASG_CPU_PERCENT}% for 15 minutes (scaling out is not keeping up)",
             ),
+            AlarmSpec(
+                "WebDiskFull", self._asg_metric("disk_used_percent", "Maximum", AGENT_NAMESPACE), WEB_DISK_PERCENT, 2,
+                f"A web instance's root disk {WEB_DISK_PERCENT}% full or more for 10 minutes: spooled uploads go to "
+                "threads instead, and the next image pull may fail. Look for a stuck request or a large log",
+            ),
+            AlarmSpec(
+                "WebMemoryHigh", self._asg_metric("mem_used_percent", "Maximum", AGENT_NAMESPACE), WEB_MEMORY_PERCENT,
+                3, f"A web instance's memory {WEB_MEMORY_PERCENT}% used or more for 15 minutes: the kernel may kill the "
+                "server. Lower FIREWATCH_DECODES_PER_WORKER or FIREWATCH_BODY_BUFFER_MB, or choose a larger instance",
+            ),
             # How often the model is unsure of what people upload (the classifier has the same alarm).
             unfamiliar_uploads_alarm(
                 "WebUnfamiliarUploads", *self._classified_and_borderline(), "photos classified by the web app",
@@ -142,8 +157,8 @@ class WebTier(Capability):
                     graph(
                         "EC2 memory / root disk used (%)",
                         [
-                            self._asg_metric("mem_used_percent", namespace="CWAgent"),
-                            self._asg_metric("disk_used_percent", namespace="CWAgent"),
+                            self._asg_metric("mem_used_percent", namespace=AGENT_NAMESPACE),
+                            self._asg_metric("disk_used_percent", namespace=AGENT_NAMESPACE),
                         ],
                     ),
                 ],

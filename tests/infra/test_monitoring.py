@@ -49,6 +49,9 @@ ALARMS = {
     "BatchItemFailures": ("Firewatch", "BatchItemFailures", "Sum", 300, 1, 1),
     "UnhealthyHosts": ("AWS/ApplicationELB", "UnHealthyHostCount", "Maximum", 60, 1, 5),
     "WebCpuHigh": ("AWS/EC2", "CPUUtilization", "Average", 300, 80, 3),
+    # The worst instance's, as the CloudWatch agent publishes them (the group's Average would hide one full disk).
+    "WebDiskFull": ("CWAgent", "disk_used_percent", "Maximum", 300, 85, 2),
+    "WebMemoryHigh": ("CWAgent", "mem_used_percent", "Maximum", 300, 90, 3),
 }
 
 
@@ -80,6 +83,7 @@ def test_alarm_dimensions_point_at_the_deployed_resources(synth):
     assert dims["DeadLetterQueueNotEmpty"] == ["QueueName"]
     assert dims["UnhealthyHosts"] == ["LoadBalancer", "TargetGroup"]
     assert dims["WebCpuHigh"] == ["AutoScalingGroupName"]
+    assert dims["WebDiskFull"] == dims["WebMemoryHigh"] == ["AutoScalingGroupName"]
     assert "Classifier" in json.dumps(alarms["LambdaErrors"]["Dimensions"])
 
 
@@ -320,3 +324,29 @@ def test_batch_item_failures_metric_is_the_one_the_handler_emits(synth):
 
     assert _alarms(synth)["BatchItemFailures"]["MetricName"] == BATCH_ITEM_FAILURES
     assert BATCH_ITEM_FAILURES in CUSTOM_METRICS
+
+
+def _agent_metrics(synth) -> set[tuple[str, frozenset]]:
+    """(metric name, dimension names) the CloudWatch agent on a web instance publishes, as its deployed config says
+    (read back from the synthesized user data), under the agent's naming: a measurement's section is its prefix."""
+    from tests.infra.test_web import _user_data
+
+    script = _user_data(synth.web)
+    config = json.loads(script.split("<<'JSON'\n", 1)[1].split("\nJSON", 1)[0])["metrics"]
+    names = {m if m.startswith(f"{section}_") else f"{section}_{m}"
+             for section, options in config["metrics_collected"].items() for m in options["measurement"]}  # fmt: skip
+    return {(name, frozenset(dims)) for name in names for dims in config["aggregation_dimensions"]}
+
+
+def test_agent_metrics_read_by_the_dashboard_and_alarms_are_published(synth):
+    """A metric name or dimension the agent does not publish would leave a graph empty and an alarm forever OK."""
+    published = _agent_metrics(synth)
+    read = [(alarm["MetricName"], frozenset(d["Name"] for d in alarm["Dimensions"]))
+            for alarm in _alarms(synth).values() if alarm.get("Namespace") == "CWAgent"]  # fmt: skip
+    for widget in _dashboard(synth)["widgets"]:
+        for line in widget["properties"].get("metrics", []):
+            if not isinstance(line[0], dict) and line[0] == "CWAgent":
+                body = line[2:-1] if isinstance(line[-1], dict) else line[2:]
+                read.append((line[1], frozenset(body[::2])))
+    assert {name for name, _ in read} == {"mem_used_percent", "disk_used_percent"}
+    assert set(read) <= published
