@@ -11,7 +11,8 @@ from ops.synth import synthesize
 
 def _templates(synth) -> dict[str, dict]:
     return {stack.stack_name: template.to_json() for stack, template in (
-        (synth.stacks.serverless, synth.serverless), (synth.stacks.web, synth.web), (synth.stacks.monitoring, synth.monitoring))}  # fmt: skip
+        (synth.stacks.serverless, synth.serverless), (synth.stacks.web, synth.web), (synth.stacks.monitoring, synth.monitoring))
+        if stack is not None}  # fmt: skip
 
 
 def test_cost_counts_the_default_shape(synth):
@@ -21,6 +22,21 @@ def test_cost_counts_the_default_shape(synth):
     assert found.functions == [(1024, "x86_64")]
     assert found.kms_keys == 1 and found.dashboards == 1
     assert found.alarm_metrics >= len(synth.monitoring.find_resources("AWS::CloudWatch::Alarm"))
+
+
+@pytest.mark.parametrize("fixture, heading", [
+    ("synth", "For the default settings"),
+    ("synth_serverless_only", "For the serverless-only shape"),
+])  # fmt: skip
+def test_the_readme_s_cost_estimates_are_what_the_command_prints(fixture, heading, request):
+    """The README shows `make cost`'s output (whole, or its main lines); an added alarm or instance changes it."""
+    from tests.infra.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    shown = readme.split(heading, 1)[1].split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    printed = iter(cost.render(cost.estimate(_templates(request.getfixturevalue(fixture)))).splitlines())
+    missing = [line for line in shown if line not in printed]  # in order: each search goes on from the last match
+    assert not missing, f"run `make cost` and copy its output into the README: {missing}"
 
 
 def test_cost_follows_the_settings(synth_custom):
