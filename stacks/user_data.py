@@ -21,6 +21,9 @@ CONTAINER_NAME = "firewatch-web"
 # gunicorn lets in-flight requests finish for up to its graceful_timeout (25 s, web_app/gunicorn.conf.py), so
 # this must be longer, or a deploy or scale-in would cut requests off.
 CONTAINER_STOP_TIMEOUT_SECONDS = 35
+# Open files in the container (soft, hard), set here rather than left to the AMI's Docker defaults: a worker needs
+# two per connection (a socket and, for a spooled upload, a file); it raises its soft limit up to the hard one.
+CONTAINER_OPEN_FILES = (8192, 65536)
 
 # Memory and root-disk use are not EC2 metrics; the CloudWatch agent publishes them per Auto Scaling group.
 AGENT_NAMESPACE = "CWAgent"  # the only namespace the instance role may write metrics to
@@ -52,6 +55,7 @@ def docker_run_command(
             f"--name {CONTAINER_NAME}",
             "--restart=always",
             f"--stop-timeout {CONTAINER_STOP_TIMEOUT_SECONDS}",
+            "--ulimit nofile={}:{}".format(*CONTAINER_OPEN_FILES),
             "--cap-drop=ALL --security-opt=no-new-privileges",  # the server needs no capabilities (port 8080)
             f"--publish {APP_PORT}:{APP_PORT}",
             f"--env FIREWATCH_RESULTS_BUCKET={results_bucket}",

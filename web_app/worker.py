@@ -128,9 +128,7 @@ class FirewatchWorker(ThreadWorker):
         self.reads_early = not self.cfg.is_ssl and "h2" not in self.cfg.http_protocols
 
     def init_process(self):
-        # A connection takes a socket and, past the body buffer, a file: the soft limit (1,024 in many containers)
-        # would run out before worker_connections does.
-        raise_open_file_limit(2 * self.worker_connections + 256)
+        raise_open_file_limit(open_files_needed(self.worker_connections))
         super().init_process()
 
     def load_wsgi(self):
@@ -495,6 +493,12 @@ class _NoBody(Body):
 
 
 NO_BODY = _NoBody()
+
+
+def open_files_needed(worker_connections: int) -> int:
+    """A connection takes a socket and, past the body buffer, a file; plus the worker's own (logs, the model, the
+    decode slots' lock files, the arbiter's pipes). The usual soft limit, 1,024, runs out before 1,000 connections."""
+    return 2 * worker_connections + 256
 
 
 def raise_open_file_limit(wanted: int) -> None:

@@ -190,6 +190,23 @@ def test_container_stops_gracefully_without_privileges(synth):
     assert "--user" not in run and "--privileged" not in run  # the image's own non-root user
 
 
+def test_container_may_open_the_files_the_web_workers_need(synth):
+    """Not the AMI's Docker default, which has been as low as 1,024: each worker holds up to worker_connections
+    connections, each a socket and, for a slow upload past its body buffer, a file."""
+    import runpy
+
+    from gunicorn.config import Config
+
+    from tests.conftest import ROOT
+    from web_app.worker import open_files_needed
+
+    run = next(line for line in _user_data(synth.web).splitlines() if line.startswith("docker run"))
+    soft, hard = map(int, run.split("--ulimit nofile=", 1)[1].split()[0].split(":"))
+    settings = runpy.run_path(str(ROOT / "web_app" / "gunicorn.conf.py"))
+    connections = settings.get("worker_connections", Config().worker_connections)
+    assert open_files_needed(connections) <= soft <= hard
+
+
 def test_user_data_is_valid_bash(synth):
     result = subprocess.run(["bash", "-n"], input=_user_data(synth.web), text=True, capture_output=True)
     assert result.returncode == 0, result.stderr
