@@ -76,6 +76,7 @@ def _open(data: bytes, limits: Limits) -> Image.Image:
     except Image.DecompressionBombError:
         raise InvalidImage(TOO_MANY_PIXELS, f"The image has more pixels than the limit of {limits.max_pixels:,}.") from None
     except (UnidentifiedImageError, SyntaxError, OSError, ValueError) as exc:
+        _refuse_inflated_metadata(exc)
         claimed = sniff_format(data)
         if claimed:
             raise InvalidImage(CORRUPT_IMAGE, f"The file looks like {claimed} but its header is damaged.") from None
@@ -91,6 +92,17 @@ def _open(data: bytes, limits: Limits) -> Image.Image:
             f"The image is {width}x{height} ({width * height:,} pixels); the limit is {limits.max_pixels:,} pixels.",
         )
     return image
+
+
+def _refuse_inflated_metadata(exc: Exception) -> None:
+    """Pillow's refusal of a PNG text or colour profile chunk that inflates past 1 MB, wherever it stands: the
+    pixels may be sound, so say it is the metadata rather than a damaged header."""
+    if isinstance(exc, ValueError) and str(exc).lower().startswith("decompressed data too large"):
+        raise InvalidImage(
+            CORRUPT_IMAGE,
+            "The PNG's metadata (a compressed text or colour profile chunk) inflates to more than 1 MB, which no "
+            "photo's does; save the image again without it.",
+        ) from None
 
 
 def _detail(exc: Exception) -> str:
@@ -129,6 +141,7 @@ def decode_image(data: bytes, size: tuple[int, int], limits: Limits | None = Non
     except Image.DecompressionBombError:
         raise InvalidImage(TOO_MANY_PIXELS, f"The image has more pixels than the limit of {limits.max_pixels:,}.") from None
     except Exception as exc:  # Pillow's decoders raise many types for damaged data.
+        _refuse_inflated_metadata(exc)
         raise InvalidImage(CORRUPT_IMAGE, f"The {image.format} image data is truncated or damaged{_detail(exc)}.") from None
 
 

@@ -116,20 +116,19 @@ def png_chunk(kind: bytes, body: bytes) -> bytes:
 
 # Compressed metadata chunks of about 1 kB that inflate to just under 1 MB (Pillow's cap per chunk); the zTXt has
 # no keyword and the iTXt a language tag that is not UTF-8, which Pillow's 64 MB cap on text does not see.
-_MEGABYTE_OF_ZEROS = zlib.compress(b"\x00" * (2**20 - 1), 9)
-COMPRESSED_METADATA = {
-    b"iCCP": b"icc\x00\x00" + _MEGABYTE_OF_ZEROS,
-    b"zTXt": b"\x00\x00" + _MEGABYTE_OF_ZEROS,
-    b"iTXt": b"k\x00\x01\x00\xff\x00\x00" + _MEGABYTE_OF_ZEROS,
-}
+PILLOW_METADATA_CAP = 2**20
+COMPRESSED_METADATA_HEADS = {b"iCCP": b"icc\x00\x00", b"zTXt": b"\x00\x00", b"iTXt": b"k\x00\x01\x00\xff\x00\x00"}
 
 
-def png_with_compressed_metadata(count: int, kind: bytes = b"iCCP", after_pixels: bool = False) -> bytes:
-    """A small valid PNG with ``count`` compressed metadata chunks of ``kind`` (see COMPRESSED_METADATA): Pillow
-    inflates every one, before or after the pixels."""
+def png_with_compressed_metadata(
+    count: int, kind: bytes = b"iCCP", after_pixels: bool = False, inflates_to: int = PILLOW_METADATA_CAP - 1
+) -> bytes:
+    """A small valid PNG with ``count`` compressed metadata chunks of ``kind`` (see COMPRESSED_METADATA_HEADS), each
+    inflating to ``inflates_to`` zeros: Pillow inflates every one, before or after the pixels."""
     data = encode(solid(), "PNG")
     at = data.index(b"IEND") - 4 if after_pixels else 8 + 25
-    return data[:at] + png_chunk(kind, COMPRESSED_METADATA[kind]) * count + data[at:]
+    body = COMPRESSED_METADATA_HEADS[kind] + zlib.compress(b"\x00" * inflates_to, 9)
+    return data[:at] + png_chunk(kind, body) * count + data[at:]
 
 
 def rle8_bmp(width: int, height: int, runs: bytes) -> bytes:

@@ -15,6 +15,7 @@ from inference.decode_memory import jpeg_coefficient_bytes, raster_bytes
 from inference.jpeg_scans import jpeg_layout
 
 from .images import (
+    PILLOW_METADATA_CAP,
     SIDE_40MP,
     encode,
     exif_with_long_orientation,
@@ -423,6 +424,15 @@ def test_a_flood_of_compressed_metadata_is_refused_before_pillow_inflates_it(kin
         decode(png_with_compressed_metadata(2000, kind, after_pixels))  # 2 MB here; 20 MB took Pillow 20 s or more
     assert error.value.code == "too_complex" and "compressed metadata" in error.value.message
     assert time.process_time() - started < 1
+
+
+@pytest.mark.parametrize("kind", [b"iCCP", b"zTXt", b"iTXt"])
+@pytest.mark.parametrize("after_pixels", [False, True])
+def test_one_metadata_chunk_that_inflates_past_pillow_s_cap_is_named_as_such(kind, after_pixels):
+    """Not "header is damaged" or "image data is truncated": the pixels are sound, the metadata is a bomb."""
+    with pytest.raises(InvalidImage) as error:
+        decode(png_with_compressed_metadata(1, kind, after_pixels, inflates_to=PILLOW_METADATA_CAP + 1))
+    assert error.value.code == "corrupt_image" and "metadata" in error.value.message and "1 MB" in error.value.message
 
 
 def test_run_length_encoded_bmps_are_bounded_by_pixels_and_bytes():
