@@ -48,6 +48,7 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--white-balance-probability", type=options.probability, default=augment.WHITE_BALANCE_PROBABILITY)
     p.add_argument("--white-balance-strength", type=float, default=augment.WHITE_BALANCE_STRENGTH)
     p.add_argument("--decoy-probability", type=options.probability, default=augment.DECOY_PROBABILITY)
+    p.add_argument("--grayscale-probability", type=options.probability, default=augment.GRAYSCALE_PROBABILITY)
     p.add_argument("--init", type=Path, metavar="WEIGHTS",
                    help="start from these weights (a model.weights.h5 of the same width and size) instead of from scratch: "
                         "fine-tuning; the file's hash goes into run.json")
@@ -106,7 +107,7 @@ def fit_one(args: argparse.Namespace) -> int:
         loss=args.loss, ema=args.ema, seed=args.seed, workers=args.workers, deadline=args.deadline,
         source_balance=args.source_balance,
         recipe=augment.Recipe(args.mix_probability, args.white_balance_probability, args.white_balance_strength,
-                              args.decoy_probability))
+                              args.decoy_probability, args.grayscale_probability))
     keras.utils.set_random_seed(args.seed)
     model = fitting.compile_model(backbones.compact(size, width=args.width, bn_momentum=args.bn_momentum), schedule)
     init = None

@@ -20,6 +20,10 @@ Two augmentations teach the model what a fire is, rather than what colour a fire
   made models worse (more false alarms on unseen rooms, fewer unseen fires found: README, "Unseen sources"), so they
   are off.
 
+- **Grey photos** (off unless ``grayscale_probability`` is set): a share of the photos of *both* classes loses its
+  colour (then takes the white-balance shift like any other), so flame has to be told by its shape, brightness and
+  smoke as well as by its colour, and a warm room in grey is still no fire.
+
 Plus geometric and light photometric noise: flips, random crops, brightness and contrast. No hue
 rotation: an orange sky turned green is no longer a sunset. The crop comes first and the patch is pasted into
 the cropped scene, so a pasted fire is always wholly in view when the label says fire.
@@ -40,6 +44,8 @@ PATCH_CROP = (0.6, 1.0)  # share of the other photo's side that is pasted, so a 
 PATCH_SIDE = (0.3, 0.6)  # the pasted patch's side, as a share of the scene's
 FEATHER = 0.15  # share of the patch's side over which its edges ramp to nothing
 DECOY_PROBABILITY = 0.0  # off: measured worse (see the module docstring)
+GRAYSCALE_PROBABILITY = 0.0  # off unless asked for
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601, as Pillow's convert("L")
 WARM_HUES = (0.0, 0.13)  # red to yellow-orange, as a share of the colour circle
 DECOY_PATCH_SIDE = (0.2, 0.6)
 NIGHT_DIMMING = (0.2, 0.55)
@@ -54,6 +60,7 @@ class Recipe:
     white_balance_probability: float = WHITE_BALANCE_PROBABILITY
     white_balance_strength: float = WHITE_BALANCE_STRENGTH
     decoy_probability: float = DECOY_PROBABILITY
+    grayscale_probability: float = GRAYSCALE_PROBABILITY
 
 
 def white_balance_gains(rng: np.random.Generator, strength: float = WHITE_BALANCE_STRENGTH) -> np.ndarray:
@@ -112,7 +119,7 @@ def warm_object(scene: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     side = max(2, int(size * rng.uniform(*DECOY_PATCH_SIDE)))
     top, left = (int(v) for v in rng.integers(0, size - side + 1, size=2))
     window = scene[top:top + side, left:left + side].astype(np.float32)
-    luminance = window @ np.array([0.299, 0.587, 0.114], np.float32)
+    luminance = window @ LUMA
     luminance *= rng.uniform(0.8, 1.4) * 255.0 / max(1.0, float(luminance.max()))  # a bright paint, never a black one
     painted = luminance[:, :, None] * warm_tint(rng)
     mask = feathered_mask(side)
@@ -153,6 +160,12 @@ def night_lights(scene: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 DECOYS = (warm_object, warm_light, night_lights)
 
 
+def grey(scene: np.ndarray) -> np.ndarray:
+    """The photo without its colour: its luminance in all three channels (uint8 in and out)."""
+    luminance = np.rint(scene.astype(np.float32) @ LUMA).astype(np.uint8)
+    return np.repeat(luminance[:, :, None], 3, axis=2)
+
+
 def colour_transform(scene: np.ndarray, rng: np.random.Generator, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
     """White balance, brightness and contrast of one photo, folded into one gain and one offset per channel:
     contrast scales about the channel's mean after the shift, so ``out = x * gain + offset``."""
@@ -176,6 +189,8 @@ def augment(image: np.ndarray, label: float, other: np.ndarray, other_label: flo
         scene, label = paste(scene, label, other, other_label, rng)
     if recipe.decoy_probability and rng.random() < recipe.decoy_probability:
         scene = DECOYS[int(rng.integers(len(DECOYS)))](scene, rng)
+    if recipe.grayscale_probability and rng.random() < recipe.grayscale_probability:
+        scene = grey(scene)
     gain, offset = colour_transform(scene, rng, recipe)
     return scene, label, gain, offset
 

@@ -240,7 +240,7 @@ def schedule_for(args: argparse.Namespace):
     return fitting.Schedule(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
                             loss=args.loss, ema=args.ema, seed=args.seed, source_balance=args.source_balance,
                             recipe=augment.Recipe(mix, args.white_balance_probability, args.white_balance_strength,
-                                                  args.decoy_probability))
+                                                  args.decoy_probability, args.grayscale_probability))
 
 
 def train(args: argparse.Namespace, model, splits: Splits, folder: Path) -> Trained:
@@ -305,7 +305,9 @@ def trained_elsewhere(args: argparse.Namespace, model, splits: Splits, folder: P
                 "mix probability": (settings["mix_probability"], recipe.mix_probability),
                 "white-balance probability": (settings["white_balance_probability"], recipe.white_balance_probability),
                 "white-balance strength": (settings["white_balance_strength"], recipe.white_balance_strength),
-                "decoy probability": (settings.get("decoy_probability", 0.0), recipe.decoy_probability)}
+                "decoy probability": (settings.get("decoy_probability", 0.0), recipe.decoy_probability),
+                "grayscale probability (--grayscale-probability)": (settings.get("grayscale_probability", 0.0),
+                                                                    recipe.grayscale_probability)}
     except members.NotOneFit as exc:
         raise SystemExit(f"error: --trained {folder}: {exc}") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -422,7 +424,8 @@ def model_card(args, argv, roots, size, splits: Splits, trained: Trained, export
         loss=args.loss,
         test_time_augmentation="mean of the photo and its mirror image, inside the model" if args.tta == "flip" else None,
         augmentation={"mix_probability": trained.mix_probability, "white_balance_probability": args.white_balance_probability,
-                      "white_balance_strength": args.white_balance_strength, "decoy_probability": args.decoy_probability},
+                      "white_balance_strength": args.white_balance_strength, "decoy_probability": args.decoy_probability,
+                      "grayscale_probability": args.grayscale_probability},
         pretrained_weights=_weights(args),
         parameters=int(trained.model.count_params()),
         training_data={

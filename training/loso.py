@@ -76,6 +76,8 @@ def fit_settings(record: dict) -> dict:
         settings.pop("ema", None)  # off: named as before it existed, so reports of earlier fits still match
     if not settings.get("source_balance"):
         settings.pop("source_balance", None)  # off: named as before it existed
+    if not settings.get("grayscale_probability"):
+        settings.pop("grayscale_probability", None)  # off: named as before it existed
     if settings.get("bn_momentum", BATCH_NORM_MOMENTUM) == BATCH_NORM_MOMENTUM:
         settings.pop("bn_momentum", None)  # the default, which every fit had before the option existed
     if "init" in record:
@@ -84,8 +86,8 @@ def fit_settings(record: dict) -> dict:
 
 
 # What fit_settings leaves out of a name means this.
-UNNAMED_MEANS = {"ema": "0", "source_balance": "0", "fine_tuned": "False", "bn_momentum": str(BATCH_NORM_MOMENTUM),
-                 "bn_statistics": "running"}
+UNNAMED_MEANS = {"ema": "0", "source_balance": "0", "grayscale_probability": "0", "fine_tuned": "False",
+                 "bn_momentum": str(BATCH_NORM_MOMENTUM), "bn_statistics": "running"}
 
 
 def settings_text(settings: dict, seed: bool = True) -> str:

@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoy-probability", type=probability, default=0.0,
                    help="share of training photos given a decoy: fire's colours without fire (a warm-painted object, a red "
                         "or orange light, night lights), on both classes (default 0: off)")
+    p.add_argument("--grayscale-probability", type=probability, default=0.0,
+                   help="share of training photos made grey, on both classes, so that flame is told by more than its "
+                        "colour (default 0: off)")
     p.add_argument("--holdout", action="append", default=[], metavar="SOURCE",
                    help="set a whole source aside (e.g. houses): never trained on, never used for the threshold, reported "
                         "apart as an unseen source; repeatable")

@@ -224,8 +224,10 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     same = ("--image-size", "48", "--val-fraction", "0.4", "--batch-size", "8", "--width", "1.0")
     recipe_differs = train(*same, "--trained", full, "--white-balance-strength", "0.45", "--runs", tmp_path / "runs")
     assert recipe_differs.returncode != 0 and "white-balance strength: 0.25 there, 0.45 here" in recipe_differs.stderr
-    balance_differs = train(*same, "--trained", full, "--source-balance", "1", "--runs", tmp_path / "runs")
+    balance_differs = train(*same, "--trained", full, "--source-balance", "1", "--grayscale-probability", "0.2",
+                            "--runs", tmp_path / "runs")
     assert balance_differs.returncode != 0 and "source balance (--source-balance): 0.0 there, 1.0 here" in balance_differs.stderr
+    assert "grayscale probability (--grayscale-probability): 0.0 there, 0.2 here" in balance_differs.stderr
     damaged = tmp_path / "damaged"
     shutil.copytree(full, damaged)
     (damaged / accelerated.WEIGHTS).write_bytes((full / accelerated.WEIGHTS).read_bytes()[:500])
@@ -235,12 +237,13 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     # Fine-tuning: a fit that starts from another's weights records which, and its recipe must be this run's too.
     tuned = tmp_path / "tuned"
     small = ("--width", "1.0", "--epochs", "1", "--batch-size", "8", "--decoy-probability", "0.5", "--ema", "0.9",
-             "--bn-momentum", "0.9")
+             "--bn-momentum", "0.9", "--grayscale-probability", "0.5")
     done = run_main(accelerated.main, "one", packed, "--out", tuned, "--init", full / accelerated.WEIGHTS, *small)
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads((tuned / accelerated.RUN).read_text())
     assert record["init"]["sha256"] == hashlib.sha256((full / accelerated.WEIGHTS).read_bytes()).hexdigest()
     assert record["settings"]["decoy_probability"] == 0.5 and record["settings"]["bn_momentum"] == 0.9
+    assert record["settings"]["grayscale_probability"] == 0.5
     bad_init = run_main(accelerated.main, "one", packed, "--out", tmp_path / "x", "--init", damaged / accelerated.WEIGHTS, *small)
     assert bad_init.returncode != 0 and "--init" in bad_init.stderr and "Traceback" not in bad_init.stderr
     no_decoys = train(*same, "--trained", tuned, "--runs", tmp_path / "runs")
@@ -248,12 +251,12 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     assert "weight average momentum (--ema): 0.9 there, 0.0 here" in no_decoys.stderr
     assert "batch-norm momentum (--bn-momentum): 0.9 there, 0.99 here" in no_decoys.stderr
     with_decoys = train(*same, "--trained", tuned, "--decoy-probability", "0.5", "--ema", "0.9", "--bn-momentum", "0.9",
-                        "--runs", tmp_path / "tuned-runs")
+                        "--grayscale-probability", "0.5", "--runs", tmp_path / "tuned-runs")
     assert with_decoys.returncode == 0, with_decoys.stderr[-3000:]
     (tuned_run,) = (tmp_path / "tuned-runs").iterdir()
     tuned_card = json.loads((tuned_run / "fire_classifier.json").read_text())
     assert tuned_card["training"]["fitted_elsewhere"]["started_from"] == record["init"]
-    assert tuned_card["augmentation"]["decoy_probability"] == 0.5
+    assert tuned_card["augmentation"]["decoy_probability"] == 0.5 and tuned_card["augmentation"]["grayscale_probability"] == 0.5
     assert tuned_card["training"]["weight_average_momentum"] == 0.9 and tuned_card["training"]["batch_norm_momentum"] == 0.9
     one_class = train(*same, "--trained", full, "--loso", fire_free, "--runs", tmp_path / "one-class")
     assert one_class.returncode != 0 and "every photo --loso" in one_class.stderr and "held out is fire-free" in one_class.stderr
@@ -348,7 +351,8 @@ def test_loso_refuses_folders_without_a_held_out_source(tmp_path):
 
 
 @pytest.mark.parametrize("command", [("training",), ("training.accelerated", "one", "x.pack.npz", "--out", "x")])
-@pytest.mark.parametrize("option", ["--mix-probability", "--white-balance-probability", "--decoy-probability"])
+@pytest.mark.parametrize("option", ["--mix-probability", "--white-balance-probability", "--decoy-probability",
+                                    "--grayscale-probability"])
 def test_a_share_of_photos_outside_0_to_1_is_a_usage_error(command, option):
     """``--decoy-probability 30`` (meant as 30 %) would otherwise give every photo a decoy without a word."""
     done = run_module(*command, option, "30")

@@ -270,6 +270,22 @@ def test_decoys_never_change_a_label_and_are_off_by_default():
     assert augment.Recipe().decoy_probability == 0.0, "off unless asked for"
 
 
+def test_grey_photos_keep_their_labels_and_take_the_white_balance_shift_like_any_other():
+    from training import augment
+
+    photos = np.random.default_rng(1).integers(0, 256, (8, 40, 40, 3), dtype=np.uint8)
+    labels = np.array([0, 1] * 4, np.float32)
+    grey = augment.Recipe(mix_probability=0.0, white_balance_probability=0.0, grayscale_probability=1.0)
+    x, y = augment.augment_batch(photos, labels, photos, labels, np.random.default_rng(4), grey)
+    assert np.array_equal(y, labels), "a grey fire is still a fire, a grey room still no fire"
+    assert np.allclose(x[..., 0], x[..., 1], atol=1e-3) and np.allclose(x[..., 1], x[..., 2], atol=1e-3)
+    tinted, _ = augment.augment_batch(photos, labels, photos, labels, np.random.default_rng(4),
+                                      augment.Recipe(mix_probability=0.0, white_balance_probability=1.0, grayscale_probability=1.0))
+    assert np.abs(tinted[..., 0] - tinted[..., 2]).max() > 10, "then shifted warmer or cooler like any photo"
+    assert np.array_equal(augment.grey(np.full((2, 2, 3), (255, 0, 0), np.uint8))[0, 0], [76, 76, 76]), "BT.601 luma"
+    assert augment.Recipe().grayscale_probability == 0.0, "off unless asked for"
+
+
 def test_an_augmented_batch_is_float_0_to_255_and_repeatable_for_a_seed():
     from training import augment
 
