@@ -106,7 +106,7 @@ class WebTier(Capability):
             AlarmSpec(
                 "WebDiskFull", self._asg_metric("disk_used_percent", "Maximum", AGENT_NAMESPACE), WEB_DISK_PERCENT, 2,
                 f"A web instance's root disk {WEB_DISK_PERCENT}% full or more for 10 minutes: spooled uploads go to "
-                "threads instead, and the next image pull may fail. Look for a stuck request or a large log",
+                "threads instead, and the next image pull may fail. Look at what fills it (docker system df; du -x /)",
             ),
             AlarmSpec(
                 "WebMemoryHigh", self._asg_metric("mem_used_percent", "Maximum", AGENT_NAMESPACE), WEB_MEMORY_PERCENT,
