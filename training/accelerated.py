@@ -48,7 +48,7 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--white-balance-probability", type=options.probability, default=augment.WHITE_BALANCE_PROBABILITY)
     p.add_argument("--white-balance-strength", type=float, default=augment.WHITE_BALANCE_STRENGTH)
     p.add_argument("--decoy-probability", type=options.probability, default=augment.DECOY_PROBABILITY)
-    p.add_argument("--grayscale-probability", type=options.probability, default=augment.GRAYSCALE_PROBABILITY)
+    options.add_grayscale_option(p)
     p.add_argument("--init", type=Path, metavar="WEIGHTS",
                    help="start from these weights (a model.weights.h5 of the same width and size) instead of from scratch: "
                         "fine-tuning; the file's hash goes into run.json")

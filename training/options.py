@@ -27,12 +27,16 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
+def _from_0_to_1(text: str, what: str) -> float:
+    value = _number(text)
+    if not 0.0 <= value <= 1.0:  # NaN too
+        raise argparse.ArgumentTypeError(f"{what} is between 0 and 1, got {text}")
+    return value
+
+
 def probability(text: str) -> float:
     """An ``argparse`` type for a share of photos: 0 to 1 (a typed 30 meaning 30 % would silently mean always)."""
-    value = _number(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"a probability is between 0 and 1, got {text}")
-    return value
+    return _from_0_to_1(text, "a probability")
 
 
 IMAGE_SIDES = (32, 1024)  # the network halves a side 4 times; 1,024 px is 3 MB a photo decoded, 20 times the served size
@@ -83,16 +87,19 @@ def bn_momentum(text: str) -> float:
 
 
 def source_balance(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
+    return _from_0_to_1(text, "a source balance")
 
 
 def add_source_balance_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source-balance", type=source_balance, default=0.0, metavar="POWER",
                    help="weigh each source's photos so that the sources of a class count alike: 1 gives each the same "
                         "share of its class, 0 (default) shares by their numbers of photos, between them partly")
+
+
+def add_grayscale_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--grayscale-probability", type=probability, default=0.0,  # augment.GRAYSCALE_PROBABILITY
+                   help="share of training photos made grey, on both classes, so that flame is told by more than its "
+                        "colour (default 0: off)")
 
 
 def add_bn_momentum_option(p: argparse.ArgumentParser) -> None:
@@ -134,9 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoy-probability", type=probability, default=0.0,
                    help="share of training photos given a decoy: fire's colours without fire (a warm-painted object, a red "
                         "or orange light, night lights), on both classes (default 0: off)")
-    p.add_argument("--grayscale-probability", type=probability, default=0.0,
-                   help="share of training photos made grey, on both classes, so that flame is told by more than its "
-                        "colour (default 0: off)")
+    add_grayscale_option(p)
     p.add_argument("--holdout", action="append", default=[], metavar="SOURCE",
                    help="set a whole source aside (e.g. houses): never trained on, never used for the threshold, reported "
                         "apart as an unseen source; repeatable")

@@ -7,6 +7,7 @@ import pytest
 from ops import cost
 from ops.deploy import retained_resources
 from ops.synth import synthesize
+from tests.infra.conftest import ROOT
 
 
 def _templates(synth) -> dict[str, dict]:
@@ -30,8 +31,6 @@ def test_cost_counts_the_default_shape(synth):
 ])  # fmt: skip
 def test_the_readme_s_cost_estimates_are_what_the_command_prints(fixture, heading, request):
     """The README shows `make cost`'s output (whole, or its main lines); an added alarm or instance changes it."""
-    from tests.infra.conftest import ROOT
-
     readme = (ROOT / "README.md").read_text()
     shown = readme.split(heading, 1)[1].split("```text\n", 1)[1].split("```", 1)[0].splitlines()
     printed = iter(cost.render(cost.estimate(_templates(request.getfixturevalue(fixture)))).splitlines())

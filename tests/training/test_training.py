@@ -284,6 +284,8 @@ def test_grey_photos_keep_their_labels_and_take_the_white_balance_shift_like_any
     assert np.abs(tinted[..., 0] - tinted[..., 2]).max() > 10, "then shifted warmer or cooler like any photo"
     assert np.array_equal(augment.grey(np.full((2, 2, 3), (255, 0, 0), np.uint8))[0, 0], [76, 76, 76]), "BT.601 luma"
     assert augment.Recipe().grayscale_probability == 0.0, "off unless asked for"
+    from training.options import build_parser
+    assert build_parser().parse_args([]).grayscale_probability == augment.GRAYSCALE_PROBABILITY
 
 
 def test_an_augmented_batch_is_float_0_to_255_and_repeatable_for_a_seed():
