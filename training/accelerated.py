@@ -28,6 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 WEIGHTS, HISTORY, RUN, SCORES = "model.weights.h5", "history.json", "run.json", "scores.json"
+DISTILL_WEIGHT = 0.5
 
 
 def _fit_options(p: argparse.ArgumentParser) -> None:
@@ -52,6 +53,13 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", type=Path, metavar="WEIGHTS",
                    help="start from these weights (a model.weights.h5 of the same width and size) instead of from scratch: "
                         "fine-tuning; the file's hash goes into run.json")
+    p.add_argument("--teacher", action="append", default=[], type=Path, metavar="DIR",
+                   help="distil: a fit folder of this command, fitted on the same training photos (the same pack and "
+                        "hold-outs), whose verdict on each augmented photo becomes part of the target; repeatable (the "
+                        "teachers' mean verdict). In a grid, {fold} and {seed} in a variant's options name the fit's own")
+    p.add_argument("--distill-weight", type=options.probability, metavar="SHARE",
+                   help=f"with --teacher: the share of the target that is the teachers' verdict, the rest the label "
+                        f"(default {DISTILL_WEIGHT})")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--workers", type=int, default=2, help="threads preparing batches (default 2)")
     p.add_argument("--deadline", type=float, help="a Unix time after which no new epoch starts")
@@ -69,7 +77,8 @@ def parser() -> argparse.ArgumentParser:
     grid.add_argument("pack", type=Path)
     grid.add_argument("--out", type=Path, required=True)
     grid.add_argument("--variant", action="append", required=True, metavar="NAME:ARGS",
-                      help='a name and the options of "one" for it, e.g. "w2:--width 2.0"; repeatable')
+                      help='a name and the options of "one" for it, e.g. "w2:--width 2.0"; repeatable. {fold} and {seed} '
+                           'in them become each fit\'s own, e.g. "d:--teacher fits/base-s{seed}-{fold}"')
     grid.add_argument("--folds", nargs="+", default=["all"], help="all (nothing held out) and/or sources to hold out")
     grid.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
                       help="fit every variant and fold with each of these seeds, in DIR/NAME-sSEED-FOLD/ (default: the "
@@ -94,17 +103,29 @@ def fit_one(args: argparse.Namespace) -> int:
         os.environ["KERAS_BACKEND"] = "jax"  # a GPU machine without TensorFlow
     import keras
 
-    from . import augment, backbones, fitting, pack, quiet
+    from . import augment, backbones, fitting, pack, quiet, teachers
 
     started = time.time()
     data = pack.read(args.pack)
     rows = data.fold(args.holdout)
     size = data.meta["size"]
+    train_digest = digest(data.sha256[rows["train"]])
+    teacher = None
+    if args.distill_weight is not None and not (args.teacher and args.distill_weight > 0):
+        raise SystemExit("error: --distill-weight needs --teacher, and a weight over 0 (without --teacher, nothing is distilled)")
+    if args.teacher:
+        args.distill_weight = DISTILL_WEIGHT if args.distill_weight is None else args.distill_weight
+        try:
+            teacher = teachers.Teachers(args.teacher, size, train_digest)
+        except teachers.TeacherMismatch as exc:
+            raise SystemExit(f"error: {exc}") from None
+        log(f"distilling: {args.distill_weight:g} of each target is the mean verdict of {len(teacher)} teacher(s)")
     log(f"{keras.backend.backend()} backend; pack {args.pack.name}: {rows['train'].sum()} train, {rows['val'].sum()} validation, "
         f"{rows['held'].sum()} held out ({', '.join(args.holdout) or 'none'}), {size} px; read in {time.time() - started:.0f} s")
     schedule = fitting.Schedule(
         epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
         loss=args.loss, ema=args.ema, seed=args.seed, workers=args.workers, deadline=args.deadline,
+        distill_weight=args.distill_weight if teacher else 0.0,
         source_balance=args.source_balance,
         recipe=augment.Recipe(args.mix_probability, args.white_balance_probability, args.white_balance_strength,
                               args.decoy_probability, args.grayscale_probability))
@@ -120,7 +141,8 @@ def fit_one(args: argparse.Namespace) -> int:
         init = {"file": args.init.name, "sha256": hashlib.sha256(args.init.read_bytes()).hexdigest()}
         log(f"starting from {args.init} (sha256 {init['sha256'][:12]})")
     fitted = fitting.fit(model, data.images[rows["train"]], data.labels[rows["train"]], data.images[rows["val"]],
-                         data.labels[rows["val"]], schedule, log, train_sources=data.sources[rows["train"]])
+                         data.labels[rows["val"]], schedule, log, train_sources=data.sources[rows["train"]],
+                         teacher=teacher)
     args.out.mkdir(parents=True, exist_ok=True)
     # The weights alone: an uncompiled copy, so the file carries no optimizer state (a third of the size).
     served = backbones.compact(size, width=args.width)
@@ -131,11 +153,16 @@ def fit_one(args: argparse.Namespace) -> int:
     (args.out / SCORES).write_text(json.dumps(score_table(
         fitted.model, data.images[scored], data.sha256[scored], data.sources[scored], data.labels[scored],
         rows["held"][scored])) + "\n")
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in {"command", "deadline", "argv", "init"}}
+    # The teachers' folders differ from fold to fold; what makes the recipe is that there were teachers, and how many.
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                if k not in {"command", "deadline", "argv", "init", "teacher", "distill_weight"}}
+    if teacher:
+        settings.update(distill_weight=args.distill_weight, teachers=len(teacher))
     (args.out / RUN).write_text(json.dumps({
         "command": "python -m training.accelerated " + shlex.join(args.argv),
         "settings": settings, "image_size": size, "backend": keras.backend.backend(), "device": _device(),
-        "pack": data.meta, **({"init": init} if init else {}), "train_digest": digest(data.sha256[rows["train"]]), "parameters": int(fitted.model.count_params()), "fit_seconds": round(fitted.seconds, 1),
+        "pack": data.meta, **({"init": init} if init else {}), **({"teachers": teacher.provenance} if teacher else {}),
+        "train_digest": train_digest, "parameters": int(fitted.model.count_params()), "fit_seconds": round(fitted.seconds, 1),
         "epochs_run": len(fitted.history.get("loss", [])), "best_val_auc": round(max(fitted.history.get("val_auc", [0.0])), 4),
     }, indent=2) + "\n")
     log(f"done in {time.time() - started:.0f} s (fit {fitted.seconds:.0f} s): {args.out}")
@@ -166,9 +193,8 @@ def _device() -> str:
         return "cpu"
 
 
-def grid(args: argparse.Namespace) -> int:
-    """Every variant on every fold, ``--parallel`` processes at once; one failing job does not stop the others."""
-    deadline = time.time() + args.minutes * 60
+def grid_jobs(args: argparse.Namespace, deadline: float) -> list[tuple[Path, list[str]]]:
+    """Each fit of the grid: its folder and its command."""
     jobs = []
     seeds = [(f"-s{seed}", ["--seed", str(seed)]) for seed in args.seeds] if args.seeds else [("", [])]
     for variant in args.variant:
@@ -177,8 +203,20 @@ def grid(args: argparse.Namespace) -> int:
             holdout = [] if fold == "all" else ["--holdout", fold]
             for tag, seed in seeds:
                 out = args.out / f"{name}{tag}-{fold.replace('/', '_')}"
+                # {fold} and {seed} name this fit's own (a teacher fitted on the same fold), so one variant serves all.
+                own = options.replace("{fold}", fold.replace("/", "_"))
+                if "{seed}" in own and not seed:
+                    raise SystemExit(f"error: variant {name} names {{seed}}, which needs --seeds")
+                own = own.replace("{seed}", seed[1] if seed else "")
                 jobs.append((out, [sys.executable, "-m", "training.accelerated", "one", str(args.pack), "--out", str(out),
-                                   *holdout, *shlex.split(options), *seed, "--deadline", str(deadline)]))
+                                   *holdout, *shlex.split(own), *seed, "--deadline", str(deadline)]))
+    return jobs
+
+
+def grid(args: argparse.Namespace) -> int:
+    """Every variant on every fold, ``--parallel`` processes at once; one failing job does not stop the others."""
+    deadline = time.time() + args.minutes * 60
+    jobs = grid_jobs(args, deadline)
     twice = sorted(out.name for out, count in Counter(out for out, _ in jobs).items() if count > 1)
     if twice:  # two fits writing one folder would leave neither readable
         raise SystemExit(f"error: {', '.join(twice)} would be fitted twice: give each variant, fold and seed once")

@@ -325,6 +325,7 @@ def trained_elsewhere(args: argparse.Namespace, model, splits: Splits, folder: P
         + (f" (from the run {folder})" if fit.keras_file else ""))
     elsewhere = {"device": record["device"], "backend": record["backend"], "command": record["command"],
                  **({"started_from": record["init"]} if "init" in record else {}),
+                 **({"distilled_from": record["teachers"]} if "teachers" in record else {}),
                  "settings": {k: v for k, v in settings.items() if k not in {"pack", "out", "workers"}}}
     return fitting.Fitted(model, fit.history, record["fit_seconds"]), elsewhere
 

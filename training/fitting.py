@@ -28,6 +28,7 @@ class Schedule:
     loss: str = "focal"
     ema: float = 0.0  # momentum of an exponential moving average of the weights, validated and kept instead (0: off)
     source_balance: float = 0.0  # how far each source gets an equal share of its class (0: by their numbers; 1: equal)
+    distill_weight: float = 0.0  # share of the target that is the teachers' probability (0: the label alone)
     seed: int = 1337
     recipe: augment.Recipe = field(default_factory=augment.Recipe)
     workers: int = 1  # threads preparing batches beside the fit
@@ -63,18 +64,25 @@ def source_factors(labels: np.ndarray, sources: np.ndarray | None, power: float)
     return factors
 
 
+def distillation_target(labels: np.ndarray, taught: np.ndarray, weight: float) -> np.ndarray:
+    """The student's target: ``weight`` of the teachers' probability, the rest the photo's label."""
+    return ((1.0 - weight) * labels + weight * taught).astype(np.float32)
+
+
 class TrainingBatches(keras.utils.PyDataset):
     """Shuffled, augmented batches of the uint8 training photos, with sample weights by class (and by source, with
-    ``Schedule.source_balance``: see source_factors).
+    ``Schedule.source_balance``: see source_factors). With ``teacher`` (a callable giving fire probabilities of a
+    batch), the target is its verdict on the augmented photo blended with the label, ``Schedule.distill_weight`` of it.
 
     Each photo is paired with one drawn from an independent shuffle, which scene mixing may paste in. Every batch is
     full (the epoch's remainder waits for the next shuffle), so a compiled step is never rebuilt for a smaller
     batch. The randomness of batch ``i`` of epoch ``e`` is seeded by ``(seed, e, i)``: the same data, whatever the
     number of threads."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, schedule: Schedule, sources: np.ndarray | None = None):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, schedule: Schedule, sources: np.ndarray | None = None,
+                 teacher: Callable[[np.ndarray], np.ndarray] | None = None):
         super().__init__(workers=schedule.workers, use_multiprocessing=False)
-        self.images, self.labels, self.schedule = images, labels.astype(np.float32), schedule
+        self.images, self.labels, self.schedule, self.teacher = images, labels.astype(np.float32), schedule, teacher
         self.weights = class_weights(self.labels)
         self.source_factors = source_factors(self.labels, sources, schedule.source_balance)
         self.batch_size = min(schedule.batch_size, len(images))
@@ -96,6 +104,8 @@ class TrainingBatches(keras.utils.PyDataset):
                                      rng, self.schedule.recipe)
         # By the label after mixing (a fire pasted in makes it fire), and the source of the photo underneath.
         w = (np.where(y > 0.5, self.weights[1], self.weights[0]) * self.source_factors[mine]).astype(np.float32)
+        if self.teacher is not None:  # taught on the very photo the student sees: crop, shift and paste included
+            y = distillation_target(y, self.teacher(x), self.schedule.distill_weight)
         return x, y, w
 
     def on_epoch_end(self) -> None:
@@ -131,11 +141,15 @@ class EpochLog(keras.callbacks.Callback):
 
 
 def fit(model: keras.Model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-        schedule: Schedule, log: Callable[[str], None] = print, train_sources: np.ndarray | None = None) -> Fitted:
+        schedule: Schedule, log: Callable[[str], None] = print, train_sources: np.ndarray | None = None,
+        teacher: Callable[[np.ndarray], np.ndarray] | None = None) -> Fitted:
     """Fit with early stopping on validation AUC; return the best epoch's model, not the last one's.
-    ``train_sources``: each training photo's source, for ``schedule.source_balance``."""
+    ``train_sources``: each training photo's source, for ``schedule.source_balance``; ``teacher``: see
+    TrainingBatches."""
     if schedule.source_balance and train_sources is None:
         raise ValueError("source balance needs each training photo's source")
+    if (teacher is None) != (schedule.distill_weight == 0):
+        raise ValueError("distillation needs both a teacher and a distill weight over 0")
     keras.utils.set_random_seed(schedule.seed)
     checkpoint = Path(tempfile.mkdtemp(prefix="firewatch-train-")) / "best.weights.h5"
     # With an average of the weights, each epoch is validated and saved as that average (swapped in before the
@@ -149,7 +163,7 @@ def fit(model: keras.Model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(2, schedule.patience // 3)),
     ]
     started = time.time()
-    history = model.fit(TrainingBatches(train_x, train_y, schedule, train_sources),
+    history = model.fit(TrainingBatches(train_x, train_y, schedule, train_sources, teacher),
                         validation_data=(val_x.astype(np.float32), val_y),
                         validation_batch_size=max(64, schedule.batch_size), epochs=schedule.epochs, callbacks=callbacks, verbose=0)
     seconds = time.time() - started

@@ -22,7 +22,7 @@ class NotOneFit(ValueError):
 @dataclass(frozen=True)
 class Fit:
     folder: Path
-    record: dict  # command, device, backend, settings, image_size, train_digest, fit_seconds and, if fine-tuned, init
+    record: dict  # command, device, backend, settings, image_size, train_digest, fit_seconds; init if fine-tuned, teachers if distilled
     history: dict
     keras_file: Path | None = None  # a run folder's model; None: the fit folder's weights file
 
@@ -57,6 +57,7 @@ def read(folder: Path, name: str = "fire_classifier") -> Fit:
     trained_on = [sha256 for sha256, split, _ in manifest if split == "train"]
     record = {"command": fit["command"], "device": fit["device"], "backend": fit["backend"], "settings": fit["settings"],
               "image_size": card["input"]["width"], "train_digest": accelerated.digest(trained_on),
-              "fit_seconds": card["training"]["seconds"], **({"init": fit["started_from"]} if "started_from" in fit else {})}
+              "fit_seconds": card["training"]["seconds"], **({"init": fit["started_from"]} if "started_from" in fit else {}),
+              **({"teachers": fit["distilled_from"]} if "distilled_from" in fit else {})}
     history = json.loads((folder / runs.REPORTS / "history.json").read_text())
     return Fit(folder, record, history, folder / card["files"]["keras"])

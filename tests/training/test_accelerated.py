@@ -238,9 +238,12 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     tuned = tmp_path / "tuned"
     small = ("--width", "1.0", "--epochs", "1", "--batch-size", "8", "--decoy-probability", "0.5", "--ema", "0.9",
              "--bn-momentum", "0.9", "--grayscale-probability", "0.5")
-    done = run_main(accelerated.main, "one", packed, "--out", tuned, "--init", full / accelerated.WEIGHTS, *small)
+    # ... and distilled from the fit it starts from (the same training photos): the card names its teacher too.
+    done = run_main(accelerated.main, "one", packed, "--out", tuned, "--init", full / accelerated.WEIGHTS, *small,
+                    "--teacher", full)
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads((tuned / accelerated.RUN).read_text())
+    assert [teacher["folder"] for teacher in record["teachers"]] == [full.name]
     assert record["init"]["sha256"] == hashlib.sha256((full / accelerated.WEIGHTS).read_bytes()).hexdigest()
     assert record["settings"]["decoy_probability"] == 0.5 and record["settings"]["bn_momentum"] == 0.9
     assert record["settings"]["grayscale_probability"] == 0.5
@@ -256,6 +259,7 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     (tuned_run,) = (tmp_path / "tuned-runs").iterdir()
     tuned_card = json.loads((tuned_run / "fire_classifier.json").read_text())
     assert tuned_card["training"]["fitted_elsewhere"]["started_from"] == record["init"]
+    assert tuned_card["training"]["fitted_elsewhere"]["distilled_from"] == record["teachers"]
     assert tuned_card["augmentation"]["decoy_probability"] == 0.5 and tuned_card["augmentation"]["grayscale_probability"] == 0.5
     assert tuned_card["training"]["weight_average_momentum"] == 0.9 and tuned_card["training"]["batch_norm_momentum"] == 0.9
     one_class = train(*same, "--trained", full, "--loso", fire_free, "--runs", tmp_path / "one-class")
