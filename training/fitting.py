@@ -105,7 +105,7 @@ class TrainingBatches(keras.utils.PyDataset):
         # By the label after mixing (a fire pasted in makes it fire), and the source of the photo underneath.
         w = (np.where(y > 0.5, self.weights[1], self.weights[0]) * self.source_factors[mine]).astype(np.float32)
         if self.teacher is not None:  # taught on the very photo the student sees: crop, shift and paste included
-            y = distillation_target(y, self.teacher(x), self.schedule.distill_weight)
+            y = with_label(distillation_target(y, self.teacher(x), self.schedule.distill_weight), y)
         return x, y, w
 
     def on_epoch_end(self) -> None:
@@ -113,12 +113,41 @@ class TrainingBatches(keras.utils.PyDataset):
         self._shuffle()
 
 
+def with_label(target: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """A distilled target with the label beside it, as columns: the loss reads the first, the metrics the second
+    (accuracy and AUC are of labels: a blended target of 0.3 is neither class)."""
+    return np.stack([target, labels], axis=-1).astype(np.float32)
+
+
+class _OfTheLabel:
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(y_true[:, 1:], y_pred, sample_weight)
+
+
+class LabelAccuracy(_OfTheLabel, keras.metrics.BinaryAccuracy):
+    """Accuracy against the label column of :func:`with_label`'s targets."""
+
+
+class LabelAUC(_OfTheLabel, keras.metrics.AUC):
+    """ROC AUC against the label column of :func:`with_label`'s targets."""
+
+
+def _on_the_target(loss: Callable) -> Callable:
+    def on_the_target(y_true, y_pred):
+        return loss(y_true[:, :1], y_pred)
+    return on_the_target
+
+
 def compile_model(model: keras.Model, schedule: Schedule) -> keras.Model:
+    loss = keras.losses.BinaryFocalCrossentropy(gamma=2.0) if schedule.loss == "focal" else "binary_crossentropy"
+    metrics = ["accuracy", keras.metrics.AUC(name="auc")]
+    if schedule.distill_weight:  # targets of two columns (with_label), the same loss and metrics on each's own
+        focal = lambda y, p: keras.losses.binary_focal_crossentropy(y, p, gamma=2.0)  # noqa: E731 (as the class computes it)
+        loss = _on_the_target(focal if schedule.loss == "focal" else keras.losses.binary_crossentropy)
+        metrics = [LabelAccuracy(name="accuracy"), LabelAUC(name="auc")]
     model.compile(
         optimizer=keras.optimizers.Adam(schedule.learning_rate, use_ema=schedule.ema > 0, ema_momentum=schedule.ema),
-        loss=keras.losses.BinaryFocalCrossentropy(gamma=2.0) if schedule.loss == "focal" else "binary_crossentropy",
-        metrics=["accuracy", keras.metrics.AUC(name="auc")],
-    )
+        loss=loss, metrics=metrics)
     return model
 
 
@@ -164,7 +193,7 @@ def fit(model: keras.Model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
     ]
     started = time.time()
     history = model.fit(TrainingBatches(train_x, train_y, schedule, train_sources, teacher),
-                        validation_data=(val_x.astype(np.float32), val_y),
+                        validation_data=(val_x.astype(np.float32), with_label(val_y, val_y) if teacher else val_y),
                         validation_batch_size=max(64, schedule.batch_size), epochs=schedule.epochs, callbacks=callbacks, verbose=0)
     seconds = time.time() - started
     if checkpoint.exists():

@@ -54,8 +54,9 @@ def test_the_target_blends_the_teachers_verdict_on_the_augmented_photo_and_keeps
     x, y, w = fitting.TrainingBatches(photos, labels, schedule, teacher=teacher)[1]
     assert np.array_equal(x, plain_x) and np.array_equal(seen[0], x), "the teacher judges the photo the student sees"
     assert np.array_equal(w, plain_w), "the class weights follow the label, not the blend"
-    assert np.allclose(y, 0.75 * plain_y + 0.25 * x.mean(axis=(1, 2, 3)) / 255.0)
-    assert y.dtype == np.float32 and not np.array_equal(y, plain_y)
+    assert y.shape == (6, 2) and np.array_equal(y[:, 1], plain_y), "the label beside the target, for the metrics"
+    assert np.allclose(y[:, 0], 0.75 * plain_y + 0.25 * x.mean(axis=(1, 2, 3)) / 255.0)
+    assert y.dtype == np.float32
 
 
 def test_a_fit_asks_its_teacher_about_every_batch_it_trains_on():
@@ -66,9 +67,28 @@ def test_a_fit_asks_its_teacher_about_every_batch_it_trains_on():
     schedule = fitting.Schedule(epochs=1, batch_size=4, distill_weight=0.5)
     asked = []
     model = fitting.compile_model(backbones.compact(24, width=0.25), schedule)
-    fitting.fit(model, photos, labels, photos[:4], labels[:4], schedule, log=lambda _: None,
-                teacher=lambda x: asked.append(len(x)) or np.full(len(x), 0.5, np.float32))
+    fitted = fitting.fit(model, photos, labels, photos[:8], labels[:8], schedule, log=lambda _: None,
+                         teacher=lambda x: asked.append(len(x)) or np.full(len(x), 0.5, np.float32))
     assert len(asked) >= 4 and set(asked) == {4}, "every batch of the epoch (Keras reads the first once more to see its shape)"
+    # Accuracy and AUC on the training batches are of their labels, not of the blended targets (neither class).
+    assert 0 < fitted.history["accuracy"][0] < 1 and 0 < fitted.history["auc"][0] < 1
+    assert set(fitted.history) >= {"loss", "val_loss", "val_accuracy", "val_auc"}
+
+
+@pytest.mark.parametrize("loss", ["focal", "crossentropy"])
+def test_a_distilled_fit_has_the_recipes_loss_on_the_target_column(loss):
+    import keras
+
+    from training import backbones
+
+    target, labels = np.array([0.1, 0.7, 0.45, 0.95], np.float32), np.array([0, 1, 0, 1], np.float32)
+    predicted = np.array([[0.2], [0.6], [0.5], [0.9]], np.float32)
+    plain = fitting.compile_model(backbones.compact(24, width=0.25), fitting.Schedule(loss=loss))
+    distilled = fitting.compile_model(backbones.compact(24, width=0.25), fitting.Schedule(loss=loss, distill_weight=0.5))
+    expected = plain.compute_loss(y=target, y_pred=predicted)
+    got = distilled.compute_loss(y=fitting.with_label(target, labels), y_pred=predicted)
+    assert float(got) == pytest.approx(float(expected), rel=1e-6) and float(got) != pytest.approx(
+        float(plain.compute_loss(y=labels, y_pred=predicted)))
 
 
 @pytest.mark.parametrize("teacher, weight", [(lambda x: x, 0.0), (None, 0.5)])
