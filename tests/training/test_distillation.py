@@ -77,8 +77,6 @@ def test_a_fit_asks_its_teacher_about_every_batch_it_trains_on():
 
 @pytest.mark.parametrize("loss", ["focal", "crossentropy"])
 def test_a_distilled_fit_has_the_recipes_loss_on_the_target_column(loss):
-    import keras
-
     from training import backbones
 
     target, labels = np.array([0.1, 0.7, 0.45, 0.95], np.float32), np.array([0, 1, 0, 1], np.float32)
