@@ -11,6 +11,8 @@ import pytest
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
+EXPERIMENTS = (ROOT / "docs" / "model-experiments.md").read_text()
+PAGES = {path: path.read_text() for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]}
 SOURCES = "\n".join(p.read_text() for folder in ("inference", "training", "lambda_image", "web_app", "demo", "stacks", "benchmarks", "tests")
                     for p in (ROOT / folder).rglob("*.py"))
 
@@ -35,7 +37,8 @@ def test_training_help_lists_the_options_the_readme_uses():
     helps = [subprocess.run([sys.executable, "-m", *command, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
              for command in commands]
     assert all(done.returncode == 0 for done in helps)
-    for option in sorted(set(re.findall(r"--[a-z][a-z-]+", README[README.index("## Train the model"):README.index("## Deploy")]))):
+    training_pages = README[README.index("## Train the model"):README.index("## Deploy")] + EXPERIMENTS
+    for option in sorted(set(re.findall(r"--[a-z][a-z-]+", training_pages))):
         assert any(option in done.stdout for done in helps), option
 
 
@@ -80,7 +83,8 @@ def test_routes_match_the_app():
     assert documented == rules
 
 
-@pytest.mark.parametrize("path", sorted({p for p in re.findall(r"`((?:[a-z_]+/)+[a-zA-Z_.]+)`", README) if not p.startswith(("uploads/", "results/"))}))
+@pytest.mark.parametrize("path", sorted({p for text in PAGES.values() for p in re.findall(r"`((?:[a-z_]+/)+[a-zA-Z_.]+)`", text)
+                                         if not p.startswith(("uploads/", "results/"))}))
 def test_every_path_named_exists(path):
     assert (ROOT / path).exists() or (ROOT / path.rstrip("/")).exists(), path
 
@@ -106,3 +110,41 @@ def test_code_and_served_documents_cite_only_what_the_repository_holds():
                 texts[str(path.relative_to(ROOT))] = path.read_text()
     citing = sorted(name for name, text in texts.items() if re.search(r"ARCHITECTURE\.md|\.\./shared/(?!datasets)", text))
     assert citing == []
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as hyphens, repeats numbered."""
+    anchors: set[str] = set()
+    in_code = False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code and (heading := re.match(r"#{1,6} (.+)", line)):
+            anchor = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-")
+            numbered, n = anchor, 0
+            while numbered in anchors:
+                n += 1
+                numbered = f"{anchor}-{n}"
+            anchors.add(numbered)
+    return anchors
+
+
+def test_heading_anchors_follow_githubs_rule():
+    assert heading_anchors("## The `.tflite` file: int8\n```\n# not a heading\n```\n## Width\n## Width") == {
+        "the-tflite-file-int8", "width", "width-1"}
+
+
+def test_every_link_inside_the_repository_resolves():
+    """README.md and docs/ link to each other's sections: a moved or renamed heading must not leave a dead link."""
+    dead = []
+    for page, text in PAGES.items():
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # a web address
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists():
+                dead.append(f"{page.name}: {target} (no such file)")
+            elif anchor and linked.suffix == ".md" and anchor not in heading_anchors(linked.read_text()):
+                dead.append(f"{page.name}: {target} (no such heading)")
+    assert dead == []
