@@ -42,11 +42,12 @@ THRESHOLD_RULES = {
 }
 
 LIMITATIONS = [
-    "Controlled flames (candles, fireplaces, stoves) are not scored either way, since no source labels them apart, and "
-    "were not measured. The model is taught what flames look like, not where they burn: a flame that fills a fair part "
+    "Controlled flames (candles, fireplaces, stoves) are not scored either way and were not measured: no photo of the "
+    "shared sources shows one (all their fire photos were looked at). The model is taught what flames look like, not where they burn: a flame that fills a fair part "
     "of the photo is called fire wherever it is; a small candle in a large room (a few pixels at the input size) usually "
     "is not.",
-    "Fire shown on a screen or in a painting looks like flames at the input size and is called fire; not measured.",
+    "Fire shown on a screen or in a painting looks like flames at the input size and is called fire; not measured, as no "
+    "photo of the shared sources shows one.",
     "Kinds of scene that no training source shows (night streets, string lights, red decor, red-lit interiors) raise "
     "more false alarms: with one source held out, up to a quarter of that source's fire-free photos were called fire "
     "(metrics.leave_one_source_out, when present). Add such photos as a nofire source when you have them.",
@@ -437,6 +438,7 @@ def model_card(args, argv, roots, size, splits: Splits, trained: Trained, export
             "split": f"deterministic by near-duplicate group (difference hashes <= 6 of 64 bits apart and 16x16 thumbnails <= 8 levels apart), seed {args.seed}, "
                      f"validation fraction {args.val_fraction}; byte-identical files merged first",
             "held_out_sources": args.holdout,
+            "label_corrections": data_mod.corrections_applied(splits.train_s + splits.val_s + exported.held_s),
             "credits": {name: credit for name, credit in DATA_CREDITS.items() if any(Path(r).name == name for r in roots)},
             "file_hashes": manifest_name,
             "file_hashes_sha256": manifest_hash,

@@ -62,6 +62,34 @@ def test_conflicting_labels_are_dropped(tmp_path, datasets):
     assert [s.path.name for s in data.discover([tmp_path / "s"])] == ["other.jpg"]
 
 
+def test_a_label_correction_wins_over_the_folder_for_every_copy(tmp_path, datasets, monkeypatch):
+    fire = next((datasets / "forest-fire/train/fire").glob("*.jpg"))
+    for label, name in (("nofire", "filed-wrong.jpg"), ("fire", "copy.jpg")):
+        (tmp_path / "s" / label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(fire, tmp_path / "s" / label / name)
+    shutil.copy(next((datasets / "weather/nofire").glob("*.jpg")), tmp_path / "s" / "nofire" / "other.jpg")
+    digest = data.file_sha256(fire)
+    assert [(s.path.name, s.label) for s in data.discover([tmp_path / "s"])] == [("other.jpg", 0)], "without it: a conflict, dropped"
+    monkeypatch.setitem(data.LABEL_CORRECTIONS, digest, (1, "a fire filed under nofire"))
+    samples = data.discover([tmp_path / "s"])
+    assert sorted((s.path.name, s.label) for s in samples) == [("copy.jpg", 1), ("other.jpg", 0)], "the copies now agree: merged"
+    assert data.corrections_applied(samples) == [], "the kept copy was filed right"
+    (tmp_path / "s" / "fire" / "copy.jpg").unlink()
+    samples = data.discover([tmp_path / "s"])
+    assert [(s.path.name, s.label) for s in samples] == [("filed-wrong.jpg", 1), ("other.jpg", 0)]
+    assert data.describe(samples) == {"s": {"fire": 1, "nofire": 1}}
+    assert data.corrections_applied(samples) == [{"file": (tmp_path / "s" / "nofire" / "filed-wrong.jpg").as_posix(),
+                                                   "sha256": digest, "label": "fire", "why": "a fire filed under nofire"}]
+
+
+def test_the_known_label_error_of_the_shared_data_is_corrected(datasets):
+    samples = data.discover([datasets / "fire-dataset"])
+    (corrected,) = [s for s in samples if s.path.name == "non_fire.133.jpg"]
+    assert corrected.label == 1 and corrected.path.parent.name == "nofire"
+    assert data.describe(samples)["fire-dataset"] == {"fire": 718, "nofire": 243}
+    assert [c["label"] for c in data.corrections_applied(samples)] == ["fire"]
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -111,6 +139,7 @@ def test_smoke_training_run_writes_a_servable_model_into_a_new_run_folder(tmp_pa
     assert prediction.model_version == card["version"]
     assert list(card) == [f.name for f in dataclasses.fields(ModelCard) if f.name != "raw"], "the card type defines the keys"
     assert ModelCard.load(out / "fire_classifier.json").to_dict() == card, "what training writes reads back unchanged"
+    assert card["training_data"]["label_corrections"] == [], "no photo of this copy needs one"
     assert {"held_out_sources", "credits"} <= set(card["training_data"]) and card["augmentation"]["mix_probability"] >= 0
     assert card["test_time_augmentation"].startswith("mean of the photo")
     assert card["fire_map"]["grid"] == [3, 3], "the map output: 48 px / 16"
@@ -341,3 +370,8 @@ def test_different_photos_of_smooth_scenes_are_not_grouped():
     assert data.difference_hashes(np.stack([orange, violet]))[0] == data.difference_hashes(np.stack([orange, violet]))[1]
     groups = data.near_duplicate_groups(samples, np.stack([orange, violet]))
     assert len(set(groups.values())) == 2
+
+
+def test_the_served_card_states_the_limitations_training_writes():
+    card = json.loads((ROOT / "models" / "fire_classifier.json").read_text())
+    assert card["limitations"] == cli.LIMITATIONS, "edit the served card when the limitations change"
