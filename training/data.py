@@ -43,7 +43,8 @@ class Sample:
 
 
 def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()  # in blocks: a large file is never whole in memory
 
 
 def discover(roots: list[Path], limit_per_class: int | None = None) -> list[Sample]:

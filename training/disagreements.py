@@ -19,11 +19,13 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from inference import InvalidImage, decode_image
+from inference import InvalidImage, Limits, decode_image
+from inference.cli import read_input
 from training.data import CLASS_FOLDERS, LABEL_CORRECTIONS, file_sha256
 
 SHEETS = {"fire-free-scored-highest.png": 0, "fires-scored-lowest.png": 1}  # file name: the label it shows
 CAPTION = 14  # pixels of text under each tile
+LIMITS = Limits()  # the core's default decode budget: a sheet never reads or decodes what serving would refuse
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ def most_disagreed(scored: list[Scored], label: int, count: int) -> list[Scored]
 def tile_of(path: Path, side: int) -> Image.Image:
     """The photo as the model sees it, or a grey tile saying why it could not be read."""
     try:
-        return Image.fromarray(decode_image(path.read_bytes(), (side, side)))
+        return Image.fromarray(decode_image(read_input(str(path), LIMITS), (side, side), LIMITS))
     except (InvalidImage, OSError) as exc:
         tile = Image.new("RGB", (side, side), "lightgrey")
         ImageDraw.Draw(tile).text((4, side // 2), f"unreadable: {getattr(exc, 'code', type(exc).__name__)}"[:side // 6], fill="black")

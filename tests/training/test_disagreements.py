@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -92,3 +93,15 @@ def test_it_reads_what_the_inference_cli_writes(tmp_path):
     done = run_main(disagreements.main, scores, "--out", tmp_path / "out", "--count", "3")
     assert done.returncode == 0 and "5 labelled photos read; 0 error records" in done.stderr
     assert sorted(r[4] for r in tsv(tmp_path / "out")) == sorted(str(p) for p in s.rglob("*.jpg"))
+
+
+def test_a_named_pipe_in_the_scores_is_a_grey_tile_not_a_hang(tmp_path, monkeypatch):
+    monkeypatch.setitem(data.LABEL_CORRECTIONS, "0" * 64, (1, "a correction, so labels are looked up by content"))
+    pipe = tmp_path / "s" / "nofire" / "pipe.jpg"
+    pipe.parent.mkdir(parents=True)
+    os.mkfifo(pipe)
+    scores = scores_file(tmp_path, [{"source": str(pipe), "fire_probability": 0.9}])
+    done = run_main(disagreements.main, scores, "--out", tmp_path / "out", "--tile", "64")
+    assert done.returncode == 0, done.stderr
+    assert [r[4] for r in tsv(tmp_path / "out")] == [str(pipe)]
+    assert Image.open(tmp_path / "out" / "fire-free-scored-highest.png").getpixel((32, 8)) == (211, 211, 211)
