@@ -9,6 +9,7 @@ from .classifier import (
 from .cascade import CELL_LOGITS_OUTPUT, FIRST_FIT, SECOND_FIT, Cascade
 from .decoding import IMAGE_SUFFIXES, decode_image, sniff_format
 from .errors import ERROR_CODES, InvalidImage
+from .files import read_input
 from .model import DEFAULT_SIGNATURE, MAP_OUTPUT, PROBABILITY_OUTPUT, LiteRTModel, MapUnavailable, ModelCard, ModelNotFound, Predictor
 from .settings import Limits, Settings, positive_int
 
@@ -40,6 +41,7 @@ __all__ = [
     "error_record",
     "outcome_record",
     "positive_int",
+    "read_input",
     "sniff_format",
     "validate_threshold",
 ]

@@ -19,8 +19,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from inference import InvalidImage, Limits, decode_image
-from inference.cli import read_input
+from inference import InvalidImage, Limits, decode_image, read_input
 from training.data import CLASS_FOLDERS, LABEL_CORRECTIONS, file_sha256
 
 SHEETS = {"fire-free-scored-highest.png": 0, "fires-scored-lowest.png": 1}  # file name: the label it shows
