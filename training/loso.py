@@ -44,9 +44,10 @@ import numpy as np
 from inference import CLEAR, certainty_of
 
 from . import accelerated
-from .options import BATCH_NORM_MOMENTUM
+from .options import BATCH_NORM_MOMENTUM, DEFAULT_SIZES
 
 
+SERVED_SIZE = DEFAULT_SIZES["compact"]
 PACK = "the pack's photos"  # what a fit scores; training.rescore's copies say "the exact decodes" in run.json
 
 
@@ -82,11 +83,13 @@ def fit_settings(record: dict) -> dict:
         settings.pop("bn_momentum", None)  # the default, which every fit had before the option existed
     if "init" in record:
         settings["fine_tuned"] = True  # from each fold's own weights: not the same recipe as a fit from scratch
+    if record.get("image_size", SERVED_SIZE) != SERVED_SIZE:
+        settings["image_size"] = record["image_size"]  # the pack's photo size; at the served size, named as before
     return settings
 
 
 # What fit_settings leaves out of a name means this.
-UNNAMED_MEANS = {"ema": "0", "source_balance": "0", "grayscale_probability": "0", "fine_tuned": "False",
+UNNAMED_MEANS = {"image_size": str(SERVED_SIZE), "ema": "0", "source_balance": "0", "grayscale_probability": "0", "fine_tuned": "False",
                  "bn_momentum": str(BATCH_NORM_MOMENTUM), "bn_statistics": "running", "distill_weight": "0", "teachers": "0"}
 
 

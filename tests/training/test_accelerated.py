@@ -509,6 +509,13 @@ def test_a_fit_at_the_default_batch_norm_momentum_is_named_as_fits_from_before_t
     assert loso.fit_settings({"settings": {**base, "bn_momentum": 0.9}}) == {**before, "bn_momentum": 0.9}
 
 
+def test_fits_of_another_photo_size_are_another_recipe_and_the_served_size_is_named_as_before():
+    base = {"holdout": ["houses"], "width": 1.0, "seed": 1}
+    before = loso.fit_settings({"settings": base})
+    assert loso.fit_settings({"settings": base, "image_size": 160}) == before
+    assert loso.fit_settings({"settings": base, "image_size": 96}) == {**before, "image_size": 96}
+
+
 def test_loso_ranks_recipes_by_their_out_of_fold_figures_and_only_against_the_same_folds(tmp_path):
     """A grid of many recipes ends with which is best, named by what sets each apart; a recipe missing a fold pooled
     other photos, so it is ranked apart (here its figure would have come first)."""
