@@ -43,9 +43,9 @@ THRESHOLD_RULES = {
 
 LIMITATIONS = [
     "Controlled flames (candles, fireplaces, stoves) are not scored either way and were not measured: no photo of the "
-    "shared sources shows one (all their fire photos were looked at). The model is taught what flames look like, not where they burn: a flame that fills a fair part "
-    "of the photo is called fire wherever it is; a small candle in a large room (a few pixels at the input size) usually "
-    "is not.",
+    "shared sources shows one (all their fire photos were looked at). The model is taught what flames look like, not "
+    "where they burn: a flame that fills a fair part of the photo is called fire wherever it is; a small candle in a "
+    "large room (a few pixels at the input size) usually is not.",
     "Fire shown on a screen or in a painting looks like flames at the input size and is called fire; not measured, as no "
     "photo of the shared sources shows one.",
     "Kinds of scene that no training source shows (night streets, string lights, red decor, red-lit interiors) raise "

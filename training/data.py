@@ -22,7 +22,7 @@ from inference import IMAGE_SUFFIXES, InvalidImage, decode_image
 CLASS_FOLDERS = {"nofire": 0, "fire": 1}
 
 # Photos a source files under the wrong class folder, found by eye among the photos the served model disagreed with
-# most (see the README's "Data and credits"). Keyed by content, so every copy of the photo is corrected, whatever its
+# most (the README's "What the sources show"). Keyed by content, so every copy of the photo is corrected, whatever its
 # name. The label given here wins over the folder's.
 LABEL_CORRECTIONS: dict[str, tuple[int, str]] = {
     "9add0507e2ceb8c91bed6beb98c55a3b55a0602f472f8033b0cde71f3866a2d2":

@@ -89,8 +89,9 @@ def fit_settings(record: dict) -> dict:
 
 
 # What fit_settings leaves out of a name means this.
-UNNAMED_MEANS = {"image_size": str(SERVED_SIZE), "ema": "0", "source_balance": "0", "grayscale_probability": "0", "fine_tuned": "False",
-                 "bn_momentum": str(BATCH_NORM_MOMENTUM), "bn_statistics": "running", "distill_weight": "0", "teachers": "0"}
+UNNAMED_MEANS = {"image_size": str(SERVED_SIZE), "ema": "0", "source_balance": "0", "grayscale_probability": "0",
+                 "fine_tuned": "False", "bn_momentum": str(BATCH_NORM_MOMENTUM), "bn_statistics": "running",
+                 "distill_weight": "0", "teachers": "0"}
 
 
 def settings_text(settings: dict, seed: bool = True) -> str:
