@@ -64,21 +64,26 @@ def discover(roots: list[Path], limit_per_class: int | None = None) -> list[Samp
                 files = files[:limit_per_class]
             for path in files:
                 digest = file_sha256(path)
-                label = LABEL_CORRECTIONS.get(digest, (CLASS_FOLDERS[class_dir.name],))[0]
-                samples.append(Sample(path, source, label, digest))
+                samples.append(Sample(path, source, corrected(digest, CLASS_FOLDERS[class_dir.name]), digest))
     if not samples:
         raise DataError(f"no images under fire/ or nofire/ folders in {', '.join(map(str, roots))}")
     return deduplicate(samples)
 
 
+def corrected(digest: str, filed_as: int) -> int:
+    """A photo's label: its correction, if its content has one, else the label of the class folder it is filed in."""
+    return LABEL_CORRECTIONS.get(digest, (filed_as,))[0]
+
+
+def folder_label(path: Path) -> int | None:
+    """The label of the nearest class folder above ``path``; None if no class folder is."""
+    return next((CLASS_FOLDERS[folder.name] for folder in path.parents if folder.name in CLASS_FOLDERS), None)
+
+
 def corrections_applied(samples: list[Sample]) -> list[dict]:
     """The label corrections that changed one of these samples, for the model card."""
     return [{"file": s.path.as_posix(), "sha256": s.sha256, "label": "fire" if s.label else "nofire", "why": LABEL_CORRECTIONS[s.sha256][1]}
-            for s in samples if s.sha256 in LABEL_CORRECTIONS and s.label != _folder_label(s.path)]
-
-
-def _folder_label(path: Path) -> int:
-    return next(CLASS_FOLDERS[folder.name] for folder in path.parents if folder.name in CLASS_FOLDERS)
+            for s in samples if s.sha256 in LABEL_CORRECTIONS and s.label != folder_label(s.path)]
 
 
 def deduplicate(samples: list[Sample]) -> list[Sample]:

@@ -12,6 +12,7 @@ a square by the inference core's own decoder), plus a table of what each number 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from inference import InvalidImage, Limits, decode_image, read_input
-from training.data import CLASS_FOLDERS, LABEL_CORRECTIONS, file_sha256
+from training.data import corrected, folder_label
 
 SHEETS = {"fire-free-scored-highest.png": 0, "fires-scored-lowest.png": 1}  # file name: the label it shows
 CAPTION = 14  # pixels of text under each tile
@@ -35,14 +36,14 @@ class Scored:
 
 
 def label_of(path: Path) -> int | None:
-    """The photo's label: a correction for its content if there is one, else its nearest class folder's; None if
-    it sits in no class folder."""
-    folder = next((p.name for p in path.parents if p.name in CLASS_FOLDERS), None)
-    if folder is None:
+    """The photo's label as training gives it (``training.data.corrected``); None if it sits in no class folder."""
+    filed_as = folder_label(path)
+    if filed_as is None:
         return None
-    if LABEL_CORRECTIONS and path.is_file():
-        return LABEL_CORRECTIONS.get(file_sha256(path), (CLASS_FOLDERS[folder],))[0]
-    return CLASS_FOLDERS[folder]
+    try:  # read as the CLI read it to score it; a file it cannot read now keeps its folder's label
+        return corrected(hashlib.sha256(read_input(str(path), LIMITS)).hexdigest(), filed_as)
+    except InvalidImage:
+        return filed_as
 
 
 def read_scores(lines) -> tuple[list[Scored], int, int]:
@@ -74,9 +75,9 @@ def tile_of(path: Path, side: int) -> Image.Image:
     """The photo as the model sees it, or a grey tile saying why it could not be read."""
     try:
         return Image.fromarray(decode_image(read_input(str(path), LIMITS), (side, side), LIMITS))
-    except (InvalidImage, OSError) as exc:
+    except InvalidImage as exc:  # read_input and decode_image raise nothing else for a bad or missing file
         tile = Image.new("RGB", (side, side), "lightgrey")
-        ImageDraw.Draw(tile).text((4, side // 2), f"unreadable: {getattr(exc, 'code', type(exc).__name__)}"[:side // 6], fill="black")
+        ImageDraw.Draw(tile).text((4, side // 2), f"unreadable: {exc.code}"[:side // 6], fill="black")
         return tile
 
 
