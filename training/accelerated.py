@@ -50,6 +50,7 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--white-balance-strength", type=float, default=augment.WHITE_BALANCE_STRENGTH)
     p.add_argument("--decoy-probability", type=options.probability, default=augment.DECOY_PROBABILITY)
     options.add_grayscale_option(p)
+    options.add_crop_scale_option(p)
     p.add_argument("--init", type=Path, metavar="WEIGHTS",
                    help="start from these weights (a model.weights.h5 of the same width and size) instead of from scratch: "
                         "fine-tuning; the file's hash goes into run.json")
@@ -128,7 +129,7 @@ def fit_one(args: argparse.Namespace) -> int:
         distill_weight=args.distill_weight if teacher else 0.0,
         source_balance=args.source_balance,
         recipe=augment.Recipe(args.mix_probability, args.white_balance_probability, args.white_balance_strength,
-                              args.decoy_probability, args.grayscale_probability))
+                              args.decoy_probability, args.grayscale_probability, args.crop_scale))
     keras.utils.set_random_seed(args.seed)
     model = fitting.compile_model(backbones.compact(size, width=args.width, bn_momentum=args.bn_momentum), schedule)
     init = None

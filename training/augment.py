@@ -24,7 +24,8 @@ Two augmentations teach the model what a fire is, rather than what colour a fire
   colour (then takes the white-balance shift like any other), so flame has to be told by its shape, brightness and
   smoke as well as by its colour, and a warm room in grey is still no fire.
 
-Plus geometric and light photometric noise: flips, random crops, brightness and contrast. No hue
+Plus geometric and light photometric noise: flips, random crops (70 to 100 % of each side, resized back; the
+recipe's ``crop_scale`` sets the smallest), brightness and contrast. No hue
 rotation: an orange sky turned green is no longer a sunset. The crop comes first and the patch is pasted into
 the cropped scene, so a pasted fire is always wholly in view when the label says fire.
 """
@@ -36,10 +37,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .options import CROP_SCALE  # a random crop covering 70-100 % of each side, resized back: zoom and shift
+
 MIX_PROBABILITY = 0.35
 WHITE_BALANCE_PROBABILITY = 0.8
 WHITE_BALANCE_STRENGTH = 0.25  # red/blue gains drawn from 1 +/- this
-CROP_SCALE = (0.7, 1.0)  # a random crop covering 70-100 % of each side, resized back: zoom and shift
 PATCH_CROP = (0.6, 1.0)  # share of the other photo's side that is pasted, so a fire photo's flames come along
 PATCH_SIDE = (0.3, 0.6)  # the pasted patch's side, as a share of the scene's
 FEATHER = 0.15  # share of the patch's side over which its edges ramp to nothing
@@ -61,6 +63,7 @@ class Recipe:
     white_balance_strength: float = WHITE_BALANCE_STRENGTH
     decoy_probability: float = DECOY_PROBABILITY
     grayscale_probability: float = GRAYSCALE_PROBABILITY
+    crop_scale: float = CROP_SCALE  # the smallest share of each side a crop keeps
 
 
 def white_balance_gains(rng: np.random.Generator, strength: float = WHITE_BALANCE_STRENGTH) -> np.ndarray:
@@ -182,7 +185,7 @@ def augment(image: np.ndarray, label: float, other: np.ndarray, other_label: flo
     """One training photo (uint8, square), cropped, flipped and perhaps given a pasted photo (``other``), still
     uint8; with the gain and offset per channel its colours get (see :func:`colour_transform`)."""
     size = image.shape[0]
-    scene = crop_resize(image, _crop_box(rng, size, CROP_SCALE), size)
+    scene = crop_resize(image, _crop_box(rng, size, (recipe.crop_scale, 1.0)), size)
     if rng.random() < 0.5:
         scene = scene[:, ::-1]
     if rng.random() < recipe.mix_probability:

@@ -20,7 +20,7 @@ from inference import ModelCard
 
 from . import data as data_mod
 from . import intervals, runs
-from .options import BATCH_NORM_MOMENTUM, DEFAULT_DATA, DEFAULT_SOURCES, ROOT, build_parser, parse_arguments  # noqa: F401  (build_parser: public)
+from .options import BATCH_NORM_MOMENTUM, CROP_SCALE, DEFAULT_DATA, DEFAULT_SOURCES, ROOT, build_parser, parse_arguments  # noqa: F401  (build_parser: public)
 
 SHIPPED = ROOT / "models"
 DATA_CREDITS = {
@@ -241,7 +241,7 @@ def schedule_for(args: argparse.Namespace):
     return fitting.Schedule(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
                             loss=args.loss, ema=args.ema, seed=args.seed, source_balance=args.source_balance,
                             recipe=augment.Recipe(mix, args.white_balance_probability, args.white_balance_strength,
-                                                  args.decoy_probability, args.grayscale_probability))
+                                                  args.decoy_probability, args.grayscale_probability, args.crop_scale))
 
 
 def train(args: argparse.Namespace, model, splits: Splits, folder: Path) -> Trained:
@@ -308,7 +308,8 @@ def trained_elsewhere(args: argparse.Namespace, model, splits: Splits, folder: P
                 "white-balance strength": (settings["white_balance_strength"], recipe.white_balance_strength),
                 "decoy probability": (settings.get("decoy_probability", 0.0), recipe.decoy_probability),
                 "grayscale probability (--grayscale-probability)": (settings.get("grayscale_probability", 0.0),
-                                                                    recipe.grayscale_probability)}
+                                                                    recipe.grayscale_probability),
+                "crop scale (--crop-scale)": (settings.get("crop_scale", CROP_SCALE), recipe.crop_scale)}
     except members.NotOneFit as exc:
         raise SystemExit(f"error: --trained {folder}: {exc}") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -427,7 +428,7 @@ def model_card(args, argv, roots, size, splits: Splits, trained: Trained, export
         test_time_augmentation="mean of the photo and its mirror image, inside the model" if args.tta == "flip" else None,
         augmentation={"mix_probability": trained.mix_probability, "white_balance_probability": args.white_balance_probability,
                       "white_balance_strength": args.white_balance_strength, "decoy_probability": args.decoy_probability,
-                      "grayscale_probability": args.grayscale_probability},
+                      "grayscale_probability": args.grayscale_probability, "crop_scale": args.crop_scale},
         pretrained_weights=_weights(args),
         parameters=int(trained.model.count_params()),
         training_data={

@@ -44,7 +44,7 @@ import numpy as np
 from inference import CLEAR, certainty_of
 
 from . import accelerated
-from .options import BATCH_NORM_MOMENTUM, DEFAULT_SIZES
+from .options import BATCH_NORM_MOMENTUM, CROP_SCALE, DEFAULT_SIZES
 
 
 SERVED_SIZE = DEFAULT_SIZES["compact"]
@@ -79,6 +79,8 @@ def fit_settings(record: dict) -> dict:
         settings.pop("source_balance", None)  # off: named as before it existed
     if not settings.get("grayscale_probability"):
         settings.pop("grayscale_probability", None)  # off: named as before it existed
+    if settings.get("crop_scale", CROP_SCALE) == CROP_SCALE:
+        settings.pop("crop_scale", None)  # the default, which every fit had before the option existed
     if settings.get("bn_momentum", BATCH_NORM_MOMENTUM) == BATCH_NORM_MOMENTUM:
         settings.pop("bn_momentum", None)  # the default, which every fit had before the option existed
     if "init" in record:
@@ -90,6 +92,7 @@ def fit_settings(record: dict) -> dict:
 
 # What fit_settings leaves out of a name means this.
 UNNAMED_MEANS = {"image_size": str(SERVED_SIZE), "ema": "0", "source_balance": "0", "grayscale_probability": "0",
+                 "crop_scale": str(CROP_SCALE),
                  "fine_tuned": "False", "bn_momentum": str(BATCH_NORM_MOMENTUM), "bn_statistics": "running",
                  "distill_weight": "0", "teachers": "0"}
 

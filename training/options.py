@@ -74,6 +74,18 @@ def ema_momentum(text: str) -> float:
     return value
 
 
+CROP_SCALE = 0.7  # the default smallest share of each side a training crop keeps (augment.Recipe.crop_scale)
+CROP_SCALES = (0.25, 1.0)  # a crop under a quarter of the side would be mostly the resize's blur
+
+
+def crop_scale(text: str) -> float:
+    """An ``argparse`` type for the smallest share of each side a training crop keeps (1: no zoom, only flips)."""
+    value = _number(text)
+    if not CROP_SCALES[0] <= value <= CROP_SCALES[1]:  # NaN too
+        raise argparse.ArgumentTypeError(f"a crop scale is from {CROP_SCALES[0]:g} to {CROP_SCALES[1]:g}, got {text}")
+    return value
+
+
 BATCH_NORM_MOMENTUM = 0.99  # Keras's default, and the served models'
 
 
@@ -100,6 +112,12 @@ def add_grayscale_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grayscale-probability", type=probability, default=0.0,  # augment.GRAYSCALE_PROBABILITY
                    help="share of training photos made grey, on both classes, so that flame is told by more than its "
                         "colour (default 0: off)")
+
+
+def add_crop_scale_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--crop-scale", type=crop_scale, default=CROP_SCALE, metavar="SHARE",
+                   help="smallest share of each side a training photo's random crop keeps, resized back to the full side "
+                        "(default 0.7: crops of 70 to 100 %%; smaller zooms in further, onto parts of a scene)")
 
 
 def add_bn_momentum_option(p: argparse.ArgumentParser) -> None:
@@ -142,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of training photos given a decoy: fire's colours without fire (a warm-painted object, a red "
                         "or orange light, night lights), on both classes (default 0: off)")
     add_grayscale_option(p)
+    add_crop_scale_option(p)
     p.add_argument("--holdout", action="append", default=[], metavar="SOURCE",
                    help="set a whole source aside (e.g. houses): never trained on, never used for the threshold, reported "
                         "apart as an unseen source; repeatable")

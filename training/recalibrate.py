@@ -52,6 +52,7 @@ def schedule_of(folder: Path, settings: dict):
     try:
         shares = [float(settings[k]) for k in ("mix_probability", "white_balance_probability", "white_balance_strength")]
         shares += [float(settings.get(k, 0.0)) for k in ("decoy_probability", "grayscale_probability")]
+        shares.append(float(settings.get("crop_scale", augment.CROP_SCALE)))  # fits from before the option had the default
         batch_size, seed = settings["batch_size"], settings["seed"]
         if not all(0.0 <= share <= 1.0 for share in shares):
             raise ValueError(f"augmentation shares {shares} not from 0 to 1")

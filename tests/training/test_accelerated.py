@@ -237,7 +237,7 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     # Fine-tuning: a fit that starts from another's weights records which, and its recipe must be this run's too.
     tuned = tmp_path / "tuned"
     small = ("--width", "1.0", "--epochs", "1", "--batch-size", "8", "--decoy-probability", "0.5", "--ema", "0.9",
-             "--bn-momentum", "0.9", "--grayscale-probability", "0.5")
+             "--bn-momentum", "0.9", "--grayscale-probability", "0.5", "--crop-scale", "0.5")
     # ... and distilled from the fit it starts from (the same training photos): the card names its teacher too.
     done = run_main(accelerated.main, "one", packed, "--out", tuned, "--init", full / accelerated.WEIGHTS, *small,
                     "--teacher", full)
@@ -246,21 +246,23 @@ def test_fit_from_a_pack_then_finish_the_run_here_with_the_loso_threshold(tmp_pa
     assert [teacher["folder"] for teacher in record["teachers"]] == [full.name]
     assert record["init"]["sha256"] == hashlib.sha256((full / accelerated.WEIGHTS).read_bytes()).hexdigest()
     assert record["settings"]["decoy_probability"] == 0.5 and record["settings"]["bn_momentum"] == 0.9
-    assert record["settings"]["grayscale_probability"] == 0.5
+    assert record["settings"]["grayscale_probability"] == 0.5 and record["settings"]["crop_scale"] == 0.5
     bad_init = run_main(accelerated.main, "one", packed, "--out", tmp_path / "x", "--init", damaged / accelerated.WEIGHTS, *small)
     assert bad_init.returncode != 0 and "--init" in bad_init.stderr and "Traceback" not in bad_init.stderr
     no_decoys = train(*same, "--trained", tuned, "--runs", tmp_path / "runs")
     assert no_decoys.returncode != 0 and "decoy probability: 0.5 there, 0.0 here" in no_decoys.stderr
     assert "weight average momentum (--ema): 0.9 there, 0.0 here" in no_decoys.stderr
     assert "batch-norm momentum (--bn-momentum): 0.9 there, 0.99 here" in no_decoys.stderr
+    assert "crop scale (--crop-scale): 0.5 there, 0.7 here" in no_decoys.stderr
     with_decoys = train(*same, "--trained", tuned, "--decoy-probability", "0.5", "--ema", "0.9", "--bn-momentum", "0.9",
-                        "--grayscale-probability", "0.5", "--runs", tmp_path / "tuned-runs")
+                        "--grayscale-probability", "0.5", "--crop-scale", "0.5", "--runs", tmp_path / "tuned-runs")
     assert with_decoys.returncode == 0, with_decoys.stderr[-3000:]
     (tuned_run,) = (tmp_path / "tuned-runs").iterdir()
     tuned_card = json.loads((tuned_run / "fire_classifier.json").read_text())
     assert tuned_card["training"]["fitted_elsewhere"]["started_from"] == record["init"]
     assert tuned_card["training"]["fitted_elsewhere"]["distilled_from"] == record["teachers"]
     assert tuned_card["augmentation"]["decoy_probability"] == 0.5 and tuned_card["augmentation"]["grayscale_probability"] == 0.5
+    assert tuned_card["augmentation"]["crop_scale"] == 0.5
     assert tuned_card["training"]["weight_average_momentum"] == 0.9 and tuned_card["training"]["batch_norm_momentum"] == 0.9
     one_class = train(*same, "--trained", full, "--loso", fire_free, "--runs", tmp_path / "one-class")
     assert one_class.returncode != 0 and "every photo --loso" in one_class.stderr and "held out is fire-free" in one_class.stderr
@@ -361,6 +363,13 @@ def test_a_share_of_photos_outside_0_to_1_is_a_usage_error(command, option):
     """``--decoy-probability 30`` (meant as 30 %) would otherwise give every photo a decoy without a word."""
     done = run_module(*command, option, "30")
     assert done.returncode == 2 and "a probability is between 0 and 1, got 30" in done.stderr
+
+
+@pytest.mark.parametrize("command", [("training",), ("training.accelerated", "one", "x.pack.npz", "--out", "x")])
+@pytest.mark.parametrize("value", ["0.1", "1.5", "nan"])
+def test_a_crop_scale_outside_a_quarter_to_the_whole_side_is_a_usage_error(command, value):
+    done = run_module(*command, "--crop-scale", value)
+    assert done.returncode == 2 and f"a crop scale is from 0.25 to 1, got {value}" in done.stderr
 
 
 @pytest.mark.parametrize("command", [("training",), ("training.pack", "x.pack.npz")])
@@ -514,6 +523,14 @@ def test_fits_of_another_photo_size_are_another_recipe_and_the_served_size_is_na
     before = loso.fit_settings({"settings": base})
     assert loso.fit_settings({"settings": base, "image_size": 160}) == before
     assert loso.fit_settings({"settings": base, "image_size": 96}) == {**before, "image_size": 96}
+
+
+def test_a_fit_at_the_default_crop_scale_is_named_as_fits_from_before_the_option():
+    base = {"holdout": ["houses"], "width": 1.0, "seed": 1}
+    before = loso.fit_settings({"settings": base})
+    assert loso.fit_settings({"settings": {**base, "crop_scale": 0.7}}) == before
+    assert loso.fit_settings({"settings": {**base, "crop_scale": 0.4}}) == {**before, "crop_scale": 0.4}
+    assert loso.UNNAMED_MEANS["crop_scale"] == "0.7"
 
 
 def test_loso_ranks_recipes_by_their_out_of_fold_figures_and_only_against_the_same_folds(tmp_path):

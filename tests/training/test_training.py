@@ -317,6 +317,27 @@ def test_grey_photos_keep_their_labels_and_take_the_white_balance_shift_like_any
     assert build_parser().parse_args([]).grayscale_probability == augment.GRAYSCALE_PROBABILITY
 
 
+def test_the_crop_scale_sets_how_far_a_training_crop_zooms_in():
+    """A photo whose red channel is its column: a crop's span of columns is its share of the side (flips reverse it)."""
+    from training import augment
+    from training.options import build_parser
+
+    side = 200
+    columns = np.tile(np.linspace(0, 255, side).round().astype(np.uint8)[None, :, None], (side, 1, 3))
+
+    def spans(crop_scale: float) -> list[float]:
+        recipe = augment.Recipe(mix_probability=0.0, white_balance_probability=0.0, crop_scale=crop_scale)
+        rng = np.random.default_rng(5)
+        scenes = [augment.augment(columns, 0.0, columns, 0.0, rng, recipe)[0] for _ in range(300)]
+        return [(int(s[0, :, 0].max()) - int(s[0, :, 0].min())) / 255 for s in scenes]
+
+    whole, default, zoomed = spans(1.0), spans(augment.CROP_SCALE), spans(0.4)
+    assert min(whole) > 0.99, "1: only flips, every crop is the whole photo"
+    assert 0.68 < min(default) < 0.75 and max(default) > 0.97, "the default: 70 to 100 % of the side"
+    assert 0.39 < min(zoomed) < 0.45 and max(zoomed) > 0.97
+    assert augment.Recipe().crop_scale == build_parser().parse_args([]).crop_scale == 0.7
+
+
 def test_an_augmented_batch_is_float_0_to_255_and_repeatable_for_a_seed():
     from training import augment
 
