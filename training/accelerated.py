@@ -128,8 +128,7 @@ def fit_one(args: argparse.Namespace) -> int:
         loss=args.loss, ema=args.ema, seed=args.seed, workers=args.workers, deadline=args.deadline,
         distill_weight=args.distill_weight if teacher else 0.0,
         source_balance=args.source_balance,
-        recipe=augment.Recipe(args.mix_probability, args.white_balance_probability, args.white_balance_strength,
-                              args.decoy_probability, args.grayscale_probability, args.crop_scale))
+        recipe=augment.Recipe.of(vars(args)))
     keras.utils.set_random_seed(args.seed)
     model = fitting.compile_model(backbones.compact(size, width=args.width, bn_momentum=args.bn_momentum), schedule)
     init = None

@@ -32,7 +32,8 @@ the cropped scene, so a pasted fire is always wholly in view when the label says
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
 import numpy as np
 from PIL import Image
@@ -64,6 +65,12 @@ class Recipe:
     decoy_probability: float = DECOY_PROBABILITY
     grayscale_probability: float = GRAYSCALE_PROBABILITY
     crop_scale: float = CROP_SCALE  # the smallest share of each side a crop keeps
+
+    @classmethod
+    def of(cls, settings: Mapping) -> "Recipe":
+        """The recipe named in ``settings`` (parsed options, or a fit's ``run.json`` settings), by field name: a field
+        absent or None there keeps its default, as fits from before its option existed had."""
+        return cls(**{f.name: settings[f.name] for f in fields(cls) if settings.get(f.name) is not None})
 
 
 def white_balance_gains(rng: np.random.Generator, strength: float = WHITE_BALANCE_STRENGTH) -> np.ndarray:

@@ -237,11 +237,9 @@ def load_splits(args: argparse.Namespace, samples: list, held_s: list, size: int
 def schedule_for(args: argparse.Namespace):
     from . import augment, fitting
 
-    mix = augment.MIX_PROBABILITY if args.mix_probability is None else args.mix_probability
     return fitting.Schedule(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
                             loss=args.loss, ema=args.ema, seed=args.seed, source_balance=args.source_balance,
-                            recipe=augment.Recipe(mix, args.white_balance_probability, args.white_balance_strength,
-                                                  args.decoy_probability, args.grayscale_probability, args.crop_scale))
+                            recipe=augment.Recipe.of(vars(args)))  # --mix-probability unset (None): the default
 
 
 def train(args: argparse.Namespace, model, splits: Splits, folder: Path) -> Trained:

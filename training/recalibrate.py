@@ -20,6 +20,7 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import astuple
 from pathlib import Path
 
 from . import accelerated, rescore
@@ -50,11 +51,13 @@ def schedule_of(folder: Path, settings: dict):
     from . import augment, fitting
 
     try:
-        shares = [float(settings[k]) for k in ("mix_probability", "white_balance_probability", "white_balance_strength")]
-        shares += [float(settings.get(k, 0.0)) for k in ("decoy_probability", "grayscale_probability")]
-        shares.append(float(settings.get("crop_scale", augment.CROP_SCALE)))  # fits from before the option had the default
+        unset = [k for k in ("mix_probability", "white_balance_probability", "white_balance_strength") if settings[k] is None]
+        if unset:  # every fit records these three; Recipe.of gives options newer than a fit their defaults
+            raise ValueError(f"no {unset[0]}")
+        recipe = augment.Recipe.of(settings)
+        shares = astuple(recipe)
         batch_size, seed = settings["batch_size"], settings["seed"]
-        if not all(0.0 <= share <= 1.0 for share in shares):
+        if not all(isinstance(share, (int, float)) and 0.0 <= share <= 1.0 for share in shares):
             raise ValueError(f"augmentation shares {shares} not from 0 to 1")
         if not (isinstance(batch_size, int) and 1 <= batch_size <= MAX_BATCH) or not (isinstance(seed, int) and seed >= 0):
             raise ValueError(f"batch size {batch_size!r} (1 to {MAX_BATCH}) or seed {seed!r} (0 or more) is not as fitted")
@@ -62,7 +65,7 @@ def schedule_of(folder: Path, settings: dict):
             raise ValueError("no list of held-out sources")
     except (KeyError, TypeError, ValueError) as exc:
         raise RecalibrateError(f"{folder}: its run.json does not say how it was fitted ({exc})") from None
-    return fitting.Schedule(batch_size=batch_size, seed=seed, recipe=augment.Recipe(*shares))
+    return fitting.Schedule(batch_size=batch_size, seed=seed, recipe=recipe)
 
 
 def pack_for(record: dict, given: Path | None, cache: dict):

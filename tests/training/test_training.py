@@ -338,6 +338,17 @@ def test_the_crop_scale_sets_how_far_a_training_crop_zooms_in():
     assert augment.Recipe().crop_scale == build_parser().parse_args([]).crop_scale == 0.7
 
 
+def test_a_recipe_is_read_by_name_and_an_option_newer_than_a_fit_keeps_its_default():
+    from training import augment
+    from training.options import build_parser
+
+    assert augment.Recipe.of(vars(build_parser().parse_args([]))) == augment.Recipe(), "--mix-probability unset: 0.35"
+    old_fit = {"mix_probability": 0.6, "white_balance_probability": 0.8, "white_balance_strength": 0.25, "seed": 11,
+               "holdout": ["houses"]}  # from before decoys, grey photos and the crop scale
+    assert augment.Recipe.of(old_fit) == augment.Recipe(mix_probability=0.6)
+    assert augment.Recipe.of({**old_fit, "crop_scale": 0.4}).crop_scale == 0.4
+
+
 def test_an_augmented_batch_is_float_0_to_255_and_repeatable_for_a_seed():
     from training import augment
 
