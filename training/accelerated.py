@@ -3,10 +3,15 @@ on any backend: made for a lent GPU machine, which has JAX but no TensorFlow.
 
   one PACK --out DIR [--holdout SOURCE] [--width W] ...   fit one model; DIR gets model.weights.h5, history.json,
                                                           run.json and scores.json (validation and held-out photos)
+                                                          and, until the fit ends, its progress (DIR/progress/)
   grid PACK --out DIR --variant NAME:ARGS ... --folds all SOURCE ... [--seeds SEED ...]
                                                           fit every variant on every fold (all: nothing held out)
                                                           as parallel processes, each in DIR/NAME-FOLD/ (with
                                                           --seeds, each seed in DIR/NAME-sSEED-FOLD/)
+
+A fit stopped before it ended (its --deadline, a machine taken back, Ctrl-C) goes on from its last finished epoch when
+the same command is given again with --resume, as an uninterrupted fit would have; with --resume, a fit that had
+ended is left as it is, and one that never started starts.
 
 Then, here: ``python -m training --trained DIR ...`` (the same data, size, seed and hold-outs) chooses the threshold,
 exports the ``.tflite`` and evaluates it on the exact decoded photos, and writes the usual run folder and card.
@@ -28,6 +33,7 @@ from collections import Counter
 from pathlib import Path
 
 WEIGHTS, HISTORY, RUN, SCORES = "model.weights.h5", "history.json", "run.json", "scores.json"
+PROGRESS = "progress"  # a fit's progress until it ends: training.progress
 DISTILL_WEIGHT = 0.5
 
 
@@ -63,7 +69,12 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
                         f"(default {DISTILL_WEIGHT})")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--workers", type=int, default=2, help="threads preparing batches (default 2)")
-    p.add_argument("--deadline", type=float, help="a Unix time after which no new epoch starts")
+    p.add_argument("--deadline", type=float, help="a Unix time after which no new epoch starts; the fit can then be "
+                                                  "resumed (--resume)")
+    p.add_argument("--resume", action="store_true",
+                   help="go on from the progress in --out of a fit of the same options that was stopped (a deadline, a "
+                        "machine taken back, Ctrl-C), from its last finished epoch; a fit that had ended is left as it is, "
+                        "and one that never started starts")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -87,6 +98,9 @@ def parser() -> argparse.ArgumentParser:
                            "much as two recipes do")
     grid.add_argument("--parallel", type=int, default=4, help="processes at once (default 4)")
     grid.add_argument("--minutes", type=float, default=30.0, help="no new epoch starts after this many minutes (default 30)")
+    grid.add_argument("--resume", action="store_true",
+                      help="the same grid again, after a stop: fits that ended are kept, stopped ones go on from their last "
+                           "finished epoch, and the others start")
     return p
 
 
@@ -104,9 +118,16 @@ def fit_one(args: argparse.Namespace) -> int:
         os.environ["KERAS_BACKEND"] = "jax"  # a GPU machine without TensorFlow
     import keras
 
-    from . import augment, backbones, fitting, pack, quiet, teachers
+    from . import augment, backbones, fitting, pack, progress, quiet, teachers
 
     started = time.time()
+    progress_folder = args.out / PROGRESS
+    if has_progress(args.out) and not args.resume:
+        raise SystemExit(f"error: {args.out} holds a fit that was stopped before it ended: give --resume to go on from "
+                         f"its last finished epoch, or remove {progress_folder} to fit again from the start")
+    if args.resume and finished(args.out):
+        log(f"{args.out} holds a finished fit: nothing to resume")
+        return 0
     data = pack.read(args.pack)
     rows = data.fold(args.holdout)
     size = data.meta["size"]
@@ -140,9 +161,18 @@ def fit_one(args: argparse.Namespace) -> int:
             raise SystemExit(f"error: --init {args.init} does not fit a width-{args.width} model of {size} px ({exc})") from None
         init = {"file": args.init.name, "sha256": hashlib.sha256(args.init.read_bytes()).hexdigest()}
         log(f"starting from {args.init} (sha256 {init['sha256'][:12]})")
-    fitted = fitting.fit(model, data.images[rows["train"]], data.labels[rows["train"]], data.images[rows["val"]],
-                         data.labels[rows["val"]], schedule, log, train_sources=data.sources[rows["train"]],
-                         teacher=teacher)
+    # What the progress of a stopped fit must share with this one, beside the schedule: the network and the photos.
+    fingerprint = {"width": args.width, "bn_momentum": args.bn_momentum, "image_size": size, "train_digest": train_digest,
+                   "init": init, "teachers": teacher.provenance if teacher else None}
+    try:
+        fitted = fitting.fit(model, data.images[rows["train"]], data.labels[rows["train"]], data.images[rows["val"]],
+                             data.labels[rows["val"]], schedule, log, train_sources=data.sources[rows["train"]],
+                             teacher=teacher, progress_folder=progress_folder, fingerprint=fingerprint)
+    except progress.ProgressMismatch as exc:
+        raise SystemExit(f"error: {exc}") from None
+    except KeyboardInterrupt:
+        log(f"interrupted: give the same command with --resume to go on from the last finished epoch ({progress_folder})")
+        return 130
     args.out.mkdir(parents=True, exist_ok=True)
     # The weights alone: an uncompiled copy, so the file carries no optimizer state (a third of the size).
     served = backbones.compact(size, width=args.width)
@@ -155,7 +185,7 @@ def fit_one(args: argparse.Namespace) -> int:
         rows["held"][scored])) + "\n")
     # The teachers' folders differ from fold to fold; what makes the recipe is that there were teachers, and how many.
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                if k not in {"command", "deadline", "argv", "init", "teacher", "distill_weight"}}
+                if k not in {"command", "deadline", "argv", "init", "teacher", "distill_weight", "resume"}}
     if teacher:
         settings.update(distill_weight=args.distill_weight, teachers=len(teacher))
     (args.out / RUN).write_text(json.dumps({
@@ -164,9 +194,25 @@ def fit_one(args: argparse.Namespace) -> int:
         "pack": data.meta, **({"init": init} if init else {}), **({"teachers": teacher.provenance} if teacher else {}),
         "train_digest": train_digest, "parameters": int(fitted.model.count_params()), "fit_seconds": round(fitted.seconds, 1),
         "epochs_run": len(fitted.history.get("loss", [])), "best_val_auc": round(max(fitted.history.get("val_auc", [0.0])), 4),
+        **({"resumable": True} if fitted.resumable else {}),
     }, indent=2) + "\n")
+    if fitted.resumable:
+        log(f"stopped at the deadline after epoch {len(fitted.history.get('loss', []))} of {args.epochs}; the best epoch's "
+            f"files are written, and the same command with --resume goes on from there")
     log(f"done in {time.time() - started:.0f} s (fit {fitted.seconds:.0f} s): {args.out}")
     return 0
+
+
+def has_progress(out: Path) -> bool:
+    """Whether ``out`` holds the progress of a fit that was stopped before it ended."""
+    from .progress import STATE
+
+    return (out / PROGRESS / STATE).exists()
+
+
+def finished(out: Path) -> bool:
+    """Whether ``out`` holds a fit that ended: its files are written and it left no progress to go on from."""
+    return (out / RUN).exists() and not has_progress(out)
 
 
 SCORE_COLUMNS = ["sha256", "source", "label", "split", "probability", "flip_averaged"]
@@ -209,7 +255,8 @@ def grid_jobs(args: argparse.Namespace, deadline: float) -> list[tuple[Path, lis
                     raise SystemExit(f"error: variant {name} names {{seed}}, which needs --seeds")
                 own = own.replace("{seed}", seed[1] if seed else "")
                 jobs.append((out, [sys.executable, "-m", "training.accelerated", "one", str(args.pack), "--out", str(out),
-                                   *holdout, *shlex.split(own), *seed, "--deadline", str(deadline)]))
+                                   *holdout, *shlex.split(own), *seed, "--deadline", str(deadline),
+                                   *(["--resume"] if args.resume else [])]))
     return jobs
 
 
@@ -220,12 +267,23 @@ def grid(args: argparse.Namespace) -> int:
     twice = sorted(out.name for out, count in Counter(out for out, _ in jobs).items() if count > 1)
     if twice:  # two fits writing one folder would leave neither readable
         raise SystemExit(f"error: {', '.join(twice)} would be fitted twice: give each variant, fold and seed once")
+    stopped = [out.name for out, _ in jobs if has_progress(out)]
+    if stopped and not args.resume:  # each would refuse to start over its own progress
+        raise SystemExit(f"error: {', '.join(stopped)} were stopped before they ended: give --resume to go on with them "
+                         f"(and keep the fits that ended), or choose another --out")
+    results = {}
+    if args.resume:
+        done = [out for out, _ in jobs if finished(out)]
+        for out in done:
+            results[out.name] = {"exit": 0, "kept": "fitted before"}
+        if done:
+            log(f"kept, fitted before: {', '.join(out.name for out in done)}")
+        jobs = [(out, command) for out, command in jobs if out not in done]
     args.out.mkdir(parents=True, exist_ok=True)
     if len(jobs) > args.parallel:
         log(f"{len(jobs)} fits, {args.parallel} at a time: the others wait for a free place, and one that has not "
             f"started within {args.minutes:g} minutes is skipped (give --parallel {len(jobs)} to run them all at once)")
     running: list[tuple[Path, subprocess.Popen, float]] = []
-    results = {}
     pending = list(jobs)
     while pending or running:
         while pending and len(running) < args.parallel:
@@ -235,15 +293,17 @@ def grid(args: argparse.Namespace) -> int:
                 log(f"{out.name}: skipped, not started before the deadline")
                 continue
             out.mkdir(parents=True, exist_ok=True)
-            handle = (out / "fit.log").open("w")
+            resumed = has_progress(out)
+            handle = (out / "fit.log").open("a" if resumed else "w")  # a resumed fit's log goes on
             running.append((out, subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT), time.time()))
-            log(f"started {out.name}")
+            log(f"{'resumed' if resumed else 'started'} {out.name}")
         time.sleep(2)
         for job in list(running):
             out, process, began = job
             if process.poll() is not None:
                 running.remove(job)
-                results[out.name] = {"exit": process.returncode, "seconds": round(time.time() - began, 1)}
+                results[out.name] = {"exit": process.returncode, "seconds": round(time.time() - began, 1),
+                                     **({"resumable": True} if has_progress(out) else {})}
                 log(f"{out.name}: exit {process.returncode} after {time.time() - began:.0f} s")
     (args.out / "grid.json").write_text(json.dumps(results, indent=2) + "\n")
     failed = [name for name, result in results.items() if result["exit"]]
@@ -252,6 +312,10 @@ def grid(args: argparse.Namespace) -> int:
         log(f"failed: {', '.join(failed)} (see their fit.log)")
     if skipped:
         log(f"not fitted, the deadline came first: {', '.join(skipped)}")
+    resumable = [name for name, result in results.items() if result.get("resumable")]
+    if resumable:
+        log(f"stopped before they ended (their best epoch's files are written): {', '.join(resumable)}; the same "
+            f"command with --resume goes on with them")
     return 1 if failed or skipped else 0
 
 

@@ -108,8 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     samples, held_s = discover(args, roots)  # bad data folders fail before anything is loaded or written
     args.loso_report = _loso(args)
     model, size = build_model(args)
-    run = runs.Run.start(args.runs)
-    with run_log(run.folder):
+    try:
+        run = runs.Run.resume(args.resume) if args.resume else runs.Run.start(args.runs)
+    except runs.RunError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    with run_log(run.folder, argv):
         log(f"run folder {run.folder}: python -m training {shlex.join(_argv(argv))}")
         splits = load_splits(args, samples, held_s, size)
         trained = train(args, model, splits, run.folder)
@@ -125,14 +128,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @contextlib.contextmanager
-def run_log(folder: Path):
-    """Progress lines go to the run's train.log as well as stderr; a run that stops says where its files are."""
+def run_log(folder: Path, argv: list[str] | None = None):
+    """Progress lines go to the run's train.log as well as stderr; a run that stops says where its files are, and how to
+    go on with its fit when it left progress."""
     with (folder / runs.LOG_NAME).open("a", encoding="utf-8") as handle:
         _LOG_FILES.append(handle)
         try:
             yield
         except BaseException:
             log(f"the run stopped; what it wrote is in {folder}")
+            if (folder / runs.PROGRESS / "state.json").exists():
+                log(f"to go on from its last finished epoch: python -m training {shlex.join(_recorded(_argv(argv)))} "
+                    f"--resume {display_path(folder)}")
             raise
         finally:
             _LOG_FILES.remove(handle)
@@ -187,6 +194,20 @@ def shout(lines: list[str]) -> None:
 
 def _argv(argv: list[str] | None) -> list[str]:
     return argv if argv is not None else sys.argv[1:]
+
+
+def _recorded(argv: list[str]) -> list[str]:
+    """The command as it trains, without ``--resume RUN``: a resumed fit is the fit its command makes, and the folder
+    it went on in is gone once the run is complete."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--resume":
+            skip = True
+        elif not arg.startswith("--resume="):
+            kept.append(arg)
+    return kept
 
 
 def build_model(args: argparse.Namespace) -> tuple[Any, int]:
@@ -247,15 +268,24 @@ def train(args: argparse.Namespace, model, splits: Splits, folder: Path) -> Trai
     ``.keras``."""
     import numpy as np
 
-    from . import backbones, fitting
+    from . import accelerated, backbones, fitting, progress
 
     schedule = schedule_for(args)
     if args.trained:
         fitted, fitted_elsewhere = trained_ensemble(args, model, splits) if len(args.trained) > 1 else \
             trained_elsewhere(args, model, splits, args.trained[0])
     else:
-        fitted = fitting.fit(model, splits.train_x, splits.train_y, splits.val_x, splits.val_y, schedule, log,
-                             train_sources=np.asarray([sample.source for sample in splits.train_s]))
+        # Beside the schedule, what a resumed fit must share with the one it goes on from: the network and the photos.
+        fingerprint = {"backbone": args.backbone, "weights": _weights(args), "width": args.width,
+                       "bn_momentum": args.bn_momentum, "image_size": int(splits.train_x.shape[1]),
+                       "train_photos": accelerated.digest(s.sha256 for s in splits.train_s),
+                       "validation_photos": accelerated.digest(s.sha256 for s in splits.val_s)}
+        try:
+            fitted = fitting.fit(model, splits.train_x, splits.train_y, splits.val_x, splits.val_y, schedule, log,
+                                 train_sources=np.asarray([sample.source for sample in splits.train_s]),
+                                 progress_folder=folder / runs.PROGRESS, fingerprint=fingerprint)
+        except progress.ProgressMismatch as exc:
+            raise SystemExit(f"error: {exc}") from None
         fitted_elsewhere = None
     model = fitted.model
     if args.tta == "flip":
@@ -450,7 +480,7 @@ def model_card(args, argv, roots, size, splits: Splits, trained: Trained, export
                   **({"fitted_elsewhere": trained.elsewhere} if trained.elsewhere else {})},
         reports={"folder": display_path(reports), "plots": plots},
         date=today,
-        training_command="python -m training " + shlex.join(_argv(argv)),
+        training_command="python -m training " + shlex.join(_recorded(_argv(argv))),
         files={"tflite": exported.tflite_path.name, "keras": trained.keras_path.name},
         tflite_format=exported.format_report,
         fire_map=exported.fire_map,

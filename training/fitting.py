@@ -4,6 +4,7 @@ ways run the same batches, augmentation, loss, schedule and early stopping."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -13,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import augment, quiet
+from . import augment, progress, quiet
 
 quiet.import_keras()
 import keras  # noqa: E402  (after the quiet import above)
@@ -39,7 +40,8 @@ class Schedule:
 class Fitted:
     model: keras.Model
     history: dict
-    seconds: float
+    seconds: float  # fitting time, every part of a resumed fit's included
+    resumable: bool = False  # stopped by the deadline with epochs left: its progress folder was kept
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:
@@ -80,13 +82,13 @@ class TrainingBatches(keras.utils.PyDataset):
     number of threads."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, schedule: Schedule, sources: np.ndarray | None = None,
-                 teacher: Callable[[np.ndarray], np.ndarray] | None = None):
+                 teacher: Callable[[np.ndarray], np.ndarray] | None = None, first_epoch: int = 0):
         super().__init__(workers=schedule.workers, use_multiprocessing=False)
         self.images, self.labels, self.schedule, self.teacher = images, labels.astype(np.float32), schedule, teacher
         self.weights = class_weights(self.labels)
         self.source_factors = source_factors(self.labels, sources, schedule.source_balance)
         self.batch_size = min(schedule.batch_size, len(images))
-        self.epoch = 0
+        self.epoch = first_epoch  # a resumed fit's first epoch: the batches an uninterrupted fit would draw
         self._shuffle()
 
     def _shuffle(self) -> None:
@@ -157,6 +159,7 @@ class EpochLog(keras.callbacks.Callback):
     def __init__(self, total: int, log: Callable[[str], None], deadline: float | None = None):
         super().__init__()
         self.total, self.log, self.deadline = total, log, deadline
+        self.deadline_reached = False
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.time()
@@ -167,39 +170,72 @@ class EpochLog(keras.callbacks.Callback):
         if self.deadline is not None and time.time() > self.deadline:
             self.log("deadline reached: stopping, keeping the best epoch so far")
             self.model.stop_training = True
+            self.deadline_reached = True
 
 
 def fit(model: keras.Model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
         schedule: Schedule, log: Callable[[str], None] = print, train_sources: np.ndarray | None = None,
-        teacher: Callable[[np.ndarray], np.ndarray] | None = None) -> Fitted:
+        teacher: Callable[[np.ndarray], np.ndarray] | None = None, progress_folder: Path | None = None,
+        fingerprint: dict | None = None) -> Fitted:
     """Fit with early stopping on validation AUC; return the best epoch's model, not the last one's.
     ``train_sources``: each training photo's source, for ``schedule.source_balance``; ``teacher``: see
-    TrainingBatches."""
+    TrainingBatches.
+
+    With ``progress_folder``, the fit keeps its progress there after every epoch (``training.progress``) and, if the
+    folder already holds a fit's progress, goes on from its last finished epoch: the same schedule, photos and
+    ``fingerprint`` (the caller's description of the data and network) are required. The folder is removed once the
+    fit ends, and kept when the deadline stops it (``Fitted.resumable``)."""
     if schedule.source_balance and train_sources is None:
         raise ValueError("source balance needs each training photo's source")
     if (teacher is None) != (schedule.distill_weight == 0):
         raise ValueError("distillation needs both a teacher and a distill weight over 0")
     keras.utils.set_random_seed(schedule.seed)
-    checkpoint = Path(tempfile.mkdtemp(prefix="firewatch-train-")) / "best.weights.h5"
-    # With an average of the weights, each epoch is validated and saved as that average (swapped in before the
-    # checkpoint, which must come after it).
-    averaged = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if schedule.ema > 0 else []
-    callbacks = [
-        EpochLog(schedule.epochs, log, schedule.deadline),
-        keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=schedule.patience),
-        *averaged,
-        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(2, schedule.patience // 3)),
-    ]
-    started = time.time()
-    history = model.fit(TrainingBatches(train_x, train_y, schedule, train_sources, teacher),
-                        validation_data=(val_x.astype(np.float32), with_label(val_y, val_y) if teacher else val_y),
-                        validation_batch_size=max(64, schedule.batch_size), epochs=schedule.epochs, callbacks=callbacks, verbose=0)
-    seconds = time.time() - started
-    if checkpoint.exists():
-        model.load_weights(checkpoint)  # the best epoch, not the last
-    shutil.rmtree(checkpoint.parent, ignore_errors=True)
-    return Fitted(model, {k: [float(v) for v in values] for k, values in history.history.items()}, seconds)
+    if progress_folder is None:
+        return _fit(model, train_x, train_y, val_x, val_y, schedule, log, train_sources, teacher, None, fingerprint)
+    with progress.claimed(progress_folder):
+        return _fit(model, train_x, train_y, val_x, val_y, schedule, log, train_sources, teacher, progress_folder,
+                    fingerprint)
+
+
+def _fit(model, train_x, train_y, val_x, val_y, schedule: Schedule, log, train_sources, teacher,
+         progress_folder: Path | None, fingerprint: dict | None) -> Fitted:
+    wanted = fit_fingerprint(schedule, train_x, val_x, fingerprint)
+    folder = progress_folder or Path(tempfile.mkdtemp(prefix="firewatch-train-"))
+    state = progress.read(folder, wanted) if progress_folder else None
+    if state is None:
+        state = progress.State(wanted)
+    elif state.last is not None:
+        progress.restore(model, folder, state)
+        log(f"resuming after epoch {state.epochs_done} of {schedule.epochs} ({state.seconds:.0f} s fitted so far; best "
+            f"validation AUC {state.best_val_auc:.4f})")
+    epoch_log = EpochLog(schedule.epochs, log, schedule.deadline)
+    stopping = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=schedule.patience)
+    plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(2, schedule.patience // 3))
+    # With an average of the weights, each epoch is validated and kept as that average: swapped in at the epoch's end,
+    # before Progress saves it.
+    swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=True) if schedule.ema > 0 else None
+    kept = progress.Progress(folder, state, resumable=progress_folder is not None, stopping=stopping, plateau=plateau,
+                             swap=swap)
+    callbacks = [epoch_log, stopping, plateau, *([swap] if swap else []), kept]
+    if not progress.finished(state, schedule.epochs, schedule.patience):
+        model.fit(TrainingBatches(train_x, train_y, schedule, train_sources, teacher, first_epoch=state.epochs_done),
+                  validation_data=(val_x.astype(np.float32), with_label(val_y, val_y) if teacher else val_y),
+                  validation_batch_size=max(64, schedule.batch_size), epochs=schedule.epochs,
+                  initial_epoch=state.epochs_done, callbacks=callbacks, verbose=0)
+    if state.best is not None:
+        model.load_weights(folder / state.best)  # the best epoch, not the last
+    resumable = progress_folder is not None and epoch_log.deadline_reached and \
+        not progress.finished(state, schedule.epochs, schedule.patience)
+    if not resumable:
+        shutil.rmtree(folder, ignore_errors=True)
+    return Fitted(model, state.history, state.seconds, resumable)
+
+
+def fit_fingerprint(schedule: Schedule, train_x: np.ndarray, val_x: np.ndarray, extra: dict | None) -> dict:
+    """What a resumed fit must share with the fit it goes on from: the schedule (but the threads and the deadline,
+    which change no batch), the photos' numbers and shape, and the caller's ``extra``."""
+    asked = {k: v for k, v in dataclasses.asdict(schedule).items() if k not in {"workers", "deadline"}}
+    return {**asked, "train_photos": list(train_x.shape), "validation_photos": list(val_x.shape), **(extra or {})}
 
 
 def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:

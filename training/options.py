@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "finished run folder (or models/) whose model is one such fit, so the served fit can join an ensemble")
     p.add_argument("--limit-per-class", type=int, help="use at most N images from each class folder (smoke runs)")
     p.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="where run folders go (default: runs/)")
+    p.add_argument("--resume", type=Path, metavar="RUN",
+                   help="an incomplete run folder (runs/<start>-incomplete) whose fit was stopped (Ctrl-C, a closed "
+                        "laptop, a reclaimed machine): the same command with --resume RUN goes on from its last finished "
+                        "epoch, as an uninterrupted fit would have, and finishes the run there")
     p.add_argument("--output", type=Path,
                    help="also install the finished model set (fire_classifier.{keras,tflite,json}, reports/) into this folder, "
                         "without promote's checks; naming models/ warns, as it replaces the served model")
@@ -194,4 +198,6 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         raise SystemExit("error: --val-fraction must be between 0.05 and 0.5")
     if args.trained and len(args.trained) > 1 and args.tta == "flip":
         raise SystemExit("error: --tta flip with several --trained fits: an ensemble is served without flip averaging")
+    if args.resume and args.trained:
+        raise SystemExit("error: --resume goes on with a fit stopped here; --trained takes one fitted elsewhere: give one")
     return args

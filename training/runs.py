@@ -21,6 +21,7 @@ from inference import Cascade, LiteRTModel, ModelCard
 INCOMPLETE = "-incomplete"
 LOG_NAME = "train.log"
 REPORTS = "reports"
+PROGRESS = "progress"  # the fit's progress while it runs (training.progress), so a stopped fit can go on
 
 
 class RunError(ValueError):
@@ -46,6 +47,18 @@ class Run:
             folder = runs / f"{stamp}{INCOMPLETE}"
         folder.mkdir(parents=True)
         return cls(folder, runs, stamp)
+
+    @classmethod
+    def resume(cls, folder: Path) -> "Run":
+        """An incomplete run whose fit stopped, to go on with in place (``python -m training --resume``)."""
+        if not folder.is_dir():
+            raise RunError(f"--resume {folder}: no such run folder")
+        if not folder.name.endswith(INCOMPLETE):
+            raise RunError(f"--resume {folder}: a finished run (only a run folder named <start>{INCOMPLETE} can be resumed)")
+        if not (folder / PROGRESS / "state.json").exists():
+            raise RunError(f"--resume {folder}: its fit left no progress to go on from (it stopped before its first epoch "
+                           f"ended, or after the fit itself had ended): start a new run")
+        return cls(folder, folder.parent, folder.name[: -len(INCOMPLETE)])
 
     def final_folder(self, version: str) -> Path:
         """``<start>-<first 8 hex digits of the .tflite's SHA-256>``: sortable by time, tied to the model bytes."""
