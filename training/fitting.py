@@ -5,6 +5,7 @@ ways run the same batches, augmentation, loss, schedule and early stopping."""
 from __future__ import annotations
 
 import dataclasses
+import random
 import shutil
 import tempfile
 import time
@@ -94,11 +95,13 @@ class TrainingBatches(keras.utils.PyDataset):
     def _shuffle(self) -> None:
         rng = np.random.default_rng((self.schedule.seed, self.epoch))
         self.order, self.partners = rng.permutation(len(self.images)), rng.permutation(len(self.images))
+        self.batch_order = batch_order(self.schedule.seed, self.epoch, len(self))
 
     def __len__(self) -> int:
         return max(1, len(self.images) // self.batch_size)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, position: int):
+        index = self.batch_order[position]  # the fit asks for batches in order (shuffle=False); the order is drawn here
         rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
         mine, theirs = self.order[rows], self.partners[rows]
         rng = np.random.default_rng((self.schedule.seed, self.epoch, index))
@@ -113,6 +116,19 @@ class TrainingBatches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         self.epoch += 1
         self._shuffle()
+
+
+def batch_order(seed: int, epoch: int, batches: int) -> list[int]:
+    """The order the batches of ``epoch`` are fitted in: the ``epoch``-th shuffle of a ``random.Random(seed)``, which is
+    the order Keras drew from Python's random state when it shuffled (fits before this function are the same fits), but
+    a function of the epoch alone, so that a resumed fit draws the order of an uninterrupted one on every backend
+    (JAX's data adapter draws a shuffle of its own before the first epoch). Epoch 0 only serves the adapter's first look
+    at the data: Keras ends an epoch before the first one it fits."""
+    order, rng = list(range(batches)), random.Random(seed)
+    for _ in range(epoch):
+        order = list(range(batches))
+        rng.shuffle(order)
+    return order
 
 
 def with_label(target: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -221,7 +237,7 @@ def _fit(model, train_x, train_y, val_x, val_y, schedule: Schedule, log, train_s
         model.fit(TrainingBatches(train_x, train_y, schedule, train_sources, teacher, first_epoch=state.epochs_done),
                   validation_data=(val_x.astype(np.float32), with_label(val_y, val_y) if teacher else val_y),
                   validation_batch_size=max(64, schedule.batch_size), epochs=schedule.epochs,
-                  initial_epoch=state.epochs_done, callbacks=callbacks, verbose=0)
+                  initial_epoch=state.epochs_done, callbacks=callbacks, verbose=0, shuffle=False)
     if state.best is not None:
         model.load_weights(folder / state.best)  # the best epoch, not the last
     resumable = progress_folder is not None and epoch_log.deadline_reached and \

@@ -3,12 +3,13 @@ instance reclaimed, Ctrl-C) goes on from its last finished epoch instead of from
 
 After every epoch the folder gets the weights with the optimizer's state (Adam's moments, its step count and, with
 ``--ema``, the weight average), the best epoch's weights, and ``state.json``: the learning rate, the early-stopping
-and plateau counters, the dropout layers' random state, Python's random state (Keras draws each epoch's order of
-batches from it), the history and the seconds spent. Weight files are written under new names and the state file
-that names them replaces the old one last, so a fit killed mid-write leaves the previous epoch's state whole.
+and plateau counters, the dropout layers' random state, the history and the seconds spent. Weight files are written
+under new names and the state file that names them replaces the old one last, so a fit killed mid-write leaves the
+previous epoch's state whole.
 
-The batches of epoch ``e`` are seeded by ``(seed, e)`` (``fitting.TrainingBatches``), so with that state the epochs
-after a resume are the very epochs an uninterrupted fit would have run, bit for bit. The state also records what the fit was asked to do (the
+The batches of epoch ``e``, and the order they are fitted in, are functions of ``(seed, e)`` alone
+(``fitting.TrainingBatches``), so with that state the epochs after a resume are the very epochs an uninterrupted fit
+would have run. The state also records what the fit was asked to do (the
 schedule and the caller's fingerprint of the data); a resume that asks for something else is refused, naming what
 differs.
 """
@@ -20,7 +21,6 @@ import fcntl
 import json
 import math
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +51,6 @@ class State:
     plateau: dict = field(default_factory=dict)
     ema_in_model: bool = False  # the averaged weights are in the model (swapped in at the epoch's end)
     random_states: list = field(default_factory=list)  # of the dropout layers' seed generators, which weight files leave out
-    batch_order: list | None = None  # Python's random state: Keras draws each epoch's order of batches from it
     history: dict = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -164,7 +163,6 @@ class Progress(keras.callbacks.Callback):
                              "cooldown_counter": self.plateau.cooldown_counter}
             state.ema_in_model = bool(self.swap is not None and self.swap._ema_weights_in_model)
             state.random_states = [keras.ops.convert_to_numpy(v).tolist() for v in _random_states(self.model)]
-            state.batch_order = _plain(random.getstate())
         for name in written:
             self.model.save_weights(self.folder / name)  # with the optimizer's state: a compiled model's file has it
         if written:
@@ -192,8 +190,6 @@ def restore(model: keras.Model, folder: Path, state: State) -> None:
         model.optimizer.learning_rate.assign(state.learning_rate)
         for variable, value in zip(variables, state.random_states):
             variable.assign(value)
-        version, internal, gauss = state.batch_order
-        random.setstate((version, tuple(internal), gauss))
     except (OSError, ValueError, TypeError) as exc:
         raise ProgressMismatch(f"the progress in {folder} cannot be loaded into this network ({exc}): remove {folder} to "
                                f"start the fit again") from None
