@@ -101,7 +101,11 @@ class TrainingBatches(keras.utils.PyDataset):
         return max(1, len(self.images) // self.batch_size)
 
     def __getitem__(self, position: int):
-        index = self.batch_order[position]  # the fit asks for batches in order (shuffle=False); the order is drawn here
+        """The fit asks for batches in order (``shuffle=False``): the order of this epoch's batches is drawn here."""
+        return self.batch(self.batch_order[position])
+
+    def batch(self, index: int):
+        """Batch ``index`` of this epoch: its photos, augmented, with their targets and weights."""
         rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
         mine, theirs = self.order[rows], self.partners[rows]
         rng = np.random.default_rng((self.schedule.seed, self.epoch, index))
@@ -284,7 +288,7 @@ def exact_batch_norm_statistics(model: keras.Model, batches: TrainingBatches, ep
                 seen += 1
                 for layer in layers:
                     layer.momentum = (seen - 1) / seen
-                model(batches[index][0], training=True)
+                model(batches.batch(index)[0], training=True)
             batches.on_epoch_end()
     finally:
         for layer, momentum in zip(layers, kept):

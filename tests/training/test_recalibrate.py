@@ -18,7 +18,7 @@ def _batches(photos, labels, schedule, epochs):
     batches = fitting.TrainingBatches(photos, labels, schedule)
     for _ in range(epochs):
         for index in range(len(batches)):
-            yield batches[index][0]
+            yield batches.batch(index)[0]
         batches.on_epoch_end()
 
 
