@@ -13,6 +13,7 @@ help:
 	@echo "make test      install everything and run the test suite (includes cdk synth)"
 	@echo "make bench     benchmark tables: LiteRT core vs TensorFlow/Keras baseline"
 	@echo "make train     train the fire classifier on ../shared/datasets into a new runs/<run>/ folder"
+	@echo "               (ARGS=\"--resume runs/<start>-incomplete\": go on with a run whose fit was stopped)"
 	@echo "               (serve it with: .venv/bin/python -m training promote runs/<run>)"
 	@echo "make synth     cdk synth the AWS app into cdk.out/"
 	@echo "make bootstrap / deploy / destroy   the AWS app (CONTEXT=\"-c key=value ...\" REGION= PROFILE= ARGS= FORCE=1)"
@@ -54,7 +55,7 @@ bench: install
 
 # Training needs the Python packages only: no CDK CLI, no browser.
 train: $(VENV)/.full
-	$(PY) -m training
+	$(PY) -m training $(ARGS)
 
 synth: install
 	npx cdk synth --quiet

@@ -138,8 +138,8 @@ def run_log(folder: Path, argv: list[str] | None = None):
         except BaseException:
             log(f"the run stopped; what it wrote is in {folder}")
             if (folder / runs.PROGRESS / "state.json").exists():
-                log(f"to go on from its last finished epoch: python -m training {shlex.join(_recorded(_argv(argv)))} "
-                    f"--resume {display_path(folder)}")
+                again = shlex.join([*_recorded(_argv(argv)), "--resume", display_path(folder)])
+                log(f"to go on from its last finished epoch: python -m training {again}")
             raise
         finally:
             _LOG_FILES.remove(handle)
