@@ -210,6 +210,27 @@ def has_progress(out: Path) -> bool:
     return (out / PROGRESS / STATE).exists()
 
 
+def fitted_as(out: Path, command: list[str]) -> bool:
+    """Whether the fit in ``out`` was made by ``command`` (a grid job's), its deadline and --resume aside."""
+    try:
+        recorded = shlex.split(json.loads((out / RUN).read_text())["command"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return _fit_arguments(recorded[3:]) == _fit_arguments(command[3:])  # after "python -m training.accelerated"
+
+
+def _fit_arguments(argv: list[str]) -> list[str]:
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--deadline":
+            skip = True
+        elif arg != "--resume":
+            kept.append(arg)
+    return kept
+
+
 def finished(out: Path) -> bool:
     """Whether ``out`` holds a fit that ended: its files are written and it left no progress to go on from."""
     return (out / RUN).exists() and not has_progress(out)
@@ -274,6 +295,10 @@ def grid(args: argparse.Namespace) -> int:
     results = {}
     if args.resume:
         done = [out for out, _ in jobs if finished(out)]
+        other = [out.name for out, command in jobs if out in done and not fitted_as(out, command)]
+        if other:  # kept under a name that now means another fit
+            raise SystemExit(f"error: {', '.join(other)} were fitted with other options than this grid gives them (see "
+                             f"their run.json): give this recipe another variant name, or another --out")
         for out in done:
             results[out.name] = {"exit": 0, "kept": "fitted before"}
         if done:

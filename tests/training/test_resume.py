@@ -180,17 +180,20 @@ def test_one_goes_on_with_resume_and_refuses_to_fit_over_a_stopped_fit_without_i
 
 
 def test_a_grid_with_stopped_fits_goes_on_only_with_resume_and_keeps_the_fits_that_ended(tmp_path):
-    fits = tmp_path / "fits"
+    fits, packed = tmp_path / "fits", tmp_path / "missing.pack.npz"
     for name, stopped in (("t-all", False), ("t-weather", True)):
         (fits / name).mkdir(parents=True)
-        (fits / name / accelerated.RUN).write_text("{}")
+        command = f"python -m training.accelerated one {packed} --out {fits / name} {' '.join(SMALL)} --deadline 1.5"
+        (fits / name / accelerated.RUN).write_text(json.dumps({"command": command}))
         if stopped:
             (fits / name / accelerated.PROGRESS).mkdir()
             (fits / name / accelerated.PROGRESS / progress.STATE).write_text("{}")
-    grid = ("grid", tmp_path / "missing.pack.npz", "--out", fits, "--variant", f"t:{' '.join(SMALL)}",
-            "--folds", "all", "weather", "--parallel", "1")
-    refused = run_main(accelerated.main, *grid)
+    grid = ("grid", packed, "--out", fits, "--folds", "all", "weather", "--parallel", "1")
+    refused = run_main(accelerated.main, *grid, "--variant", f"t:{' '.join(SMALL)}")
     assert refused.returncode == 1 and "t-weather were stopped before they ended: give --resume" in refused.stderr
+    renamed = run_main(accelerated.main, *grid, "--variant", f"t:{' '.join(SMALL)} --ema 0.99", "--resume")
+    assert renamed.returncode == 1 and "t-all were fitted with other options than this grid gives them" in renamed.stderr
+    grid = (*grid, "--variant", f"t:{' '.join(SMALL)}")
 
     resumed = run_main(accelerated.main, *grid, "--resume")
     assert "kept, fitted before: t-all" in resumed.stderr and "resumed t-weather" in resumed.stderr
