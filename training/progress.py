@@ -133,9 +133,11 @@ class Progress(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         """Give the other callbacks back their counters (their own on_train_begin has just reset them)."""
-        for callback, saved in ((self.stopping, self.state.early_stopping), (self.plateau, self.state.plateau)):
-            for name, value in saved.items():
-                setattr(callback, name, value)
+        for callback, saved, names in ((self.stopping, self.state.early_stopping, ("wait", "best", "best_epoch")),
+                                       (self.plateau, self.state.plateau, ("wait", "best", "cooldown_counter"))):
+            for name in names:
+                if name in saved:
+                    setattr(callback, name, saved[name])
         if self.swap is not None:
             self.swap._ema_weights_in_model = self.state.ema_in_model
 
