@@ -216,19 +216,11 @@ def fitted_as(out: Path, command: list[str]) -> bool:
         recorded = shlex.split(json.loads((out / RUN).read_text())["command"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return _fit_arguments(recorded[3:]) == _fit_arguments(command[3:])  # after "python -m training.accelerated"
+    from .options import without
 
-
-def _fit_arguments(argv: list[str]) -> list[str]:
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--deadline":
-            skip = True
-        elif arg != "--resume":
-            kept.append(arg)
-    return kept
+    # After "python -m training.accelerated"; the deadline and --resume say when it ran, not what it fitted.
+    return without(recorded[3:], valued=("--deadline",), flags=("--resume",)) == \
+        without(command[3:], valued=("--deadline",), flags=("--resume",))
 
 
 def finished(out: Path) -> bool:

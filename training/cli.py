@@ -199,15 +199,9 @@ def _argv(argv: list[str] | None) -> list[str]:
 def _recorded(argv: list[str]) -> list[str]:
     """The command as it trains, without ``--resume RUN``: a resumed fit is the fit its command makes, and the folder
     it went on in is gone once the run is complete."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--resume":
-            skip = True
-        elif not arg.startswith("--resume="):
-            kept.append(arg)
-    return kept
+    from .options import without
+
+    return without(argv, valued=("--resume",))
 
 
 def build_model(args: argparse.Namespace) -> tuple[Any, int]:

@@ -192,6 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def without(argv: list[str], valued: tuple[str, ...] = (), flags: tuple[str, ...] = ()) -> list[str]:
+    """``argv`` without the options named: each of ``valued`` with its value (``--x V`` or ``--x=V``), each of
+    ``flags`` alone. What a command records of itself leaves out where and until when it ran."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in valued:
+            skip = True
+        elif arg not in flags and not any(arg.startswith(f"{name}=") for name in valued):
+            kept.append(arg)
+    return kept
+
+
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     if not 0.05 <= args.val_fraction <= 0.5:
