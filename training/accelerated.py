@@ -32,8 +32,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from . import resumable  # free of Keras: the backend is chosen later
+
 WEIGHTS, HISTORY, RUN, SCORES = "model.weights.h5", "history.json", "run.json", "scores.json"
-PROGRESS = "progress"  # a fit's progress until it ends: training.progress
 DISTILL_WEIGHT = 0.5
 
 
@@ -121,8 +122,8 @@ def fit_one(args: argparse.Namespace) -> int:
     from . import augment, backbones, fitting, pack, progress, quiet, teachers
 
     started = time.time()
-    progress_folder = args.out / PROGRESS
-    if has_progress(args.out) and not args.resume:
+    progress_folder = args.out / resumable.FOLDER
+    if resumable.has_progress(args.out) and not args.resume:
         raise SystemExit(f"error: {args.out} holds a fit that was stopped before it ended: give --resume to go on from "
                          f"its last finished epoch, or remove {progress_folder} to fit again from the start")
     if args.resume and finished(args.out):
@@ -203,13 +204,6 @@ def fit_one(args: argparse.Namespace) -> int:
     return 0
 
 
-def has_progress(out: Path) -> bool:
-    """Whether ``out`` holds the progress of a fit that was stopped before it ended."""
-    from .progress import STATE
-
-    return (out / PROGRESS / STATE).exists()
-
-
 def fitted_as(out: Path, command: list[str]) -> bool:
     """Whether the fit in ``out`` was made by ``command`` (a grid job's), its deadline and --resume aside."""
     try:
@@ -225,7 +219,7 @@ def fitted_as(out: Path, command: list[str]) -> bool:
 
 def finished(out: Path) -> bool:
     """Whether ``out`` holds a fit that ended: its files are written and it left no progress to go on from."""
-    return (out / RUN).exists() and not has_progress(out)
+    return (out / RUN).exists() and not resumable.has_progress(out)
 
 
 SCORE_COLUMNS = ["sha256", "source", "label", "split", "probability", "flip_averaged"]
@@ -280,7 +274,7 @@ def grid(args: argparse.Namespace) -> int:
     twice = sorted(out.name for out, count in Counter(out for out, _ in jobs).items() if count > 1)
     if twice:  # two fits writing one folder would leave neither readable
         raise SystemExit(f"error: {', '.join(twice)} would be fitted twice: give each variant, fold and seed once")
-    stopped = [out.name for out, _ in jobs if has_progress(out)]
+    stopped = [out.name for out, _ in jobs if resumable.has_progress(out)]
     if stopped and not args.resume:  # each would refuse to start over its own progress
         raise SystemExit(f"error: {', '.join(stopped)} were stopped before they ended: give --resume to go on with them "
                          f"(and keep the fits that ended), or choose another --out")
@@ -310,7 +304,7 @@ def grid(args: argparse.Namespace) -> int:
                 log(f"{out.name}: skipped, not started before the deadline")
                 continue
             out.mkdir(parents=True, exist_ok=True)
-            resumed = has_progress(out)
+            resumed = resumable.has_progress(out)
             handle = (out / "fit.log").open("a" if resumed else "w")  # a resumed fit's log goes on
             running.append((out, subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT), time.time()))
             log(f"{'resumed' if resumed else 'started'} {out.name}")
@@ -320,7 +314,7 @@ def grid(args: argparse.Namespace) -> int:
             if process.poll() is not None:
                 running.remove(job)
                 results[out.name] = {"exit": process.returncode, "seconds": round(time.time() - began, 1),
-                                     **({"resumable": True} if has_progress(out) else {})}
+                                     **({"resumable": True} if resumable.has_progress(out) else {})}
                 log(f"{out.name}: exit {process.returncode} after {time.time() - began:.0f} s")
     (args.out / "grid.json").write_text(json.dumps(results, indent=2) + "\n")
     failed = [name for name, result in results.items() if result["exit"]]
@@ -329,9 +323,9 @@ def grid(args: argparse.Namespace) -> int:
         log(f"failed: {', '.join(failed)} (see their fit.log)")
     if skipped:
         log(f"not fitted, the deadline came first: {', '.join(skipped)}")
-    resumable = [name for name, result in results.items() if result.get("resumable")]
-    if resumable:
-        log(f"stopped before they ended (their best epoch's files are written): {', '.join(resumable)}; the same "
+    unfinished = [name for name, result in results.items() if result.get("resumable")]
+    if unfinished:
+        log(f"stopped before they ended (their best epoch's files are written): {', '.join(unfinished)}; the same "
             f"command with --resume goes on with them")
     return 1 if failed or skipped else 0
 

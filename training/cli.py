@@ -19,7 +19,7 @@ import numpy as np
 from inference import ModelCard
 
 from . import data as data_mod
-from . import intervals, runs
+from . import intervals, resumable, runs
 from .options import BATCH_NORM_MOMENTUM, CROP_SCALE, DEFAULT_DATA, DEFAULT_SOURCES, ROOT, build_parser, parse_arguments  # noqa: F401  (build_parser: public)
 
 SHIPPED = ROOT / "models"
@@ -137,7 +137,7 @@ def run_log(folder: Path, argv: list[str] | None = None):
             yield
         except BaseException:
             log(f"the run stopped; what it wrote is in {folder}")
-            if (folder / runs.PROGRESS / "state.json").exists():
+            if resumable.has_progress(folder):
                 again = shlex.join([*_recorded(_argv(argv)), "--resume", display_path(folder)])
                 log(f"to go on from its last finished epoch: python -m training {again}")
             raise
@@ -277,7 +277,7 @@ def train(args: argparse.Namespace, model, splits: Splits, folder: Path) -> Trai
         try:
             fitted = fitting.fit(model, splits.train_x, splits.train_y, splits.val_x, splits.val_y, schedule, log,
                                  train_sources=np.asarray([sample.source for sample in splits.train_s]),
-                                 progress_folder=folder / runs.PROGRESS, fingerprint=fingerprint)
+                                 progress_folder=folder / resumable.FOLDER, fingerprint=fingerprint)
         except progress.ProgressMismatch as exc:
             raise SystemExit(f"error: {exc}") from None
         fitted_elsewhere = None

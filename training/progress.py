@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import quiet
+from .resumable import STATE
 
 quiet.import_keras()
 import keras  # noqa: E402  (after the quiet import above)
 
-STATE = "state.json"
 LOCK = "lock"  # held by the process fitting in the folder
 FORMAT = 1
 

@@ -18,10 +18,11 @@ from pathlib import Path
 
 from inference import Cascade, LiteRTModel, ModelCard
 
+from . import resumable
+
 INCOMPLETE = "-incomplete"
 LOG_NAME = "train.log"
 REPORTS = "reports"
-PROGRESS = "progress"  # the fit's progress while it runs (training.progress), so a stopped fit can go on
 
 
 class RunError(ValueError):
@@ -55,7 +56,7 @@ class Run:
             raise RunError(f"--resume {folder}: no such run folder")
         if not folder.name.endswith(INCOMPLETE):
             raise RunError(f"--resume {folder}: a finished run (only a run folder named <start>{INCOMPLETE} can be resumed)")
-        if not (folder / PROGRESS / "state.json").exists():
+        if not resumable.has_progress(folder):
             raise RunError(f"--resume {folder}: its fit left no progress to go on from (it stopped before its first epoch "
                            f"ended, or after the fit itself had ended): start a new run")
         return cls(folder, folder.parent, folder.name[: -len(INCOMPLETE)])

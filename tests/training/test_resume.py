@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.training.in_process import run_main
-from training import accelerated, fitting, pack, progress
+from training import accelerated, fitting, pack, progress, resumable
 
 
 def redder_photos(rng, n):
@@ -63,7 +63,7 @@ def test_a_fit_stopped_after_every_epoch_and_resumed_each_time_is_the_fit_that_w
         stops += 1
         if not part.resumable:
             break
-        assert (folder / progress.STATE).exists()
+        assert (folder / resumable.STATE).exists()
     assert stops == epochs, "one epoch a call"
     assert same_history(part.history, whole.history), "the same epochs: batches, order, dropout masks, optimizer state"
     assert weights_equal(part.model, whole.model), "the same best epoch kept, bit for bit"
@@ -91,7 +91,7 @@ def test_a_fit_killed_while_it_wrote_an_epoch_goes_on_from_the_epoch_before(tmp_
     fit(folder, deadline=0.0)
     # Killed while writing epoch 3: its weights half written, its state not yet in place.
     (folder / "epoch-0003.weights.h5").write_bytes(b"\x89HDF\r\n cut")
-    (folder / f"{progress.STATE}.partial").write_text('{"epochs_done": 3')
+    (folder / f"{resumable.STATE}.partial").write_text('{"epochs_done": 3')
     resumed = fit(folder)
     assert same_history(resumed.history, whole.history) and weights_equal(resumed.model, whole.model)
 
@@ -104,18 +104,18 @@ def test_a_fit_is_not_resumed_with_other_settings_nor_from_a_damaged_state(tmp_p
     with progress.claimed(folder):  # the same command given twice: the second is refused while the first fits
         with pytest.raises(progress.ProgressMismatch, match=rf"another process is fitting in .*\(pid {os.getpid()}\)"):
             fit(folder)
-    state = json.loads((folder / progress.STATE).read_text())
-    (folder / progress.STATE).write_text(json.dumps({**state, "last": "../elsewhere.weights.h5"}))
+    state = json.loads((folder / resumable.STATE).read_text())
+    (folder / resumable.STATE).write_text(json.dumps({**state, "last": "../elsewhere.weights.h5"}))
     with pytest.raises(progress.ProgressMismatch, match="not a file of"):
         fit(folder)
-    (folder / progress.STATE).write_text(json.dumps(state))
+    (folder / resumable.STATE).write_text(json.dumps(state))
     (folder / state["last"]).write_bytes(b"\x89HDF\r\n cut short")
     with pytest.raises(progress.ProgressMismatch, match="cannot be loaded into this network"):
         fit(folder)
     (folder / state["last"]).unlink()
     with pytest.raises(progress.ProgressMismatch, match="epoch-0001.weights.h5 is missing"):
         fit(folder)
-    (folder / progress.STATE).write_text("{")
+    (folder / resumable.STATE).write_text("{")
     with pytest.raises(progress.ProgressMismatch, match="cannot be read"):
         fit(folder)
 
@@ -155,7 +155,7 @@ def test_one_goes_on_with_resume_and_refuses_to_fit_over_a_stopped_fit_without_i
     assert stopped.returncode == 0 and "the same command with --resume goes on" in stopped.stderr
     record = json.loads((out / accelerated.RUN).read_text())
     assert record["resumable"] is True and record["epochs_run"] == 1, "the best epoch so far is written, and marked"
-    assert accelerated.has_progress(out) and not accelerated.finished(out)
+    assert resumable.has_progress(out) and not accelerated.finished(out)
 
     again = run_main(accelerated.main, "one", packed, "--out", out, *SMALL)
     assert again.returncode == 1 and "give --resume" in again.stderr and "Traceback" not in again.stderr
@@ -186,8 +186,8 @@ def test_a_grid_with_stopped_fits_goes_on_only_with_resume_and_keeps_the_fits_th
         command = f"python -m training.accelerated one {packed} --out {fits / name} {' '.join(SMALL)} --deadline 1.5"
         (fits / name / accelerated.RUN).write_text(json.dumps({"command": command}))
         if stopped:
-            (fits / name / accelerated.PROGRESS).mkdir()
-            (fits / name / accelerated.PROGRESS / progress.STATE).write_text("{}")
+            (fits / name / resumable.FOLDER).mkdir()
+            (fits / name / resumable.FOLDER / resumable.STATE).write_text("{}")
     grid = ("grid", packed, "--out", fits, "--folds", "all", "weather", "--parallel", "1")
     refused = run_main(accelerated.main, *grid, "--variant", f"t:{' '.join(SMALL)}")
     assert refused.returncode == 1 and "t-weather were stopped before they ended: give --resume" in refused.stderr
