@@ -12,6 +12,7 @@ The install is cached under ``.cache/lambda-task-root/<hash of the requirement f
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ DOCKERFILE = ROOT / "lambda_image" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 REQUIREMENTS = (ROOT / "requirements" / "serving.txt", ROOT / "requirements" / "constraints.txt")
 CACHE = ROOT / ".cache" / "lambda-task-root"
+LOCK = ".lock"  # held while a test worker fills or prunes CACHE
 RUNNER = Path(__file__).with_name("image_runner.py")
 TASK_ROOT_LIMIT_MB = 250
 # Lambda's Python 3.12+ images are Amazon Linux 2023: glibc 2.34.
@@ -284,18 +286,23 @@ def installed_requirements(image_python) -> Path:
     version = subprocess.run([image_python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True).stdout
     key = _requirements_hash(version, platform.machine())
     target = CACHE / key
-    if not (target / ".complete").is_file():
-        staging = CACHE / f".staging-{uuid.uuid4().hex}"
-        _pip(
-            image_python, "install", "--quiet", "--root-user-action=ignore", "--no-warn-script-location",
-            "--only-binary=:all:", "--target", str(staging), "-r", str(REQUIREMENTS[0]), "-c", str(REQUIREMENTS[1]),
-        )
-        (staging / ".complete").write_text(key)
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-    for stale in CACHE.iterdir():  # one cached install is enough; each is ~200 MB
-        if stale.name != key:
-            shutil.rmtree(stale, ignore_errors=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    # Test workers (pytest-xdist) fill and prune the cache one at a time: without the lock, one worker's pruning
+    # removed the install another was writing or reading.
+    with (CACHE / LOCK).open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / ".complete").is_file():
+            staging = CACHE / f".staging-{uuid.uuid4().hex}"
+            _pip(
+                image_python, "install", "--quiet", "--root-user-action=ignore", "--no-warn-script-location",
+                "--only-binary=:all:", "--target", str(staging), "-r", str(REQUIREMENTS[0]), "-c", str(REQUIREMENTS[1]),
+            )
+            (staging / ".complete").write_text(key)
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
+        for stale in CACHE.iterdir():  # one cached install is enough; each is ~200 MB
+            if stale.name not in (key, LOCK):
+                shutil.rmtree(stale, ignore_errors=True)
     return target
 
 
