@@ -48,7 +48,8 @@ test: install
 	$(PY) -m pytest
 
 test-all: install
-	$(PY) -m pytest -m ""
+	$(PY) -m pytest
+	$(PY) -m pytest -m slow -n 0  # load, memory and latency checks measure the machine: one at a time, alone
 
 bench: install
 	$(PY) -m benchmarks
