@@ -32,7 +32,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from . import resumable  # free of Keras: the backend is chosen later
+from . import resumable  # free of Keras, as options is: the backend is chosen later
+from .options import without
 
 WEIGHTS, HISTORY, RUN, SCORES = "model.weights.h5", "history.json", "run.json", "scores.json"
 DISTILL_WEIGHT = 0.5
@@ -210,11 +211,10 @@ def fitted_as(out: Path, command: list[str]) -> bool:
         recorded = shlex.split(json.loads((out / RUN).read_text())["command"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    from .options import without
+    def fitted(argv: list[str]) -> list[str]:  # after "python -m training.accelerated"; the deadline and --resume
+        return without(argv[3:], valued=("--deadline",), flags=("--resume",))  # say when it ran, not what it fitted
 
-    # After "python -m training.accelerated"; the deadline and --resume say when it ran, not what it fitted.
-    return without(recorded[3:], valued=("--deadline",), flags=("--resume",)) == \
-        without(command[3:], valued=("--deadline",), flags=("--resume",))
+    return fitted(recorded) == fitted(command)
 
 
 def finished(out: Path) -> bool:

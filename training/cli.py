@@ -20,7 +20,7 @@ from inference import ModelCard
 
 from . import data as data_mod
 from . import intervals, resumable, runs
-from .options import BATCH_NORM_MOMENTUM, CROP_SCALE, DEFAULT_DATA, DEFAULT_SOURCES, ROOT, build_parser, parse_arguments  # noqa: F401  (build_parser: public)
+from .options import BATCH_NORM_MOMENTUM, CROP_SCALE, DEFAULT_DATA, DEFAULT_SOURCES, ROOT, build_parser, parse_arguments, without  # noqa: F401  (build_parser: public)
 
 SHIPPED = ROOT / "models"
 DATA_CREDITS = {
@@ -199,8 +199,6 @@ def _argv(argv: list[str] | None) -> list[str]:
 def _recorded(argv: list[str]) -> list[str]:
     """The command as it trains, without ``--resume RUN``: a resumed fit is the fit its command makes, and the folder
     it went on in is gone once the run is complete."""
-    from .options import without
-
     return without(argv, valued=("--resume",))
 
 
